@@ -1,0 +1,197 @@
+"""The HT-RRAM compact model (paper Table 1, Fig. 5a): the physics of one device, in one place.
+
+Topology, from the top electrode (TE) to the bottom electrode (BE)::
+
+    TE -- Rc -- n1 --+-- S1..Sn (voltage-controlled switches) --+-- n2 --+-- Ri --+-- n3 -- Rc -- BE
+                     +-- Rs (non-linear, switching area) -------+        +-- Ci --+
+                     +-- Cs ------------------------------------+
+
+Each switch is an ngspice ``SW`` whose control is the device's terminal voltage V(TE) - V(BE):
+it turns on when that voltage rises above VT + VH and off when it falls below VT - VH. Many
+switches with spread on-thresholds make the set gradual (one read level every few set pulses);
+off-thresholds bunched near -1 V make the reset abrupt, as measured. Controlling the switches by the
+internal node voltage cannot reproduce the set window (see shared/design/twin-notes.md).
+
+The non-linear resistors are written as currents, I = V / R0 * exp((|V| - V0) / k), the same as
+R = R0 * exp(-(|V| - V0) / k) in Table 1, but without overflow.
+
+Units: ohm, farad, volt, ampere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One voltage-controlled switch of the switching area.
+
+    threshold_v (VT) and hysteresis_v (VH), volts: on above VT + VH, off below VT - VH (strict, as
+    ngspice). on_resistance (RON) and off_resistance (ROFF), ohm.
+    """
+
+    threshold_v: float
+    hysteresis_v: float
+    on_resistance: float
+    off_resistance: float = 1e12
+
+    @property
+    def turn_on_v(self) -> float:
+        return self.threshold_v + self.hysteresis_v
+
+    @property
+    def turn_off_v(self) -> float:
+        return self.threshold_v - self.hysteresis_v
+
+    @classmethod
+    def from_thresholds(cls, turn_on_v: float, turn_off_v: float, on_resistance: float,
+                        off_resistance: float = 1e12) -> "Switch":
+        return cls(
+            threshold_v=(turn_on_v + turn_off_v) / 2.0,
+            hysteresis_v=(turn_on_v - turn_off_v) / 2.0,
+            on_resistance=on_resistance,
+            off_resistance=off_resistance,
+        )
+
+
+# Calibrated so a 3.0 -> 4.2 V / 25 mV set ramp reads 10, 20, ... 80 nA at 1 V (one level about
+# every 4 pulses) and a -1.0 -> -1.6 V / 50 mV reset ramp loses 75 % after 3 pulses.
+# Turn-on thresholds VT + VH = 3.2625 ... 3.9625 V (Table 1: VT 0.85-1.55 V, VH 2.4 V) sit half a
+# step off the 25 mV pulse grid so that rounding noise never decides a flip. RON in turn-on order
+# from the feasibility study (twin-notes.md). Turn-off thresholds: the high-conductance switches
+# go first, near -1 V, so the reset is a cliff, not the mirror image of the set.
+_DEFAULT_TURN_ON = tuple(3.2625 + 0.1 * k for k in range(8))
+_DEFAULT_RON = (61.5e6, 32.0e6, 19.8e6, 12.1e6, 6.88e6, 3.37e6, 1.17e6, 54.6e3)
+_DEFAULT_TURN_OFF = (-1.2875, -1.1875, -1.0875, -1.0375, -0.9875, -0.9875, -0.9875, -0.9875)
+DEFAULT_SWITCHES = tuple(
+    Switch.from_thresholds(on, off, ron) for on, off, ron in zip(_DEFAULT_TURN_ON, _DEFAULT_TURN_OFF, _DEFAULT_RON)
+)
+
+
+@dataclass(frozen=True)
+class DeviceParameters:
+    """Every element of the HT-RRAM compact model (Table 1).
+
+    switching_r0, switching_v0, switching_k: Rs = R0 * exp(-(|V_area1| - V0) / k)  [ohm, V, V]
+    insulator_r0, insulator_v0, insulator_k: Ri = R0 * exp(-(|V_area2| - V0) / k)  [ohm, V, V]
+    contact_r: Rc at the top and at the bottom electrode [ohm]
+    switching_c, insulator_c: Cs and Ci [F]
+    switches: the parallel switches S1..Sn, in turn-on order
+    """
+
+    switching_r0: float = 51e5
+    switching_v0: float = 2.52
+    switching_k: float = 0.35
+    insulator_r0: float = 87e2
+    insulator_v0: float = 4.52
+    insulator_k: float = 0.485
+    contact_r: float = 100.0
+    switching_c: float = 0.1e-15
+    insulator_c: float = 0.1e-15
+    switches: tuple[Switch, ...] = field(default=DEFAULT_SWITCHES)
+
+    def __post_init__(self):
+        for name in ("switching_r0", "switching_k", "insulator_r0", "insulator_k", "switching_c", "insulator_c"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DeviceParameters.{name} must be positive, got {getattr(self, name)!r}")
+        if self.contact_r < 0:
+            raise ValueError(f"DeviceParameters.contact_r must be >= 0 ohm, got {self.contact_r!r}")
+        if not self.switches:
+            raise ValueError("DeviceParameters.switches must hold at least one switch")
+        for i, s in enumerate(self.switches):
+            if not s.hysteresis_v > 0:
+                raise ValueError(f"switch {i}: hysteresis VH must be positive (got {s.hysteresis_v} V)")
+            if not 0 < s.on_resistance < s.off_resistance:
+                raise ValueError(f"switch {i}: need 0 < RON < ROFF, got RON={s.on_resistance}, ROFF={s.off_resistance}")
+
+    @property
+    def n_switches(self) -> int:
+        return len(self.switches)
+
+    def with_variability(self, rng: np.random.Generator, threshold_sigma_v: float = 0.0,
+                         on_resistance_sigma: float = 0.0) -> "DeviceParameters":
+        """A device-to-device variant: each switch's VT shifted by N(0, threshold_sigma_v) volts and
+        RON scaled by exp(N(0, on_resistance_sigma)). VH is kept, so on- and off-thresholds move together."""
+        switches = []
+        for s in self.switches:
+            dvt = rng.normal(0.0, threshold_sigma_v) if threshold_sigma_v > 0 else 0.0
+            scale = float(np.exp(rng.normal(0.0, on_resistance_sigma))) if on_resistance_sigma > 0 else 1.0
+            switches.append(replace(s, threshold_v=s.threshold_v + dvt, on_resistance=s.on_resistance * scale))
+        return replace(self, switches=tuple(switches))
+
+    # ----- switch-state rules shared by every engine -----
+    def turn_on_thresholds(self) -> np.ndarray:
+        return np.array([s.turn_on_v for s in self.switches])
+
+    def turn_off_thresholds(self) -> np.ndarray:
+        return np.array([s.turn_off_v for s in self.switches])
+
+
+def next_switch_states(states: np.ndarray, turn_on_v: np.ndarray, turn_off_v: np.ndarray,
+                       terminal_v: np.ndarray) -> np.ndarray:
+    """Switch states after the terminal voltage has followed ``terminal_v`` (V, in time order).
+
+    The ngspice SW rule with hysteresis: on when V > VT + VH, off when V < VT - VH, otherwise held.
+    states, turn_on_v, turn_off_v: arrays of the same shape (any); terminal_v: (..., time) matching
+    their leading shape, or a 1-d time series shared by all.
+    """
+    states = np.array(states, dtype=bool, copy=True)
+    v = np.asarray(terminal_v, dtype=float)
+    if v.ndim == 1:
+        v = np.broadcast_to(v, states.shape + v.shape)
+    for t in range(v.shape[-1]):
+        vt = v[..., t]
+        states = np.where(vt > turn_on_v, True, np.where(vt < turn_off_v, False, states))
+    return states
+
+
+def _num(x: float) -> str:
+    """Deterministic, full-precision number formatting for netlists."""
+    return repr(float(x))
+
+
+def switch_model_lines(params: DeviceParameters, prefix: str) -> list[str]:
+    """`.model` lines for the switches, named ``{prefix}_{k}``."""
+    return [
+        f".model {prefix}_{k} SW(VT={_num(s.threshold_v)} VH={_num(s.hysteresis_v)} "
+        f"RON={_num(s.on_resistance)} ROFF={_num(s.off_resistance)})"
+        for k, s in enumerate(params.switches)
+    ]
+
+
+def device_netlist(params: DeviceParameters, name: str, top: str, bottom: str, switch_on,
+                   model_prefix: str, conductance_offset: float = 0.0) -> list[str]:
+    """Netlist lines of one device between nodes ``top`` and ``bottom``.
+
+    switch_on: initial state of each switch (ngspice honours ON/OFF on the instance line, also
+    in .op), which is how the twin carries a cell's state from one call to the next.
+    conductance_offset: a linear conductance (S) across the terminals standing for the programming
+    error of the last weight transfer; may be negative (0 means no element).
+    """
+    p = params
+    n1, n2, n3 = f"{name}_1", f"{name}_2", f"{name}_3"
+    lines = []
+    if p.contact_r > 0:
+        lines.append(f"R{name}t {top} {n1} {_num(p.contact_r)}")
+        lines.append(f"R{name}b {n3} {bottom} {_num(p.contact_r)}")
+    else:
+        n1, n3 = top, bottom
+    for k, on in enumerate(switch_on):
+        state = "ON" if on else "OFF"
+        lines.append(f"S{name}_{k} {n1} {n2} {top} {bottom} {model_prefix}_{k} {state}")
+    lines.append(
+        f"B{name}s {n1} {n2} I=V({n1},{n2})/{_num(p.switching_r0)}"
+        f"*exp((abs(V({n1},{n2}))-{_num(p.switching_v0)})/{_num(p.switching_k)})"
+    )
+    lines.append(f"C{name}s {n1} {n2} {_num(p.switching_c)}")
+    lines.append(
+        f"B{name}i {n2} {n3} I=V({n2},{n3})/{_num(p.insulator_r0)}"
+        f"*exp((abs(V({n2},{n3}))-{_num(p.insulator_v0)})/{_num(p.insulator_k)})"
+    )
+    lines.append(f"C{name}i {n2} {n3} {_num(p.insulator_c)}")
+    if conductance_offset != 0.0:
+        lines.append(f"R{name}e {top} {bottom} {_num(1.0 / conductance_offset)}")
+    return lines
