@@ -150,7 +150,8 @@ class VirtualArray(CrossbarInstrument):
         bottom = [[nodes.bl(w, b) for b in range(B)] for w in range(W)]
         node_names = sorted({n for row in top + bottom for n in row})
         tstop = t[-1]
-        analysis = f".tran {_num(tstop / 200)} {_num(tstop)}"
+        # A coarse print step: ngspice still lands on every PWL corner and cuts steps at switch events.
+        analysis = f".tran {_num(tstop / 10)} {_num(tstop)}"
         result = simulate(self._netlist(waves_w, waves_b, analysis, [f"v({n})" for n in node_names]),
                           [f"v({n})" for n in node_names])
         v_top = np.array([[result[f"v({n})"] for n in row] for row in top])       # (W, B, time)

@@ -1,0 +1,239 @@
+"""The ``rramlab`` command line.
+
+    rramlab ispp --cycles 3 --csv ispp.csv           # lone simulated HT-RRAM device
+    rramlab ispp --cell 3,7 --csv ispp.csv           # one cell of the 24 x 24 array twin
+    rramlab ispp --bench bench.toml --cell 3,7 --width 1e-3 --csv ispp.csv   # a real probe station
+    rramlab iv --csv iv.csv                          # DC sweep 0 -> 4.2 -> 0 -> -1.6 V of a lone device
+    rramlab bench check bench.toml
+
+Thin on purpose: it picks a backend, runs a protocol and writes its records as they come. Every
+row is flushed as soon as it is measured, so a run stopped by an error or Ctrl-C keeps what it took;
+the instrument is used as a context manager, so its outputs return to 0 V whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from drivers.interface import RramlabError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _cell(text: str) -> tuple[int, int]:
+    try:
+        w, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--cell takes WL,BL (two whole numbers, from 0), got {text!r}")
+    return w, b
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {n}")
+    return n
+
+
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backend (default: the simulation twin)")
+    g.add_argument("--bench", metavar="FILE", help="bench TOML file of a probe station; without it the twin runs")
+    g.add_argument("--visa-log", metavar="FILE", help="with --bench: log every VISA write and read, timestamped")
+    g.add_argument("--engine", choices=("spice", "fast"), default=None,
+                   help="twin only: ngspice (the reference) or the fast nodal engine (default: the twin's own choice)")
+    g.add_argument("--wire-resistance", type=float, metavar="OHM", default=None,
+                   help="twin array only: wire resistance per line segment (ohm, default 2)")
+    g.add_argument("--seed", type=int, default=0, help="twin only: random seed of the chip (default 0)")
+    g.add_argument("--chip", metavar="FILE", help="twin only: start from a chip state saved with --save-chip")
+    g.add_argument("--save-chip", metavar="FILE", help="twin only: save the chip state at the end of the run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from protocols.ispp import IsppSettings
+
+    d = IsppSettings()
+    parser = argparse.ArgumentParser(prog="rramlab", description="Program and read HT-RRAM crossbars, real or simulated.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("ispp", help="incremental step pulse programming of one device or cell",
+                       description="ISPP: a rising set ramp then a falling reset ramp, a read after every pulse.")
+    p.add_argument("--cycles", type=_positive_int, default=d.cycles, help=f"number of set/reset cycles (default {d.cycles})")
+    p.add_argument("--set-start", type=float, default=d.set_start_v, metavar="V", help=f"first set pulse (default {d.set_start_v} V)")
+    p.add_argument("--set-stop", type=float, default=d.set_stop_v, metavar="V", help=f"last set pulse (default {d.set_stop_v} V)")
+    p.add_argument("--set-step", type=float, default=d.set_step_v, metavar="V", help=f"set step (default {d.set_step_v} V)")
+    p.add_argument("--reset-start", type=float, default=d.reset_start_v, metavar="V", help=f"first reset pulse (default {d.reset_start_v} V)")
+    p.add_argument("--reset-stop", type=float, default=d.reset_stop_v, metavar="V", help=f"last reset pulse (default {d.reset_stop_v} V)")
+    p.add_argument("--reset-step", type=float, default=d.reset_step_v, metavar="V", help=f"reset step, magnitude (default {d.reset_step_v} V)")
+    p.add_argument("--read-v", type=float, default=d.read_v, metavar="V", help=f"read voltage (default {d.read_v} V)")
+    p.add_argument("--width", type=float, default=d.pulse_width_s, metavar="S", help=f"pulse width (default {d.pulse_width_s:g} s)")
+    p.add_argument("--shape", choices=("rect", "tri"), default=d.shape, help="pulse shape (default rect)")
+    p.add_argument("--cell", type=_cell, metavar="WL,BL",
+                   help="run on this cell of the 24 x 24 array (lines counted from 0); without it: a lone device")
+    p.add_argument("--csv", metavar="FILE", help="write cycle,phase,pulse_v,read_a, one row per pulse, as it runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_backend_options(p)
+
+    p = sub.add_parser("iv", help="DC sweep of a lone simulated device (0 -> 4.2 -> 0 -> -1.6 -> 0 V)")
+    p.add_argument("--set-peak", type=float, default=4.2, metavar="V")
+    p.add_argument("--reset-peak", type=float, default=-1.6, metavar="V")
+    p.add_argument("--step", type=float, default=0.025, metavar="V")
+    p.add_argument("--csv", metavar="FILE", help="write voltage_v,current_a")
+
+    p = sub.add_parser("bench", help="probe-station bench files")
+    bsub = p.add_subparsers(dest="bench_command", metavar="ACTION")
+    c = bsub.add_parser("check", help="validate a bench file, connect, identify both instruments, print the pin map")
+    c.add_argument("file")
+    c.add_argument("--visa-log", metavar="FILE")
+    return parser
+
+
+def open_backend(args, cell_requested: bool):
+    """The instrument the user asked for: a probe station from --bench, else the twin
+    (a lone device, or the 24 x 24 array when a cell is named)."""
+    twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip")
+                 if getattr(args, name, None) is not None]
+    if args.bench:
+        if twin_only:
+            flags = ", ".join("--" + n.replace("_", "-") for n in twin_only)
+            raise RramlabError(f"{flags} apply to the twin only; drop them when you use --bench")
+        from drivers.probe_station import open_bench
+
+        return open_bench(args.bench, visa_log=args.visa_log)
+    if args.visa_log:
+        raise RramlabError("--visa-log needs --bench: the twin sends no VISA commands")
+    from sim.array import ArrayParameters
+    from sim.virtual_array import VirtualArray
+
+    kwargs = {"seed": args.seed}
+    if args.engine is not None:
+        kwargs["engine"] = args.engine
+    if args.chip:
+        chip = VirtualArray.load_chip(args.chip)
+        if args.engine is not None and hasattr(chip, "engine"):
+            chip.engine = args.engine
+        return chip
+    if cell_requested:
+        if args.wire_resistance is not None:
+            kwargs["array"] = ArrayParameters(wire_resistance=args.wire_resistance)
+        return VirtualArray(**kwargs)
+    if args.wire_resistance is not None:
+        raise RramlabError("--wire-resistance applies to the array: add --cell WL,BL")
+    return VirtualArray.lone_device(**kwargs)
+
+
+def _fmt_na(a: float) -> str:
+    return f"{a * 1e9:.1f} nA"
+
+
+def cmd_ispp(args) -> int:
+    from protocols.ispp import CSV_HEADER, IsppSettings, plan_pulses, run_ispp, summarise_ispp
+
+    settings = IsppSettings(
+        set_start_v=args.set_start, set_stop_v=args.set_stop, set_step_v=args.set_step,
+        reset_start_v=args.reset_start, reset_stop_v=args.reset_stop, reset_step_v=args.reset_step,
+        read_v=args.read_v, pulse_width_s=args.width, cycles=args.cycles, shape=args.shape,
+    )
+    settings.validate()
+    cell = args.cell if args.cell is not None else (0, 0)
+    total = settings.cycles * len(plan_pulses(settings))
+    records = []
+    csv_file = None
+    instrument = open_backend(args, args.cell is not None)
+    try:
+        with instrument:
+            runner = run_ispp(instrument, settings, cell)  # validates the whole plan first
+            first = next(runner, None)                      # nothing is written before the plan is accepted
+            if args.csv:
+                csv_file = open(args.csv, "w", newline="")
+                writer = csv.writer(csv_file)
+                writer.writerow(CSV_HEADER)
+            from tqdm import tqdm
+
+            where = f"cell {cell[0]},{cell[1]}" if args.cell is not None else "device"
+            with tqdm(total=total, desc=f"ISPP {where}", unit="pulse", disable=args.no_progress,
+                      file=sys.stderr, leave=False) as bar:
+                record = first
+                while record is not None:
+                    records.append(record)
+                    if csv_file:
+                        writer.writerow(record.csv_row())
+                        csv_file.flush()
+                    bar.update(1)
+                    record = next(runner, None)
+            if args.save_chip:
+                instrument.save_chip(args.save_chip)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {len(records)} of {total} pulses; outputs are at 0 V"
+              + (f"; {len(records)} rows kept in {args.csv}" if args.csv else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if csv_file:
+            csv_file.close()
+
+    print(f"ISPP on the {instrument.backend_name}"
+          + (f", cell {cell[0]},{cell[1]}" if args.cell is not None else ", lone device")
+          + f": {len(records)} pulses, read at {settings.read_v:g} V")
+    for s in summarise_ispp(records):
+        print(f"  cycle {s.cycle}: read {_fmt_na(s.min_read_a)} .. {_fmt_na(s.max_read_a)}, "
+              f"{s.set_levels} distinct levels in the set ramp, "
+              f"first 3 reset pulses remove {s.reset_drop_3 * 100:.0f} %, "
+              f"{_fmt_na(s.final_reset_read_a)} at the end of the reset ramp")
+    if args.csv:
+        print(f"  {len(records)} rows written to {args.csv}")
+    return EXIT_OK
+
+
+def cmd_iv(args) -> int:
+    from sim.sweep import dc_sweep, sweep_voltages
+
+    volts = sweep_voltages(args.set_peak, args.reset_peak, args.step)
+    currents = dc_sweep(volts)
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(("voltage_v", "current_a"))
+            for v, i in zip(volts, currents):
+                w.writerow((f"{v:.6g}", f"{i:.6e}"))
+    i_1v = [i for v, i in zip(volts, currents) if abs(v - 1.0) < 1e-9]
+    print(f"DC sweep 0 -> {args.set_peak:g} -> 0 -> {args.reset_peak:g} -> 0 V, {len(volts)} points")
+    if len(i_1v) >= 2:
+        print(f"  current at 1 V: {_fmt_na(i_1v[0])} before the set, {_fmt_na(i_1v[1])} after it")
+    if args.csv:
+        print(f"  written to {args.csv}")
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    if args.bench_command != "check":
+        print("usage: rramlab bench check FILE", file=sys.stderr)
+        return EXIT_USAGE
+    from drivers.probe_station import check_bench
+
+    return check_bench(args.file, out=sys.stdout, visa_log=args.visa_log)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    handlers = {"ispp": cmd_ispp, "iv": cmd_iv, "bench": cmd_bench}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (RramlabError, FileNotFoundError, ValueError) as exc:
+        print(f"rramlab {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,414 @@
+"""The fast engine: nodal analysis of the same crossbar netlist as sim/array.py, in numpy/scipy.
+
+Same circuit, no simplification: every cell is the compact model of sim/device.py (Rc, the switch
+bank, the non-linear Rs and Ri, Rc), every line has its wire segments and its contact resistance,
+every cell carries its own switch states, per-cell RON (variability) and programming error.
+
+How it solves the circuit
+-------------------------
+*The device as a two-terminal element.* A cell's internal nodes carry no other branch, so its
+current is a function of its terminal voltage alone, I(V; G_sw), where G_sw is the summed
+conductance of its switch bank (RON of the on switches, ROFF of the off ones). I is odd in V. For
+every distinct G_sw the engine solves the two internal node equations exactly (safeguarded Newton,
+Ri inverted with the Lambert W function) on a uniform 5 mV grid of terminal voltages and keeps I and
+dI/dV there; between grid points a cubic Hermite interpolant gives I and dI/dV with a relative error
+below 1e-8 (checked in tests against the exact solution). Capacitors carry no current in a DC or
+quasi-static solve and are left out.
+
+*The array.* With cell currents I, the wires are linear and explicit: the top terminal of cell
+(w, b) sits at ``V_wl[w] - sum_j Rw[b, j] I[w, j]`` and its bottom terminal at
+``V_bl[b] + sum_i Rb[w, i] I[i, b]``, where ``Rw[b, j]`` is the resistance the paths from the
+wordline source to cells b and j share (contact plus wire segments up to min(b, j)) and ``Rb`` the
+same for bitlines (they leave after the last wordline). So the cell voltages solve
+``V = V0 - R I(V)`` with R the constant cell-to-cell transfer resistance. The engine iterates this
+with a per-cell Newton correction (Jacobi-Newton, vectorised over a whole batch of time steps, two
+small matrix products per sweep), and falls back to a full Newton with the dense Jacobian
+``1 + R diag(dI/dV)`` when a strongly coupled pulse (many cells at high current on 100 ohm lines)
+makes the sweep contract too slowly. Converged to 1e-10 V on the cell voltages. A bitline's
+current is the sum of its cells' currents (KCL at its source).
+
+*Pulses.* Cs and Ci are 0.1 fF, so a pulse's flat top (and the apex of a triangle, a slow monotone
+ramp) is quasi-static: the switches see the DC cell voltages at the peak. As the edge rises, a
+switch flips when its cell's voltage crosses its threshold, which changes the network before the
+peak is reached (a switch turning on raises its cell's current and the wire drops, so a later
+switch may then not be reached). The engine follows the ramp event by event: solve at the peak,
+flip in each cell only the first threshold its voltage crosses, re-solve, until nothing flips. When
+cells that share a line cross in the same round, the one whose threshold is reached first on the
+ramp (smallest threshold / peak voltage) goes first and the others wait for the next round; such a
+pulse is reported as ``ordered_by_estimate`` because that ordering is an estimate (see
+VirtualArray's ``engine="auto"``, which hands those pulses to ngspice).
+
+Units: volts, amperes, ohms, siemens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import lambertw
+
+from sim.array import ArrayParameters
+from sim.device import DeviceParameters
+
+#: terminal-voltage step (V) of the tabulated device characteristics
+GRID_STEP_V = 5e-3
+#: convergence of the network solve: largest change of any cell voltage (V) in the last sweep
+VOLTAGE_TOL = 1e-10
+#: steps solved together in one vectorised block (bounds the temporary memory to a few MB)
+BATCH_BLOCK = 1024
+
+
+# --------------------------------------------------------------------------------------------
+# one device
+# --------------------------------------------------------------------------------------------
+
+def _insulator_inverse(current, p: DeviceParameters):
+    """Voltage (V) across Ri carrying ``current`` (A, >= 0): I = V/R0 exp((V-V0)/k) inverted with
+    Lambert W, V = k W(I R0 exp(V0/k) / k). Returns (V, dI/dV at V)."""
+    k, r0, v0 = p.insulator_k, p.insulator_r0, p.insulator_v0
+    arg = current * (r0 * np.exp(v0 / k) / k)
+    v = k * np.real(lambertw(arg))
+    dv = np.exp((v - v0) / k) / r0 * (1.0 + v / k)
+    return v, dv
+
+
+def device_current_exact(v, g_switch, p: DeviceParameters, iterations: int = 100, v1_guess=None):
+    """Exact current (A) and dI/dV (S) of the compact model at terminal voltage ``v`` (V).
+
+    g_switch: summed conductance (S) of the switch bank, broadcast against ``v``. Solves the internal
+    nodes by safeguarded Newton on V1 (the switching-area voltage), bracketed in [0, |v|]; the
+    device is odd in v. Vectorised; used to build the tables and as their reference.
+    v1_guess: optional starting V1 (V), same shape as v; a close guess needs 3-4 iterations.
+    """
+    v, g = np.broadcast_arrays(np.asarray(v, dtype=float), np.asarray(g_switch, dtype=float))
+    a = np.abs(v)
+    lo = np.zeros_like(a)
+    hi = a.copy()
+    x = 0.5 * a if v1_guess is None else np.clip(v1_guess, 0.0, a)
+    rs0, vs0, ks = p.switching_r0, p.switching_v0, p.switching_k
+    rc2 = 2.0 * p.contact_r
+    for _ in range(iterations):
+        es = np.exp((x - vs0) / ks) / rs0
+        cur = g * x + x * es
+        dcur = g + es * (1.0 + x / ks)
+        v2, dv2 = _insulator_inverse(cur, p)
+        res = rc2 * cur + x + v2 - a
+        dres = dcur * (rc2 + 1.0 / dv2) + 1.0
+        # keep the bracket: the residual increases with x
+        lo = np.where(res < 0, x, lo)
+        hi = np.where(res > 0, x, hi)
+        xn = x - res / dres
+        bad = ~((xn > lo) & (xn < hi))
+        xn = np.where(bad, 0.5 * (lo + hi), xn)
+        done = np.abs(xn - x) <= 1e-16 + 1e-15 * np.abs(x)
+        x = xn
+        if np.all(done):
+            break
+    es = np.exp((x - vs0) / ks) / rs0
+    cur = g * x + x * es
+    dcur = g + es * (1.0 + x / ks)
+    v2, dv2 = _insulator_inverse(cur, p)
+    dIdv = 1.0 / (rc2 + 1.0 / dcur + 1.0 / dv2)
+    return np.sign(v) * cur, dIdv
+
+
+def _v1_guess(grid: np.ndarray, gs: np.ndarray, p: DeviceParameters, samples: int = 4000) -> np.ndarray:
+    """Switching-area voltage V1 (V) at each terminal voltage of ``grid`` for each conductance of
+    ``gs``, interpolated from an explicit sweep of V1 (terminal voltage as a function of V1 needs
+    no solve). Shape (len(gs), len(grid)); a starting point for the exact Newton."""
+    v1 = np.linspace(0.0, grid[-1], samples)
+    es = np.exp((v1[None, :] - p.switching_v0) / p.switching_k) / p.switching_r0
+    cur = gs[:, None] * v1[None, :] + v1[None, :] * es
+    v2, _ = _insulator_inverse(cur, p)
+    vd = 2.0 * p.contact_r * cur + v1[None, :] + v2
+    return np.array([np.interp(grid, vd[r], v1) for r in range(gs.size)])
+
+
+class DeviceTables:
+    """I(V) and dI/dV of the device on a uniform grid, one row per distinct switch-bank conductance.
+
+    Rows are built on demand and kept (a chip has a few dozen distinct switch patterns without
+    variability, at most one per cell with it). ``v_max`` grows if a solve asks beyond it.
+    """
+
+    def __init__(self, device: DeviceParameters, v_max: float, step: float = GRID_STEP_V):
+        self.device = device
+        self.step = float(step)
+        self.n = int(np.ceil(v_max / self.step)) + 1
+        self._rows: dict[float, int] = {}
+        self._g: list[float] = []
+        self.current = np.zeros((0, self.n + 1))
+        self.slope = np.zeros((0, self.n + 1))
+
+    @property
+    def v_max(self) -> float:
+        return self.n * self.step
+
+    def rows_for(self, g_switch: np.ndarray) -> np.ndarray:
+        """Row index (same shape as g_switch) of each conductance, building missing rows."""
+        g_switch = np.asarray(g_switch, dtype=float)
+        uniq, inverse = np.unique(g_switch, return_inverse=True)
+        missing = [g for g in uniq.tolist() if g not in self._rows]
+        if missing:
+            self._build(np.array(missing))
+        idx = np.array([self._rows[g] for g in uniq.tolist()], dtype=np.intp)
+        return idx[inverse].reshape(g_switch.shape)
+
+    def _build(self, gs: np.ndarray):
+        grid = np.arange(self.n + 1) * self.step
+        guess = _v1_guess(grid, gs, self.device)
+        cur, slope = device_current_exact(grid[None, :], gs[:, None], self.device, v1_guess=guess)
+        start = len(self._g)
+        for i, g in enumerate(gs.tolist()):
+            self._rows[g] = start + i
+            self._g.append(g)
+        self.current = np.concatenate([self.current, cur])
+        self.slope = np.concatenate([self.slope, slope])
+
+    def grow(self, v_needed: float):
+        """Extend the grid to cover |V| up to v_needed (V); rebuilds every row."""
+        gs = np.array(self._g)
+        self.n = int(np.ceil(v_needed * 1.1 / self.step)) + 1
+        self._rows, self._g = {}, []
+        self.current = np.zeros((0, self.n + 1))
+        self.slope = np.zeros((0, self.n + 1))
+        if gs.size:
+            self._build(gs)
+
+    def evaluate(self, v: np.ndarray, rows: np.ndarray):
+        """Current (A) and dI/dV (S) at voltages v (V) for cells whose table rows are ``rows``
+        (broadcast against v's trailing dimensions)."""
+        a = np.abs(v)
+        if a.size and float(a.max()) >= self.v_max:
+            self.grow(float(a.max()))
+            raise _TablesGrew()
+        h = self.step
+        u = a * (1.0 / h)
+        j = u.astype(np.intp)
+        t = u - j
+        flat = rows * (self.n + 1) + j
+        ci, si = self.current.ravel(), self.slope.ravel()
+        i0 = np.take(ci, flat)
+        i1 = np.take(ci, flat + 1)
+        d0 = np.take(si, flat)
+        d1 = np.take(si, flat + 1)
+        t2 = t * t
+        t3 = t2 * t
+        di = i1 - i0
+        # cubic Hermite on [j h, (j+1) h]
+        cur = i0 + (3 * t2 - 2 * t3) * di + h * ((t3 - 2 * t2 + t) * d0 + (t3 - t2) * d1)
+        slope = (6 * t - 6 * t2) * di * (1.0 / h) + (3 * t2 - 4 * t + 1) * d0 + (3 * t2 - 2 * t) * d1
+        return np.copysign(cur, v), slope
+
+
+class _TablesGrew(Exception):
+    """Internal: the tables were rebuilt with a wider grid; the caller re-does its sweep."""
+
+
+# --------------------------------------------------------------------------------------------
+# the array
+# --------------------------------------------------------------------------------------------
+
+def line_transfer_resistances(wordlines: int, bitlines: int, array: ArrayParameters):
+    """(Rw (B, B), Rb (W, W)) in ohm: the resistance shared by the source paths of two cells on
+    one wordline (driven at bitline 0's end) and on one bitline (leaving after the last wordline)."""
+    rc, rw = array.contact_resistance, array.wire_resistance
+    b = np.arange(bitlines)
+    w = np.arange(wordlines)
+    r_wl = rc + rw * np.minimum(b[:, None], b[None, :])
+    r_bl = rc + rw * (wordlines - 1 - np.maximum(w[:, None], w[None, :]))
+    return r_wl.astype(float), r_bl.astype(float)
+
+
+@dataclass
+class SolveInfo:
+    """What a network solve did (for tests and benchmarks)."""
+
+    sweeps: int = 0
+    newton_fallbacks: int = 0
+
+
+class NodalArray:
+    """Nodal solver of one crossbar (W x B) with fixed parasitics and device model.
+
+    Per call it takes the cell state as ``g_switch`` (W, B) siemens (summed switch-bank
+    conductance) and ``g_offset`` (W, B) siemens (programming-error conductance across the cell).
+    """
+
+    def __init__(self, wordlines: int, bitlines: int, device: DeviceParameters, array: ArrayParameters,
+                 v_max: float = 4.5):
+        self.W, self.B = int(wordlines), int(bitlines)
+        self.device, self.array = device, array
+        self.r_wl, self.r_bl = line_transfer_resistances(self.W, self.B, array)
+        self.r_self = np.diag(self.r_bl)[:, None] + np.diag(self.r_wl)[None, :]  # (W, B)
+        self.coupled = bool(array.contact_resistance > 0 or array.wire_resistance > 0)
+        self.tables = DeviceTables(device, v_max)
+        self.info = SolveInfo()
+        self._dense_r = None
+
+    # ----- state -----
+    def switch_conductance(self, states: np.ndarray, on_resistance: np.ndarray | None) -> np.ndarray:
+        """Summed switch-bank conductance (S), (W, B), of states (W, B, n) bool; on_resistance
+        (W, B, n) ohm per cell or None for the device's own RON."""
+        p = self.device
+        roff = np.array([s.off_resistance for s in p.switches])
+        ron = np.array([s.on_resistance for s in p.switches]) if on_resistance is None else on_resistance
+        return np.where(states, 1.0 / ron, 1.0 / roff).sum(axis=-1)
+
+    # ----- cell currents -----
+    def cell_currents(self, v: np.ndarray, rows: np.ndarray, g_offset: np.ndarray):
+        cur, slope = self.tables.evaluate(v, rows)
+        if g_offset is not None:
+            cur = cur + g_offset * v
+            slope = slope + g_offset
+        return cur, slope
+
+    def _drops(self, cur: np.ndarray) -> np.ndarray:
+        """Voltage (V) that the wires take from each cell, (n, W, B), given cell currents (n, W, B)."""
+        # wordline: sum_j I[w, j] Rw[j, b]; bitline: sum_i Rb[w, i] I[i, b]
+        return cur @ self.r_wl + np.matmul(self.r_bl, cur)
+
+    # ----- the solve -----
+    def solve(self, v_open: np.ndarray, g_switch: np.ndarray, g_offset: np.ndarray | None = None,
+              v_start: np.ndarray | None = None):
+        """Cell voltages (V) and currents (A), each (n, W, B), for open-circuit cell voltages
+        ``v_open`` (n, W, B) = V_wl[w] - V_bl[b] of each step."""
+        rows = self.tables.rows_for(g_switch)
+        while True:
+            try:
+                return self._solve(v_open, rows, g_offset, v_start)
+            except _TablesGrew:
+                rows = self.tables.rows_for(g_switch)
+
+    def _solve(self, v_open, rows, g_offset, v_start):
+        if g_offset is not None and not np.any(g_offset):
+            g_offset = None
+        if not self.coupled:
+            cur, _ = self.cell_currents(v_open, rows, g_offset)
+            return v_open.copy(), cur
+        v = v_open.copy() if v_start is None else np.array(v_start, dtype=float)
+        last = np.inf
+        slow = 0
+        for sweep in range(200):
+            cur, slope = self.cell_currents(v, rows, g_offset)
+            res = v - v_open + self._drops(cur)
+            step = res / (1.0 + self.r_self * slope)
+            v -= step
+            self.info.sweeps += 1
+            change = float(np.max(np.abs(step))) if step.size else 0.0
+            if change < VOLTAGE_TOL:
+                cur, _ = self.cell_currents(v, rows, g_offset)
+                return v, cur
+            # the sweep contracts by the coupling between cells: if that is poor, use full Newton
+            slow = slow + 1 if change > 0.5 * last else 0
+            last = change
+            if slow >= 3 or sweep >= 60:
+                break
+        self.info.newton_fallbacks += 1
+        return self._newton(v_open, rows, g_offset, v)
+
+    def _dense_transfer(self) -> np.ndarray:
+        if self._dense_r is None:
+            W, B = self.W, self.B
+            self._dense_r = np.kron(np.eye(W), self.r_wl) + np.kron(self.r_bl, np.eye(B))
+        return self._dense_r
+
+    def _newton(self, v_open, rows, g_offset, v):
+        """Full Newton on the cell voltages with the dense Jacobian, one step at a time."""
+        R = self._dense_transfer()
+        n = v_open.shape[0]
+        out_v = np.empty_like(v_open)
+        for s in range(n):
+            x = v[s].ravel().copy()
+            x0 = v_open[s].ravel()
+            r = rows[s].ravel() if rows.ndim == 3 else rows.ravel()
+            go = None if g_offset is None else np.broadcast_to(g_offset, v_open.shape[1:]).ravel()
+            for _ in range(100):
+                cur, slope = self.cell_currents(x, r, go)
+                res = x - x0 + R @ cur
+                jac = R * slope[None, :]
+                jac[np.diag_indices_from(jac)] += 1.0
+                dx = np.linalg.solve(jac, res)
+                # limit the step: the device currents are exponential in V
+                big = np.max(np.abs(dx))
+                if big > 0.1:
+                    dx *= 0.1 / big
+                x -= dx
+                if big < VOLTAGE_TOL:
+                    break
+            else:
+                raise ArithmeticError("fast engine: Newton did not converge on the array")
+            out_v[s] = x.reshape(self.W, self.B)
+        cur, _ = self.cell_currents(out_v, rows, g_offset)
+        return out_v, cur
+
+    # ----- operations -----
+    def bitline_currents(self, wordline_v: np.ndarray, g_switch: np.ndarray, g_offset: np.ndarray | None,
+                         bitlines=None, bitline_v: np.ndarray | None = None) -> np.ndarray:
+        """Bitline currents (A), (steps, len(bitlines)), with wordlines at ``wordline_v``
+        (steps, W) volts and bitlines at ``bitline_v`` (default 0 V). Positive: flowing out of the
+        array into the bitline source. Solved in blocks of BATCH_BLOCK steps."""
+        wordline_v = np.asarray(wordline_v, dtype=float)
+        steps = wordline_v.shape[0]
+        bls = np.arange(self.B) if bitlines is None else np.asarray(bitlines, dtype=np.intp)
+        out = np.empty((steps, bls.size))
+        bl = np.zeros(self.B) if bitline_v is None else np.asarray(bitline_v, dtype=float)
+        for start in range(0, steps, BATCH_BLOCK):
+            x = wordline_v[start:start + BATCH_BLOCK]
+            v_open = x[:, :, None] - bl[None, None, :]
+            _, cur = self.solve(v_open, g_switch, g_offset)
+            out[start:start + x.shape[0]] = cur.sum(axis=1)[:, bls]
+        return out
+
+    def pulse(self, wordline_v: np.ndarray, bitline_v: np.ndarray, states: np.ndarray,
+              turn_on_v: np.ndarray, turn_off_v: np.ndarray, on_resistance: np.ndarray | None,
+              g_offset: np.ndarray | None):
+        """Switch states (W, B, n) after a pulse whose peak puts ``wordline_v`` (W,) and
+        ``bitline_v`` (B,) volts on the lines, following the ramp event by event (module docstring).
+
+        Returns (new_states, ordered_by_estimate, peak cell voltages (W, B) V).
+        """
+        states = np.array(states, dtype=bool, copy=True)
+        W, B = self.W, self.B
+        v_open = (np.asarray(wordline_v, float)[:, None] - np.asarray(bitline_v, float)[None, :])[None]
+        # the ramp starts and ends at 0 V: a switch whose window does not hold 0 V follows it
+        states = np.where(0.0 > turn_on_v, True, np.where(0.0 < turn_off_v, False, states))
+        estimated = False
+        v = None
+        for _ in range(W * B * states.shape[-1] + 1):
+            g = self.switch_conductance(states, on_resistance)
+            v, _ = self.solve(v_open, g, g_offset, v_start=v)
+            vc = v[0][:, :, None]
+            want_on = (vc > turn_on_v) & ~states
+            want_off = (vc < turn_off_v) & states
+            if not (want_on.any() or want_off.any()):
+                break
+            # the first threshold each cell's voltage meets on the way up (or down)
+            on_thr = np.where(want_on, turn_on_v, np.inf).min(axis=2)
+            off_thr = np.where(want_off, turn_off_v, -np.inf).max(axis=2)
+            vpk = v[0]
+            frac_on = np.where(np.isfinite(on_thr), on_thr / np.where(vpk > 0, vpk, np.inf), np.inf)
+            frac_off = np.where(np.isfinite(off_thr), off_thr / np.where(vpk < 0, vpk, -np.inf), np.inf)
+            frac = np.minimum(frac_on, frac_off)  # fraction of the peak at which the cell flips first
+            cand = np.isfinite(frac)
+            go = cand.copy()
+            if self.coupled and cand.sum() > 1:
+                # cells that share a line affect each other: the earliest on each line goes first
+                wi, bi = np.nonzero(cand)
+                order = np.argsort(frac[wi, bi], kind="stable")
+                seen_w, seen_b = set(), set()
+                go[:] = False
+                for k in order:
+                    w, b = int(wi[k]), int(bi[k])
+                    if w not in seen_w and b not in seen_b:
+                        go[w, b] = True
+                    seen_w.add(w)
+                    seen_b.add(b)
+                if go.sum() < cand.sum():
+                    estimated = True
+            first_on = want_on & (turn_on_v == on_thr[:, :, None]) & go[:, :, None] & (frac_on <= frac_off)[:, :, None]
+            first_off = want_off & (turn_off_v == off_thr[:, :, None]) & go[:, :, None] & (frac_off < frac_on)[:, :, None]
+            states = (states | first_on) & ~first_off
+        states = np.where(0.0 > turn_on_v, True, np.where(0.0 < turn_off_v, False, states))
+        return states, estimated, v[0]
