@@ -363,6 +363,8 @@ class Keysight4156C:
     """
 
     MODEL = "4156C"
+    #: added to twice the expected duration of a slow query to size its VISA timeout (s)
+    timeout_margin = 1.0
 
     def __init__(self, transport, channels: dict[int, str] | None = None, timeout: float = 30.0,
                  integration: str = "medium"):
@@ -401,8 +403,8 @@ class Keysight4156C:
         self._settings.clear()
 
     def _query_slow(self, command: str, seconds: float) -> str:
-        """A query that may take ``seconds``: the VISA timeout grows to cover it (x2 + 1 s margin)."""
-        need = 2.0 * seconds + 1.0
+        """A query that may take ``seconds``: the VISA timeout grows to cover it (x2 + margin)."""
+        need = 2.0 * seconds + self.timeout_margin
         if need > self.timeout:
             self.io.timeout = need
             try:

@@ -822,6 +822,7 @@ def check_bench(path, out: TextIO = sys.stdout, visa_log: str | None = None) -> 
     except Exception as exc:  # noqa: BLE001 - bench check must never end in a traceback
         print(f"bench check FAILED: unexpected {exc.__class__.__name__}: {exc}", file=out)
         return 1
+    status = 0
     try:
         print(f"analyzer {config.analyzer_resource}: {station.identities['analyzer']}", file=out)
         print(f"matrix   {config.matrix_resource}: {station.identities['matrix']}", file=out)
@@ -829,17 +830,20 @@ def check_bench(path, out: TextIO = sys.stdout, visa_log: str | None = None) -> 
         if closed:
             print(f"bench check FAILED: after opening every crosspoint the matrix still reports {sorted(closed)} "
                   f"closed", file=out)
-            return 1
-        print(format_pin_map(config), file=out)
-        print(f"pulse width range on this bench: {station.limits.min_pulse_width * 1e3:g} ms to "
-              f"{station.limits.max_pulse_width * 1e3:g} ms", file=out)
-        print("bench check OK", file=out)
-        return 0
+            status = 1
+        else:
+            print(format_pin_map(config), file=out)
+            print(f"pulse width range on this bench: {station.limits.min_pulse_width * 1e3:g} ms to "
+                  f"{station.limits.max_pulse_width * 1e3:g} ms", file=out)
     except RramlabError as exc:
         print(f"bench check FAILED: {exc}", file=out)
-        return 1
+        status = 1
     finally:
         try:
             station.close()
         except RramlabError as exc:
-            print(f"bench check: while closing: {exc}", file=out)
+            print(f"bench check FAILED while making the bench safe: {exc}", file=out)
+            status = 1
+    if status == 0:
+        print("bench check OK", file=out)
+    return status

@@ -1,0 +1,347 @@
+"""Keysight 4156C FLEX driver: data format, ranges, pulse limits, exact command sequences, error
+queue and VISA timeouts, against a scripted resource and against pyvisa-sim."""
+
+import math
+
+import pyvisa
+import pytest
+
+from drivers.interface import InstrumentError, RequestError
+from drivers.keysight_4156c import (ComplianceError, InstrumentReportedError, InvalidDataError, Keysight4156C,
+                                    RangeOverflowError, check_pulse_timing, current_range_code,
+                                    describe_current_range, parse_error_reply, parse_flex_data, pulse_period_for,
+                                    reading_time)
+from drivers.visa_io import Transport, VisaLog, VisaTimeoutError, format_number
+
+from drivers_fixtures import SIM_YAML, ScriptedResource
+
+OK_ERR = {":SYST:ERR?": '+0,"No error"'}
+
+
+def scripted(replies=None, **kw):
+    res = ScriptedResource({**OK_ERR, **(replies or {})})
+    return res, Keysight4156C(res, **kw)
+
+
+# ----- data format: every status case -----
+
+@pytest.mark.parametrize("item, value", [
+    ("000AI+1.234567E-09", 1.234567e-09),   # plain datum
+    ("128BI-5.331500E-11", -5.3315e-11),    # end of data only: still a good value
+])
+def test_good_data_parse_to_their_value(item, value):
+    (d,) = parse_flex_data(item)
+    assert d.ok and d.value == pytest.approx(value) and d.checked() == pytest.approx(value)
+
+
+@pytest.mark.parametrize("item, error, flag", [
+    ("001AI+1.000000E+38", RangeOverflowError, "overflow"),
+    ("129AI+1.150000E-09", RangeOverflowError, "overflow"),      # overflow + EOD
+    ("002AI+1.000000E-09", InvalidDataError, "oscillating"),
+    ("004AI+1.000000E-09", ComplianceError, "other_compliance"),
+    ("008AI+1.000000E-04", ComplianceError, "compliance"),
+    ("136AI+1.000000E-03", ComplianceError, "compliance"),       # compliance + EOD (design doc example)
+    ("016AI+1.000000E-09", ComplianceError, "other_compliance"),  # PGU compliance
+    ("064AI+0.000000E+00", InvalidDataError, "invalid"),
+    ("000ZZ+0.000000E+00", InvalidDataError, "invalid"),
+    ("000AI+9.910000E+307", InvalidDataError, "invalid"),         # invalid marker without status bit
+])
+def test_flagged_data_never_become_silent_numbers(item, error, flag):
+    (d,) = parse_flex_data(item)
+    assert not d.ok
+    assert getattr(d, flag)
+    with pytest.raises(error) as info:
+        d.checked("read")
+    assert info.value.datum is d
+    assert f"status {d.status}" in str(info.value) or d.raw in str(info.value)
+
+
+def test_overflow_and_invalid_values_are_nan_but_compliance_keeps_the_reading():
+    over, inval, comp = parse_flex_data("001AI+1.000000E+38,064BI+1.0E-09,136CI+1.000000E-03")
+    assert math.isnan(over.value) and math.isnan(inval.value)
+    assert comp.value == pytest.approx(1e-3) and comp.channel == 3 and comp.end_of_data
+
+
+@pytest.mark.parametrize("reply", ["", "NAI+1.0E-09", "128AI", "+1.234E-09", "128AI+1.0E-09,garbage"])
+def test_malformed_data_raise(reply):
+    with pytest.raises(InstrumentError, match="FLEX|no data"):
+        parse_flex_data(reply)
+
+
+def test_error_replies_parse_and_garbage_raises():
+    assert parse_error_reply('+0,"No error"') == (0, "No error")
+    assert parse_error_reply('-113,"Undefined header"') == (-113, "Undefined header")
+    with pytest.raises(InstrumentError, match="error number"):
+        parse_error_reply("OK")
+
+
+# ----- numbers and ranges -----
+
+@pytest.mark.parametrize("value, text", [(1.0, "1"), (-1.65, "-1.65"), (0.0, "0"), (-0.0, "0"), (1e-4, "0.0001"),
+                                         (1e-5, "1E-05"), (0.030000000000000002, "0.03"), (2.15, "2.15")])
+def test_numbers_are_formatted_deterministically(value, text):
+    assert format_number(value) == text
+
+
+def test_non_finite_numbers_are_refused():
+    with pytest.raises(RequestError):
+        format_number(float("nan"))
+
+
+@pytest.mark.parametrize("spec, code", [("auto", 0), ("limited 1nA", 11), ("fixed 10pA", -9), ("fixed 100pA", -10),
+                                        ("limited 10 uA", 15), ("fixed 100mA", -19), (-17, -17)])
+def test_current_range_specs(spec, code):
+    assert current_range_code(spec) == code
+
+
+@pytest.mark.parametrize("spec", ["10pA", "fixed 3nA", "sometimes", 7, "limited 1nV"])
+def test_bad_current_ranges_name_the_forms(spec):
+    with pytest.raises(RequestError):
+        current_range_code(spec)
+
+
+def test_range_descriptions():
+    assert describe_current_range(0) == "auto"
+    assert describe_current_range(-9) == "fixed 10pA"
+    assert describe_current_range(13) == "limited 100nA"
+
+
+def test_low_current_ranges_are_refused_on_a_non_hrsmu_before_sending():
+    res, smu = scripted(channels={1: "mpsmu", 2: "hrsmu"})
+    with pytest.raises(RequestError, match="only on an HRSMU"):
+        smu.measure_current(1, "fixed 10pA")
+    assert res.sent == []
+    smu.set_current_range(2, "fixed 10pA")
+    assert res.sent == ["RI 2,-9"]
+
+
+# ----- commands -----
+
+def test_reset_reenters_flex_and_sets_format_after_every_reset():
+    res, smu = scripted()
+    smu.reset()
+    smu.reset()
+    once = ["*RST", "US", "FMT 1,0", "SLI 2", ":SYST:ERR?"]
+    assert res.sent == once + once
+
+
+def test_reset_drains_stale_errors_without_raising():
+    res = ScriptedResource()
+    queue = ['-113,"Undefined header"', '+0,"No error"']
+    res.query = lambda cmd: (res.sent.append(cmd), queue.pop(0) if cmd == ":SYST:ERR?" else "")[1]
+    Keysight4156C(res).reset()
+    assert res.sent.count(":SYST:ERR?") == 2
+
+
+def test_identify_accepts_a_4156c_and_refuses_anything_else():
+    _, smu = scripted({"*IDN?": "HEWLETT-PACKARD,4156C,0,03.04:04.05:01.00"})
+    assert "4156C" in smu.identify()
+    _, other = scripted({"*IDN?": "HEWLETT-PACKARD,E5250A,0,1.0"})
+    with pytest.raises(InstrumentError, match="not a 4156C"):
+        other.identify()
+
+
+def test_outputs_voltage_and_spot_current():
+    res, smu = scripted({"TI? 2,-12": "000BI-2.500000E-08"})
+    smu.outputs_on([1, 2])
+    smu.force_voltage(1, 1.0, 1e-4)
+    assert smu.measure_current(2, "fixed 10nA") == pytest.approx(-2.5e-8)
+    smu.force_voltage(1, 0.0, 1e-4)
+    smu.outputs_off([1, 2])
+    smu.outputs_off()
+    assert res.sent == ["CN 1,2", "DV 1,11,1,0.0001", "TI? 2,-12", "DV 1,11,0,0.0001", "CL 1,2", "CL"]
+
+
+def test_force_voltage_picks_the_smallest_range_and_needs_a_compliance():
+    res, smu = scripted()
+    smu.force_voltage(1, 2.15, 1e-3)
+    smu.force_voltage(1, -1.5, 1e-3)
+    assert res.sent == ["DV 1,12,2.15,0.001", "DV 1,11,-1.5,0.001"]
+    with pytest.raises(RequestError, match="compliance"):
+        smu.force_voltage(1, 1.0, None)
+    with pytest.raises(RequestError, match="not one of the bench's channels"):
+        smu.force_voltage(7, 1.0, 1e-3)
+
+
+def test_vsu_forces_without_compliance_and_cannot_measure():
+    res, smu = scripted(channels={1: "hrsmu", 21: "vsu"})
+    smu.force_voltage(21, 1.0)
+    assert res.sent == ["DV 21,11,1"]
+    with pytest.raises(RequestError, match="VSU"):
+        smu.measure_current(21)
+
+
+def test_spot_current_from_the_wrong_channel_is_an_error():
+    _, smu = scripted({"TI? 2,0": "000AI-2.500000E-08"})
+    with pytest.raises(InstrumentError, match="channel 2"):
+        smu.measure_current(2)
+
+
+def test_compliance_on_a_spot_current_raises():
+    _, smu = scripted({"TI? 2,0": "008BI-1.000000E-04"})
+    with pytest.raises(ComplianceError, match="compliance"):
+        smu.measure_current(2)
+    assert smu.spot_current_datum(2).compliance  # the flagged datum is available too
+
+
+def test_integration_settings_and_limits():
+    res, smu = scripted()
+    smu.set_integration("long", 0.1)
+    smu.set_integration("long", 0.1)   # identical settings are not resent
+    smu.set_integration("short")
+    assert res.sent == ["SLI 3", "SIT 3,0.1", "SLI 1"]
+    with pytest.raises(RequestError, match="medium"):
+        smu.set_integration("medium", 0.02)
+    with pytest.raises(RequestError, match="outside"):
+        smu.set_integration("short", 1.0)
+
+
+def test_multi_channel_spot_measurement_maps_items_by_channel_letter():
+    res, smu = scripted({"RMD? 3": "000DI-3.0E-08,000BI-1.0E-08,128CI-2.0E-08"})
+    data = smu.spot_measure([2, 3, 4])
+    assert {ch: d.value for ch, d in data.items()} == {2: -1e-8, 3: -2e-8, 4: -3e-8}
+    smu.spot_measure([2, 3, 4])
+    assert res.sent == ["MM 1,2,3,4", "XE", "RMD? 3", "XE", "RMD? 3"]
+
+
+def test_multi_channel_measurement_with_a_missing_item_raises():
+    _, smu = scripted({"RMD? 3": "000BI-1.0E-08,128CI-2.0E-08"})
+    with pytest.raises(InstrumentError, match="expected 3"):
+        smu.spot_measure([2, 3, 4])
+
+
+# ----- pulse -----
+
+def test_pulse_command_sequence_and_cached_settings():
+    res, smu = scripted({"RMD? 1": "128AI+1.000000E-06"})
+    d = smu.pulse_voltage(1, 1.75, 30e-3, compliance=1e-3)
+    assert d.value == pytest.approx(1e-6)
+    assert res.sent == ["MM 3,1", "RI 1,-17", "PT 0,0.03,0.034", "PV 1,11,0,1.75,0.001", "XE", "RMD? 1"]
+    res.sent.clear()
+    smu.pulse_voltage(1, 1.8, 30e-3, compliance=1e-3)
+    assert res.sent == ["PV 1,11,0,1.8,0.001", "XE", "RMD? 1"]
+    res.sent.clear()
+    smu.forget_settings()
+    smu.pulse_voltage(1, 2.15, 0.5e-3, compliance=1e-4)
+    assert res.sent == ["MM 3,1", "RI 1,-16", "PT 0,0.0005,0.005", "PV 1,12,0,2.15,0.0001", "XE", "RMD? 1"]
+
+
+@pytest.mark.parametrize("width, period, match", [
+    (0.4e-3, None, "0.5 ms to 100 ms"),
+    (101e-3, None, "0.5 ms to 100 ms"),
+    (2e-6, None, "0.5 ms to 100 ms"),
+    (0.55e-3, None, "0.1 ms grid"),
+    (30e-3, 33e-3, "at least 34 ms"),
+    (0.5e-3, 4e-3, "at least 5 ms"),
+    (30e-3, 1.5, "at most 1 s"),
+])
+def test_pulse_timing_outside_the_instrument_limits_is_refused_before_sending(width, period, match):
+    res, smu = scripted()
+    with pytest.raises(RequestError, match=match):
+        smu.pulse_voltage(1, 1.75, width, compliance=1e-3, period=period)
+    assert res.sent == []
+
+
+def test_pulse_period_rule():
+    assert pulse_period_for(0.5e-3) == pytest.approx(5e-3)
+    assert pulse_period_for(30e-3) == pytest.approx(34e-3)
+    assert check_pulse_timing(100e-3) == pytest.approx((0.0, 0.1, 0.104))
+
+
+def test_pulse_only_on_one_smu_and_never_on_a_vsu():
+    _, smu = scripted(channels={1: "hrsmu", 21: "vsu"})
+    with pytest.raises(RequestError, match="VSU"):
+        smu.pulse_voltage(21, 1.0, 1e-3, compliance=1e-3)
+    with pytest.raises(RequestError, match="exactly one channel"):
+        smu.set_measurement_mode(3, [1, 1])
+
+
+def test_pulse_compliance_during_the_pulse_is_flagged():
+    _, smu = scripted({"RMD? 1": "136AI+1.000000E-03"})
+    d = smu.pulse_voltage(1, 2.0, 1e-3, compliance=1e-3)
+    with pytest.raises(ComplianceError):
+        d.checked("pulse")
+
+
+# ----- error queue and timeouts -----
+
+def test_error_queue_entries_become_an_exception_with_code_and_message():
+    res = ScriptedResource()
+    queue = ['-113,"Undefined header"', '+203,"Illegal range"', '+0,"No error"']
+    res.query = lambda cmd: (res.sent.append(cmd), queue.pop(0))[1]
+    smu = Keysight4156C(res)
+    smu._set("MM", "MM 1,2")
+    with pytest.raises(InstrumentReportedError) as info:
+        smu.check_errors("read")
+    err = info.value
+    assert (err.code, err.message, err.instrument) == (-113, "Undefined header", "4156C")
+    assert err.more == ((203, "Illegal range"),)
+    assert "after 'read'" in str(err)
+    assert smu._settings == {}  # an error makes the cached settings unreliable
+
+
+def test_slow_ranges_get_a_longer_visa_timeout_for_that_query_only():
+    res, smu = scripted({r"TI\? 2,.*": "000BI-1.000000E-12"}, timeout=2.0, integration="long")
+    assert res.timeout == 2000
+    smu.measure_current(2, "fixed 1uA")
+    smu.measure_current(2, "fixed 10pA")
+    smu.measure_current(2, "auto")
+    assert res.timeouts_at_query[0] == 2000   # 16 line cycles: the base timeout is enough
+    assert res.timeouts_at_query[1] == 5000   # 100 PLC at 50 Hz = 2 s, x2 + 1 s margin
+    assert res.timeouts_at_query[2] == round((2 * reading_time(0, "long") + 1.0) * 1000)
+    assert res.timeouts_at_query[2] > 15000   # auto may visit every range, down to 10 pA
+    assert res.timeout == 2000                # restored afterwards
+
+
+def test_reading_time_grows_on_low_ranges():
+    assert reading_time(-9, "medium") == pytest.approx(1.0)    # 50 PLC
+    assert reading_time(-14, "medium") == pytest.approx(0.02)  # 1 PLC
+    assert reading_time(0, "medium") > reading_time(11, "medium") > reading_time(-11, "medium")
+
+
+# ----- against pyvisa-sim -----
+
+@pytest.fixture
+def sim_smu():
+    rm = pyvisa.ResourceManager(f"{SIM_YAML}@sim")
+    res = rm.open_resource("GPIB0::17::INSTR", read_termination="\n", write_termination="\n")
+    smu = Keysight4156C(Transport(res, "4156C"), timeout=2.0)
+    smu.drain_errors()
+    yield smu
+    res.close()
+
+
+def test_sim_identify_reset_read_and_pulse(sim_smu):
+    assert "4156C" in sim_smu.identify()
+    sim_smu.reset()
+    sim_smu.outputs_on([1, 2])
+    sim_smu.force_voltage(1, 1.0, 1e-4)
+    assert sim_smu.measure_current(2) == pytest.approx(-4e-8)
+    assert sim_smu.pulse_voltage(1, 1.75, 30e-3, 1e-3).checked() == pytest.approx(1e-6)
+    sim_smu.check_errors("test")
+
+
+def test_sim_instrument_error_surfaces_with_its_code(sim_smu):
+    sim_smu.io.write("NOT_A_FLEX_COMMAND 1")
+    with pytest.raises(InstrumentReportedError) as info:
+        sim_smu.check_errors("bogus")
+    assert info.value.code == -113 and "Undefined header" in str(info.value)
+
+
+def test_sim_timeout_becomes_a_clear_error(sim_smu):
+    sim_smu.io.timeout = 0.05
+    with pytest.raises(VisaTimeoutError, match="no answer to 'XE'"):
+        sim_smu.io.query("XE")   # XE has no reply: the read times out
+
+
+def test_visa_log_records_every_write_and_read_with_a_timestamp(tmp_path, sim_smu):
+    log = VisaLog(str(tmp_path / "visa.log"))
+    sim_smu.io.log = log
+    sim_smu.identify()
+    sim_smu.force_voltage(1, 0.0, 1e-4)
+    log.close()
+    lines = (tmp_path / "visa.log").read_text().splitlines()
+    assert len(lines) == 3
+    assert [line.split()[1:3] for line in lines] == [["4156C", "write"], ["4156C", "read"], ["4156C", "write"]]
+    assert lines[2].endswith("'DV 1,11,0,0.0001'")
+    assert all(line[:4].isdigit() and "T" in line.split()[0] for line in lines)
