@@ -1,0 +1,86 @@
+"""The compact model's parameters and its switch rule."""
+
+import numpy as np
+import pytest
+
+from sim.device import DEFAULT_SWITCHES, DeviceParameters, Switch, next_switch_states
+from sim.sweep import dc_sweep, sweep_voltages
+
+
+def test_default_switches_follow_table_1():
+    vts = [s.threshold_v for s in DEFAULT_SWITCHES]
+    rons = [s.on_resistance for s in DEFAULT_SWITCHES]
+    assert len(DEFAULT_SWITCHES) == 8
+    assert min(rons) >= 30e3 and max(rons) <= 62e6          # RON 30 kohm - 62 Mohm
+    assert all(s.off_resistance == 1e12 for s in DEFAULT_SWITCHES)
+    # turn-on thresholds spread over the set window, in order
+    on = [s.turn_on_v for s in DEFAULT_SWITCHES]
+    assert on == sorted(on) and 3.0 < on[0] and on[-1] < 4.2
+    # turn-off thresholds bunched near -1 V: the reset is abrupt
+    off = [s.turn_off_v for s in DEFAULT_SWITCHES]
+    assert all(-1.6 < v < -0.9 for v in off)
+    # thresholds never sit on the 25 mV pulse grid, where rounding noise would decide a flip
+    for v in on + off:
+        assert abs(v / 0.025 - round(v / 0.025)) > 0.1
+
+
+def test_switch_rule_matches_ngspice_hysteresis():
+    on_v, off_v = np.array([3.0]), np.array([-1.0])
+    assert next_switch_states([False], on_v, off_v, [0, 2.9, 3.0, 0])[0] == False  # strict: 3.0 is not > 3.0
+    assert next_switch_states([False], on_v, off_v, [0, 3.01, 0])[0] == True
+    assert next_switch_states([True], on_v, off_v, [0, -0.99, 0])[0] == True      # inside the hysteresis: held
+    assert next_switch_states([True], on_v, off_v, [0, -1.01, 0])[0] == False
+    # the last crossing wins
+    assert next_switch_states([False], on_v, off_v, [3.5, 0, -1.5, 0])[0] == False
+
+
+def test_switch_from_thresholds_roundtrip():
+    s = Switch.from_thresholds(3.3, -1.0, 1e6)
+    assert s.turn_on_v == pytest.approx(3.3) and s.turn_off_v == pytest.approx(-1.0)
+    assert s.hysteresis_v == pytest.approx(2.15)
+
+
+@pytest.mark.parametrize("bad", [dict(switching_r0=0), dict(contact_r=-1), dict(switches=()),
+                                 dict(switches=(Switch(1.0, -0.1, 1e6),)),
+                                 dict(switches=(Switch(1.0, 2.0, 2e12),))])
+def test_bad_parameters_are_refused(bad):
+    with pytest.raises(ValueError):
+        DeviceParameters(**bad)
+
+
+def test_variability_is_reproducible_from_the_seed():
+    p = DeviceParameters()
+    a = p.with_variability(np.random.default_rng(5), 0.02, 0.1)
+    b = p.with_variability(np.random.default_rng(5), 0.02, 0.1)
+    c = p.with_variability(np.random.default_rng(6), 0.02, 0.1)
+    assert a == b and a != c
+    # VH is kept: on- and off-thresholds move together
+    assert [s.hysteresis_v for s in a.switches] == [s.hysteresis_v for s in p.switches]
+
+
+def _current_at(volts, current, v, start, stop):
+    idx = [i for i in range(start, stop) if abs(volts[i] - v) < 1e-9]
+    return current[idx[0]]
+
+
+def test_dc_sweep_shows_the_gradual_set_and_the_reset():
+    volts = sweep_voltages(4.2, -1.6, 0.025)
+    current = dc_sweep(volts)
+    peak, trough = int(np.argmax(volts)), int(np.argmin(volts))
+    # before the set the 1 V current is HRS (a few nA); after the 4.2 V peak it is LRS (~80 nA)
+    assert _current_at(volts, current, 1.0, 0, peak) < 5e-9
+    assert 75e-9 < _current_at(volts, current, 1.0, peak, trough) < 85e-9
+    # the negative branch resets it: back on the way up from -1.6 V, -1 V draws almost nothing
+    assert abs(_current_at(volts, current, -1.0, trough, volts.size)) < 5e-9
+    assert np.all(np.isfinite(current))
+
+
+def test_the_set_is_gradual_a_higher_sweep_peak_leaves_a_higher_state():
+    after = []
+    for peak in (3.3, 3.5, 3.7, 3.9, 4.2):
+        volts = sweep_voltages(peak, -0.5, 0.025)
+        current = dc_sweep(volts)
+        after.append(_current_at(volts, current, 1.0, int(np.argmax(volts)), volts.size))
+    after = np.array(after)
+    assert np.all(np.diff(after) > 5e-9), after           # each higher peak: a higher read level
+    assert after[0] < 30e-9 and after[-1] > 75e-9          # from a low level to the top, not one jump
