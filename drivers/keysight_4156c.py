@@ -441,6 +441,8 @@ class Keysight4156C:
     def identify(self) -> str:
         """``*IDN?``; raises InstrumentError if the answer is not a 4156C."""
         idn = self.io.query("*IDN?")
+        if not idn:
+            raise InstrumentError("no instrument answered *IDN? at this address: check the address and the cable")
         fields = [f.strip() for f in idn.split(",")]
         if len(fields) < 2 or self.MODEL not in fields[1].upper():
             raise InstrumentError(

@@ -141,6 +141,8 @@ class KeysightE5250A:
     def identify(self) -> str:
         """``*IDN?``; raises InstrumentError if the answer is not an E5250A."""
         idn = self.io.query("*IDN?")
+        if not idn:
+            raise InstrumentError("no instrument answered *IDN? at this address: check the address and the cable")
         fields = [f.strip() for f in idn.split(",")]
         if len(fields) < 2 or self.MODEL not in fields[1].upper():
             raise InstrumentError(

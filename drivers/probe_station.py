@@ -20,7 +20,8 @@ How the operations are built from what the instruments can do:
   pulse and back to 0 V just after it. Everything else is grounded.
 * vmm: each distinct non-zero wordline voltage on a source (VSUs first), every other wordline
   grounded; the remaining SMUs hold bitlines at 0 V and measure them in one spot measurement per
-  round (``MM 1,...``, ``XE``, ``RMD?``); rounds = ceil(bitlines / measuring SMUs).
+  round (``MM 1,...``, ``XE``, ``RMD?``; ``TI?`` when one or two SMUs measure, which is never more
+  transactions); rounds = ceil(bitlines / measuring SMUs).
 
 Between operations every source sits at 0 V with its output switch on and the matrix keeps its
 last routing (lines on a source at 0 V or on ground), so the next operation only changes what
@@ -33,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -359,7 +361,29 @@ def _resource_manager(config: BenchConfig):
             f"(pyvisa-py) or '@sim:default' (simulation)") from exc
 
 
+def _gpib_name(name: str) -> str | None:
+    """Canonical form of a GPIB INSTR resource name, None for other kinds."""
+    m = re.fullmatch(r"GPIB(\d*)::(\d+)(?:::(\d+))?::INSTR", name.strip(), re.IGNORECASE)
+    if m is None:
+        return None
+    return f"GPIB{m.group(1) or 0}::{m.group(2)}" + (f"::{m.group(3)}" if m.group(3) else "") + "::INSTR"
+
+
 def _open(rm, table: str, resource: str, timeout: float, config: BenchConfig):
+    # A GPIB instrument that is off or at another address is simply not listed; many VISA libraries
+    # still "open" such an address and only time out later. Ask the list first so nothing is sent.
+    # (Aliases and LAN gateways are not always listed, so only GPIB names are checked this way.)
+    wanted = _gpib_name(resource)
+    if wanted is not None:
+        try:
+            listed = [str(r) for r in rm.list_resources("?*::INSTR")]
+        except Exception:  # noqa: BLE001 - a library that cannot list: fall through to open + *IDN?
+            listed = None
+        if listed is not None and wanted not in {_gpib_name(r) for r in listed}:
+            raise InstrumentError(
+                f"no instrument at {resource!r} ([{table}] resource in {config.path}); the VISA library sees: "
+                f"{', '.join(listed) or 'no instruments'}. Check the instrument is on, its GPIB address, and "
+                f"the cable")
     try:
         return rm.open_resource(resource, read_termination="\n", write_termination="\n",
                                 timeout=int(timeout * 1000))
@@ -746,9 +770,14 @@ class ProbeStation(CrossbarInstrument):
                 self._ensure_on([ch for ch, _, _ in sources] + measuring)
                 for ch, v, _ in sources:
                     a.force_voltage(ch, v, cfg.read_compliance)
-            for ch in chans:
-                a.set_current_range(ch, cfg.read_range)
-            data = a.spot_measure(chans, cfg.read_range)
+            if len(chans) <= 2:
+                # TI? costs one query per channel; a spot measurement costs XE + RMD? (+ MM, RI when
+                # they change), so for one or two channels TI? is never more.
+                data = {ch: a.spot_current_datum(ch, cfg.read_range) for ch in chans}
+            else:
+                for ch in chans:
+                    a.set_current_range(ch, cfg.read_range)
+                data = a.spot_measure(chans, cfg.read_range)
             for ch, j in zip(chans, g):
                 result[j] = -data[ch].checked(f"vmm current of bitline {bitlines[j]}")
         for ch, _, _ in sources:

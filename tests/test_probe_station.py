@@ -1,0 +1,432 @@
+"""ProbeStation on pyvisa-sim: bench file validation, exact command sequences of a read, a pulse
+and a vmm time step, refusals before anything is sent, and the safe state after errors, timeouts
+and Ctrl-C."""
+
+import io
+
+import numpy as np
+import pytest
+
+from drivers.interface import GeometryError, InstrumentError, RequestError, RramlabError, SafetyError
+from drivers.keysight_4156c import ComplianceError, InstrumentReportedError
+from drivers.probe_station import (BenchError, ProbeStation, check_bench, connect_bench, load_bench, open_bench)
+from drivers.visa_io import VisaTimeoutError
+
+from drivers_fixtures import (SIM_BENCH, TEMPLATE_BENCH, BenchState, FaultyManager, Recorder, sim_station,
+                              write_bench)
+
+GROUND_ALL = "E5250A: :ROUT:CLOS (@{})"
+
+
+@pytest.fixture
+def rec():
+    return Recorder()
+
+
+@pytest.fixture
+def station(rec):
+    st = sim_station(recorder=rec)
+    yield st
+    st.close()
+
+
+# ----- the bench file -----
+
+def test_sim_bench_loads_with_the_instrument_pulse_range():
+    cfg = load_bench(SIM_BENCH)
+    assert cfg.geometry.shape == (24, 24)
+    assert cfg.limits.min_pulse_width == 0.5e-3 and cfg.limits.max_pulse_width == 0.1
+    assert cfg.limits.max_set_voltage == 4.3 and cfg.limits.max_line_voltage == 2.2
+    assert cfg.visa_library_resolved.endswith("keysight_sim.yaml@sim")
+    assert cfg.input_of(cfg.wordline_channel) == 1 and cfg.ground_input == 10
+
+
+def test_the_gpib_template_is_a_valid_bench_file():
+    cfg = load_bench(TEMPLATE_BENCH)
+    assert cfg.visa_library == "" and cfg.analyzer_resource == "GPIB0::17::INSTR"
+    assert cfg.read_range == 11 and cfg.settle_time == 0.02
+
+
+BAD_BENCHES = [
+    # (replacements, appended text, words the message must contain)
+    ({}, "\n[extras]\nfoo = 1\n", ["unknown field", "'extras'"]),
+    ({"settle_time = 0.0": "setle_time = 0.0"}, "", ["matrix.", "'setle_time'", "did you mean 'settle_time'"]),
+    ({"channel = 4\n": "channel = 4\ngain = 2\n"}, "", ["analyzer.channels[3]", "'gain'"]),
+    ({'resource = "GPIB0::17::INSTR"\n': ""}, "", ["[analyzer] resource is missing"]),
+    ({'resource = "GPIB0::22::INSTR"': 'resource = "GPIB0::17::INSTR"'}, "", ["each instrument has its own address"]),
+    ({"bitlines = [25, 26,": "bitlines = [24, 26,"}, "", ["output 24", "wordline 23", "bitline 0"]),
+    ({"bitlines = [25, 26,": "bitlines = [49, 26,"}, "", ["bitlines[0] = 49", "outputs 1 to 48"]),
+    ({"bitlines = [25, 26,": "bitlines = [26,"}, "", ["[pinmap] bitlines has 23 entries", "[array] bitlines = 24"]),
+    ({"bitlines = [25, 26,": 'bitlines = ["25", 26,'}, "", ["bitlines[0]", "matrix output number"]),
+    ({"ground_input = 10": "ground_input = 3"}, "", ["ground_input = 3", "channel 3"]),
+    ({"bitline_channel = 2": "bitline_channel = 7"}, "", ["bitline_channel = 7", "SMU channels"]),
+    ({"bitline_channel = 2": "bitline_channel = 1"}, "", ["two different SMUs"]),
+    ({'read_range = "auto"': 'read_range = "fixed 3nA"'}, "", ["read_range", "not a 4156C current range"]),
+    ({'read_range = "auto"': 'read_range = "fixed 10pA"', 'kind = "hrsmu"\ninput = 4':
+      'kind = "mpsmu"\ninput = 4'}, "", ["only on HRSMUs", "[4]"]),
+    ({"input = 4": "input = 3"}, "", ["input 3", "channel 3", "channel 4"]),
+    ({"input = 4": "input = 11"}, "", ["input = 11", "1 to 10"]),
+    ({"timeout = 5.0\nintegration": "timeout = -1\nintegration"}, "", ["[analyzer] timeout"]),
+    ({"read_compliance = 1e-4": "read_compliance = 1"}, "", ["read_compliance", "0.1 A"]),
+    ({'config = "auto"': 'config = "automatic"'}, "", ["[matrix] config", "'auto'"]),
+    ({"cards = 4": "cards = 2"}, "", ["outputs 1 to 24"]),
+    ({"max_set_voltage = 4.3": "max_set_voltage = -4.3"}, "", ["[limits]", "max_set_voltage"]),
+    ({"cards = 4": "cards = true"}, "", ["[matrix] cards", "whole number"]),
+    ({'integration = "medium"': 'integration = "slow"'}, "", ["integration", "medium"]),
+    ({"[pinmap]": "[pin_map]"}, "", ["unknown field", "pin_map", "did you mean 'pinmap'"]),
+]
+
+
+@pytest.mark.parametrize("replace, append, words", BAD_BENCHES)
+def test_bad_bench_files_fail_naming_the_problem_before_any_visa_resource(tmp_path, monkeypatch, replace, append,
+                                                                          words):
+    import pyvisa
+
+    def no_visa(*a, **k):
+        raise AssertionError("a VISA resource manager was created for an invalid bench file")
+
+    monkeypatch.setattr(pyvisa, "ResourceManager", no_visa)
+    path = write_bench(tmp_path, replace, append)
+    with pytest.raises(BenchError) as info:
+        open_bench(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    for w in words:
+        assert w in msg, f"{w!r} missing from: {msg}"
+
+
+def test_missing_file_bad_toml_and_missing_sim_file(tmp_path):
+    with pytest.raises(BenchError, match="no such file"):
+        load_bench(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[analyzer\nresource = 1")
+    with pytest.raises(BenchError, match="not valid TOML"):
+        load_bench(bad)
+    p = write_bench(tmp_path, {}, "")
+    p.write_text(p.read_text().replace(f"@sim:{SIM_BENCH.parent.parent / 'keysight_sim.yaml'}", "@sim:missing.yaml"))
+    with pytest.raises(BenchError, match="missing.yaml does not exist"):
+        load_bench(p)
+    p.write_text(p.read_text().replace("@sim:missing.yaml", "@sim"))
+    with pytest.raises(BenchError, match="@sim:default"):
+        load_bench(p)
+
+
+def test_unwired_lines_shrink_the_used_lines(tmp_path):
+    p = write_bench(tmp_path, {"45, 46, 47, 48]": "0, 0, 0, 0]"})
+    cfg = load_bench(p)
+    assert cfg.geometry.used_bitlines == tuple(range(20))
+
+
+# ----- connecting -----
+
+def test_open_bench_identifies_and_puts_the_bench_in_a_safe_state(tmp_path):
+    log = tmp_path / "visa.log"
+    st = open_bench(SIM_BENCH, visa_log=str(log))
+    try:
+        assert st.backend_name == "probe-station"
+        assert "4156C" in st.identities["analyzer"] and "E5250A" in st.identities["matrix"]
+        assert st.limits.min_pulse_width == 0.5e-3
+        d = st.describe()
+        assert d["backend"] == "probe-station" and d["pinmap"]["bitlines"][0] == 25
+    finally:
+        st.close()
+    text = log.read_text().splitlines()
+    writes = [line.split("  ")[-1].strip("'") for line in text if "  write  " in line]
+    assert writes[:3] == ["*IDN?", "*IDN?", "*RST"]     # both identified before anything else
+    assert "US" in writes and "FMT 1,0" in writes and ":ROUT:FUNC ACON" in writes
+    assert writes[-1] == ":SYST:ERR?" and "CL" in writes[-8:]
+
+
+@pytest.mark.parametrize("table, resource", [("analyzer", "GPIB0::5::INSTR"), ("matrix", "GPIB0::6::INSTR")])
+def test_a_wrong_resource_fails_naming_it_and_nothing_is_sent(tmp_path, table, resource):
+    old = {"analyzer": "GPIB0::17::INSTR", "matrix": "GPIB0::22::INSTR"}[table]
+    path = write_bench(tmp_path, {f'resource = "{old}"': f'resource = "{resource}"'})
+    rec = Recorder()
+    with pytest.raises(InstrumentError) as info:
+        connect_bench(load_bench(path), on_message=rec)
+    msg = str(info.value)
+    assert f"[{table}] resource" in msg and resource in msg and "GPIB0::17::INSTR" in msg  # lists what exists
+    assert rec.messages == []
+
+
+def test_swapped_resources_are_caught_by_identification_alone(tmp_path):
+    path = write_bench(tmp_path, {'resource = "GPIB0::17::INSTR"': 'resource = "GPIBX"',
+                                  'resource = "GPIB0::22::INSTR"': 'resource = "GPIB0::17::INSTR"'})
+    path.write_text(path.read_text().replace('"GPIBX"', '"GPIB0::22::INSTR"'))
+    rec = Recorder()
+    with pytest.raises(InstrumentError, match=r"\[analyzer\] resource 'GPIB0::22::INSTR'.*not a 4156C"):
+        connect_bench(load_bench(path), on_message=rec)
+    assert rec.writes() == ["*IDN?"]
+
+
+# ----- exact sequences -----
+
+def test_exact_sequence_of_a_read(station, rec):
+    i = station.read_cell(3, 7, 1.0)
+    assert i == pytest.approx(4e-8)   # the bitline SMU sinks -40 nA: the cell current is +40 nA
+    grounds = "01001:01003,01005:01031,01033:01048"
+    assert rec.tagged() == [
+        f"E5250A: :ROUT:CLOS (@00104,00232,{grounds})",  # wordline 3 -> SMU1, bitline 7 -> SMU2, rest ground
+        "E5250A: *OPC?",
+        "E5250A: :SYST:ERR?",
+        "4156C: CN 1,2",
+        "4156C: DV 1,11,1,0.0001",
+        "4156C: TI? 2,0",
+        "4156C: DV 1,11,0,0.0001",
+        "4156C: :SYST:ERR?",
+    ]
+    rec.clear()
+    station.read_cell(3, 7, 1.0)  # same cell again: no switching, outputs already on
+    assert rec.tagged() == ["4156C: DV 1,11,1,0.0001", "4156C: TI? 2,0", "4156C: DV 1,11,0,0.0001",
+                            "4156C: :SYST:ERR?"]
+
+
+def test_exact_sequence_of_a_half_bias_pulse_and_the_read_after_it(station, rec):
+    station.read_cell(3, 7)
+    rec.clear()
+    station.pulse_cell(3, 7, 3.5, 30e-3)
+    assert rec.tagged() == [
+        "4156C: DV 2,11,-1.75,0.001",       # bitline bias on, just before the pulse
+        "4156C: MM 3,1",                    # one pulsing SMU, pulsed spot measurement
+        "4156C: RI 1,-17",                  # fixed range = the 1 mA compliance range
+        "4156C: PT 0,0.03,0.034",           # width 30 ms, period width + 4 ms
+        "4156C: PV 1,11,0,1.75,0.001",      # wordline +V/2
+        "4156C: XE",
+        "4156C: RMD? 1",
+        "4156C: DV 2,11,0,0.001",           # bias off, just after the pulse
+        "4156C: :SYST:ERR?",
+    ]
+    assert station.last_pulse_current == pytest.approx(1e-6)
+    rec.clear()
+    station.pulse_cell(3, 7, 3.525, 30e-3)  # the next ISPP step: only what changes is sent
+    assert rec.writes() == ["DV 2,11,-1.7625,0.001", "PV 1,11,0,1.7625,0.001", "XE", "RMD? 1",
+                            "DV 2,11,0,0.001", ":SYST:ERR?"]
+
+
+def test_exact_sequence_of_one_vmm_time_step(station, rec):
+    x = np.zeros(24)
+    x[[0, 5]] = 1.0
+    out = station.vmm(x, bitlines=range(4))
+    assert out == pytest.approx([1e-8, 2e-8, 3e-8, 4e-8])
+    grounds_first = "01002:01005,01007:01024,01028:01048"
+    assert rec.tagged() == [
+        f"E5250A: :ROUT:CLOS (@00101,00106,00225,00326,00427,{grounds_first})",
+        "E5250A: *OPC?",
+        "E5250A: :SYST:ERR?",
+        "4156C: CN 1,2,3,4",
+        "4156C: DV 1,11,1,0.0001",          # spikes on after the relays: wordlines switch cold
+        "4156C: RI 2,0", "4156C: RI 3,0", "4156C: RI 4,0",
+        "4156C: MM 1,2,3,4",
+        "4156C: XE",
+        "4156C: RMD? 3",
+        "E5250A: :ROUT:OPEN (@00225,00326,00427,01028)",   # round 2: bitline 3 on SMU2, 0-2 back to ground
+        "E5250A: *OPC?",
+        "E5250A: :ROUT:CLOS (@00228,01025:01027)",
+        "E5250A: *OPC?",
+        "E5250A: :SYST:ERR?",
+        "4156C: TI? 2,0",                   # one bitline left: a single query
+        "4156C: DV 1,11,0,0.0001",
+        "4156C: :SYST:ERR?",
+    ]
+
+
+def test_vmm_rounds_follow_the_number_of_measuring_smus(station, rec):
+    x = np.ones((2, 24))
+    out = station.vmm(x, bitlines=range(20))
+    assert out.shape == (2, 20)
+    w = rec.writes("4156C")
+    # 3 measuring SMUs: ceil(20 / 3) = 7 rounds per step, six of three bitlines, the last of two by TI?
+    assert w.count("XE") == 2 * 6 and w.count("RMD? 3") == 2 * 6
+    assert w.count("TI? 2,0") == 2 and w.count("TI? 3,0") == 2
+    # the second step starts on the group already connected: 6 switchings instead of 7
+    assert rec.writes("E5250A").count(":SYST:ERR?") == 7 + 6
+
+
+def test_a_step_without_spikes_sends_nothing(station, rec):
+    out = station.vmm(np.zeros((3, 24)))
+    assert out.shape == (3, 24) and not out.any()
+    assert rec.messages == []
+
+
+# ----- refusals before anything is sent -----
+
+def _one(line, v):
+    x = np.zeros(24)
+    x[line] = v
+    return x
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda s: s.pulse_cell(3, 7, 4.5, 2e-3), SafetyError, ["2.25 V", "line limit of 2.2 V"]),
+    (lambda s: s.pulse(_one(3, 2.2), -_one(7, 2.2), 2e-3), SafetyError, ["+4.4 V", "set limit"]),
+    (lambda s: s.pulse_cell(3, 7, -3.0, 2e-3), SafetyError, ["reset limit"]),
+    (lambda s: s.pulse_cell(3, 7, 3.5, 2e-6), SafetyError, ["0.5 ms to 100 ms", "--width"]),
+    (lambda s: s.pulse_cell(3, 7, 3.5, 0.2), SafetyError, ["0.5 ms to 100 ms"]),
+    (lambda s: s.pulse_cell(3, 7, 3.5, 2.05e-3), RequestError, ["0.1 ms grid"]),
+    (lambda s: s.pulse_cell(3, 7, 3.5, 2e-3, shape="tri"), RequestError, ["rectangular"]),
+    (lambda s: s.pulse(np.arange(24) * 0.05, np.zeros(24), 2e-3), RequestError, ["distinct line voltages", "4 sources"]),
+    (lambda s: s.pulse(np.zeros(24), np.zeros(24), 2e-3), RequestError, ["every line at 0 V"]),
+    (lambda s: s.read_cell(3, 24), GeometryError, ["bitline 24"]),
+    (lambda s: s.read_cell(3, 7, 2.0), SafetyError, ["read limit"]),
+    (lambda s: s.vmm(np.array([[1.0] * 24, [0.2, 0.4, 0.6, 0.8] + [0.0] * 20])), RequestError,
+     ["4 distinct wordline voltages", "at most 3"]),
+])
+def test_requests_the_bench_cannot_carry_out_are_refused_before_any_command(station, rec, call, error, words):
+    with pytest.raises(error) as info:
+        call(station)
+    for w in words:
+        assert w in str(info.value), f"{w!r} missing from: {info.value}"
+    assert rec.messages == []
+
+
+def test_check_pulse_refuses_the_twins_width_for_a_whole_plan(station, rec):
+    wl = np.zeros(24)
+    wl[3] = 1.5
+    bl = np.zeros(24)
+    bl[7] = -1.5
+    with pytest.raises(SafetyError, match="0.5 ms to 100 ms"):
+        station.check_pulse(wl, bl, 2e-6)
+    assert station.check_pulse(wl, bl, 2e-3)[2] == pytest.approx(2e-3)
+    assert rec.messages == []
+
+
+def test_unwired_lines_are_refused(tmp_path, rec):
+    path = write_bench(tmp_path, {"45, 46, 47, 48]": "0, 0, 0, 0]"})
+    st = sim_station(path, recorder=rec)
+    try:
+        with pytest.raises(GeometryError, match="bitline 21 has no matrix output"):
+            st.read_cell(0, 21)
+        with pytest.raises(GeometryError, match="bitline 20"):
+            st.vmm(np.ones(24))
+        assert st.vmm(np.ones(24), bitlines=range(20)).shape == (20,)
+    finally:
+        st.close()
+
+
+def test_a_row_parallel_pattern_within_the_sources_is_built(station, rec):
+    wl = np.full(24, 1.0)
+    wl[3] = 2.0
+    bl = np.full(24, 0.5)
+    bl[[1, 2]] = 0.0
+    station.pulse(wl, bl, 1e-3)
+    w = rec.writes("4156C")
+    assert "PV 1,11,0,2,0.001" in w                      # the selected wordline pulses
+    assert {"DV 2,11,0.5,0.001", "DV 3,11,1,0.001"} <= set(w)   # inhibit bitlines and other wordlines: DC
+    assert w.index("DV 2,11,0.5,0.001") < w.index("XE") < w.index("DV 2,11,0,0.001")
+
+
+# ----- errors, timeouts and Ctrl-C leave the bench safe -----
+
+@pytest.mark.parametrize("trigger, mode, op, error", [
+    ("XE", "error", "pulse", InstrumentReportedError),
+    ("RMD? 1", "timeout", "pulse", VisaTimeoutError),
+    ("TI? 2,0", "timeout", "read", VisaTimeoutError),
+    ("TI? 2,0", "interrupt", "read", KeyboardInterrupt),
+    ("DV 2,11,-1.75,0.001", "interrupt", "pulse", KeyboardInterrupt),
+    ("RMD? 3", "error", "vmm", InstrumentReportedError),
+    ("TI? 2,0", "reply", "read", ComplianceError),
+    ("RMD? 1", "reply", "pulse", ComplianceError),
+])
+def test_errors_mid_protocol_leave_outputs_at_zero_switches_off_and_matrix_open(trigger, mode, op, error):
+    reply = {"TI? 2,0": "008BI-1.000000E-04", "RMD? 1": "136AI+1.000000E-03"}.get(trigger, "")
+    rec = Recorder()
+    nth = 2 if trigger == "TI? 2,0" else 1  # the warm-up read below sends TI? 2,0 once
+    st = sim_station(recorder=rec, manager=FaultyManager("GPIB0::17::INSTR", trigger=trigger, mode=mode,
+                                                         reply=reply, nth=nth))
+    try:
+        st.read_cell(3, 7)   # a working operation first, so outputs are on and crosspoints closed
+        before = BenchState(rec.messages)
+        assert before.on and before.closed
+        with pytest.raises(error) as info:
+            if op == "pulse":
+                st.pulse_cell(3, 7, 3.5, 30e-3)
+            elif op == "read":
+                st.read_cell(3, 7)
+            else:
+                st.vmm(np.ones(24), bitlines=range(6))
+        if error is InstrumentReportedError:
+            assert info.value.code == -113 and "Undefined header" in str(info.value)
+        after = BenchState(rec.messages)
+        assert after.safe, (after.volts, after.on, after.closed)
+        assert rec.writes("E5250A")[-2:] == [":ROUT:OPEN:CARD 0", "*OPC?"]
+        assert rec.writes("4156C")[-1] == "CL"
+        # the station is still usable: the next operation re-routes and switches outputs on
+        rec.clear()
+        st.read_cell(3, 7)
+        assert rec.writes("4156C")[0] == "CN 1,2"
+    finally:
+        st.close()
+
+
+def test_a_compliance_during_a_read_says_so(station):
+    station.analyzer.io.resource = _Swap(station.analyzer.io.resource, "TI? 2,0", "008BI-1.000000E-04")
+    with pytest.raises(ComplianceError, match="read of cell \\(3,7\\).*compliance"):
+        station.read_cell(3, 7)
+
+
+class _Swap:
+    def __init__(self, inner, command, reply):
+        self.inner, self.command, self.reply = inner, command, reply
+
+    def query(self, command):
+        r = self.inner.query(command)
+        return self.reply if command == self.command else r
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_context_manager_and_close_are_idempotent(rec):
+    with sim_station(recorder=rec) as st:
+        st.read_cell(0, 0)
+    state = BenchState(rec.messages)
+    assert state.safe
+    n = len(rec.messages)
+    st.close()
+    st.reset_outputs()
+    assert len(rec.messages) == n
+    with pytest.raises(InstrumentError, match="closed"):
+        st.read_cell(0, 0)
+
+
+def test_an_ispp_like_run_end_to_end(station, rec):
+    """What protocols.ispp does: check the whole plan, then pulse and read, cycle after cycle."""
+    for v in (3.0, 3.025, -1.0):
+        wl = np.zeros(24)
+        bl = np.zeros(24)
+        wl[3], bl[7] = v / 2, -v / 2
+        station.check_pulse(wl, bl, 2e-3)
+    reads = []
+    for v in (3.0, 3.025, -1.0):
+        station.pulse_cell(3, 7, v, 2e-3)
+        reads.append(station.read_cell(3, 7))
+    assert reads == pytest.approx([4e-8] * 3)
+    assert rec.writes("4156C").count("XE") == 3
+    assert rec.writes("E5250A").count(":SYST:ERR?") == 1   # switched once, for the first pulse
+
+
+# ----- bench check -----
+
+def test_bench_check_on_the_sim_bench_prints_identities_and_pin_map():
+    out = io.StringIO()
+    assert check_bench(SIM_BENCH, out=out) == 0
+    text = out.getvalue()
+    assert "HEWLETT-PACKARD,4156C" in text and "E5250A" in text
+    assert "wordline  3: output  4" in text and "bitline  7: output 32" in text
+    assert "input 10: ground" in text and text.rstrip().endswith("bench check OK")
+
+
+def test_bench_check_fails_clearly_without_a_traceback(tmp_path):
+    out = io.StringIO()
+    assert check_bench(write_bench(tmp_path, {"cards = 4": "cards = 9"}), out=out) == 2
+    assert "FAILED" in out.getvalue() and "[matrix] cards = 9" in out.getvalue()
+    out = io.StringIO()
+    bad = write_bench(tmp_path, {'resource = "GPIB0::22::INSTR"': 'resource = "GPIB0::9::INSTR"'}, name="b.toml")
+    assert check_bench(bad, out=out) == 1
+    assert "FAILED" in out.getvalue() and "GPIB0::9::INSTR" in out.getvalue()
+    assert "Traceback" not in out.getvalue()
+
+
+def test_open_bench_errors_are_rramlab_errors():
+    assert issubclass(BenchError, RramlabError) and issubclass(VisaTimeoutError, RramlabError)
+    assert issubclass(ProbeStation, object)
