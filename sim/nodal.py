@@ -55,8 +55,15 @@ from sim.device import DeviceParameters
 GRID_STEP_V = 5e-3
 #: convergence of the network solve: largest change of any cell voltage (V) in the last sweep
 VOLTAGE_TOL = 1e-10
-#: steps solved together in one vectorised block (bounds the temporary memory to a few MB)
-BATCH_BLOCK = 1024
+#: steps solved together in one vectorised block (small enough for the arrays to stay in cache)
+BATCH_BLOCK = 128
+#: batches of at least this many steps with at most TAYLOR_MAX_LEVELS distinct inputs use local cubics
+TAYLOR_MIN_STEPS = 64
+TAYLOR_MAX_LEVELS = 16
+#: largest distance (V) from the open-circuit voltage at which the local cubic is trusted
+TAYLOR_RANGE_V = 0.02
+#: threads for large batches (numpy's array operations release the GIL)
+THREADS = 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,6 +162,7 @@ class DeviceTables:
         self._g: list[float] = []
         self.current = np.zeros((0, self.n + 1))
         self.slope = np.zeros((0, self.n + 1))
+        self._packed = None
 
     @property
     def v_max(self) -> float:
@@ -181,6 +189,7 @@ class DeviceTables:
             self._g.append(g)
         self.current = np.concatenate([self.current, cur])
         self.slope = np.concatenate([self.slope, slope])
+        self._packed = None
 
     def grow(self, v_needed: float):
         """Extend the grid to cover |V| up to v_needed (V); rebuilds every row."""
@@ -189,6 +198,7 @@ class DeviceTables:
         self._rows, self._g = {}, []
         self.current = np.zeros((0, self.n + 1))
         self.slope = np.zeros((0, self.n + 1))
+        self._packed = None
         if gs.size:
             self._build(gs)
 
@@ -203,12 +213,12 @@ class DeviceTables:
         u = a * (1.0 / h)
         j = u.astype(np.intp)
         t = u - j
-        flat = rows * (self.n + 1) + j
-        ci, si = self.current.ravel(), self.slope.ravel()
-        i0 = np.take(ci, flat)
-        i1 = np.take(ci, flat + 1)
-        d0 = np.take(si, flat)
-        d1 = np.take(si, flat + 1)
+        if self._packed is None:
+            # (I_j, dI/dV_j) pairs side by side: one gather fetches both ends of a segment
+            self._packed = np.stack([self.current, self.slope], axis=-1).ravel()
+        flat = (rows * (self.n + 1) + j) * 2
+        seg = np.take(self._packed, flat[..., None] + _SEGMENT)
+        i0, d0, i1, d1 = seg[..., 0], seg[..., 1], seg[..., 2], seg[..., 3]
         t2 = t * t
         t3 = t2 * t
         di = i1 - i0
@@ -216,6 +226,9 @@ class DeviceTables:
         cur = i0 + (3 * t2 - 2 * t3) * di + h * ((t3 - 2 * t2 + t) * d0 + (t3 - t2) * d1)
         slope = (6 * t - 6 * t2) * di * (1.0 / h) + (3 * t2 - 4 * t + 1) * d0 + (3 * t2 - 2 * t) * d1
         return np.copysign(cur, v), slope
+
+
+_SEGMENT = np.arange(4)
 
 
 class _TablesGrew(Exception):
@@ -364,18 +377,87 @@ class NodalArray:
                          bitlines=None, bitline_v: np.ndarray | None = None) -> np.ndarray:
         """Bitline currents (A), (steps, len(bitlines)), with wordlines at ``wordline_v``
         (steps, W) volts and bitlines at ``bitline_v`` (default 0 V). Positive: flowing out of the
-        array into the bitline source. Solved in blocks of BATCH_BLOCK steps."""
+        array into the bitline source. Solved in blocks of BATCH_BLOCK steps.
+
+        Large batches whose inputs take few distinct levels (spike trains: 0 V and the spike
+        voltage) use a local cubic of each cell's I(V) about its open-circuit voltage: the wires
+        move a cell by millivolts only, so the cubic is exact to ~1e-8 there, and a sweep costs a
+        few array operations instead of a table look-up. A block whose cells move more than
+        TAYLOR_RANGE_V is re-solved with the tables.
+        """
         wordline_v = np.asarray(wordline_v, dtype=float)
         steps = wordline_v.shape[0]
         bls = np.arange(self.B) if bitlines is None else np.asarray(bitlines, dtype=np.intp)
         out = np.empty((steps, bls.size))
         bl = np.zeros(self.B) if bitline_v is None else np.asarray(bitline_v, dtype=float)
-        for start in range(0, steps, BATCH_BLOCK):
-            x = wordline_v[start:start + BATCH_BLOCK]
-            v_open = x[:, :, None] - bl[None, None, :]
-            _, cur = self.solve(v_open, g_switch, g_offset)
+        if g_offset is not None and not np.any(g_offset):
+            g_offset = None
+        levels = np.unique(wordline_v)
+        local = None
+        if steps >= TAYLOR_MIN_STEPS and levels.size <= TAYLOR_MAX_LEVELS:
+            local = self._local_cubics(levels, bl, g_switch, g_offset)
+        blocks = [(start, wordline_v[start:start + BATCH_BLOCK]) for start in range(0, steps, BATCH_BLOCK)]
+
+        def one(block):
+            start, x = block
+            cur = None
+            if local is not None:
+                cur = self._solve_local(x, levels, bl, local)
+            if cur is None:
+                v_open = x[:, :, None] - bl[None, None, :]
+                _, cur = self.solve(v_open, g_switch, g_offset)
             out[start:start + x.shape[0]] = cur.sum(axis=1)[:, bls]
+
+        if len(blocks) > 1 and THREADS > 1:
+            # numpy releases the GIL inside its array operations: blocks run on both cores
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(THREADS) as pool:
+                list(pool.map(one, blocks))
+        else:
+            for block in blocks:
+                one(block)
         return out
+
+    def _local_cubics(self, levels, bl, g_switch, g_offset):
+        """Taylor coefficients (4, L, W, B) of every cell's current about V = level - V_bl[b]."""
+        rows = self.tables.rows_for(g_switch)
+        v = levels[:, None, None] - bl[None, None, :] + np.zeros((1, self.W, 1))
+        d = 0.5 * self.tables.step
+        while True:
+            try:
+                i0, s0 = self.tables.evaluate(v, rows)
+                _, sp = self.tables.evaluate(v + d, rows)
+                _, sm = self.tables.evaluate(v - d, rows)
+                break
+            except _TablesGrew:
+                rows = self.tables.rows_for(g_switch)
+        c = np.stack([i0, s0, (sp - sm) / (4 * d), (sp - 2 * s0 + sm) / (6 * d * d)])
+        if g_offset is not None:
+            c[0] += g_offset * v
+            c[1] += g_offset
+        return c
+
+    def _solve_local(self, x, levels, bl, c):
+        """Jacobi-Newton sweeps with the local cubics; None if a cell leaves their range."""
+        lev = np.searchsorted(levels, x)                      # (n, W)
+        wi = np.arange(self.W)[None, :]
+        c0, c1, c2, c3 = (ck[lev, wi] for ck in c)            # (n, W, B) each
+        c2x2, c3x3 = 2.0 * c2, 3.0 * c3
+        dv = np.zeros_like(c0)                                # cell voltage minus open-circuit voltage
+        cur = c0
+        for _ in range(100):
+            slope = c1 + dv * (c2x2 + dv * c3x3)
+            res = dv + self._drops(cur)
+            step = res / (1.0 + self.r_self * slope)
+            dv -= step
+            cur = c0 + dv * (c1 + dv * (c2 + dv * c3))
+            if float(np.max(np.abs(step))) < VOLTAGE_TOL:
+                break
+        else:
+            return None
+        if float(np.max(np.abs(dv))) > TAYLOR_RANGE_V:
+            return None
+        return cur
 
     def pulse(self, wordline_v: np.ndarray, bitline_v: np.ndarray, states: np.ndarray,
               turn_on_v: np.ndarray, turn_off_v: np.ndarray, on_resistance: np.ndarray | None,
@@ -404,8 +486,9 @@ class NodalArray:
             on_thr = np.where(want_on, turn_on_v, np.inf).min(axis=2)
             off_thr = np.where(want_off, turn_off_v, -np.inf).max(axis=2)
             vpk = v[0]
-            frac_on = np.where(np.isfinite(on_thr), on_thr / np.where(vpk > 0, vpk, np.inf), np.inf)
-            frac_off = np.where(np.isfinite(off_thr), off_thr / np.where(vpk < 0, vpk, -np.inf), np.inf)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                frac_on = np.where(np.isfinite(on_thr), on_thr / np.where(vpk > 0, vpk, np.inf), np.inf)
+                frac_off = np.where(np.isfinite(off_thr), off_thr / np.where(vpk < 0, vpk, -np.inf), np.inf)
             frac = np.minimum(frac_on, frac_off)  # fraction of the peak at which the cell flips first
             cand = np.isfinite(frac)
             go = cand.copy()

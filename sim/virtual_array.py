@@ -1,7 +1,21 @@
-"""VirtualArray: the CrossbarInstrument seam on a PySpice/ngspice twin of the crossbar.
+"""VirtualArray: the CrossbarInstrument seam on a twin of the crossbar, solved by ngspice or by the
+fast nodal engine (sim/nodal.py) behind the same calls.
 
-Every call builds the array netlist (sim/array.py) with each switch's current state as its
-initial ON/OFF and solves it in ngspice:
+Engines (``VirtualArray(engine=...)``):
+
+- ``"spice"``: the reference. Every call builds the array netlist and solves it in ngspice (below).
+- ``"fast"``: sim/nodal.py, nodal analysis of the same netlist in numpy (same compact model, wire
+  and contact resistance, switch states): Newton for reads and VMM, quasi-static peak solve for
+  pulses. Held to ngspice by tests/test_fast_engine.py (currents within 1e-3 relative, in practice
+  about 1e-10; identical flipped switches).
+- ``"auto"`` (the default): fast for every read, VMM and pulse, except a pulse in which cells that
+  share a line cross switch thresholds in the same round (e.g. a whole row or the whole array
+  driven above a threshold): the order of those flips along the edge is only estimated by the fast
+  engine, so ngspice's transient decides such a pulse. Half-bias programming, reads and inference
+  never take that path, so write-verify, inference and power run at the fast engine's speed.
+
+With engine="spice", every call builds the array netlist (sim/array.py) with each switch's current
+state as its initial ON/OFF and solves it in ngspice:
 
 - pulse: a transient of the pulse (rectangular with short edges, or triangular). ngspice's switches
   follow their hysteresis rule during the pulse; the twin reads back the terminal voltage of every
@@ -24,7 +38,11 @@ import numpy as np
 from drivers.interface import ArrayGeometry, CrossbarInstrument, RequestError, SafeOperatingArea
 from sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
 from sim.device import DeviceParameters, Switch, _num, next_switch_states
+from sim.nodal import NodalArray
 from sim.spice import simulate
+
+ENGINES = ("auto", "fast", "spice")
+DEFAULT_ENGINE = "auto"
 
 CHIP_FILE_VERSION = 1
 DEFAULT_PROGRAMMING_ERROR_SIGMA = 1.06e-9  # S; paper: 94 % of transfers within +-2 nS
@@ -62,6 +80,11 @@ class VirtualArray(CrossbarInstrument):
     programming_error_sigma: Gaussian conductance error (S) added to a cell when its transfer
         completes (``programming_done``); 0 turns it off.
     seed: the random seed; the same seed gives the same chip and the same programming errors.
+    engine: "auto" (default), "fast" or "spice", see the module docstring: "spice" solves every
+        call in ngspice (the reference); "fast" solves every call with the nodal engine
+        (sim/nodal.py); "auto" uses the fast engine except for pulses whose flip order only ngspice
+        can settle (cells sharing a line crossing thresholds together). All three carry the same
+        chip state, so the engine can be changed between calls (``va.engine = "spice"``).
     """
 
     backend_name = "twin"
@@ -70,8 +93,9 @@ class VirtualArray(CrossbarInstrument):
                  device: DeviceParameters | None = None, array: ArrayParameters | None = None,
                  variability: Variability | None = None,
                  programming_error_sigma: float = DEFAULT_PROGRAMMING_ERROR_SIGMA,
-                 seed: int | None = 0):
+                 seed: int | None = 0, engine: str = DEFAULT_ENGINE):
         super().__init__(geometry, limits)
+        self.engine = engine
         self.device = device or DeviceParameters()
         self.array = array or ArrayParameters()
         self.variability = variability or Variability()
@@ -85,6 +109,19 @@ class VirtualArray(CrossbarInstrument):
         self.conductance_offset = np.zeros((W, B))
         self.cell_switches = self._draw_cell_switches() if self.variability.any else None
         self.pulse_count = 0
+        #: pulses the "auto" engine handed to ngspice (flip order not settled by the fast engine)
+        self.spice_pulses = 0
+        self._nodal: NodalArray | None = None
+
+    @property
+    def engine(self) -> str:
+        return self._engine
+
+    @engine.setter
+    def engine(self, name: str):
+        if name not in ENGINES:
+            raise RequestError(f"engine {name!r} is unknown: use one of {ENGINES}")
+        self._engine = name
 
     @classmethod
     def lone_device(cls, **kwargs) -> "VirtualArray":
@@ -125,8 +162,38 @@ class VirtualArray(CrossbarInstrument):
         result = simulate(self._netlist(srcs_w, srcs_b, ".op", names), vecs)
         return np.array([result[v][0] for v in vecs])
 
+    # ----- the fast engine -----
+    def _fast(self) -> NodalArray:
+        if self._nodal is None:
+            lim = self.limits
+            v_max = max(lim.max_set_voltage, -lim.min_reset_voltage, lim.max_read_voltage) + 0.1
+            self._nodal = NodalArray(self.geometry.wordlines, self.geometry.bitlines, self.device,
+                                     self.array, v_max=v_max)
+        return self._nodal
+
+    def _on_resistance(self):
+        return None if self.cell_switches is None else self.cell_switches[..., 2]
+
+    def _fast_currents(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
+        na = self._fast()
+        g = na.switch_conductance(self.switch_states, self._on_resistance())
+        return na.bitline_currents(wordline_v, g, self.conductance_offset, bitlines)
+
+    def _commit_states(self, new: np.ndarray):
+        changed = np.any(new != self.switch_states, axis=2)
+        self.conductance_offset[changed] = 0.0  # a new physical state: the old error no longer applies
+        self.switch_states = new
+        self.pulse_count += 1
+
     # ----- the seam -----
     def _read(self, cells, v_read):
+        if self.engine != "spice":
+            rows = sorted({w for w, _ in cells})
+            x = np.zeros((len(rows), self.geometry.wordlines))
+            x[np.arange(len(rows)), rows] = v_read
+            cur = self._fast_currents(x, list(range(self.geometry.bitlines)))
+            where = {w: i for i, w in enumerate(rows)}
+            return [cur[where[w], b] for w, b in cells]
         by_wordline: dict[int, list[int]] = {}
         for w, b in cells:
             by_wordline.setdefault(w, []).append(b)
@@ -140,9 +207,24 @@ class VirtualArray(CrossbarInstrument):
         return [currents[c] for c in cells]
 
     def _vmm(self, wordline_v, bitlines):
+        if self.engine != "spice":
+            return self._fast_currents(wordline_v, bitlines)
         return np.array([self._op(step, bitlines) for step in wordline_v])
 
     def _pulse(self, wordline_v, bitline_v, width, shape):
+        if self.engine != "spice":
+            # Quasi-static: Cs, Ci = 0.1 fF settle in well under the 1 ns shortest pulse, so the
+            # switches see the DC cell voltages of the flat top (rect) or of the apex (tri).
+            on_v, off_v = self.thresholds()
+            new, estimated, _ = self._fast().pulse(wordline_v, bitline_v, self.switch_states, on_v, off_v,
+                                                   self._on_resistance(), self.conductance_offset)
+            if not (estimated and self.engine == "auto"):
+                self._commit_states(new)
+                return
+            self.spice_pulses += 1
+        self._spice_pulse(wordline_v, bitline_v, width, shape)
+
+    def _spice_pulse(self, wordline_v, bitline_v, width, shape):
         t, waves_w, waves_b = pulse_waveforms(wordline_v, bitline_v, width, shape)
         nodes = ArrayNodes(*self.geometry.shape, self.array)
         W, B = self.geometry.shape
@@ -160,10 +242,7 @@ class VirtualArray(CrossbarInstrument):
         on_v, off_v = self.thresholds()
         new = next_switch_states(self.switch_states, on_v, off_v,
                                  np.broadcast_to(terminal, self.switch_states.shape + terminal.shape[-1:]))
-        changed = np.any(new != self.switch_states, axis=2)
-        self.conductance_offset[changed] = 0.0  # a new physical state: the old error no longer applies
-        self.switch_states = new
-        self.pulse_count += 1
+        self._commit_states(new)
 
     def _programming_done(self, cells):
         if self.programming_error_sigma <= 0:
@@ -194,6 +273,7 @@ class VirtualArray(CrossbarInstrument):
             "seed": self.seed,
             "rng_state": self.rng.bit_generator.state,
             "pulse_count": self.pulse_count,
+            "engine": self.engine,
         }
         arrays = {"switch_states": self.switch_states, "conductance_offset": self.conductance_offset,
                   "meta": np.array(json.dumps(meta))}
@@ -204,8 +284,9 @@ class VirtualArray(CrossbarInstrument):
         return path
 
     @classmethod
-    def load_chip(cls, path) -> "VirtualArray":
-        """Rebuild a VirtualArray saved by ``save_chip``; reads give the same currents as before."""
+    def load_chip(cls, path, engine: str | None = None) -> "VirtualArray":
+        """Rebuild a VirtualArray saved by ``save_chip``; reads give the same currents as before.
+        engine: override the engine saved with the chip (files without one get the default)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"chip file {path} does not exist: save one with VirtualArray.save_chip")
@@ -221,7 +302,8 @@ class VirtualArray(CrossbarInstrument):
             device = DeviceParameters(**meta["device"], switches=tuple(Switch(**s) for s in meta["switches"]))
             chip = cls(geometry=geometry, limits=SafeOperatingArea(**meta["limits"]), device=device,
                        array=ArrayParameters(**meta["array"]), variability=Variability(),
-                       programming_error_sigma=meta["programming_error_sigma"], seed=meta["seed"])
+                       programming_error_sigma=meta["programming_error_sigma"], seed=meta["seed"],
+                       engine=engine or meta.get("engine", DEFAULT_ENGINE))
             chip.variability = Variability(**meta["variability"])
             chip.switch_states = np.array(data["switch_states"], dtype=bool)
             chip.conductance_offset = np.array(data["conductance_offset"], dtype=float)
@@ -233,7 +315,7 @@ class VirtualArray(CrossbarInstrument):
     def describe(self) -> dict:
         return {
             **super().describe(),
-            "engine": "spice",
+            "engine": self.engine,
             "wire_resistance": self.array.wire_resistance,
             "contact_resistance": self.array.contact_resistance,
             "programming_error_sigma": self.programming_error_sigma,
