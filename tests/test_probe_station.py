@@ -429,4 +429,32 @@ def test_bench_check_fails_clearly_without_a_traceback(tmp_path):
 
 def test_open_bench_errors_are_rramlab_errors():
     assert issubclass(BenchError, RramlabError) and issubclass(VisaTimeoutError, RramlabError)
-    assert issubclass(ProbeStation, object)
+    assert ProbeStation.backend_name == "probe-station"
+
+
+# ----- the command line, end to end on the pyvisa-sim bench -----
+
+def test_rramlab_ispp_runs_end_to_end_on_the_sim_bench(tmp_path, capsys):
+    from app.cli import main
+
+    log = tmp_path / "visa.log"
+    rc = main(["ispp", "--bench", str(SIM_BENCH), "--cell", "3,7", "--width", "2e-3", "--cycles", "1",
+               "--no-progress", "--visa-log", str(log)])
+    assert rc == 0
+    lines = log.read_text().splitlines()
+    writes = [ln for ln in lines if "  write  " in ln]
+    # one cycle: set 3.0 -> 4.2 V in 25 mV (49 pulses) and reset -1.0 -> -1.6 V in 50 mV (13 pulses)
+    assert sum("'XE'" in ln for ln in writes) == 49 + 13
+    assert sum("'TI? 2,0'" in ln for ln in writes) == 49 + 13
+    assert writes[-1].endswith("':SYST:ERR?'") and any("':ROUT:OPEN:CARD 0'" in ln for ln in writes[-6:])
+
+
+def test_rramlab_ispp_with_the_twins_width_is_refused_on_the_bench(tmp_path, capsys):
+    from app.cli import main
+
+    log = tmp_path / "visa.log"
+    rc = main(["ispp", "--bench", str(SIM_BENCH), "--cell", "3,7", "--cycles", "1", "--no-progress",
+               "--visa-log", str(log)])
+    assert rc != 0
+    assert "0.5 ms to 100 ms" in capsys.readouterr().err
+    assert not any("'XE'" in ln or "'PV" in ln for ln in log.read_text().splitlines())
