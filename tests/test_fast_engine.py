@@ -1,0 +1,245 @@
+"""The fast engine (sim/nodal.py) held to ngspice on the same chip state.
+
+Contract (issue 4): reads and VMM currents within 1e-3 relative (0.05 nA absolute) of ngspice on
+random chip states and random spike patterns; after random pulses the same switches flipped as in
+ngspice's transient; wire resistance 0, 2 and 100 ohm per segment. Speed is measured by
+benchmarks/engines.py, not here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivers.interface import ArrayGeometry, RequestError, half_bias_voltages
+from sim.array import ArrayParameters
+from sim.device import DeviceParameters, Switch
+from sim.nodal import TAYLOR_MIN_STEPS, DeviceTables, NodalArray, device_current_exact
+from sim.virtual_array import VirtualArray, Variability
+
+RTOL, ATOL = 1e-3, 0.05e-9
+WIRES = (0.0, 2.0, 100.0)
+
+
+def random_states(rng, shape, n):
+    """Switch states of a programmed chip: each cell at a random level (first k switches on), and a
+    quarter of the cells with a random pattern, as partial resets leave them."""
+    W, B = shape
+    k = rng.integers(0, n + 1, (W, B))
+    states = np.arange(n)[None, None, :] < k[:, :, None]
+    scrambled = rng.random((W, B)) < 0.25
+    states[scrambled] = rng.random((int(scrambled.sum()), n)) < 0.5
+    return states
+
+
+def twin_pair(geometry, wire, rng, offsets=True, **kwargs):
+    """Two twins in the same random state, one per engine."""
+    spice = VirtualArray(geometry, array=ArrayParameters(wire_resistance=wire), engine="spice", **kwargs)
+    fast = VirtualArray(geometry, array=ArrayParameters(wire_resistance=wire), engine="fast", **kwargs)
+    states = random_states(rng, geometry.shape, spice.device.n_switches)
+    offset = rng.normal(0.0, 1.06e-9, geometry.shape) if offsets else np.zeros(geometry.shape)
+    for twin in (spice, fast):
+        twin.switch_states = states.copy()
+        twin.conductance_offset = offset.copy()
+    if spice.cell_switches is not None:
+        fast.cell_switches = spice.cell_switches.copy()
+    return spice, fast
+
+
+# ----- the device -----------------------------------------------------------------------------
+
+def test_tabulated_device_matches_its_exact_solution():
+    p = DeviceParameters()
+    rng = np.random.default_rng(0)
+    g = np.concatenate([[8e-12, 1.6e-8, 1.98e-5], np.exp(rng.uniform(np.log(1e-11), np.log(3e-5), 40))])
+    tables = DeviceTables(p, 4.5)
+    rows = tables.rows_for(g)
+    v = rng.uniform(-4.4, 4.4, (g.size, 300))
+    exact_i, exact_s = device_current_exact(v, g[:, None], p)
+    table_i, table_s = tables.evaluate(v, rows[:, None])
+    assert np.max(np.abs(table_i - exact_i) / np.abs(exact_i)) < 1e-6
+    assert np.max(np.abs(table_s - exact_s) / exact_s) < 1e-6
+    # odd in V, as the model's V*exp(|V|) branches and linear switches are
+    assert np.allclose(tables.evaluate(-v, rows[:, None])[0], -table_i, rtol=0, atol=0)
+
+
+def test_exact_device_reproduces_the_calibrated_read_levels():
+    # twin-notes.md: HRS about 1.6 nA, then 10, 20, ... 80 nA at 1 V as switches turn on in order
+    p = DeviceParameters()
+    ron = np.array([s.on_resistance for s in p.switches])
+    g = np.array([(1 / ron[:k]).sum() + (p.n_switches - k) * 1e-12 for k in range(p.n_switches + 1)])
+    i, _ = device_current_exact(np.ones_like(g), g, p)
+    assert i[0] == pytest.approx(1.6e-9, rel=0.05)
+    assert np.allclose(i[1:], np.arange(1, 9) * 10e-9, rtol=0.01)
+
+
+def test_tables_grow_when_a_voltage_is_beyond_the_grid():
+    p = DeviceParameters()
+    tables = DeviceTables(p, 1.0)
+    na = NodalArray(1, 1, p, ArrayParameters(0.0, 0.0), v_max=1.0)
+    na.tables = tables
+    v, cur = na.solve(np.array([[[3.0]]]), np.array([[8e-12]]))
+    assert tables.v_max > 3.0
+    assert cur[0, 0, 0] == pytest.approx(float(device_current_exact(3.0, 8e-12, p)[0]), rel=1e-7)
+
+
+# ----- reads and VMM against ngspice ------------------------------------------------------------
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_reads_and_vmm_match_ngspice_on_random_states(wire):
+    rng = np.random.default_rng(int(wire) + 1)
+    spice, fast = twin_pair(ArrayGeometry(24, 24), wire, rng)
+    cells = [tuple(int(i) for i in rng.integers(0, 24, 2)) for _ in range(4)] + [(0, 23), (23, 0)]
+    assert np.allclose(fast.read(cells), spice.read(cells), rtol=RTOL, atol=ATOL)
+    # spikes at 1 V with random rates, plus one step of analogue inputs
+    rates = rng.random(24)
+    x = (rng.random((3, 24)) < rates).astype(float)
+    x = np.vstack([x, rng.uniform(-0.5, 1.2, 24)])
+    ref = spice.vmm(x)
+    got = fast.vmm(x)
+    assert got.shape == ref.shape == (4, 24)
+    assert np.allclose(got, ref, rtol=RTOL, atol=ATOL)
+    # the engine is much closer than the contract: a regression would show here first
+    assert np.max(np.abs(got - ref) / np.abs(ref)) < 1e-6
+
+
+def test_vmm_matches_ngspice_with_device_variability_and_a_bitline_subset():
+    rng = np.random.default_rng(5)
+    spice, fast = twin_pair(ArrayGeometry(10, 12), 100.0, rng, variability=Variability(0.03, 0.2), seed=9)
+    assert spice.cell_switches is not None
+    x = (rng.random((3, 10)) < 0.5).astype(float)
+    bitlines = [11, 0, 5]
+    assert np.allclose(fast.vmm(x, bitlines), spice.vmm(x, bitlines), rtol=RTOL, atol=ATOL)
+
+
+def test_spike_trains_class_currents_match_ngspice():
+    """Batched inference: trains x 25 steps solved at once; the accumulated class currents
+    (I+ - I- per differential pair) match ngspice stepping through the same trains."""
+    rng = np.random.default_rng(7)
+    geometry = ArrayGeometry(24, 20)
+    spice, fast = twin_pair(geometry, 100.0, rng)
+    trains = 4
+    rates = rng.random((trains, 1, 24))
+    spikes = (rng.random((trains, 25, 24)) < rates).astype(float)
+    batch = spikes.reshape(-1, 24)
+    assert batch.shape[0] >= TAYLOR_MIN_STEPS  # the large-batch path is the one under test
+    got = fast.vmm(batch).reshape(trains, 25, 20).sum(axis=1)
+    ref = np.array([spice.vmm(spikes[t]).sum(axis=0) for t in range(2)])
+    cls_got = got[:, 0::2] - got[:, 1::2]
+    cls_ref = ref[:, 0::2] - ref[:, 1::2]
+    assert np.allclose(cls_got[:2], cls_ref, rtol=RTOL, atol=ATOL * 25)
+    assert np.array_equal(np.argmax(cls_got[:2], axis=1), np.argmax(cls_ref, axis=1))
+    # the large-batch path equals the step-by-step fast solve of the other trains too
+    one_by_one = np.array([fast.vmm(spikes[t]).sum(axis=0) for t in range(2, trains)])
+    assert np.allclose(got[2:], one_by_one, rtol=1e-6, atol=0)
+
+
+# ----- pulses against ngspice -------------------------------------------------------------------
+
+def random_pulse(rng, geometry, limits):
+    """A half-bias set or reset of a random cell, or (one in three) random voltages on every line."""
+    W, B = geometry.shape
+    shape = str(rng.choice(["rect", "tri"]))
+    width = float(10 ** rng.uniform(-8, -4))
+    if rng.random() < 0.33:
+        bl = rng.uniform(-2.1, 1.0, B)
+        wl = np.clip(rng.uniform(-1.0, 2.1, W), bl.max() - 2.4, bl.min() + 4.25)
+        return wl, bl, width, shape
+    v = rng.uniform(3.0, 4.3) if rng.random() < 0.6 else rng.uniform(-2.0, -0.9)
+    w, b = int(rng.integers(0, W)), int(rng.integers(0, B))
+    wl, bl = half_bias_voltages(geometry, w, b, v)
+    return wl, bl, width, shape
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_pulses_flip_the_same_switches_as_ngspice(wire):
+    rng = np.random.default_rng(100 + int(wire))
+    geometry = ArrayGeometry(8, 8)
+    spice, fast = twin_pair(geometry, wire, rng, offsets=False)
+    flipped = 0
+    for i in range(10):
+        pulse = random_pulse(rng, geometry, spice.limits)
+        before = spice.switch_states.copy()
+        spice.pulse(*pulse)
+        fast.pulse(*pulse)
+        assert np.array_equal(fast.switch_states, spice.switch_states), f"pulse {i}: {pulse}"
+        flipped += int((spice.switch_states != before).sum())
+    assert flipped > 20  # the pulses did program the chip
+
+
+def test_half_bias_pulses_on_the_full_array_flip_the_same_switches_as_ngspice():
+    rng = np.random.default_rng(3)
+    geometry = ArrayGeometry(24, 24)
+    spice, fast = twin_pair(geometry, 100.0, rng, offsets=False)
+    for w, b, v, shape in ((0, 23, 4.2, "rect"), (0, 23, 3.9, "tri"), (12, 5, -1.4, "rect")):
+        spice.pulse_cell(w, b, v, 1e-6, shape)
+        fast.pulse_cell(w, b, v, 1e-6, shape)
+        assert np.array_equal(fast.switch_states, spice.switch_states)
+
+
+def test_pulse_flips_switches_one_threshold_at_a_time_as_the_edge_rises():
+    """A switch turning on raises its cell's current and the wire drop, so its cell's voltage at
+    the peak falls below the next threshold, which ngspice then never reaches: a rule flipping every
+    switch whose threshold the initial peak voltage exceeds would turn on both."""
+    device = DeviceParameters(switches=(Switch.from_thresholds(3.5, -1.0, 10e3),
+                                        Switch.from_thresholds(3.585, -1.0, 1e6)))
+    geometry = ArrayGeometry(6, 6)
+    spice = VirtualArray(geometry, device=device, array=ArrayParameters(100.0), engine="spice")
+    fast = VirtualArray(geometry, device=device, array=ArrayParameters(100.0), engine="fast")
+    wl, bl = half_bias_voltages(geometry, 0, 5, 3.6)
+    na = fast._fast()
+    v_peak, _ = na.solve((wl[:, None] - bl[None, :])[None], na.switch_conductance(fast.switch_states, None))
+    assert v_peak[0, 0, 5] > 3.585  # both thresholds lie below the peak voltage of the HRS cell
+    spice.pulse(wl, bl, 1e-6)
+    fast.pulse(wl, bl, 1e-6)
+    assert spice.switch_states[0, 5].tolist() == [True, False]
+    assert np.array_equal(fast.switch_states, spice.switch_states)
+
+
+def test_auto_engine_hands_pulses_with_coupled_flips_to_ngspice():
+    geometry = ArrayGeometry(6, 6)
+    rng = np.random.default_rng(1)
+    spice, auto = twin_pair(geometry, 100.0, rng, offsets=False)
+    auto.engine = "auto"
+    for twin in (spice, auto):
+        twin.switch_states[:] = False
+    # a whole row set at once: six cells on one wordline cross thresholds together
+    wl = np.zeros(6)
+    wl[2] = 2.15
+    bl = np.full(6, -2.15)
+    spice.pulse(wl, bl, 1e-6)
+    auto.pulse(wl, bl, 1e-6)
+    assert auto.spice_pulses == 1
+    assert np.array_equal(auto.switch_states, spice.switch_states)
+    # a half-bias pulse stays on the fast engine
+    auto.pulse_cell(0, 0, 4.0, 1e-6)
+    assert auto.spice_pulses == 1
+
+
+# ----- API ------------------------------------------------------------------------------------
+
+def test_engine_is_chosen_reported_and_saved(tmp_path):
+    twin = VirtualArray(ArrayGeometry(3, 3))
+    assert twin.engine == "auto"
+    assert twin.describe()["engine"] == "auto"
+    with pytest.raises(RequestError, match="engine"):
+        VirtualArray(ArrayGeometry(3, 3), engine="xyce")
+    twin.engine = "fast"
+    twin.pulse_cell(1, 1, 4.2, 1e-6)
+    path = twin.save_chip(tmp_path / "chip.npz")
+    loaded = VirtualArray.load_chip(path)
+    assert loaded.engine == "fast"
+    assert loaded.read_cell(1, 1) == pytest.approx(twin.read_cell(1, 1), rel=1e-12)
+    assert VirtualArray.load_chip(path, engine="spice").read_cell(1, 1) == pytest.approx(
+        twin.read_cell(1, 1), rel=RTOL)
+
+
+def test_lone_device_set_ramp_matches_ngspice():
+    spice = VirtualArray.lone_device(engine="spice")
+    fast = VirtualArray.lone_device(engine="fast")
+    for v in np.arange(3.0, 4.2001, 0.1):
+        for twin in (spice, fast):
+            twin.pulse_cell(0, 0, float(v), 1e-6)
+        assert np.array_equal(fast.switch_states, spice.switch_states)
+        assert fast.read_cell(0, 0) == pytest.approx(spice.read_cell(0, 0), rel=1e-6)
+    assert fast.switch_states.sum() > 4
