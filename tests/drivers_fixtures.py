@@ -131,8 +131,8 @@ class FaultyManager:
         res = self.rm.open_resource(name, **kw)
         return FaultyResource(res, **self.fault) if name == self.resource_name else res
 
-    def list_resources(self):
-        return self.rm.list_resources()
+    def list_resources(self, query="?*::INSTR"):
+        return self.rm.list_resources(query)
 
 
 class BenchState:
