@@ -99,6 +99,8 @@ def open_backend(args, cell_requested: bool):
     twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip")
                  if getattr(args, name, None) is not None]
     if args.bench:
+        if not cell_requested:
+            raise RramlabError("--bench needs --cell WL,BL: name the cell of the array on the probe card (lines counted from 0)")
         if twin_only:
             flags = ", ".join("--" + n.replace("_", "-") for n in twin_only)
             raise RramlabError(f"{flags} apply to the twin only; drop them when you use --bench")

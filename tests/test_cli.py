@@ -42,6 +42,7 @@ def test_ispp_settings_are_flags(tmp_path):
     (["ispp", "--width", "0"], "pulse width 0 s must be positive"),
     (["ispp", "--visa-log", "x.log"], "--visa-log needs --bench"),
     (["ispp", "--wire-resistance", "5"], "--wire-resistance applies to the array"),
+    (["ispp", "--bench", str(Path(__file__).resolve().parents[1] / "drivers" / "benches" / "sim.toml"), "--width", "2e-3"], "--bench needs --cell WL,BL"),
 ])
 def test_bad_input_is_a_clear_error_and_no_csv_is_started(tmp_path, capsys, argv, message):
     out = tmp_path / "never.csv"
