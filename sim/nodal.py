@@ -53,6 +53,8 @@ from sim.device import DeviceParameters
 
 #: terminal-voltage step (V) of the tabulated device characteristics
 GRID_STEP_V = 5e-3
+#: most switch-bank conductances kept tabulated (each row is about 14 kB)
+MAX_TABLE_ROWS = 2048
 #: convergence of the network solve: largest change of any cell voltage (V) in the last sweep
 VOLTAGE_TOL = 1e-10
 #: steps solved together in one vectorised block (small enough for the arrays to stay in cache)
@@ -173,6 +175,14 @@ class DeviceTables:
         g_switch = np.asarray(g_switch, dtype=float)
         uniq, inverse = np.unique(g_switch, return_inverse=True)
         missing = [g for g in uniq.tolist() if g not in self._rows]
+        if missing and len(self._g) + len(missing) > MAX_TABLE_ROWS:
+            # keep memory flat over long programming runs on a chip with variability, where every
+            # state change of a cell is a new conductance: start again from the rows in use
+            self._rows, self._g = {}, []
+            self.current = np.zeros((0, self.n + 1))
+            self.slope = np.zeros((0, self.n + 1))
+            self._packed = None
+            missing = uniq.tolist()
         if missing:
             self._build(np.array(missing))
         idx = np.array([self._rows[g] for g in uniq.tolist()], dtype=np.intp)

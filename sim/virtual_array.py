@@ -164,7 +164,8 @@ class VirtualArray(CrossbarInstrument):
 
     # ----- the fast engine -----
     def _fast(self) -> NodalArray:
-        if self._nodal is None:
+        na = self._nodal
+        if na is None or na.device != self.device or na.array != self.array:
             lim = self.limits
             v_max = max(lim.max_set_voltage, -lim.min_reset_voltage, lim.max_read_voltage) + 0.1
             self._nodal = NodalArray(self.geometry.wordlines, self.geometry.bitlines, self.device,
