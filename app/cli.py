@@ -45,8 +45,10 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend (default: the simulation twin)")
     g.add_argument("--bench", metavar="FILE", help="bench TOML file of a probe station; without it the twin runs")
     g.add_argument("--visa-log", metavar="FILE", help="with --bench: log every VISA write and read, timestamped")
-    g.add_argument("--engine", choices=("spice", "fast"), default=None,
-                   help="twin only: ngspice (the reference) or the fast nodal engine (default: the twin's own choice)")
+    g.add_argument("--engine", choices=("auto", "fast", "spice"), default=None,
+                   help="twin only: 'spice' solves every call in ngspice (the reference), 'fast' with the nodal "
+                        "engine held to it; 'auto' (default) is fast except pulses whose switch order only "
+                        "ngspice can settle")
     g.add_argument("--wire-resistance", type=float, metavar="OHM", default=None,
                    help="twin array only: wire resistance per line segment (ohm, default 2)")
     g.add_argument("--seed", type=int, default=0, help="twin only: random seed of the chip (default 0)")
@@ -116,10 +118,7 @@ def open_backend(args, cell_requested: bool):
     if args.engine is not None:
         kwargs["engine"] = args.engine
     if args.chip:
-        chip = VirtualArray.load_chip(args.chip)
-        if args.engine is not None and hasattr(chip, "engine"):
-            chip.engine = args.engine
-        return chip
+        return VirtualArray.load_chip(args.chip, engine=args.engine)
     if cell_requested:
         if args.wire_resistance is not None:
             kwargs["array"] = ArrayParameters(wire_resistance=args.wire_resistance)

@@ -31,8 +31,9 @@ def assert_measured_ispp_behaviour(records, cycles):
         np.testing.assert_allclose(other, per_cycle[0], rtol=1e-3, atol=0.1e-9)  # the same in every cycle
 
 
-def test_three_cycle_ispp_of_a_lone_device_shows_the_measured_behaviour():
-    with VirtualArray.lone_device() as device:
+@pytest.mark.parametrize("engine", ["spice", "fast"])
+def test_three_cycle_ispp_of_a_lone_device_shows_the_measured_behaviour(engine):
+    with VirtualArray.lone_device(engine=engine) as device:
         records = list(run_ispp(device, IsppSettings(cycles=3)))
     assert len(records) == 3 * 62
     assert_measured_ispp_behaviour(records, 3)
@@ -40,10 +41,12 @@ def test_three_cycle_ispp_of_a_lone_device_shows_the_measured_behaviour():
     assert records[49].pulse_v == -1.0 and records[61].pulse_v == -1.6
 
 
-def test_ispp_on_a_cell_of_the_24x24_array_shows_the_same_behaviour():
-    with VirtualArray() as chip:
-        records = list(run_ispp(chip, IsppSettings(cycles=1), cell=(3, 7)))
-        assert_measured_ispp_behaviour(records, 1)
+# ngspice takes about a second per array pulse: one cycle there, all three on the default engine.
+@pytest.mark.parametrize("engine, cycles", [("spice", 1), ("auto", 3)])
+def test_ispp_on_a_cell_of_the_24x24_array_shows_the_same_behaviour(engine, cycles):
+    with VirtualArray(engine=engine) as chip:
+        records = list(run_ispp(chip, IsppSettings(cycles=cycles), cell=(3, 7)))
+        assert_measured_ispp_behaviour(records, cycles)
         # only the addressed cell was programmed; its neighbours on both lines stayed in HRS
         on = chip.switch_states.sum(axis=2)
         assert on[3, 7] == 0  # ended reset

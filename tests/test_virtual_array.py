@@ -12,6 +12,9 @@ from sim.array import ArrayParameters
 from sim.device import DeviceParameters, device_netlist, switch_model_lines
 from sim.virtual_array import VirtualArray, Variability
 
+# Every behaviour below must hold on ngspice (the reference) and on the fast nodal engine alike.
+both_engines = pytest.mark.parametrize("engine", ["spice", "fast"])
+
 
 def device_current_by_hand(v, n_on, p=DeviceParameters()):
     """Current (A) of one device with its first n_on switches on, at terminal voltage v (V),
@@ -36,9 +39,11 @@ def set_cells(array, pattern):
     array.switch_states[:] = np.arange(n)[None, None, :] < np.asarray(pattern)[:, :, None]
 
 
-def test_read_of_a_known_state_matches_a_hand_calculation_without_wire_resistance():
+@both_engines
+def test_read_of_a_known_state_matches_a_hand_calculation_without_wire_resistance(engine):
     rng = np.random.default_rng(1)
-    twin = VirtualArray(ArrayGeometry(6, 5), array=ArrayParameters(wire_resistance=0.0, contact_resistance=0.0))
+    twin = VirtualArray(ArrayGeometry(6, 5), array=ArrayParameters(wire_resistance=0.0, contact_resistance=0.0),
+                        engine=engine)
     pattern = rng.integers(0, 9, size=(6, 5))
     set_cells(twin, pattern)
     cells = [(w, b) for w in range(6) for b in range(5)]
@@ -49,9 +54,11 @@ def test_read_of_a_known_state_matches_a_hand_calculation_without_wire_resistanc
     assert 75e-9 < device_current_by_hand(1.0, 8) < 85e-9
 
 
-def test_vmm_without_wire_resistance_is_the_sum_of_device_currents():
+@both_engines
+def test_vmm_without_wire_resistance_is_the_sum_of_device_currents(engine):
     rng = np.random.default_rng(2)
-    twin = VirtualArray(ArrayGeometry(5, 4), array=ArrayParameters(wire_resistance=0.0, contact_resistance=0.0))
+    twin = VirtualArray(ArrayGeometry(5, 4), array=ArrayParameters(wire_resistance=0.0, contact_resistance=0.0),
+                        engine=engine)
     pattern = rng.integers(0, 9, size=(5, 4))
     set_cells(twin, pattern)
     spikes = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
@@ -64,10 +71,11 @@ def test_vmm_without_wire_resistance_is_the_sum_of_device_currents():
     assert np.all(np.abs(batch[1]) < 1e-15)
 
 
-def test_read_falls_monotonically_as_wire_resistance_grows():
+@both_engines
+def test_read_falls_monotonically_as_wire_resistance_grows(engine):
     reads = []
     for r in (0.0, 2.0, 20.0, 100.0, 1000.0):
-        twin = VirtualArray(array=ArrayParameters(wire_resistance=r, contact_resistance=10.0))
+        twin = VirtualArray(array=ArrayParameters(wire_resistance=r, contact_resistance=10.0), engine=engine)
         set_cells(twin, np.full((24, 24), 8))  # every cell in LRS: the most current, the most IR drop
         reads.append(twin.vmm(np.ones(24), bitlines=[23])[0])
     reads = np.array(reads)
@@ -75,14 +83,15 @@ def test_read_falls_monotonically_as_wire_resistance_grows():
     # and the single-cell read of the far corner too
     corner = []
     for r in (0.0, 100.0, 1000.0):
-        twin = VirtualArray(array=ArrayParameters(wire_resistance=r))
+        twin = VirtualArray(array=ArrayParameters(wire_resistance=r), engine=engine)
         set_cells(twin, np.full((24, 24), 8))
         corner.append(twin.read_cell(0, 23))
     assert corner[0] > corner[1] > corner[2]
 
 
-def test_a_half_bias_pulse_programs_only_the_selected_cell():
-    twin = VirtualArray()
+@both_engines
+def test_a_half_bias_pulse_programs_only_the_selected_cell(engine):
+    twin = VirtualArray(engine=engine)
     twin.pulse_cell(5, 9, 4.2, 2e-6)
     on = twin.switch_states.sum(axis=2)
     assert on[5, 9] == 8
@@ -91,16 +100,18 @@ def test_a_half_bias_pulse_programs_only_the_selected_cell():
     assert twin.read_cell(5, 9) > 75e-9 and twin.read_cell(5, 8) < 5e-9
 
 
-def test_a_triangular_pulse_programs_like_its_peak():
-    twin = VirtualArray.lone_device()
+@both_engines
+def test_a_triangular_pulse_programs_like_its_peak(engine):
+    twin = VirtualArray.lone_device(engine=engine)
     twin.pulse_cell(0, 0, 3.6, 2e-6, shape="tri")
     tri = twin.switch_states.copy()
-    rect = VirtualArray.lone_device()
+    rect = VirtualArray.lone_device(engine=engine)
     rect.pulse_cell(0, 0, 3.6, 2e-6, shape="rect")
     assert tri.sum() == 4 and np.array_equal(tri, rect.switch_states)
 
 
-def test_switch_states_carried_between_calls_match_one_continuous_transient():
+@both_engines
+def test_switch_states_carried_between_calls_match_one_continuous_transient(engine):
     """Pulse/read calls, each its own ngspice run, agree with one ngspice transient of the whole
     sequence, in which ngspice alone keeps the switch states."""
     p = DeviceParameters()
@@ -121,7 +132,7 @@ def test_switch_states_carried_between_calls_match_one_continuous_transient():
     res = spice.simulate(net, ["time", "vsense#branch"])
     continuous = np.interp(read_times, res["time"], res["vsense#branch"])
 
-    twin = VirtualArray.lone_device()
+    twin = VirtualArray.lone_device(engine=engine)
     stepwise = []
     for v in volts:
         twin.pulse_cell(0, 0, v, width)
@@ -130,8 +141,9 @@ def test_switch_states_carried_between_calls_match_one_continuous_transient():
     assert max(stepwise) > 75e-9 and stepwise[-1] < 5e-9  # the sequence did set and reset
 
 
-def test_a_saved_chip_reloads_to_the_same_reads(tmp_path):
-    twin = VirtualArray(ArrayGeometry(4, 4), variability=Variability(0.02, 0.1), seed=11)
+@both_engines
+def test_a_saved_chip_reloads_to_the_same_reads(tmp_path, engine):
+    twin = VirtualArray(ArrayGeometry(4, 4), variability=Variability(0.02, 0.1), seed=11, engine=engine)
     twin.pulse_cell(1, 2, 3.7, 2e-6)
     twin.pulse_cell(3, 0, 4.2, 2e-6)
     twin.programming_done([(1, 2)])
@@ -139,6 +151,7 @@ def test_a_saved_chip_reloads_to_the_same_reads(tmp_path):
     before = twin.read(cells)
     path = twin.save_chip(tmp_path / "chip.npz")
     again = VirtualArray.load_chip(path)
+    assert again.engine == engine
     np.testing.assert_array_equal(again.read(cells), before)
     assert np.array_equal(again.switch_states, twin.switch_states)
     # the random generator continues where it was: the next programming error is the same
