@@ -1,4 +1,4 @@
-"""Wall time of the ngspice twin's basic operations, and memory over 1,000 array reads.
+"""Wall time of the ngspice twin (engine="spice")'s basic operations, and memory over 1,000 array reads.
 
 Run by hand:  .venv/bin/python benchmarks/twin_timings.py [--reads 1000]
 Prints one table. Numbers are this machine's; compare runs on the same machine only.
@@ -7,44 +7,25 @@ Prints one table. Numbers are this machine's; compare runs on the same machine o
 from __future__ import annotations
 
 import argparse
-import inspect
-import resource
-import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from protocols.ispp import IsppSettings, run_ispp
-from sim.virtual_array import VirtualArray
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def timed(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def spice_kwargs():
-    # Pin the reference engine where the twin offers a choice.
-    return {"engine": "spice"} if "engine" in inspect.signature(VirtualArray.__init__).parameters else {}
+from engines import median_time as timed, rss_mb  # noqa: E402
+from protocols.ispp import IsppSettings, run_ispp  # noqa: E402
+from sim.virtual_array import VirtualArray  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--reads", type=int, default=1000, help="array reads for the memory check")
     args = ap.parse_args()
-    kw = spice_kwargs()
+    kw = {"engine": "spice"}  # the reference; benchmarks/engines.py compares it with the fast engine
     rows = []
 
     t = timed(lambda: list(run_ispp(VirtualArray.lone_device(**kw), IsppSettings(cycles=3))), repeat=3)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from .interface import InstrumentError, RequestError
-from .visa_io import Transport, format_number
+from .visa_io import (InstrumentReportedError, Transport, drain_error_queue, format_number,  # noqa: F401
+                      parse_error_reply)
 
 # ----------------------------------------------------------------------------------------------
 # Channels, ranges and limits (design doc 1.1, 1.5)
@@ -67,17 +68,6 @@ INVALID_MAGNITUDE = 1e37
 
 # ----------------------------------------------------------------------------------------------
 # Errors
-
-
-class InstrumentReportedError(InstrumentError):
-    """The instrument's error queue held an error. ``code`` and ``message`` are its own words."""
-
-    def __init__(self, instrument: str, code: int, message: str, after: str = "", more=()):
-        self.instrument, self.code, self.message, self.after = instrument, code, message, after
-        self.more = tuple(more)
-        extra = f" (and {len(self.more)} more: {', '.join(f'{c} {m}' for c, m in self.more)})" if self.more else ""
-        where = f" after {after!r}" if after else ""
-        super().__init__(f"{instrument} reported error {code}: {message}{where}{extra}")
 
 
 class MeasurementError(InstrumentError):
@@ -203,17 +193,6 @@ def parse_flex_data(reply: str) -> list[FlexDatum]:
             number = math.nan
         out.append(FlexDatum(status=status, letter=letter, kind=kind, value=number, raw=item))
     return out
-
-
-def parse_error_reply(reply: str) -> tuple[int, str]:
-    """``+0,"No error"`` -> (0, "No error"). Parses the integer before the first comma."""
-    text = reply.strip()
-    head, _, tail = text.partition(",")
-    try:
-        code = int(head.strip())
-    except ValueError as exc:
-        raise InstrumentError(f"error query reply {reply!r} does not start with an error number") from exc
-    return code, tail.strip().strip('"').strip()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -466,13 +445,7 @@ class Keysight4156C:
 
     def drain_errors(self, limit: int = 20) -> list[tuple[int, str]]:
         """Read the error queue until it is empty; return what was in it (stale errors at connect)."""
-        seen = []
-        for _ in range(limit):
-            code, msg = parse_error_reply(self.io.query(":SYST:ERR?"))
-            if code == 0:
-                break
-            seen.append((code, msg))
-        return seen
+        return drain_error_queue(self.io, limit)
 
     def check_errors(self, after: str = "") -> None:
         """Raise InstrumentReportedError (code and message) if the error queue is not empty."""

@@ -22,8 +22,7 @@ import time
 from typing import Iterable
 
 from .interface import InstrumentError, RequestError
-from .keysight_4156c import InstrumentReportedError, parse_error_reply
-from .visa_io import Transport
+from .visa_io import InstrumentReportedError, Transport, drain_error_queue
 
 MODES = {"auto": "ACON", "normal": "NCON"}
 RULES = ("FREE", "SROU")
@@ -176,13 +175,7 @@ class KeysightE5250A:
         self.io.write(f":ROUT:CONN:SEQ {self.card_argument},{sequence}")
 
     def drain_errors(self, limit: int = 20) -> list[tuple[int, str]]:
-        seen = []
-        for _ in range(limit):
-            code, msg = parse_error_reply(self.io.query(":SYST:ERR?"))
-            if code == 0:
-                break
-            seen.append((code, msg))
-        return seen
+        return drain_error_queue(self.io, limit)
 
     def check_errors(self, after: str = "") -> None:
         errors = self.drain_errors()

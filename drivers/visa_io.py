@@ -146,3 +146,38 @@ def _wrap(name: str, command: str, exc: Exception) -> Exception:
             f"the address; for slow low-current ranges raise the timeout in the bench file"
         )
     return InstrumentError(f"{name}: the VISA exchange {command!r} failed: {text}")
+
+
+# Both instruments answer the SCPI error query the same way.
+
+class InstrumentReportedError(InstrumentError):
+    """The instrument's error queue held an error. ``code`` and ``message`` are its own words."""
+
+    def __init__(self, instrument: str, code: int, message: str, after: str = "", more=()):
+        self.instrument, self.code, self.message, self.after = instrument, code, message, after
+        self.more = tuple(more)
+        extra = f" (and {len(self.more)} more: {', '.join(f'{c} {m}' for c, m in self.more)})" if self.more else ""
+        where = f" after {after!r}" if after else ""
+        super().__init__(f"{instrument} reported error {code}: {message}{where}{extra}")
+
+
+def parse_error_reply(reply: str) -> tuple[int, str]:
+    """``+0,"No error"`` -> (0, "No error"). Parses the integer before the first comma."""
+    text = reply.strip()
+    head, _, tail = text.partition(",")
+    try:
+        code = int(head.strip())
+    except ValueError as exc:
+        raise InstrumentError(f"error query reply {reply!r} does not start with an error number") from exc
+    return code, tail.strip().strip('"').strip()
+
+
+def drain_error_queue(io: "Transport", limit: int = 20) -> list[tuple[int, str]]:
+    """Query ``:SYST:ERR?`` until the queue reports 0 (at most ``limit`` times); return the errors."""
+    seen = []
+    for _ in range(limit):
+        code, msg = parse_error_reply(io.query(":SYST:ERR?"))
+        if code == 0:
+            break
+        seen.append((code, msg))
+    return seen
