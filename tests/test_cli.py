@@ -83,3 +83,31 @@ def test_chip_state_is_saved_and_resumed(tmp_path, capsys):
 
     loaded = VirtualArray.load_chip(chip)
     assert loaded.switch_states[2, 3].sum() == 4  # the -1.0 V reset pulse left the 4 slow switches on
+
+
+@pytest.mark.parametrize("interruption, code", [(KeyboardInterrupt, 130), (RuntimeError, None)])
+def test_an_interrupted_run_keeps_every_row_it_took(tmp_path, monkeypatch, capsys, interruption, code):
+    from sim.virtual_array import VirtualArray
+
+    reads = []
+    resets = []
+    real_read = VirtualArray._read
+
+    def read_then_fail(self, cells, v_read):
+        if len(reads) == 7:
+            raise interruption("stopped at the 8th read")
+        reads.append(1)
+        return real_read(self, cells, v_read)
+
+    monkeypatch.setattr(VirtualArray, "_read", read_then_fail)
+    monkeypatch.setattr(VirtualArray, "_reset_outputs", lambda self: resets.append(1))
+    out = tmp_path / "cut.csv"
+    if code is None:
+        with pytest.raises(interruption):
+            main(["ispp", "--csv", str(out), "--no-progress"])
+    else:
+        assert main(["ispp", "--csv", str(out), "--no-progress"]) == code
+        assert "interrupted after 7 of 186 pulses" in capsys.readouterr().err
+    rows = list(csv.reader(open(out)))
+    assert len(rows) == 1 + 7                # the header and the 7 pulses read before the stop
+    assert resets, "outputs were not returned to 0 V"
