@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 from .interface import InstrumentError, RequestError
 from .visa_io import (InstrumentReportedError, Transport, drain_error_queue, format_number,  # noqa: F401
-                      parse_error_reply)
+                      identify_instrument, parse_error_reply)
 
 # ----------------------------------------------------------------------------------------------
 # Channels, ranges and limits (design doc 1.1, 1.5)
@@ -419,15 +419,7 @@ class Keysight4156C:
     # ----- identity, reset, errors -----
     def identify(self) -> str:
         """``*IDN?``; raises InstrumentError if the answer is not a 4156C."""
-        idn = self.io.query("*IDN?")
-        if not idn:
-            raise InstrumentError("no instrument answered *IDN? at this address: check the address and the cable")
-        fields = [f.strip() for f in idn.split(",")]
-        if len(fields) < 2 or self.MODEL not in fields[1].upper():
-            raise InstrumentError(
-                f"the resource answered *IDN? with {idn!r}, which is not a {self.MODEL}: check the analyzer's "
-                f"VISA address in the bench file")
-        return idn
+        return identify_instrument(self.io, self.MODEL, "analyzer")
 
     def reset(self) -> None:
         """``*RST``, then FLEX mode (``US``) again, ASCII data with header, integration time, and a

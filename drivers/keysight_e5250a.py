@@ -22,7 +22,7 @@ import time
 from typing import Iterable
 
 from .interface import InstrumentError, RequestError
-from .visa_io import InstrumentReportedError, Transport, drain_error_queue
+from .visa_io import InstrumentReportedError, Transport, drain_error_queue, identify_instrument
 
 MODES = {"auto": "ACON", "normal": "NCON"}
 RULES = ("FREE", "SROU")
@@ -139,15 +139,7 @@ class KeysightE5250A:
     # ----- identity, configuration, errors -----
     def identify(self) -> str:
         """``*IDN?``; raises InstrumentError if the answer is not an E5250A."""
-        idn = self.io.query("*IDN?")
-        if not idn:
-            raise InstrumentError("no instrument answered *IDN? at this address: check the address and the cable")
-        fields = [f.strip() for f in idn.split(",")]
-        if len(fields) < 2 or self.MODEL not in fields[1].upper():
-            raise InstrumentError(
-                f"the resource answered *IDN? with {idn!r}, which is not an {self.MODEL}: check the matrix's "
-                f"VISA address in the bench file")
-        return idn
+        return identify_instrument(self.io, self.MODEL, "matrix")
 
     def reset(self, rule: str = "FREE") -> None:
         """``*RST``, channel configuration mode, connection rule (FREE: one input may feed many

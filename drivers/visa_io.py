@@ -181,3 +181,18 @@ def drain_error_queue(io: "Transport", limit: int = 20) -> list[tuple[int, str]]
             break
         seen.append((code, msg))
     return seen
+
+
+def identify_instrument(io: "Transport", model: str, role: str) -> str:
+    """``*IDN?``, checked: return the answer if its model field names ``model`` (e.g. "4156C"), else
+    raise InstrumentError telling the user to check the ``role``'s ("analyzer", "matrix") address."""
+    idn = io.query("*IDN?")
+    if not idn:
+        raise InstrumentError("no instrument answered *IDN? at this address: check the address and the cable")
+    fields = [f.strip() for f in idn.split(",")]
+    if len(fields) < 2 or model not in fields[1].upper():
+        article = "an" if model[0] in "AEFHILMNORSX" else "a"
+        raise InstrumentError(
+            f"the resource answered *IDN? with {idn!r}, which is not {article} {model}: check the {role}'s "
+            f"VISA address in the bench file")
+    return idn
