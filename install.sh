@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need_apt=0
-ldconfig -p 2>/dev/null | grep -q 'libngspice.so.0' || need_apt=1
-if [ "$need_apt" = 1 ]; then
+if ! dpkg -s libngspice0 >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
