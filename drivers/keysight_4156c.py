@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 

@@ -90,14 +90,14 @@ def array_netlist(device: DeviceParameters, array: ArrayParameters, switch_state
     if cell_switches is None:
         lines += switch_model_lines(device, "sw")
     for w in range(W):
-        lines.append(f"Vwl{w} {nodes.wl_driver(w)} 0 {wordline_sources[w]}")
+        lines.append(f"V{wordline_source(w)[1:]} {nodes.wl_driver(w)} 0 {wordline_sources[w]}")
         if array.contact_resistance > 0:
             lines.append(f"Rcw{w} {nodes.wl_driver(w)} {nodes.wl(w, 0)} {_num(array.contact_resistance)}")
         if array.wire_resistance > 0:
             for b in range(B - 1):
                 lines.append(f"Rw{w}_{b} {nodes.wl(w, b)} {nodes.wl(w, b + 1)} {_num(array.wire_resistance)}")
     for b in range(B):
-        lines.append(f"Vbl{b} {nodes.bl_driver(b)} 0 {bitline_sources[b]}")
+        lines.append(f"V{bitline_source(b)[1:]} {nodes.bl_driver(b)} 0 {bitline_sources[b]}")
         if array.contact_resistance > 0:
             lines.append(f"Rcb{b} {nodes.bl(W - 1, b)} {nodes.bl_driver(b)} {_num(array.contact_resistance)}")
         if array.wire_resistance > 0:

@@ -30,7 +30,7 @@ and loads from one ``.npz`` file. Units: volts, amperes, seconds, siemens.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np

@@ -8,7 +8,6 @@ from sim.sweep import dc_sweep, sweep_voltages
 
 
 def test_default_switches_follow_table_1():
-    vts = [s.threshold_v for s in DEFAULT_SWITCHES]
     rons = [s.on_resistance for s in DEFAULT_SWITCHES]
     assert len(DEFAULT_SWITCHES) == 8
     assert min(rons) >= 30e3 and max(rons) <= 62e6          # RON 30 kohm - 62 Mohm
