@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything rramlab needs on a Debian machine, as root (or with sudo):
 # Debian's ngspice shared library, a virtual environment in .venv, and rramlab with its test extras.
-# Safe to run again: it only adds what is missing.
+# Safe to run again: it only adds what is missing, and skips pip when pyproject.toml is unchanged
+# since the last install into this .venv.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,6 +16,17 @@ fi
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[test]'
-echo "rramlab installed in $(pwd)/.venv"
+stamp=.venv/.rramlab-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import rramlab.app.cli" 2>/dev/null; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+   # setuptools explains the editable mapping at length on every install; keep that in a log and
+  # show it only when the install fails.
+  if ! .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]' >.venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    echo "install.sh: pip install failed (log above, also in .venv/pip-install.log)" >&2
+    exit 1
+  fi
+  echo "$want" > "$stamp"
+fi
+echo "rramlab $(.venv/bin/rramlab --version | cut -d' ' -f2) installed in $(pwd)/.venv"

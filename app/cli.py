@@ -17,7 +17,7 @@ import argparse
 import csv
 import sys
 
-from drivers.interface import RramlabError
+from rramlab.drivers.interface import RramlabError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -56,10 +56,13 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from protocols.ispp import IsppSettings
+    from rramlab.protocols.ispp import IsppSettings
 
     d = IsppSettings()
+    from rramlab import __version__
+
     parser = argparse.ArgumentParser(prog="rramlab", description="Program and read HT-RRAM crossbars, real or simulated.")
+    parser.add_argument("--version", action="version", version=f"rramlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("ispp", help="incremental step pulse programming of one device or cell",
@@ -105,13 +108,13 @@ def open_backend(args, cell_requested: bool):
         if twin_only:
             flags = ", ".join("--" + n.replace("_", "-") for n in twin_only)
             raise RramlabError(f"{flags} apply to the twin only; drop them when you use --bench")
-        from drivers.probe_station import open_bench
+        from rramlab.drivers.probe_station import open_bench
 
         return open_bench(args.bench, visa_log=args.visa_log)
     if args.visa_log:
         raise RramlabError("--visa-log needs --bench: the twin sends no VISA commands")
-    from sim.array import ArrayParameters
-    from sim.virtual_array import VirtualArray
+    from rramlab.sim.array import ArrayParameters
+    from rramlab.sim.virtual_array import VirtualArray
 
     kwargs = {"seed": args.seed}
     if args.engine is not None:
@@ -132,7 +135,7 @@ def _fmt_na(a: float) -> str:
 
 
 def cmd_ispp(args) -> int:
-    from protocols.ispp import CSV_HEADER, IsppSettings, plan_pulses, run_ispp, summarise_ispp
+    from rramlab.protocols.ispp import CSV_HEADER, IsppSettings, plan_pulses, run_ispp, summarise_ispp
 
     settings = IsppSettings(
         set_start_v=args.set_start, set_stop_v=args.set_stop, set_step_v=args.set_step,
@@ -190,7 +193,7 @@ def cmd_ispp(args) -> int:
 
 
 def cmd_iv(args) -> int:
-    from sim.sweep import dc_sweep, sweep_voltages
+    from rramlab.sim.sweep import dc_sweep, sweep_voltages
 
     volts = sweep_voltages(args.set_peak, args.reset_peak, args.step)
     currents = dc_sweep(volts)
@@ -213,7 +216,7 @@ def cmd_bench(args) -> int:
     if args.bench_command != "check":
         print("usage: rramlab bench check FILE", file=sys.stderr)
         return EXIT_USAGE
-    from drivers.probe_station import check_bench
+    from rramlab.drivers.probe_station import check_bench
 
     return check_bench(args.file, out=sys.stdout, visa_log=args.visa_log)
 

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drivers.interface import ArrayGeometry  # noqa: E402
-from sim.array import ArrayParameters  # noqa: E402
-from sim.virtual_array import VirtualArray  # noqa: E402
+from rramlab.drivers.interface import ArrayGeometry  # noqa: E402
+from rramlab.sim.array import ArrayParameters  # noqa: E402
+from rramlab.sim.virtual_array import VirtualArray  # noqa: E402
 
 BITLINES = list(range(20))
 

@@ -13,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines import median_time as timed, rss_mb  # noqa: E402
-from protocols.ispp import IsppSettings, run_ispp  # noqa: E402
-from sim.virtual_array import VirtualArray  # noqa: E402
+from rramlab.protocols.ispp import IsppSettings, run_ispp  # noqa: E402
+from rramlab.sim.virtual_array import VirtualArray  # noqa: E402
 
 
 def main():

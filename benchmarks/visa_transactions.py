@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drivers.probe_station import BENCH_DIR, connect_bench, load_bench  # noqa: E402
+from rramlab.drivers.probe_station import BENCH_DIR, connect_bench, load_bench  # noqa: E402
 
 
 def count(station, action) -> tuple[int, int]:

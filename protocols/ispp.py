@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from drivers.interface import CrossbarInstrument, RequestError, half_bias_voltages
+from rramlab.drivers.interface import CrossbarInstrument, RequestError, half_bias_voltages
 
 CSV_HEADER = ("cycle", "phase", "pulse_v", "read_a")
 

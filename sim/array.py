@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.device import DeviceParameters, _num, device_netlist, switch_model_lines
+from rramlab.sim.device import DeviceParameters, _num, device_netlist, switch_model_lines
 
 
 @dataclass(frozen=True)

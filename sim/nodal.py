@@ -48,8 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import lambertw
 
-from sim.array import ArrayParameters
-from sim.device import DeviceParameters
+from rramlab.sim.array import ArrayParameters
+from rramlab.sim.device import DeviceParameters
 
 #: terminal-voltage step (V) of the tabulated device characteristics
 GRID_STEP_V = 5e-3

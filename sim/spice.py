@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from drivers.interface import InstrumentError
+from rramlab.drivers.interface import InstrumentError
 
 _lock = threading.Lock()
 _ngspice = None

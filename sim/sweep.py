@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.device import DeviceParameters, _num, device_netlist, switch_model_lines
-from sim.spice import simulate
+from rramlab.sim.device import DeviceParameters, _num, device_netlist, switch_model_lines
+from rramlab.sim.spice import simulate
 
 
 def sweep_voltages(set_peak: float = 4.2, reset_peak: float = -1.6, step: float = 0.025) -> np.ndarray:

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.interface import ArrayGeometry, CrossbarInstrument, RequestError, SafeOperatingArea
-from sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
-from sim.device import DeviceParameters, Switch, _num, next_switch_states
-from sim.nodal import NodalArray
-from sim.spice import simulate
+from rramlab.drivers.interface import ArrayGeometry, CrossbarInstrument, RequestError, SafeOperatingArea
+from rramlab.sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
+from rramlab.sim.device import DeviceParameters, Switch, _num, next_switch_states
+from rramlab.sim.nodal import NodalArray
+from rramlab.sim.spice import simulate
 
 ENGINES = ("auto", "fast", "spice")
 DEFAULT_ENGINE = "auto"

@@ -11,8 +11,8 @@ import pyvisa
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
 
-import drivers
-from drivers.probe_station import connect_bench, load_bench
+import rramlab.drivers as drivers
+from rramlab.drivers.probe_station import connect_bench, load_bench
 
 DRIVERS_DIR = Path(drivers.__file__).resolve().parent
 SIM_YAML = DRIVERS_DIR / "keysight_sim.yaml"

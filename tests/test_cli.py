@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
+from rramlab.app.cli import main
 
 
 def test_ispp_writes_the_csv_and_a_summary(tmp_path, capsys):
@@ -79,7 +79,7 @@ def test_chip_state_is_saved_and_resumed(tmp_path, capsys):
     chip = tmp_path / "chip.npz"
     assert main(["ispp", "--cycles", "1", "--cell", "2,3", "--set-start", "3.9", "--set-stop", "4.2",
                  "--reset-start", "-1.0", "--reset-stop", "-1.0", "--save-chip", str(chip), "--no-progress"]) == 0
-    from sim.virtual_array import VirtualArray
+    from rramlab.sim.virtual_array import VirtualArray
 
     loaded = VirtualArray.load_chip(chip)
     assert loaded.switch_states[2, 3].sum() == 4  # the -1.0 V reset pulse left the 4 slow switches on
@@ -87,7 +87,7 @@ def test_chip_state_is_saved_and_resumed(tmp_path, capsys):
 
 @pytest.mark.parametrize("interruption, code", [(KeyboardInterrupt, 130), (RuntimeError, None)])
 def test_an_interrupted_run_keeps_every_row_it_took(tmp_path, monkeypatch, capsys, interruption, code):
-    from sim.virtual_array import VirtualArray
+    from rramlab.sim.virtual_array import VirtualArray
 
     reads = []
     resets = []

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from sim.device import DEFAULT_SWITCHES, DeviceParameters, Switch, next_switch_states
-from sim.sweep import dc_sweep, sweep_voltages
+from rramlab.sim.device import DEFAULT_SWITCHES, DeviceParameters, Switch, next_switch_states
+from rramlab.sim.sweep import dc_sweep, sweep_voltages
 
 
 def test_default_switches_follow_table_1():

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.interface import ArrayGeometry, RequestError, half_bias_voltages
-from sim.array import ArrayParameters
-from sim.device import DeviceParameters, Switch
-from sim.nodal import TAYLOR_MIN_STEPS, DeviceTables, NodalArray, device_current_exact
-from sim.virtual_array import VirtualArray, Variability
+from rramlab.drivers.interface import ArrayGeometry, RequestError, half_bias_voltages
+from rramlab.sim.array import ArrayParameters
+from rramlab.sim.device import DeviceParameters, Switch
+from rramlab.sim.nodal import TAYLOR_MIN_STEPS, DeviceTables, NodalArray, device_current_exact
+from rramlab.sim.virtual_array import VirtualArray, Variability
 
 RTOL, ATOL = 1e-3, 0.05e-9
 WIRES = (0.0, 2.0, 100.0)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from drivers.interface import (ArrayGeometry, CrossbarInstrument, GeometryError, RequestError,
+from rramlab.drivers.interface import (ArrayGeometry, CrossbarInstrument, GeometryError, RequestError,
                                SafeOperatingArea, SafetyError, half_bias_voltages)
 
 

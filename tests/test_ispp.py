@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from drivers.interface import RequestError, SafetyError
-from protocols.ispp import (IsppSettings, distinct_levels, plan_pulses, reset_drop_fraction, run_ispp,
+from rramlab.drivers.interface import RequestError, SafetyError
+from rramlab.protocols.ispp import (IsppSettings, distinct_levels, plan_pulses, reset_drop_fraction, run_ispp,
                             summarise_ispp, voltage_ramp)
-from sim.virtual_array import VirtualArray
+from rramlab.sim.virtual_array import VirtualArray
 
 
 def assert_measured_ispp_behaviour(records, cycles):

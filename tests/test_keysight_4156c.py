@@ -6,12 +6,12 @@ import math
 import pyvisa
 import pytest
 
-from drivers.interface import InstrumentError, RequestError
-from drivers.keysight_4156c import (ComplianceError, InstrumentReportedError, InvalidDataError, Keysight4156C,
+from rramlab.drivers.interface import InstrumentError, RequestError
+from rramlab.drivers.keysight_4156c import (ComplianceError, InstrumentReportedError, InvalidDataError, Keysight4156C,
                                     RangeOverflowError, check_pulse_timing, current_range_code,
                                     describe_current_range, parse_error_reply, parse_flex_data, pulse_period_for,
                                     reading_time)
-from drivers.visa_io import Transport, VisaLog, VisaTimeoutError, format_number
+from rramlab.drivers.visa_io import Transport, VisaLog, VisaTimeoutError, format_number
 
 from drivers_fixtures import SIM_YAML, ScriptedResource
 

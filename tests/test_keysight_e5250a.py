@@ -6,10 +6,10 @@ import time
 import pyvisa
 import pytest
 
-from drivers.interface import InstrumentError, RequestError
-from drivers.keysight_4156c import InstrumentReportedError
-from drivers.keysight_e5250a import KeysightE5250A
-from drivers.visa_io import Transport
+from rramlab.drivers.interface import InstrumentError, RequestError
+from rramlab.drivers.keysight_4156c import InstrumentReportedError
+from rramlab.drivers.keysight_e5250a import KeysightE5250A
+from rramlab.drivers.visa_io import Transport
 
 from drivers_fixtures import SIM_YAML, ScriptedResource
 

@@ -7,10 +7,10 @@ import io
 import numpy as np
 import pytest
 
-from drivers.interface import GeometryError, InstrumentError, RequestError, RramlabError, SafetyError
-from drivers.keysight_4156c import ComplianceError, InstrumentReportedError
-from drivers.probe_station import (BenchError, ProbeStation, check_bench, connect_bench, load_bench, open_bench)
-from drivers.visa_io import VisaTimeoutError
+from rramlab.drivers.interface import GeometryError, InstrumentError, RequestError, RramlabError, SafetyError
+from rramlab.drivers.keysight_4156c import ComplianceError, InstrumentReportedError
+from rramlab.drivers.probe_station import (BenchError, ProbeStation, check_bench, connect_bench, load_bench, open_bench)
+from rramlab.drivers.visa_io import VisaTimeoutError
 
 from drivers_fixtures import (SIM_BENCH, TEMPLATE_BENCH, BenchState, FaultyManager, Recorder, sim_station,
                               write_bench)
@@ -435,7 +435,7 @@ def test_open_bench_errors_are_rramlab_errors():
 # ----- the command line, end to end on the pyvisa-sim bench -----
 
 def test_rramlab_ispp_runs_end_to_end_on_the_sim_bench(tmp_path, capsys):
-    from app.cli import main
+    from rramlab.app.cli import main
 
     log = tmp_path / "visa.log"
     rc = main(["ispp", "--bench", str(SIM_BENCH), "--cell", "3,7", "--width", "2e-3", "--cycles", "1",
@@ -450,7 +450,7 @@ def test_rramlab_ispp_runs_end_to_end_on_the_sim_bench(tmp_path, capsys):
 
 
 def test_rramlab_ispp_with_the_twins_width_is_refused_on_the_bench(tmp_path, capsys):
-    from app.cli import main
+    from rramlab.app.cli import main
 
     log = tmp_path / "visa.log"
     rc = main(["ispp", "--bench", str(SIM_BENCH), "--cell", "3,7", "--cycles", "1", "--no-progress",

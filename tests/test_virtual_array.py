@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from drivers.interface import ArrayGeometry, SafetyError
-from sim import spice
-from sim.array import ArrayParameters
-from sim.device import DeviceParameters, device_netlist, switch_model_lines
-from sim.virtual_array import VirtualArray, Variability
+from rramlab.drivers.interface import ArrayGeometry, SafetyError
+from rramlab.sim import spice
+from rramlab.sim.array import ArrayParameters
+from rramlab.sim.device import DeviceParameters, device_netlist, switch_model_lines
+from rramlab.sim.virtual_array import VirtualArray, Variability
 
 # Every behaviour below must hold on ngspice (the reference) and on the fast nodal engine alike.
 both_engines = pytest.mark.parametrize("engine", ["spice", "fast"])
@@ -198,7 +198,7 @@ def test_programming_error_has_the_papers_spread():
 def test_no_simulation_runs_for_a_refused_request(monkeypatch):
     twin = VirtualArray()
     calls = []
-    monkeypatch.setattr("sim.virtual_array.simulate", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("rramlab.sim.virtual_array.simulate", lambda *a, **k: calls.append(a))
     for bad in (lambda: twin.pulse_cell(0, 0, 4.4, 2e-6), lambda: twin.pulse_cell(0, 0, -2.6, 2e-6),
                 lambda: twin.read_cell(0, 0, 1.6)):
         with pytest.raises(SafetyError):
