@@ -17,6 +17,7 @@ import argparse
 import csv
 import sys
 
+from rramlab.app.settings_flags import add_settings_flags, join_negative_values, settings_from_args
 from rramlab.drivers.interface import RramlabError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -28,16 +29,6 @@ def _cell(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--cell takes WL,BL (two whole numbers, from 0), got {text!r}")
     return w, b
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {n}")
-    return n
 
 
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
@@ -56,9 +47,9 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
     from rramlab.protocols.ispp import IsppSettings
 
-    d = IsppSettings()
     from rramlab import __version__
 
     parser = argparse.ArgumentParser(prog="rramlab", description="Program and read HT-RRAM crossbars, real or simulated.")
@@ -66,17 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("ispp", help="incremental step pulse programming of one device or cell",
-                       description="ISPP: a rising set ramp then a falling reset ramp, a read after every pulse.")
-    p.add_argument("--cycles", type=_positive_int, default=d.cycles, help=f"number of set/reset cycles (default {d.cycles})")
-    p.add_argument("--set-start", type=float, default=d.set_start_v, metavar="V", help=f"first set pulse (default {d.set_start_v} V)")
-    p.add_argument("--set-stop", type=float, default=d.set_stop_v, metavar="V", help=f"last set pulse (default {d.set_stop_v} V)")
-    p.add_argument("--set-step", type=float, default=d.set_step_v, metavar="V", help=f"set step (default {d.set_step_v} V)")
-    p.add_argument("--reset-start", type=float, default=d.reset_start_v, metavar="V", help=f"first reset pulse (default {d.reset_start_v} V)")
-    p.add_argument("--reset-stop", type=float, default=d.reset_stop_v, metavar="V", help=f"last reset pulse (default {d.reset_stop_v} V)")
-    p.add_argument("--reset-step", type=float, default=d.reset_step_v, metavar="V", help=f"reset step, magnitude (default {d.reset_step_v} V)")
-    p.add_argument("--read-v", type=float, default=d.read_v, metavar="V", help=f"read voltage (default {d.read_v} V)")
-    p.add_argument("--width", type=float, default=d.pulse_width_s, metavar="S", help=f"pulse width (default {d.pulse_width_s:g} s)")
-    p.add_argument("--shape", choices=("rect", "tri"), default=d.shape, help="pulse shape (default rect)")
+                       description="ISPP: a rising set ramp then a falling reset ramp, a read after every pulse. "
+                                   "The whole plan is checked against the safe operating area before the first "
+                                   "pulse.")
+    add_settings_flags(p, IsppSettings, "ISPP settings (defaults: the paper's simulation values)",
+                       extra_help={"pulse_width_s": f"With --bench the 4156C pulses "
+                                                    f"{PULSE_MIN_WIDTH * 1e3:g} ms to {PULSE_MAX_WIDTH * 1e3:g} ms, "
+                                                    "so give --width there."})
     p.add_argument("--cell", type=_cell, metavar="WL,BL",
                    help="run on this cell of the 24 x 24 array (lines counted from 0); without it: a lone device")
     p.add_argument("--csv", metavar="FILE", help="write cycle,phase,pulse_v,read_a, one row per pulse, as it runs")
@@ -135,27 +122,25 @@ def _fmt_na(a: float) -> str:
 
 
 def cmd_ispp(args) -> int:
-    from rramlab.protocols.ispp import CSV_HEADER, IsppSettings, plan_pulses, run_ispp, summarise_ispp
+    from rramlab.protocols import ispp
 
-    settings = IsppSettings(
-        set_start_v=args.set_start, set_stop_v=args.set_stop, set_step_v=args.set_step,
-        reset_start_v=args.reset_start, reset_stop_v=args.reset_stop, reset_step_v=args.reset_step,
-        read_v=args.read_v, pulse_width_s=args.width, cycles=args.cycles, shape=args.shape,
-    )
-    settings.validate()
+    settings = settings_from_args(ispp.IsppSettings, args)
     cell = args.cell if args.cell is not None else (0, 0)
-    total = settings.cycles * len(plan_pulses(settings))
+    ispp.plan(settings, cell)  # the device's own limits, before any backend is opened
     records = []
+    total = 0
     csv_file = None
     instrument = open_backend(args, args.cell is not None)
     try:
         with instrument:
-            runner = run_ispp(instrument, settings, cell)  # validates the whole plan first
-            first = next(runner, None)                      # nothing is written before the plan is accepted
+            ispp_plan = ispp.plan(settings, cell, instrument)  # and the backend's, before the first pulse
+            total = ispp_plan.total_pulses
+            runner = ispp.run(instrument, ispp_plan)
+            first = next(runner, None)
             if args.csv:
                 csv_file = open(args.csv, "w", newline="")
                 writer = csv.writer(csv_file)
-                writer.writerow(CSV_HEADER)
+                writer.writerow(ispp.CSV_HEADER)
             from tqdm import tqdm
 
             where = f"cell {cell[0]},{cell[1]}" if args.cell is not None else "device"
@@ -182,7 +167,7 @@ def cmd_ispp(args) -> int:
     print(f"ISPP on the {instrument.backend_name}"
           + (f", cell {cell[0]},{cell[1]}" if args.cell is not None else ", lone device")
           + f": {len(records)} pulses, read at {settings.read_v:g} V")
-    for s in summarise_ispp(records):
+    for s in ispp.summarise_ispp(records):
         print(f"  cycle {s.cycle}: read {_fmt_na(s.min_read_a)} .. {_fmt_na(s.max_read_a)}, "
               f"{s.set_levels} distinct levels in the set ramp, "
               f"first 3 reset pulses remove {s.reset_drop_3 * 100:.0f} %, "
@@ -223,7 +208,7 @@ def cmd_bench(args) -> int:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

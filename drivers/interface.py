@@ -131,6 +131,26 @@ class SafeOperatingArea:
                 f"SafeOperatingArea pulse widths must satisfy 0 < min ({self.min_pulse_width}) <= max ({self.max_pulse_width})"
             )
 
+    #: what ``window`` answers for; protocol settings name one of these as their ``soa`` bound
+    WINDOWS = ("set", "reset", "read", "width")
+
+    def window(self, kind: str) -> tuple[float, float]:
+        """The allowed range (low, high) of one kind of quantity, in SI units.
+
+        "set": a set pulse's cell voltage (V); "reset": a reset pulse's cell voltage (V, negative);
+        "read": a read or VMM input voltage (V); "width": a pulse width (s). Settings declarations
+        take their limits from here, so the command line, the GUI and the seam agree.
+        """
+        if kind == "set":
+            return (0.0, self.max_set_voltage)
+        if kind == "reset":
+            return (self.min_reset_voltage, 0.0)
+        if kind == "read":
+            return (-self.max_read_voltage, self.max_read_voltage)
+        if kind == "width":
+            return (self.min_pulse_width, self.max_pulse_width)
+        raise RequestError(f"unknown safe-operating-area window {kind!r}: use one of {self.WINDOWS}")
+
     def narrowed(self, other: "SafeOperatingArea") -> "SafeOperatingArea":
         """The tighter of two areas, limit by limit (e.g. the chip's and the instrument's)."""
         return SafeOperatingArea(
@@ -183,22 +203,18 @@ def half_bias_voltages(geometry: ArrayGeometry, wordline: int, bitline: int, vol
     return wordline_v, bitline_v
 
 
-class CrossbarInstrument(ABC):
-    """A crossbar that can be pulsed, read and used for vector-matrix multiplication.
+class RequestChecker:
+    """Every check a request passes before it may reach a backend, with no backend attached.
 
-    Subclasses implement ``_pulse``, ``_read``, ``_vmm`` and ``_reset_outputs``; callers use the public
-    methods, which validate first. Used as a context manager the instrument always returns its
-    outputs to 0 V (and opens every crosspoint) on exit, also on errors and Ctrl-C.
+    Protocols plan against a RequestChecker (geometry + safe operating area), so a whole plan is
+    validated before anything is connected; CrossbarInstrument is a RequestChecker that can also
+    carry requests out, and runs the same checks on every call.
     """
-
-    #: short name of the backend, recorded with every run ("twin", "probe-station", ...)
-    backend_name: str = "abstract"
 
     def __init__(self, geometry: ArrayGeometry | None = None, limits: SafeOperatingArea | None = None):
         self.geometry = geometry or ArrayGeometry()
         self.limits = limits or SafeOperatingArea()
 
-    # ----- validation (public so protocols can check a whole plan before the first pulse) -----
     def check_pulse(self, wordline_v, bitline_v, width, shape="rect"):
         """Validate a pulse request; return (wordline_v, bitline_v, width, shape) normalised.
 
@@ -291,6 +307,18 @@ class CrossbarInstrument(ABC):
         else:
             bls = [_line_index(b, "bitline", g.bitlines) for b in bitlines]
         return arr2, bls, single
+
+
+class CrossbarInstrument(RequestChecker, ABC):
+    """A crossbar that can be pulsed, read and used for vector-matrix multiplication.
+
+    Subclasses implement ``_pulse``, ``_read``, ``_vmm`` and ``_reset_outputs``; callers use the public
+    methods, which validate first. Used as a context manager the instrument always returns its
+    outputs to 0 V (and opens every crosspoint) on exit, also on errors and Ctrl-C.
+    """
+
+    #: short name of the backend, recorded with every run ("twin", "probe-station", ...)
+    backend_name: str = "abstract"
 
     # ----- the calls protocols make -----
     def pulse(self, wordline_v, bitline_v, width, shape="rect") -> None:

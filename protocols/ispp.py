@@ -11,30 +11,40 @@ Defaults are the paper's simulation values: set 3.0 -> 4.2 V in 25 mV, reset -1.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 
-from rramlab.drivers.interface import CrossbarInstrument, RequestError, half_bias_voltages
+from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, RequestChecker, RequestError,
+                                      SafeOperatingArea, half_bias_voltages)
+from rramlab.protocols.settings import check_settings, setting
 
 CSV_HEADER = ("cycle", "phase", "pulse_v", "read_a")
+
+#: more cycles than any lab runs in one go (62 pulses each at the defaults); a bound, not a target
+MAX_CYCLES = 100_000
 
 
 @dataclass(frozen=True)
 class IsppSettings:
-    """ISPP settings. Volts and seconds; the reset voltages are negative."""
+    """ISPP settings, declared once (units, limits and help live on the fields). Volts and seconds;
+    the reset voltages are negative. Defaults are the paper's simulation values."""
 
-    set_start_v: float = 3.0
-    set_stop_v: float = 4.2
-    set_step_v: float = 0.025
-    reset_start_v: float = -1.0
-    reset_stop_v: float = -1.6
-    reset_step_v: float = 0.05
-    read_v: float = 1.0
-    pulse_width_s: float = 2e-6
-    cycles: int = 3
-    shape: str = "rect"
+    set_start_v: float = setting(3.0, "first set pulse, as seen by the cell", "V", soa="set", flag="set_start")
+    set_stop_v: float = setting(4.2, "last set pulse (the ramp includes it)", "V", soa="set", flag="set_stop")
+    set_step_v: float = setting(0.025, "set ramp step", "V", minimum=0.0, maximum=1.0, exclusive_minimum=True,
+                                flag="set_step")
+    reset_start_v: float = setting(-1.0, "first reset pulse (negative)", "V", soa="reset", flag="reset_start")
+    reset_stop_v: float = setting(-1.6, "last reset pulse (negative; the ramp includes it)", "V", soa="reset",
+                                  flag="reset_stop")
+    reset_step_v: float = setting(0.05, "reset ramp step, magnitude", "V", minimum=0.0, maximum=1.0,
+                                  exclusive_minimum=True, flag="reset_step")
+    read_v: float = setting(1.0, "read voltage after every pulse", "V", soa="read")
+    pulse_width_s: float = setting(2e-6, "pulse width", "s", soa="width",
+                                   flag="width")
+    cycles: int = setting(3, "set/reset cycles", minimum=1, maximum=MAX_CYCLES)
+    shape: str = setting("rect", "pulse shape: rect or tri (triangular, peak in the middle)", choices=PULSE_SHAPES)
 
     def set_voltages(self) -> np.ndarray:
         return voltage_ramp(self.set_start_v, self.set_stop_v, self.set_step_v, "set")
@@ -42,9 +52,9 @@ class IsppSettings:
     def reset_voltages(self) -> np.ndarray:
         return voltage_ramp(self.reset_start_v, self.reset_stop_v, self.reset_step_v, "reset")
 
-    def validate(self) -> None:
-        if isinstance(self.cycles, bool) or not isinstance(self.cycles, (int, np.integer)) or self.cycles < 1:
-            raise RequestError(f"cycles must be a whole number >= 1, got {self.cycles!r}")
+    def validate(self, limits: SafeOperatingArea | None = None) -> None:
+        """Check every setting against its declaration and ``limits``, then the ramps' shape."""
+        check_settings(self, limits)
         if self.set_start_v <= 0 or self.set_stop_v <= 0:
             raise RequestError(
                 f"set voltages must be positive (got {self.set_start_v} -> {self.set_stop_v} V): the set ramp rises")
@@ -99,29 +109,60 @@ def plan_pulses(settings: IsppSettings):
             + [("reset", i, float(v)) for i, v in enumerate(settings.reset_voltages())])
 
 
-def run_ispp(instrument: CrossbarInstrument, settings: IsppSettings = IsppSettings(), cell=(0, 0),
-             should_stop: Callable[[], bool] | None = None) -> Iterator[IsppRecord]:
-    """Run ISPP on one cell and yield an IsppRecord after every pulse.
+@dataclass(frozen=True)
+class IsppPlan:
+    """A validated ISPP run: settings, the cell, and one cycle's pulses (phase, step, volts)."""
 
-    The whole plan is validated (settings, cell, every pulse, the read voltage) before the first
-    pulse. ``should_stop`` is polled between pulses; when it returns True the run ends cleanly.
-    The caller owns the instrument (use it as a context manager so outputs return to 0 V).
+    settings: IsppSettings
+    wordline: int
+    bitline: int
+    cycle_pulses: tuple[tuple[str, int, float], ...]
+
+    @property
+    def total_pulses(self) -> int:
+        return self.settings.cycles * len(self.cycle_pulses)
+
+
+def plan(settings: IsppSettings, cell=(0, 0), checker: RequestChecker | None = None) -> IsppPlan:
+    """Validate ISPP settings and the cell against ``checker`` (an instrument, or a RequestChecker
+    built from a bench file or the twin's limits before anything is connected) and list the pulses.
+
+    Touches no instrument. Raises SafetyError, GeometryError or RequestError naming the value.
     """
-    settings.validate()
-    wordline, bitline = instrument.geometry.check_cell(*cell)
-    plan = plan_pulses(settings)
-    instrument.check_read_voltage(settings.read_v)
-    for _, _, v in plan:
-        wl, bl = half_bias_voltages(instrument.geometry, wordline, bitline, v)
-        instrument.check_pulse(wl, bl, settings.pulse_width_s, settings.shape)
+    checker = checker or RequestChecker()
+    settings.validate(checker.limits)
+    wordline, bitline = checker.geometry.check_cell(*cell)
+    pulses = tuple(plan_pulses(settings))
+    checker.check_read_voltage(settings.read_v)
+    checker.check_cells([(wordline, bitline)])
+    for _, _, v in pulses:
+        wl, bl = half_bias_voltages(checker.geometry, wordline, bitline, v)
+        checker.check_pulse(wl, bl, settings.pulse_width_s, settings.shape)
+    return IsppPlan(settings, wordline, bitline, pulses)
 
-    for cycle in range(1, settings.cycles + 1):
-        for phase, step, v in plan:
+
+def run(instrument: CrossbarInstrument, ispp_plan: IsppPlan,
+        should_stop: Callable[[], bool] | None = None) -> Iterator[IsppRecord]:
+    """Carry out a plan and yield an IsppRecord after every pulse.
+
+    ``should_stop`` is polled between pulses; when it returns True the run ends cleanly. The caller
+    owns the instrument (use it as a context manager so outputs return to 0 V). The seam checks
+    every pulse again, so a plan made against wider limits than the instrument's is still refused.
+    """
+    p, s = ispp_plan, ispp_plan.settings
+    for cycle in range(1, s.cycles + 1):
+        for phase, step, v in p.cycle_pulses:
             if should_stop is not None and should_stop():
                 return
-            instrument.pulse_cell(wordline, bitline, v, settings.pulse_width_s, settings.shape)
-            current = instrument.read_cell(wordline, bitline, settings.read_v)
-            yield IsppRecord(cycle, phase, step, v, current, wordline, bitline)
+            instrument.pulse_cell(p.wordline, p.bitline, v, s.pulse_width_s, s.shape)
+            current = instrument.read_cell(p.wordline, p.bitline, s.read_v)
+            yield IsppRecord(cycle, phase, step, v, current, p.wordline, p.bitline)
+
+
+def run_ispp(instrument: CrossbarInstrument, settings: IsppSettings = IsppSettings(), cell=(0, 0),
+             should_stop: Callable[[], bool] | None = None) -> Iterator[IsppRecord]:
+    """Plan against ``instrument`` (raising here, before any pulse) and return the runner."""
+    return run(instrument, plan(settings, cell, instrument), should_stop)
 
 
 # ----- summary: small pure functions over records -----
@@ -181,5 +222,3 @@ def summarise_ispp(records) -> list[CycleSummary]:
     return out
 
 
-def settings_dict(settings: IsppSettings) -> dict:
-    return asdict(settings)

@@ -35,11 +35,13 @@ def test_ispp_settings_are_flags(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["ispp", "--set-stop", "4.5"], "above the set limit of +4.3 V"),
-    (["ispp", "--reset-stop", "-3.0"], "below the reset limit of -2.5 V"),
+    (["ispp", "--set-stop", "4.5"], "--set-stop (set_stop_v) = 4.5 V is beyond the set limit of the safe operating area: allowed 0 to 4.3 V"),
+    (["ispp", "--reset-stop", "-3.0"], "--reset-stop (reset_stop_v) = -3 V is beyond the reset limit of the safe operating area: allowed -2.5 to 0 V"),
+    (["ispp", "--reset-stop", "-3e0"], "--reset-stop (reset_stop_v) = -3 V is beyond the reset limit"),
     (["ispp", "--read-v", "2.0"], "read limit"),
+    (["ispp", "--cycles", "0"], "--cycles (cycles) = 0 is out of range: allowed 1 to 100000"),
     (["ispp", "--cell", "24,0"], "wordline 24 is outside the array"),
-    (["ispp", "--width", "0"], "pulse width 0 s must be positive"),
+    (["ispp", "--width", "0"], "--width (pulse_width_s) = 0 s is beyond the pulse width limit"),
     (["ispp", "--visa-log", "x.log"], "--visa-log needs --bench"),
     (["ispp", "--wire-resistance", "5"], "--wire-resistance applies to the array"),
     (["ispp", "--bench", str(Path(__file__).resolve().parents[1] / "drivers" / "benches" / "sim.toml"), "--width", "2e-3"], "--bench needs --cell WL,BL"),

@@ -56,15 +56,35 @@ def test_ispp_on_a_cell_of_the_24x24_array_shows_the_same_behaviour(engine, cycl
 def test_the_whole_plan_is_checked_before_the_first_pulse():
     device = VirtualArray.lone_device()
     # the 49th set pulse would exceed the 4.3 V limit: nothing may be applied at all
-    with pytest.raises(SafetyError, match="above the set limit"):
+    with pytest.raises(SafetyError, match="beyond the set limit"):
         next(run_ispp(device, IsppSettings(set_stop_v=4.5)))
     assert device.pulse_count == 0
-    with pytest.raises(RequestError, match="reset voltages must be negative"):
+    with pytest.raises(SafetyError, match="beyond the reset limit"):
         next(run_ispp(device, IsppSettings(reset_start_v=1.0)))
     with pytest.raises(RequestError, match="cycles"):
         next(run_ispp(device, IsppSettings(cycles=0)))
     with pytest.raises(RequestError, match="not a whole number"):
         next(run_ispp(device, IsppSettings(set_stop_v=4.21)))
+    assert device.pulse_count == 0
+
+
+def test_plan_needs_no_instrument_and_the_seam_still_checks_a_wider_plan():
+    from rramlab.drivers.interface import ArrayGeometry, RequestChecker, SafeOperatingArea
+    from rramlab.protocols import ispp
+
+    p = ispp.plan(IsppSettings(cycles=2), (3, 7))  # the device's limits, nothing connected
+    assert p.total_pulses == 2 * 62 and (p.wordline, p.bitline) == (3, 7)
+    narrow = RequestChecker(ArrayGeometry(), SafeOperatingArea(max_set_voltage=4.0))
+    with pytest.raises(SafetyError, match="allowed 0 to 4 V"):
+        ispp.plan(IsppSettings(), (3, 7), narrow)
+    with pytest.raises(Exception, match="wordline 30 is outside the array"):
+        ispp.plan(IsppSettings(), (30, 0))
+    # a plan made against the default limits, run on an instrument with narrower ones: refused at the seam
+    device = VirtualArray.lone_device()
+    device.limits = SafeOperatingArea(max_set_voltage=4.0)
+    runner = ispp.run(device, ispp.plan(IsppSettings(set_start_v=4.1, set_stop_v=4.2, cycles=1)))
+    with pytest.raises(SafetyError, match="above the set limit"):
+        next(runner)
     assert device.pulse_count == 0
 
 

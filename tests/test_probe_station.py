@@ -456,5 +456,5 @@ def test_rramlab_ispp_with_the_twins_width_is_refused_on_the_bench(tmp_path, cap
     rc = main(["ispp", "--bench", str(SIM_BENCH), "--cell", "3,7", "--cycles", "1", "--no-progress",
                "--visa-log", str(log)])
     assert rc != 0
-    assert "0.5 ms to 100 ms" in capsys.readouterr().err
+    assert "allowed 0.0005 to 0.1 s" in capsys.readouterr().err
     assert not any("'XE'" in ln or "'PV" in ln for ln in log.read_text().splitlines())
