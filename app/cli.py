@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import sys
 
 from rramlab.app.settings_flags import add_settings_flags, join_negative_values, settings_from_args
 from rramlab.drivers.interface import RramlabError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: Modules that add a subcommand each: ``register(subparsers)`` adds the parser and sets
+#: ``handler=<function(args) -> exit code>`` as its default. One protocol, one module.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _cell(text: str) -> tuple[int, int]:
@@ -81,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = bsub.add_parser("check", help="validate a bench file, connect, identify both instruments, print the pin map")
     c.add_argument("file")
     c.add_argument("--visa-log", metavar="FILE")
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -213,8 +221,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     handlers = {"ispp": cmd_ispp, "iv": cmd_iv, "bench": cmd_bench}
+    handler = getattr(args, "handler", None) or handlers[args.command]
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
