@@ -1,0 +1,28 @@
+"""Fixtures shared by the test modules. The helper classes live in ``drivers_fixtures.py`` (they
+are plain importable code); the fixtures that build them are here."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers_fixtures import Recorder, sim_bench_data, sim_station
+
+
+@pytest.fixture
+def recorder():
+    """Every VISA message of a station built with it, as (instrument, direction, text)."""
+    return Recorder()
+
+
+@pytest.fixture
+def station(recorder):
+    """A ProbeStation on the shipped pyvisa-sim bench, initialised; the recorder starts empty."""
+    st = sim_station(recorder=recorder)
+    yield st
+    st.close()
+
+
+@pytest.fixture
+def bench_data():
+    """The shipped sim bench as a dict (parsed TOML), ready to change and write back."""
+    return sim_bench_data()
