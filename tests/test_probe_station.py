@@ -559,12 +559,129 @@ def test_rramlab_ispp_runs_end_to_end_on_the_sim_bench(tmp_path, capsys):
     assert writes[-1].endswith("':SYST:ERR?'") and any("':ROUT:OPEN:CARD ALL'" in ln for ln in writes[-6:])
 
 
-def test_rramlab_ispp_with_the_twins_width_is_refused_on_the_bench(tmp_path, capsys):
+@pytest.mark.parametrize("argv, change, words", [
+    (["--set-stop", "4.5", "--width", "2e-3"], None, ["--set-stop", "4.5"]),
+    (["--read-v", "1.6", "--width", "2e-3"], None, ["read"]),
+    (["--width", "2e-3", "--cell", "3,21"], ("pinmap.bitlines", [25 + i if i < 20 else 0 for i in range(24)]),
+     ["bitline 21 has no matrix output"]),
+    ([], None, ["allowed 0.0005 to 0.1 s"]),
+    (["--width", "2e-3"], ("limits.max_set_voltage", 4.0), ["allowed 0 to 4 V"]),
+], ids=["set-stop-above-4.3V", "read-above-1.5V", "unwired-bitline", "twin-width-2us", "bench-narrows-set-limit"])
+def test_rramlab_ispp_refuses_a_bad_plan_with_zero_visa_writes(tmp_path, monkeypatch, capsys, bench_data, argv, change,
+                                                               words):
+    """The plan is checked against the bench file's checker before any VISA resource manager exists."""
+    import pyvisa
+
+    from rramlab.app.cli import main
+
+    made = []
+
+    def counting_rm(*a, **k):
+        made.append(a)
+        raise AssertionError("a VISA resource manager was created for a plan the bench file refuses")
+
+    monkeypatch.setattr(pyvisa, "ResourceManager", counting_rm)
+    if change is not None:
+        table, key = change[0].split(".")
+        bench_data[table][key] = change[1]
+    bench = write_bench(tmp_path, bench_data)
+    log = tmp_path / "visa.log"
+    argv = ["ispp", "--bench", str(bench), "--cycles", "1", "--no-progress", "--visa-log", str(log)] + argv
+    if "--cell" not in argv:
+        argv += ["--cell", "3,7"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    for w in words:
+        assert w in err, f"{w!r} missing from {err}"
+    assert made == [] and (not log.exists() or log.read_text() == "")
+
+
+# ----- bench check and bench safe -----
+
+def test_bench_check_prints_the_safe_operating_area_in_force():
+    out = io.StringIO()
+    assert check_bench(SIM_BENCH, out=out) == 0
+    text = out.getvalue()
+    assert "Safe operating area in force" in text
+    for line in ("max_set_voltage    +4.3 V", "min_reset_voltage  -2.5 V", "max_read_voltage   +1.5 V",
+                 "max_line_voltage   +2.2 V", "min_pulse_width    0.5 ms", "max_pulse_width    100 ms"):
+        assert line in text, f"{line!r} missing from:\n{text}"
+
+
+def test_rramlab_bench_safe_returns_the_sim_bench_to_the_safe_state_without_a_reset(tmp_path, capsys):
     from rramlab.app.cli import main
 
     log = tmp_path / "visa.log"
-    rc = main(["ispp", "--bench", str(SIM_BENCH), "--cell", "3,7", "--cycles", "1", "--no-progress",
-               "--visa-log", str(log)])
-    assert rc != 0
-    assert "allowed 0.0005 to 0.1 s" in capsys.readouterr().err
-    assert not any("'XE'" in ln or "'PV" in ln for ln in log.read_text().splitlines())
+    assert main(["bench", "safe", str(SIM_BENCH), "--visa-log", str(log)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("bench safe OK")
+    lines = log.read_text().splitlines()
+    messages = [(ln.split()[1], ln.split()[2], ln.split("  ")[-1].strip("'")) for ln in lines]
+    writes = [f"{n}: {t}" for n, d, t in messages if d == "write"]
+    assert writes[:2] == ["4156C: *IDN?", "E5250A: *IDN?"]
+    assert "4156C: *RST" not in writes and "E5250A: *RST" not in writes   # a killed run's state is not reset away
+    order = [writes.index(w) for w in ("4156C: US", "4156C: DV 1,11,0,0.0001", "4156C: DV 4,11,0,0.0001",
+                                       "4156C: CL", "E5250A: :ROUT:OPEN:CARD ALL", "E5250A: *OPC?",
+                                       "E5250A: :ROUT:CLOS:CARD? 0")]
+    assert order == sorted(order)
+    # as if the killed run had left everything on: the commands sent end in the safe state
+    state = BenchState([("4156C", "write", "CN 1,2,3,4"), ("4156C", "write", "DV 2,11,-1.75,0.001"),
+                        ("E5250A", "write", ":ROUT:CLOS (@00104,00232)")] + messages)
+    assert state.safe, (state.volts, state.on, state.closed)
+
+
+def test_bench_safe_fails_clearly_when_the_matrix_still_reports_a_closed_crosspoint(capsys):
+    out = io.StringIO()
+    manager = FaultyManager("GPIB0::22::INSTR", trigger=":ROUT:CLOS:CARD? 0", mode="reply", reply="(@105)")
+    assert safe_bench(SIM_BENCH, out=out, resource_manager=manager) == 1
+    text = out.getvalue()
+    assert "bench safe FAILED" in text and "(1, 5)" in text and "Traceback" not in text
+
+
+# ----- two threads -----
+
+def test_two_threads_hammering_one_station_never_interleave_commands():
+    """Each thread's messages come in whole operations: a run of one thread's messages always ends
+    with the operation's closing error-queue reply, and no operation fails."""
+    stream = []
+    lock = threading.Lock()
+
+    def record(name, direction, text):
+        with lock:
+            stream.append((threading.get_ident(), name, direction, text))
+
+    st = connect_bench(load_bench(SIM_BENCH), on_message=record)
+    stream.clear()
+    errors = []
+    start = threading.Barrier(2)
+
+    def work(cell, n):
+        start.wait()
+        try:
+            for k in range(n):
+                st.read_cell(*cell)
+                if k % 3 == 0:
+                    st.pulse_cell(*cell, 3.0, 1e-3)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted on
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(cell, 25)) for cell in ((3, 7), (5, 9))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+        st.close()
+    assert errors == []
+    runs = []
+    for ident, name, direction, text in stream:
+        if not runs or runs[-1][0] != ident:
+            runs.append([ident, []])
+        runs[-1][1].append((name, direction, text))
+    runs = [r for r in runs if r[0] != threading.get_ident()]  # close() in this thread
+    assert len({ident for ident, _ in runs}) == 2 and len(runs) > 2   # the threads did take turns
+    for ident, msgs in runs:
+        assert msgs[-1][:2] == ("4156C", "read") and msgs[-1][2] == '+0,"No error"', msgs[-3:]
