@@ -2,12 +2,18 @@
 
 A bench TOML file (``docs/bench.md``) says where the instruments are, which 4156C channel is cabled
 to which matrix input, which input is ground, the pin map from wordlines/bitlines to matrix outputs
-and the safe operating area. Two entry points for the command line:
+and the safe operating area. It is described by a pydantic schema (``BenchFile``); the rules that
+belong to an instrument come from its driver module, so each is written once. Entry points:
 
-* ``open_bench(path, visa_log=None) -> ProbeStation``: validate the file completely (raising
-  RramlabError subclasses that name the field and the fix) before any VISA resource is opened, then
-  connect, identify both instruments and put them in a known, safe state.
-* ``check_bench(path, out=sys.stdout, visa_log=None) -> int``: all of ``rramlab bench check``.
+* ``load_bench(path) -> BenchConfig`` (or ``bench_from_data(dict, path)``): validate the file
+  completely, raising BenchError naming the field, the value and the fix; nothing is connected.
+* ``BenchConfig.checker() -> BenchChecker``: every check the station applies to a request
+  (geometry, limits, wired lines, sources per voltage level, 4156C pulse timing), with nothing
+  connected, so a protocol's whole plan is checked before the first VISA message.
+* ``open_bench(path, visa_log=None) -> ProbeStation``: validate, connect, identify both
+  instruments and put them in a known, safe state. ``visa_log`` attaches a file handler to the
+  ``rramlab.visa`` logger for the station's life.
+* ``check_bench`` / ``safe_bench``: all of ``rramlab bench check`` / ``rramlab bench safe``.
 
 How the operations are built from what the instruments can do:
 
@@ -26,7 +32,8 @@ How the operations are built from what the instruments can do:
 Between operations every source sits at 0 V with its output switch on and the matrix keeps its
 last routing (lines on a source at 0 V or on ground), so the next operation only changes what
 differs. On any error or interrupt (Ctrl-C included) the sources go to 0 V, the output switches
-open and every crosspoint opens, then the error propagates.
+open and every crosspoint opens, then the error propagates. Every operation holds the station's
+lock for its whole command sequence, so the station may be shared between threads.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .interface import (ArrayGeometry, CrossbarInstrument, GeometryError, InstrumentError, RequestChecker,
                         RequestError, RramlabError, SafeOperatingArea, SafetyError)
-from .keysight_4156c import (HRSMU_ONLY_CODES, PULSE_MAX_WIDTH, PULSE_MIN_WIDTH, AnalyzerChannel, Keysight4156C,
+from .keysight_4156c import (HRSMU_ONLY_CODES, MAX_COMPLIANCE, PULSE_MAX_WIDTH, PULSE_MIN_WIDTH, AnalyzerChannel, Keysight4156C,
                              check_compliance, check_integration, check_pulse_timing, current_range_code,
                              describe_current_range)
 from .keysight_e5250a import INPUTS, KeysightE5250A, MatrixSettings, card_and_output, outputs_of
@@ -105,8 +112,8 @@ class AnalyzerTable(_Table):
     timeout: float = Field(30.0, gt=0, le=3600, description="VISA timeout in s (0 to 3600)")
     integration: str = Field("medium", description="short, medium or long")
     read_range: str = Field("auto", description="'auto', 'limited 1nA' or 'fixed 100nA'")
-    read_compliance: float = Field(1e-4, description="A, above 0 and at most 0.1")
-    pulse_compliance: float = Field(1e-3, description="A, above 0 and at most 0.1")
+    read_compliance: float = Field(1e-4, description=f"A, above 0 and at most {MAX_COMPLIANCE:g}")
+    pulse_compliance: float = Field(1e-3, description=f"A, above 0 and at most {MAX_COMPLIANCE:g}")
     wordline_channel: int = Field(..., description="the SMU on the selected wordline")
     bitline_channel: int = Field(..., description="the SMU on the selected bitline")
     channels: list[ChannelWiring] = Field(..., min_length=1,

@@ -2,7 +2,6 @@
 before connecting, exact command sequences of a read, a pulse and a vmm time step, refusals before
 anything is sent, the safe state after errors, timeouts and Ctrl-C, two threads, and bench safe."""
 
-import copy
 import io
 import sys
 import threading
@@ -16,7 +15,7 @@ from rramlab.drivers.probe_station import (BenchChecker, BenchError, ProbeStatio
                                            connect_bench, load_bench, open_bench, safe_bench)
 from rramlab.drivers.visa_io import VisaTimeoutError
 
-from drivers_fixtures import (SIM_BENCH, SIM_YAML, TEMPLATE_BENCH, BenchState, FaultyManager, Recorder,
+from drivers_fixtures import (SIM_BENCH, TEMPLATE_BENCH, BenchState, FaultyManager, Recorder,
                               sim_bench_data, sim_station, write_bench)
 
 
@@ -120,8 +119,8 @@ BAD_BENCHES = [
     ("negative-set-limit", _set("limits.max_set_voltage", -4.3), ["[limits]", "max_set_voltage"]),
     ("limit-as-text", _set("limits.max_read_voltage", "1.5"), ["limits.max_read_voltage = '1.5'", "valid number"]),
     ("unknown-integration", _set("analyzer.integration", "slow"), ["integration", "medium"]),
-    ("misspelt-pinmap-table", _rename("pinmap", "wordlines", "wordline") if False else
-     (lambda d: d.__setitem__("pin_map", d.pop("pinmap"))), ["unknown field 'pin_map'", "did you mean 'pinmap'"]),
+    ("misspelt-pinmap-table", lambda d: d.__setitem__("pin_map", d.pop("pinmap")),
+     ["unknown field 'pin_map'", "did you mean 'pinmap'"]),
 ]
 
 
