@@ -259,17 +259,34 @@ def describe_validation_error(exc, model=None, style: str = "dotted") -> str:
                 hint += f"; the known fields here are {', '.join(sorted(known))}"
             parts.append(f"unknown field {where!r}{hint}")
         elif kind == "missing":
-            parts.append(f"{where} is missing; see docs/bench.md for what it means")
-        elif not loc:
-            parts.append(msg)
+            about = _field_description(model, loc)
+            parts.append(f"{where} is missing" + (f" ({about})" if about else "") + "; see docs/bench.md")
+        elif kind == "value_error":
+            # our own rules: the message names the value and the fix already
+            parts.append(msg if (not loc or msg.startswith("[")) else f"{where}: {msg}")
         else:
-            value = err.get("input")
-            parts.append(f"{where} = {value!r}: {msg}")
+            about = _field_description(model, loc)
+            parts.append(f"{where} = {err.get('input')!r}: {msg}" + (f" ({about})" if about else ""))
     return "; ".join(parts)
+
+
+def _field_description(model, loc) -> str:
+    """The description of the field at ``loc`` (list indices after it ignored), '' if none."""
+    steps = list(loc)
+    while steps and isinstance(steps[-1], int):
+        steps.pop()
+    if model is None or not steps:
+        return ""
+    field = (getattr(_model_at(model, steps[:-1]), "model_fields", None) or {}).get(steps[-1])
+    return (field.description or "") if field is not None else ""
 
 
 def _known_fields(model, loc) -> list[str]:
     """The field names of the (nested) pydantic model found at ``loc`` under ``model``."""
+    return list(getattr(_model_at(model, loc), "model_fields", {}) or {})
+
+
+def _model_at(model, loc):
     import typing
 
     current = model
@@ -278,7 +295,7 @@ def _known_fields(model, loc) -> list[str]:
             continue
         fields = getattr(current, "model_fields", None)
         if not fields or step not in fields:
-            return []
+            return None
         ann = fields[step].annotation
         found = None
         for cand in (ann, *typing.get_args(ann)):
@@ -289,9 +306,9 @@ def _known_fields(model, loc) -> list[str]:
             if found is not None:
                 break
         if found is None:
-            return []
+            return None
         current = found
-    return list(getattr(current, "model_fields", {}) or {})
+    return current
 
 
 def validated(model, what: str, **values):
