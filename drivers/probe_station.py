@@ -690,18 +690,38 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
 
     def make_safe(self) -> None:
         """``rramlab bench safe``: FLEX mode, then every source to 0 V, every output switch off and
-        every crosspoint open, without a reset, whatever state a killed program left; raises
-        InstrumentError if a step failed or the matrix still reports a closed crosspoint."""
+        every crosspoint open, without a reset, whatever state a killed program left. Every step is
+        tried even when an earlier one fails; raises InstrumentError naming what failed, or if the
+        matrix still reports a closed crosspoint."""
         with self._lock:
-            self.stale_errors["analyzer"] = self.analyzer.drain_errors()
-            self.stale_errors["matrix"] = self.matrix.drain_errors()
-            self.analyzer.enter_flex()
-            self._reset_outputs()
-            self.matrix.check_errors(":ROUT:OPEN:CARD ALL")
-            closed = self.matrix.query_closed()
-            if closed:
-                raise InstrumentError(f"after opening every crosspoint the matrix still reports {sorted(closed)} "
-                                      f"closed: switch the matrix off by hand")
+            if self._released:
+                raise InstrumentError("this probe station is closed: open the bench again")
+            problems = []
+            for role, driver in (("analyzer", self.analyzer), ("matrix", self.matrix)):
+                try:
+                    self.stale_errors[role] = driver.drain_errors()
+                except Exception as exc:  # noqa: BLE001 - keep going: the rest still matters
+                    problems.append(f"reading the {role}'s error queue: {exc}")
+            try:
+                self.analyzer.enter_flex()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"FLEX mode: {exc}")
+            problems += self._safe_state()
+            for role, driver, after in (("analyzer", self.analyzer, "DV 0 V and CL"),
+                                        ("matrix", self.matrix, ":ROUT:OPEN:CARD ALL")):
+                try:
+                    driver.check_errors(after)
+                except Exception as exc:  # noqa: BLE001
+                    problems.append(str(exc))
+            try:
+                closed = self.matrix.query_closed()
+                if closed:
+                    problems.append(f"after opening every crosspoint the matrix still reports {sorted(closed)} closed")
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"asking the matrix what is closed: {exc}")
+            if problems:
+                raise InstrumentError("; ".join(problems) + " -- switch the SMU outputs off at the front panel and "
+                                      "open the matrix by hand")
 
     def _safe_state(self, after_timeout: bool = False) -> list[str]:
         """Every source to 0 V, every output switch off, every crosspoint open. Each step is tried
@@ -938,6 +958,9 @@ def check_bench(path, out: TextIO = sys.stdout, visa_log: str | None = None) -> 
     try:
         print(f"analyzer {config.analyzer_resource}: {station.identities['analyzer']}", file=out)
         print(f"matrix   {config.matrix_resource}: {station.identities['matrix']}", file=out)
+        for role in ("analyzer", "matrix"):
+            for code, msg in station.stale_errors.get(role, []):
+                print(f"note: the {role} held an old error from before this connection: {code} {msg}", file=out)
         closed = station.matrix.query_closed()
         if closed:
             print(f"bench check FAILED: after opening every crosspoint the matrix still reports {sorted(closed)} "

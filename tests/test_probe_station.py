@@ -685,3 +685,23 @@ def test_two_threads_hammering_one_station_never_interleave_commands():
     assert len({ident for ident, _ in runs}) == 2 and len(runs) > 2   # the threads did take turns
     for ident, msgs in runs:
         assert msgs[-1][:2] == ("4156C", "read") and msgs[-1][2] == '+0,"No error"', msgs[-3:]
+
+
+def test_bench_safe_still_zeroes_and_opens_everything_when_a_step_is_rejected(tmp_path):
+    out = io.StringIO()
+    rec = Recorder()
+    manager = FaultyManager("GPIB0::17::INSTR", trigger="US", mode="error")
+    config = load_bench(SIM_BENCH)
+    st = connect_bench(config, resource_manager=manager, on_message=rec, initialise=False)
+    try:
+        with pytest.raises(InstrumentError) as info:
+            st.make_safe()
+    finally:
+        st.close()
+    assert "-113" in str(info.value) and "'US'" in str(info.value)
+    writes = rec.tagged()
+    for w in ("4156C: DV 1,11,0,0.0001", "4156C: DV 4,11,0,0.0001", "4156C: CL", "E5250A: :ROUT:OPEN:CARD ALL"):
+        assert w in writes
+    assert safe_bench(SIM_BENCH, out=out, resource_manager=FaultyManager("GPIB0::17::INSTR", trigger="US",
+                                                                            mode="error")) == 1
+    assert "bench safe FAILED" in out.getvalue() and "front panel" in out.getvalue()
