@@ -176,11 +176,15 @@ class KeysightE5250A:
         text, a stray character, a channel the matrix does not have) raises InstrumentError, so a
         reply that is not a channel list can never read as "nothing closed".
         """
+        return set(self._expand(reply))
+
+    def _expand(self, reply: str) -> list[Crosspoint]:
+        """The crosspoints of a channel list in its own order (ranges input by input, outputs rising)."""
         text = reply.strip()
         body = text[1:-1].strip() if text.startswith("(") and text.endswith(")") else text
         if body.startswith("@"):
             body = body[1:].strip()
-        found: set[Crosspoint] = set()
+        found: list[Crosspoint] = []
         if not body:
             return found
         for part in body.split(","):
@@ -191,7 +195,7 @@ class KeysightE5250A:
             (i1, o1), (i2, o2) = self._from_channel(m.group(1), reply), self._from_channel(m.group(2) or m.group(1), reply)
             for inp in range(min(i1, i2), max(i1, i2) + 1):
                 for out in range(min(o1, o2), max(o1, o2) + 1):
-                    found.add((inp, out))
+                    found.append((inp, out))
         return found
 
     def _from_channel(self, text: str, reply: str) -> Crosspoint:
@@ -320,6 +324,22 @@ class KeysightE5250A:
         for card in cards:
             found |= self.parse_channel_list(self.io.query(f":ROUT:CLOS:CARD? {card}"))
         return found
+
+    def closed_states(self, crosspoints: Iterable[Crosspoint]) -> dict[Crosspoint, bool]:
+        """Ask ``:ROUT:CLOS? (@list)`` whether each crosspoint is closed. The answer is checkable:
+        one 0 or 1 per channel of the list, in its order, so a reply of the wrong length or with
+        anything else raises InstrumentError instead of passing for "open"."""
+        states: dict[Crosspoint, bool] = {}
+        for message in self.channel_lists(crosspoints, ":ROUT:CLOS?"):
+            asked = self._expand(message[len(":ROUT:CLOS? "):])
+            reply = self.io.query(message)
+            values = [v.strip().lstrip("+") for v in reply.split(",")] if reply.strip() else []
+            if len(values) != len(asked) or any(v not in ("0", "1") for v in values):
+                shown = reply if len(reply) <= 60 else reply[:57] + "..."
+                raise InstrumentError(f"the matrix answered {message!r} with {shown!r}: expected {len(asked)} "
+                                      f"states, each 0 or 1, one per crosspoint asked")
+            states.update({cp: v == "1" for cp, v in zip(asked, values)})
+        return states
 
     def route(self, wanted: dict[int, int]) -> bool:
         """Bring the matrix to exactly ``wanted`` (output -> input), changing only what differs.

@@ -714,7 +714,7 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
                 except Exception as exc:  # noqa: BLE001
                     problems.append(str(exc))
             try:
-                closed = self.matrix.query_closed()
+                closed = self.query_closed()
                 if closed:
                     problems.append(f"after opening every crosspoint the matrix still reports {sorted(closed)} closed")
             except Exception as exc:  # noqa: BLE001
@@ -722,6 +722,17 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
             if problems:
                 raise InstrumentError("; ".join(problems) + " -- switch the SMU outputs off at the front panel and "
                                       "open the matrix by hand")
+
+    def query_closed(self) -> set[tuple[int, int]]:
+        """The closed crosspoints (input, output) as the matrix reports them, asked two ways: the
+        card's list (``:ROUT:CLOS:CARD?``) and, checkably, the state of every crosspoint this
+        bench can use, each of its inputs on each wired output (``:ROUT:CLOS? (@list)``)."""
+        with self._lock:
+            cfg = self.config
+            inputs = sorted({c.input for c in cfg.channels} | {cfg.ground_input})
+            outputs = sorted(set(self._wl_out.values()) | set(self._bl_out.values()))
+            states = self.matrix.closed_states([(i, o) for i in inputs for o in outputs])
+            return self.matrix.query_closed() | {cp for cp, closed in states.items() if closed}
 
     def _safe_state(self, after_timeout: bool = False) -> list[str]:
         """Every source to 0 V, every output switch off, every crosspoint open. Each step is tried
@@ -961,7 +972,7 @@ def check_bench(path, out: TextIO = sys.stdout, visa_log: str | None = None) -> 
         for role in ("analyzer", "matrix"):
             for code, msg in station.stale_errors.get(role, []):
                 print(f"note: the {role} held an old error from before this connection: {code} {msg}", file=out)
-        closed = station.matrix.query_closed()
+        closed = station.query_closed()
         if closed:
             print(f"bench check FAILED: after opening every crosspoint the matrix still reports {sorted(closed)} "
                   f"closed", file=out)

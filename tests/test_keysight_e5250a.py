@@ -258,3 +258,13 @@ def test_sim_matrix_session():
             m.check_errors("bad list")
     finally:
         res.close()
+
+
+def test_closed_states_answer_is_checked_one_state_per_crosspoint():
+    asked = ":ROUT:CLOS? (@00101:00103,01005)"
+    with matrix([(asked, "0,1,+0,0")]) as m:
+        assert m.closed_states([(1, 1), (1, 2), (1, 3), (10, 5)]) == {(1, 1): False, (1, 2): True, (1, 3): False,
+                                                                      (10, 5): False}
+    for reply in ("0,0,0", "0,0,0,0,0", "ERROR", "", "(@)"):
+        with matrix([(asked, reply)]) as m, pytest.raises(InstrumentError, match="expected 4 states"):
+            m.closed_states([(1, 1), (1, 2), (1, 3), (10, 5)])

@@ -705,3 +705,22 @@ def test_bench_safe_still_zeroes_and_opens_everything_when_a_step_is_rejected(tm
     assert safe_bench(SIM_BENCH, out=out, resource_manager=FaultyManager("GPIB0::17::INSTR", trigger="US",
                                                                             mode="error")) == 1
     assert "bench safe FAILED" in out.getvalue() and "front panel" in out.getvalue()
+
+
+@pytest.mark.parametrize("reply, words", [
+    (",".join(["0"] * 239 + ["1"]), ["(10, 48)"]),
+    (",".join(["0"] * 48), ["expected 240 states"]),
+], ids=["a-ground-crosspoint-still-closed", "a-reply-of-the-wrong-length"])
+def test_the_station_asks_every_crosspoint_of_the_bench_and_checks_the_answer(reply, words):
+    """bench check and bench safe ask :ROUT:CLOS? for each input on each wired output."""
+    asked = ":ROUT:CLOS? (@00101:00148,00201:00248,00301:00348,00401:00448,01001:01048)"
+    station = connect_bench(load_bench(SIM_BENCH),
+                            resource_manager=FaultyManager("GPIB0::22::INSTR", trigger=asked, mode="reply",
+                                                           reply=reply))
+    try:
+        with pytest.raises(InstrumentError) as info:
+            station.make_safe()
+    finally:
+        station.close()
+    for w in words:
+        assert w in str(info.value)
