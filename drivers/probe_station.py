@@ -62,6 +62,11 @@ from .keysight_e5250a import INPUTS, KeysightE5250A, MatrixSettings, card_and_ou
 from .visa_io import (VISA_LOGGER, VisaLogFormatter, VisaTimeoutError, describe_validation_error, format_number,
                       remove_visa_log_handler, visa_log_handler)
 
+try:  # the seam's shield: stop signals wait until a safe-state sequence has run to its end
+    from .interface import signals_deferred as _signals_deferred
+except ImportError:  # a seam without it: the sequence runs unshielded
+    _signals_deferred = contextlib.nullcontext
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SIM_YAML = PACKAGE_DIR / "keysight_sim.yaml"
 BENCH_DIR = PACKAGE_DIR / "benches"
@@ -693,7 +698,7 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
         every crosspoint open, without a reset, whatever state a killed program left. Every step is
         tried even when an earlier one fails; raises InstrumentError naming what failed, or if the
         matrix still reports a closed crosspoint."""
-        with self._lock:
+        with self._lock, _signals_deferred():
             if self._released:
                 raise InstrumentError("this probe station is closed: open the bench again")
             problems = []
@@ -771,7 +776,8 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
             try:
                 yield
             except BaseException as exc:
-                problems = self._safe_state(after_timeout=isinstance(exc, VisaTimeoutError))
+                with _signals_deferred():
+                    problems = self._safe_state(after_timeout=isinstance(exc, VisaTimeoutError))
                 if problems:
                     exc.add_note("and the bench could not be made safe: " + "; ".join(problems)
                                  + " -- switch the SMU outputs off by hand, then run 'rramlab bench safe'")

@@ -95,6 +95,9 @@ class Transport:
         self.name = name
         self.on_message = on_message
         self.transactions = 0
+        # True while a query was sent and its reply not read (an interrupt or a timeout between the
+        # two): that reply may still arrive and would be taken for the answer to the next query.
+        self._reply_pending = False
 
     # The resource's timeout is in milliseconds (pyvisa); ours is in seconds everywhere.
     @property
@@ -115,7 +118,36 @@ class Transport:
         if self.on_message is not None:
             self.on_message(self.name, direction, text)
 
+    #: how long (s) to wait for a stale reply when the resource has no device clear
+    stale_reply_timeout = 0.2
+
+    def _discard_stale_reply(self) -> None:
+        """Flush the reply of an earlier, interrupted query: a device clear, or where the resource
+        has none, one read with a short timeout whose text is dropped (and logged as dropped)."""
+        self._reply_pending = False
+        try:
+            self.resource.clear()
+            self._note("read", "<device clear after an interrupted query>")
+            return
+        except Exception:  # noqa: BLE001 - no device clear here: read the reply away instead
+            pass
+        read = getattr(self.resource, "read", None)
+        if read is None:
+            return
+        old = getattr(self.resource, "timeout", None)
+        try:
+            self.timeout = self.stale_reply_timeout
+            stale = read()
+            self._note("read", f"<dropped stale reply {stale.strip()!r}>")
+        except Exception:  # noqa: BLE001 - nothing was waiting: nothing to drop
+            pass
+        finally:
+            if old is not None:
+                self.resource.timeout = old
+
     def write(self, command: str) -> None:
+        if self._reply_pending:
+            self._discard_stale_reply()
         self.transactions += 1
         try:
             self.resource.write(command)
@@ -126,6 +158,8 @@ class Transport:
     def query(self, command: str) -> str:
         """Write ``command`` and read the reply (stripped of CR/LF). The write is logged once it was
         sent, before the read, so a read that times out still shows what was asked."""
+        if self._reply_pending:
+            self._discard_stale_reply()
         self.transactions += 1
         read = getattr(self.resource, "read", None)
         try:
@@ -135,10 +169,14 @@ class Transport:
             else:
                 self.resource.write(command)
                 self._note("write", command)
+                self._reply_pending = True
                 reply = read()
+                self._reply_pending = False
         except Exception as exc:
             self._note("read", f"<no reply: {exc.__class__.__name__}>")
             raise _wrap(self.name, command, exc) from exc
+        # A KeyboardInterrupt (or another BaseException) leaves _reply_pending set: the next message
+        # first drops the reply that may still come.
         reply = reply.strip("\r\n ")
         self._note("read", reply)
         return reply

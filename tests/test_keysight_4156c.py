@@ -481,3 +481,54 @@ def test_visa_log_file_has_one_timestamped_line_per_message(tmp_path, sim_smu):
     assert [line.split()[1:3] for line in lines] == [["4156C", "write"], ["4156C", "read"], ["4156C", "write"]]
     assert lines[2].endswith("'DV 1,11,0,0.0001'")
     assert all(line[:4].isdigit() and "T" in line.split()[0] for line in lines)
+
+
+class _InterruptedOnce:
+    """A pyvisa-sim resource whose first read is interrupted (Ctrl-C between a query and its reply)."""
+
+    def __init__(self, inner):
+        self.inner, self.interrupted = inner, False
+
+    def read(self):
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        return self.inner.read()
+
+    def clear(self):
+        raise NotImplementedError  # pyvisa-sim has no device clear either
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_reply_left_by_an_interrupted_query_is_not_taken_for_the_next_answer(tmp_path):
+    rm = pyvisa.ResourceManager(f"{SIM_YAML}@sim")
+    res = rm.open_resource("GPIB0::17::INSTR", read_termination="\n", write_termination="\n", timeout=2000)
+    try:
+        io = Transport(_InterruptedOnce(res), "4156C")
+        with pytest.raises(KeyboardInterrupt):
+            io.query("*IDN?")
+        assert io.query(":SYST:ERR?") == '+0,"No error"'   # not the 4156C's identity
+        assert res.timeout == 2000
+    finally:
+        res.close()
+
+
+def test_an_interrupted_query_is_followed_by_a_device_clear_where_there_is_one():
+    class Clearable(ExpectedResource):
+        cleared = 0
+
+        def clear(self):
+            self.cleared += 1
+            self.pending = None
+
+    res = Clearable([("TI? 2,0", "000BI-1.0E-08"), ("CL", None)])
+    io = Transport(res, "4156C")
+    real_read, res.read = res.read, lambda: (_ for _ in ()).throw(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        io.query("TI? 2,0")
+    res.read = real_read
+    io.write("CL")
+    assert res.cleared == 1
+    res.assert_done()
