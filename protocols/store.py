@@ -391,3 +391,8 @@ def _cell_text(v):
     if isinstance(v, (list, dict)):
         return json.dumps(v)
     return v
+
+
+def json_ready(value):
+    """A value for json.dump: numpy to Python, NaN and infinities to None."""
+    return _plain(value)
