@@ -28,7 +28,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from rramlab.drivers.interface import CrossbarInstrument, RequestChecker, RequestError, half_bias_voltages
+from rramlab.drivers.interface import (CrossbarInstrument, RequestChecker, RequestError, SafetyError,
+                                      half_bias_voltages)
 from rramlab.protocols import ispva
 from rramlab.protocols.ispva import IspvaPulse, IspvaResult, IspvaSettings, first_set_v, within_fraction
 from rramlab.protocols.settings import check_settings, setting
@@ -153,7 +154,7 @@ def plan(settings: TransferSettings, ispva_settings: IspvaSettings, levels,
                 wl, bl = row_pulse_voltages(g, w, written, v, settings.inhibit_ratio)
                 try:
                     checker.check_pulse(wl, bl, settings.row_width_s, "tri")
-                except RequestError as exc:
+                except (RequestError, SafetyError) as exc:
                     raise type(exc)(f"the fast scheme's row pulse ({v:g} V on wordline {w}, V/2 elsewhere) cannot "
                                     f"be sent: {exc}. Use --scheme half-bias on this instrument") from None
     return TransferPlan(settings, ispva_settings, levels, chip_targets, cells)
