@@ -299,20 +299,31 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if "schema_version" not in tables:
-        if tables - {"sqlite_sequence"}:
-            raise StoreError(f"{path} is an SQLite file but not a rramlab run store: choose another --store FILE")
-        with conn:
+    # one writer at a time: two processes opening a new store together must not both create it
+    conn.isolation_level = None
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "schema_version" not in tables:
+            if tables - {"sqlite_sequence"}:
+                raise StoreError(f"{path} is an SQLite file but not a rramlab run store: choose another --store FILE")
             conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
             conn.execute("INSERT INTO schema_version VALUES (0)")
-    version = conn.execute("SELECT version FROM schema_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"{path} has store schema {version}, newer than this rramlab's {SCHEMA_VERSION}: "
-                         "upgrade rramlab")
-    for i in range(version, SCHEMA_VERSION):
-        with conn:
-            conn.executescript("BEGIN;" + MIGRATIONS[i] + f"UPDATE schema_version SET version={i + 1}; COMMIT;")
+        version = conn.execute("SELECT version FROM schema_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{path} has store schema {version}, newer than this rramlab's {SCHEMA_VERSION}: "
+                             "upgrade rramlab")
+        for i in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[i].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version=?", (i + 1,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.isolation_level = ""
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
