@@ -1,7 +1,6 @@
 """The run store: schema, migrations, records as they come, run status, bad paths, the runs command."""
 
 import csv
-import json
 import sqlite3
 import subprocess
 import sys
