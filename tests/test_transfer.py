@@ -209,6 +209,24 @@ def test_an_interrupted_transfer_resumes_without_pulsing_cells_already_in_tolera
     assert len(pulsed) >= 240 - len(in_tolerance) - 5  # the rest did get programmed
 
 
+def test_a_fast_transfer_stopped_part_way_restarts_without_touching_accepted_cells():
+    va = VirtualArray(engine="fast", seed=6)
+    p = transfer.plan(TransferSettings(scheme="fast"), IspvaSettings(), SMALL, va)
+    first = []
+    for r in transfer.run(va, p, should_stop=lambda: sum(isinstance(x, RowPulse) for x in first) >= 6):
+        first.append(r)
+    assert not any(isinstance(r, CellRead) and r.stage == "final" for r in first)
+    second = list(transfer.run(va, p))
+    accepted = {(r.wordline, r.bitline) for r in second if isinstance(r, CellRead) and r.stage == "start"
+                and r.target_s > 0 and abs(r.conductance_s - r.target_s) <= 2 * nS}
+    assert len(accepted) >= 4
+    written = {(r.wordline, b) for r in second if isinstance(r, RowPulse) for b in r.bitlines}
+    pulsed = {(r.wordline, r.bitline) for r in second if isinstance(r, IspvaPulse)}
+    assert not accepted & (written | pulsed)
+    assert written  # the rest was programmed
+    assert transfer.summarise(p, second, 1.0)["left_out_of_tolerance"] == 0
+
+
 def test_resume_refuses_other_weights_and_other_protocols(tmp_path, capsys):
     store_path = tmp_path / "s.sqlite"
     assert main(["ispp", "--cycles", "1", "--no-progress", "--store", str(store_path)]) == 0
@@ -216,11 +234,18 @@ def test_resume_refuses_other_weights_and_other_protocols(tmp_path, capsys):
     assert "run 1 is a ispp run, not a transfer" in capsys.readouterr().err
     assert main(["transfer", "--resume", "5", "--store", str(store_path), "--no-progress"]) == 1
     assert "run 5 is not in the store" in capsys.readouterr().err
+    small = tmp_path / "small.npz"
+    save_weights(small, SMALL)
+    assert main(["transfer", str(small), "--store", str(store_path), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["transfer", str(EXAMPLE), "--resume", "2", "--store", str(store_path), "--no-progress"]) == 1
+    assert "differs from the weights of run 2" in capsys.readouterr().err
+    assert main(["transfer", str(small), "--resume", "2", "--store", str(store_path), "--no-progress"]) == 0
 
 
 # ----- a killed process -----
 
-def test_a_transfer_killed_with_sigkill_keeps_every_committed_record(tmp_path):
+def test_a_transfer_killed_with_sigkill_keeps_every_committed_record(tmp_path, capsys):
     store_path = tmp_path / "s.sqlite"
     env = {**os.environ, "RRAMLAB_STORE": str(store_path)}
     proc = subprocess.Popen([sys.executable, "-m", "rramlab.app.cli", "transfer", str(EXAMPLE), "--no-progress"],
@@ -251,7 +276,9 @@ def test_a_transfer_killed_with_sigkill_keeps_every_committed_record(tmp_path):
         assert len(records) >= seen
         assert [r.seq for r in records] == list(range(len(records)))
         assert records[0].type == "CellRead" and records[0].data["stage"] == "start"
+    capsys.readouterr()
     assert main(["runs", "list", "--store", str(store_path)]) == 0
+    assert "transfer  unfinished" in capsys.readouterr().out
 
 
 # ----- bad input and the probe station -----
