@@ -26,7 +26,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: Modules that add a subcommand each: ``register(subparsers)`` adds the parser and sets
 #: ``handler=<function(args) -> exit code>`` as its default. One protocol, one module.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.cmd_ispva", "rramlab.app.cmd_transfer", "rramlab.app.cmd_runs")
 
 
 def _cell(text: str) -> tuple[int, int]:
@@ -55,6 +55,7 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
     from rramlab.protocols.ispp import IsppSettings
+    from rramlab.protocols.store import add_store_flag
 
     from rramlab import __version__
 
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on this cell of the 24 x 24 array (lines counted from 0); without it: a lone device")
     p.add_argument("--csv", metavar="FILE", help="write cycle,phase,pulse_v,read_a, one row per pulse, as it runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_store_flag(p)
     _add_backend_options(p)
 
     p = sub.add_parser("iv", help="DC sweep of a lone simulated device (0 -> 4.2 -> 0 -> -1.6 -> 0 V)")
@@ -146,12 +148,14 @@ def cmd_ispp(args) -> int:
         # The bench file's limits, pin map and pulse timing: a bad plan never connects.
         checker = load_bench(args.bench).checker()
     ispp.plan(settings, cell, checker)  # before any backend is opened
+    from rramlab.protocols.store import RunStore, record_run
+    store = RunStore(args.store)  # a bad store path is refused before any backend is opened
     records = []
     total = 0
     csv_file = None
     instrument = open_backend(args, args.cell is not None)
     try:
-        with instrument:
+        with instrument, record_run(store, "ispp", settings, instrument) as stored:
             ispp_plan = ispp.plan(settings, cell, instrument)  # and the backend's, before the first pulse
             total = ispp_plan.total_pulses
             runner = ispp.run(instrument, ispp_plan)
@@ -168,6 +172,7 @@ def cmd_ispp(args) -> int:
                 record = first
                 while record is not None:
                     records.append(record)
+                    stored.add(record)
                     if csv_file:
                         writer.writerow(record.csv_row())
                         csv_file.flush()
@@ -180,6 +185,7 @@ def cmd_ispp(args) -> int:
               + (f"; {len(records)} rows kept in {args.csv}" if args.csv else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        store.close()
         if csv_file:
             csv_file.close()
 

@@ -59,8 +59,8 @@ from .keysight_4156c import (HRSMU_ONLY_CODES, MAX_COMPLIANCE, PULSE_MAX_WIDTH, 
                              check_compliance, check_integration, check_pulse_timing, current_range_code,
                              describe_current_range)
 from .keysight_e5250a import INPUTS, KeysightE5250A, MatrixSettings, card_and_output, outputs_of
-from .visa_io import (VISA_LOGGER, VisaLogFormatter, VisaTimeoutError, describe_validation_error, format_number,
-                      remove_visa_log_handler, visa_log_handler)
+from .visa_io import (Transport, VisaLogFormatter, VisaTimeoutError, add_visa_log_handler,
+                      describe_validation_error, format_number, remove_visa_log_handler, visa_log_handler)
 
 try:  # the seam's shield: stop signals wait until a safe-state sequence has run to its end
     from .interface import signals_deferred as _signals_deferred
@@ -566,10 +566,7 @@ def _log_handler(visa_log) -> logging.Handler | None:
         return visa_log_handler(str(visa_log))
     handler = logging.StreamHandler(visa_log)
     handler.setFormatter(VisaLogFormatter())
-    VISA_LOGGER.addHandler(handler)
-    if VISA_LOGGER.getEffectiveLevel() > logging.DEBUG:
-        VISA_LOGGER.setLevel(logging.DEBUG)
-    return handler
+    return add_visa_log_handler(handler)
 
 
 def connect_bench(config: BenchConfig, visa_log: str | TextIO | None = None, resource_manager=None,
@@ -590,8 +587,6 @@ def connect_bench(config: BenchConfig, visa_log: str | TextIO | None = None, res
         resources.append(a_res)
         m_res = _open(rm, "matrix", config.matrix_resource, config.matrix_timeout, config)
         resources.append(m_res)
-        from .visa_io import Transport
-
         a_io = Transport(a_res, "4156C", on_message=on_message)
         m_io = Transport(m_res, "E5250A", on_message=on_message)
         analyzer = Keysight4156C(a_io, channels={c.channel: c.kind for c in config.channels},

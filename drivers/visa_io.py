@@ -64,7 +64,14 @@ def visa_log_handler(path: str) -> logging.FileHandler:
     are made at all."""
     handler = logging.FileHandler(path, mode="a", encoding="utf-8")
     handler.setFormatter(VisaLogFormatter())
+    return add_visa_log_handler(handler)
+
+
+def add_visa_log_handler(handler: logging.Handler) -> logging.Handler:
+    """Attach ``handler`` to ``rramlab.visa`` at DEBUG, lowering the logger's level while it is
+    attached (restored by :func:`remove_visa_log_handler`)."""
     handler.setLevel(logging.DEBUG)
+    handler.rramlab_previous_level = VISA_LOGGER.level  # type: ignore[attr-defined]
     VISA_LOGGER.addHandler(handler)
     if VISA_LOGGER.getEffectiveLevel() > logging.DEBUG:
         VISA_LOGGER.setLevel(logging.DEBUG)
@@ -72,11 +79,14 @@ def visa_log_handler(path: str) -> logging.FileHandler:
 
 
 def remove_visa_log_handler(handler: logging.Handler | None) -> None:
-    """Detach and close a handler made by :func:`visa_log_handler`. Idempotent."""
-    if handler is None:
+    """Detach and close a handler made by :func:`visa_log_handler`. Idempotent. The logger's
+    level is put back once no such handler is left."""
+    if handler is None or handler not in VISA_LOGGER.handlers:
         return
     VISA_LOGGER.removeHandler(handler)
     handler.close()
+    if not any(hasattr(h, "rramlab_previous_level") for h in VISA_LOGGER.handlers):
+        VISA_LOGGER.setLevel(getattr(handler, "rramlab_previous_level", logging.NOTSET))
 
 
 class Transport:

@@ -1,11 +1,17 @@
-"""Fixtures shared by the test modules. The helper classes live in ``drivers_fixtures.py`` (they
-are plain importable code); the fixtures that build them are here."""
+"""Fixtures shared by the test modules. Every test records its runs in a store of its own, never
+in the user's data folder. The driver tests' helper classes live in ``drivers_fixtures.py`` (plain
+importable code); the fixtures that build them are here."""
 
 from __future__ import annotations
 
 import pytest
 
 from drivers_fixtures import Recorder, sim_bench_data, sim_station
+
+
+@pytest.fixture(autouse=True)
+def _private_run_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("RRAMLAB_STORE", str(tmp_path / "runs.sqlite"))
 
 
 @pytest.fixture

@@ -532,3 +532,13 @@ def test_an_interrupted_query_is_followed_by_a_device_clear_where_there_is_one()
     io.write("CL")
     assert res.cleared == 1
     res.assert_done()
+
+
+def test_removing_the_log_file_handler_restores_the_loggers_level(tmp_path):
+    logger = logging.getLogger("rramlab.visa")
+    before = logger.level
+    handler = visa_log_handler(str(tmp_path / "a.log"))
+    assert logger.isEnabledFor(logging.DEBUG)
+    remove_visa_log_handler(handler)
+    remove_visa_log_handler(handler)   # twice is harmless
+    assert logger.level == before and handler not in logger.handlers
