@@ -5,6 +5,7 @@
     rramlab ispp --bench bench.toml --cell 3,7 --width 1e-3 --csv ispp.csv   # a real probe station
     rramlab iv --csv iv.csv                          # DC sweep 0 -> 4.2 -> 0 -> -1.6 V of a lone device
     rramlab bench check bench.toml
+    rramlab bench safe bench.toml                    # 0 V, outputs off, matrix open (e.g. after kill -9)
 
 Thin on purpose: it picks a backend, runs a protocol and writes its records as they come. Every
 row is flushed as soon as it is measured, so a run stopped by an error or Ctrl-C keeps what it took;
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = bsub.add_parser("check", help="validate a bench file, connect, identify both instruments, print the pin map")
     c.add_argument("file")
     c.add_argument("--visa-log", metavar="FILE")
+    c = bsub.add_parser("safe", help="connect and return the bench to 0 V, outputs off, matrix open (no reset): "
+                                     "what to run after a run was killed (kill -9) or crashed")
+    c.add_argument("file")
+    c.add_argument("--visa-log", metavar="FILE")
 
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -136,7 +141,13 @@ def cmd_ispp(args) -> int:
 
     settings = settings_from_args(ispp.IsppSettings, args)
     cell = args.cell if args.cell is not None else (0, 0)
-    ispp.plan(settings, cell)  # the device's own limits, before any backend is opened
+    checker = None
+    if args.bench:
+        from rramlab.drivers.probe_station import load_bench
+
+        # The bench file's limits, pin map and pulse timing: a bad plan never connects.
+        checker = load_bench(args.bench).checker()
+    ispp.plan(settings, cell, checker)  # before any backend is opened
     from rramlab.protocols.store import RunStore, record_run
     store = RunStore(args.store)  # a bad store path is refused before any backend is opened
     records = []
@@ -212,12 +223,13 @@ def cmd_iv(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    if args.bench_command != "check":
-        print("usage: rramlab bench check FILE", file=sys.stderr)
+    if args.bench_command not in ("check", "safe"):
+        print("usage: rramlab bench check FILE | rramlab bench safe FILE", file=sys.stderr)
         return EXIT_USAGE
-    from rramlab.drivers.probe_station import check_bench
+    from rramlab.drivers.probe_station import check_bench, safe_bench
 
-    return check_bench(args.file, out=sys.stdout, visa_log=args.visa_log)
+    run = check_bench if args.bench_command == "check" else safe_bench
+    return run(args.file, out=sys.stdout, visa_log=args.visa_log)
 
 
 def main(argv=None) -> int:
