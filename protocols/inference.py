@@ -137,8 +137,8 @@ def plan(settings: InferenceSettings, variant: Variant, data: Dataset, indices=N
          checker: RequestChecker | None = None) -> InferencePlan:
     """Validate everything, code the images into spikes and run the software layer; no instrument.
 
-    indices: which images of ``data`` (default all). The rate coding uses ``settings.seed``, so the
-    same plan is made for the same images and seed.
+    indices: which images of ``data`` (default all). Image i is rate-coded with the generator seeded
+    by (settings.seed, i), so an image's spikes do not depend on the other images of the plan.
     """
     checker = checker or RequestChecker()
     settings.validate(checker.limits)
@@ -156,8 +156,10 @@ def plan(settings: InferenceSettings, variant: Variant, data: Dataset, indices=N
     if indices.min() < 0 or indices.max() >= len(data):
         raise RequestError(f"image index {int(indices.max())} is outside the data set of {len(data)} images")
     images, labels = data.images[indices], data.labels[indices]
-    rng = np.random.default_rng(settings.seed)
-    spikes_in = rate_code(images, settings.steps, rng)
+    # one generator per image, seeded by (seed, image index): an image gets the same spikes whatever
+    # else is in the batch and in whichever order
+    spikes_in = np.concatenate([rate_code(images[k:k + 1], settings.steps, np.random.default_rng([settings.seed, i]))
+                                for k, i in enumerate(indices)])
     hidden_spikes = integrate_and_fire(spikes_in, variant.w1, variant.b1, variant.threshold)
     checker.check_vmm(np.full((1, g.wordlines), settings.spike_v), range(2 * CLASSES))
     return InferencePlan(settings, variant, images, labels, indices, hidden_spikes, tuple(range(hidden)),

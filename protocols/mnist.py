@@ -67,7 +67,8 @@ class Mnist:
 
     @property
     def description(self) -> str:
-        return f"{self.train.source}: {len(self.train)} training, {len(self.test)} test images"
+        name = self.train.source.removesuffix(" (train)")
+        return f"{name}: {len(self.train)} training, {len(self.test)} test images"
 
 
 def load_sample() -> Mnist:

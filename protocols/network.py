@@ -229,7 +229,8 @@ def build_variants(train: Dataset, test: Dataset, settings: NetworkSettings = Ne
     variants = {"fp32": Variant("fp32", w1, b1, w2, spiking_threshold(x, w1, b1, s.activation_percentile),
                                 test_accuracy=accuracy(xt, yt, w1, b1, w2))}
     variants["qt"] = _quantised_variant("qt", w1, b1, w2, s.bits, x, s.activation_percentile, xt, yt)
-    variants["qtpr"] = pruned_variant(w1, b1, w2, s.prune_ratio, train, test, s, rng, name="qtpr")
+    # its own generator (seed + 1), so the pruning sweep at the same ratio gives this same variant
+    variants["qtpr"] = pruned_variant(w1, b1, w2, s.prune_ratio, train, test, s, name="qtpr")
     return Network(s, variants, train.source.replace(" (train)", ""), len(train), len(test))
 
 
