@@ -147,7 +147,7 @@ def _open_array(args, variant, write_settings):
     return instrument, program
 
 
-def _write(instrument, variant, write_settings, out=sys.stdout) -> list:
+def _write(instrument, variant, write_settings) -> list:
     from rramlab.protocols import simple_write
 
     t = time.perf_counter()
@@ -155,7 +155,7 @@ def _write(instrument, variant, write_settings, out=sys.stdout) -> list:
     e = simple_write.transfer_errors(written, write_settings.level_s)
     print(f"wrote the {variant.title} second layer: {e['cells']} cells with a target, the rest in HRS; "
           f"RMSE {_fmt(e['rmse_s'], 'nS', 1e9, 2)}, MAE {_fmt(e['mae_s'], 'nS', 1e9, 2)}, "
-          f"{e['within_2ns']:.0%} within +-2 nS ({time.perf_counter() - t:.1f} s)", file=out)
+          f"{e['within_2ns']:.0%} within +-2 nS ({time.perf_counter() - t:.1f} s)")
     return written
 
 
