@@ -110,6 +110,25 @@ def _mnist(args):
     return mnist.load(args.mnist)
 
 
+def _early_checks(args, write_settings) -> None:
+    """What can be refused before any data is read or network trained: counts, the inference
+    settings, the network file's existence and the write of the highest level."""
+    from rramlab.protocols import inference, simple_write
+    from rramlab.protocols.network import MAX_CONDUCTANCE_S
+
+    n = getattr(args, "images", None)
+    if n is not None and getattr(args, "image", None) is None and getattr(args, "index", None) is None and n < 1:
+        raise RramlabError(f"--images {n}: ask for at least one image")
+    per_class = getattr(args, "per_class", None)
+    if per_class is not None and per_class < 1:
+        raise RramlabError(f"--per-class {per_class}: ask for at least one image per digit")
+    settings_from_args(inference.InferenceSettings, args).validate()
+    simple_write.check_targets(np.full((1, 1), MAX_CONDUCTANCE_S), RequestChecker(), write_settings)
+    if args.network and not Path(args.network).exists():
+        raise FileNotFoundError(f"network file {args.network} does not exist: make one with "
+                                f"rramlab train --out {args.network}")
+
+
 def _network(args, data):
     from rramlab.protocols.network import NetworkSettings, load_network, train_network
 
@@ -213,6 +232,7 @@ def cmd_infer(args) -> int:
     from rramlab.protocols.simple_write import SimpleWriteSettings
 
     write_settings = settings_from_args(SimpleWriteSettings, args)
+    _early_checks(args, write_settings)
     data = _mnist(args)
     net = _network(args, data)
     p, variant = _infer_plan(args, net, data, RequestChecker())  # every check before connecting
@@ -281,9 +301,8 @@ def cmd_power(args) -> int:
     from rramlab.protocols import inference, power
     from rramlab.protocols.simple_write import SimpleWriteSettings
 
-    if args.per_class < 1:
-        raise RramlabError(f"--per-class {args.per_class}: ask for at least one image per digit")
     write_settings = settings_from_args(SimpleWriteSettings, args)
+    _early_checks(args, write_settings)
     data = _mnist(args)
     net = _network(args, data)
     p, variant = _infer_plan(args, net, data, RequestChecker())

@@ -98,3 +98,18 @@ def test_bad_input_is_a_clear_error(tmp_path, monkeypatch, capsys, argv, message
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_ctrl_c_during_inference_returns_the_array_to_0_v(monkeypatch, capsys):
+    from rramlab.sim.virtual_array import VirtualArray
+
+    resets = []
+
+    def interrupted(self, wordline_v, bitlines):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VirtualArray, "_vmm", interrupted)
+    monkeypatch.setattr(VirtualArray, "_reset_outputs", lambda self: resets.append(1))
+    assert main(["infer", "--images", "10"]) == 130
+    assert "interrupted after 0 of 10 images; outputs are at 0 V" in capsys.readouterr().err
+    assert resets
