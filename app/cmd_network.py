@@ -15,6 +15,7 @@ loaded chip (``--chip``) or a probe station (``--bench``) is used as it is.
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
@@ -26,6 +27,13 @@ from rramlab.app.settings_flags import add_settings_flags, settings_from_args
 from rramlab.drivers.interface import RequestChecker, RramlabError
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
+CSV_HEADER = ("image", "label", "prediction", "step") + tuple(f"class_{c}_a" for c in range(10))
+
+
+def csv_rows(record):
+    """One row per time step of an ImageRecord: the class currents I+ - I- in amperes."""
+    return [(record.image, record.label, record.prediction, t) + tuple(f"{x:.6e}" for x in row)
+            for t, row in enumerate(record.class_currents)]
 
 
 def _data_options(p) -> None:
@@ -71,6 +79,8 @@ def register(subparsers) -> None:
             g.add_argument("--image", type=int, metavar="DIGIT", choices=range(10),
                            help="one image: the first test image of this digit the quantised ANN gets right")
             g.add_argument("--index", type=int, metavar="N", help="one image: test image number N")
+            p.add_argument("--csv", metavar="FILE", help="one row per image and step: image, label, prediction, step, "
+                                                         "I+ - I- of each class (A), written as measured")
             p.add_argument("--plot", metavar="FILE", help="PNG: output currents per step and class (one image) "
                                                           "or the confusion matrix (many)")
             p.set_defaults(handler=cmd_infer)
@@ -237,24 +247,38 @@ def cmd_infer(args) -> int:
     net = _network(args, data)
     p, variant = _infer_plan(args, net, data, RequestChecker())  # every check before connecting
     records = []
+    csv_file = None
     instrument, program = _open_array(args, variant, write_settings)
     try:
         with instrument:
             p, _ = _infer_plan(args, net, data, instrument)
             if program:
                 _write(instrument, variant, write_settings)
+            if args.csv:
+                csv_file = open(args.csv, "w", newline="")
+                writer = csv.writer(csv_file)
+                writer.writerow(CSV_HEADER)
             # the twin solves the whole batch in one call; a probe station reports image by image
             chunk = p.n_images if instrument.backend_name == "twin" else 1
             t = time.perf_counter()
             for record in inference.run(instrument, p, chunk):
                 records.append(record)
+                if csv_file:
+                    writer.writerows(csv_rows(record))
+                    csv_file.flush()
             elapsed = time.perf_counter() - t
             if args.save_chip:
                 instrument.save_chip(args.save_chip)
     except KeyboardInterrupt:
-        print(f"\ninterrupted after {len(records)} of {p.n_images} images; outputs are at 0 V", file=sys.stderr)
+        print(f"\ninterrupted after {len(records)} of {p.n_images} images; outputs are at 0 V"
+              + (f"; {len(records)} images kept in {args.csv}" if csv_file else ""), file=sys.stderr)
         _print_inference(records, variant, data, instrument.backend_name, None)
         return EXIT_INTERRUPTED
+    finally:
+        if csv_file:
+            csv_file.close()
+    if args.csv:
+        print(f"  {len(records)} images x {p.settings.steps} steps written to {args.csv}")
     _print_inference(records, variant, data, instrument.backend_name, elapsed)
     if args.plot:
         from rramlab.app import report

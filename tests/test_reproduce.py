@@ -1,5 +1,6 @@
 """rramlab train | infer | power | reproduce, run as a user runs them (twin: fast engine)."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -57,11 +58,15 @@ def test_train_then_infer_then_reuse_the_chip(tmp_path, capsys):
 
 
 def test_infer_one_image_of_a_six_with_a_plot(tmp_path, capsys):
-    png = tmp_path / "six.png"
-    assert main(["infer", "--image", "6", "--plot", str(png), "--variant", "qtpr"]) == 0
+    png, table = tmp_path / "six.png", tmp_path / "six.csv"
+    assert main(["infer", "--image", "6", "--plot", str(png), "--csv", str(table), "--variant", "qtpr"]) == 0
     text = capsys.readouterr().out
     assert "label 6: prediction 6 (right)" in text
     assert png.read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.reader(open(table)))
+    assert rows[0][:4] == ["image", "label", "prediction", "step"] and len(rows) == 1 + 25
+    totals = np.sum([[float(x) for x in r[4:]] for r in rows[1:]], axis=0)
+    assert int(np.argmax(totals)) == 6 and rows[1][1:3] == ["6", "6"]
 
 
 def test_power_per_class(capsys):
