@@ -181,7 +181,7 @@ def _write(instrument, variant, write_settings) -> list:
 
     t = time.perf_counter()
     written = list(simple_write.program_targets(instrument, variant.targets_s(), write_settings))
-    e = simple_write.transfer_errors(written, write_settings.level_s)
+    e = simple_write.transfer_errors(written)
     print(f"wrote the {variant.title} second layer: {e['cells']} cells with a target, the rest in HRS; "
           f"RMSE {_fmt(e['rmse_s'], 'nS', 1e9, 2)}, MAE {_fmt(e['mae_s'], 'nS', 1e9, 2)}, "
           f"{e['within_2ns']:.0%} within +-2 nS ({time.perf_counter() - t:.1f} s)")

@@ -23,7 +23,7 @@ from rramlab.drivers.interface import CrossbarInstrument
 from rramlab.protocols import inference, ispp, power, simple_write
 from rramlab.protocols.mnist import Mnist, balanced_indices
 from rramlab.protocols.network import (ARRAY_VARIANTS, Network, NetworkSettings, Variant, build_variants,
-                                       conductance_step, pruned_variant)
+                                       pruned_variant)
 from rramlab.protocols.settings import check_settings, setting, settings_dict
 
 #: the paper's figures for each number reproduce reports (ratios as fractions, power in W, errors in S);
@@ -141,7 +141,7 @@ def run_variant(instrument: CrossbarInstrument, variant: Variant, mnist: Mnist, 
     if sixes.size:
         ps = inference.plan(inference_settings, variant, test, sixes[:1], instrument)
         six = next(inference.run(instrument, ps))
-    return ArrayRun(variant.name, written, simple_write.transfer_errors(written, conductance_step(variant.bits)),
+    return ArrayRun(variant.name, written, simple_write.transfer_errors(written),
                     records, ann, powers, g, six)
 
 

@@ -128,7 +128,7 @@ def program_targets(instrument: CrossbarInstrument, targets_s, settings: SimpleW
 
 # ----- summaries -----
 
-def transfer_errors(records, level_s: float = 10e-9) -> dict:
+def transfer_errors(records) -> dict:
     """RMSE, MAE (S) and the fraction within +-2 nS of the cells that had a target, as the paper
     reports its transfers; also the count."""
     err = np.array([r.achieved_s - r.target_s for r in records if r.target_s > 0])
