@@ -118,3 +118,15 @@ def test_ctrl_c_during_inference_returns_the_array_to_0_v(monkeypatch, capsys):
     assert main(["infer", "--images", "10"]) == 130
     assert "interrupted after 0 of 10 images; outputs are at 0 V" in capsys.readouterr().err
     assert resets
+
+
+def test_train_reads_idx_files_given_with_mnist(tmp_path, capsys):
+    from test_network import _idx_dir
+
+    _idx_dir(tmp_path, n_train=40, n_test=10)
+    out = tmp_path / "idx_net.npz"
+    assert main(["train", "--mnist", str(tmp_path), "--out", str(out), "--epochs", "1", "--finetune-epochs", "0"]) == 0
+    assert f"MNIST IDX files in {tmp_path}: 40 training, 10 test images" in capsys.readouterr().out
+    from rramlab.protocols.network import load_network
+
+    assert load_network(out).train_images == 40
