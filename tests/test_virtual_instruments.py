@@ -461,3 +461,17 @@ def test_cli_bench_check_on_the_virtual_bench(capsys):
     assert main(["bench", "check", str(VIRTUAL_BENCH)]) == 0
     out = capsys.readouterr().out
     assert "4156C" in out and "E5250A" in out and "bench check OK" in out
+
+
+def test_sim_instruments_import_no_pyvisa_qt_app_or_protocols():
+    import ast
+
+    import rramlab.sim.instruments as pkg
+
+    forbidden = ("pyvisa", "PyQt", "PySide", "rramlab.app", "rramlab.protocols", "rramlab.drivers.probe_station")
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith(forbidden), f"{path.name} imports {name}"
