@@ -455,6 +455,40 @@ def test_cli_runs_ispp_on_the_virtual_bench_and_reports_the_bench_time(capsys):
     assert m and float(m.group(1)) > 62 * 6e-3
 
 
+def test_bench_file_naming_a_unit_the_analyzer_lacks_fails_with_the_instruments_error():
+    config = load_bench(VIRTUAL_BENCH)
+    physical = BenchWiring.from_config(config)
+    without_smu3 = BenchWiring(**{**physical.__dict__, "channels": tuple(c for c in physical.channels if c[0] != 3)})
+    bench = VirtualBench(VirtualArray(seed=SEED, engine="fast"), without_smu3)
+    with pytest.raises(InstrumentError, match=r"4156C reported error -241.*channel 3"):
+        connect_bench(config, resource_manager=bench.resource_manager())
+    assert bench.is_safe()
+
+
+def test_bench_file_with_more_matrix_cards_than_installed_fails_at_the_first_routing():
+    config = load_bench(VIRTUAL_BENCH)
+    two_cards = BenchWiring(**{**BenchWiring.from_config(config).__dict__, "cards": 2})
+    bench = VirtualBench(VirtualArray(seed=SEED, engine="fast"), two_cards)
+    station = connect_bench(config, resource_manager=bench.resource_manager())
+    with station, pytest.raises(InstrumentError, match=r"E5250A reported error -222.*output (2[5-9]|[34]\d)"):
+        station.read_cell(3, 7)  # bitline 7 is on output 32, beyond two cards' 24 outputs
+    assert bench.is_safe()
+
+
+def test_cli_save_chip_keeps_the_virtual_benchs_chip(tmp_path, capsys):
+    from rramlab.app.cli import main
+
+    args = ["ispp", "--cell", "2,2", "--width", "2e-3", "--cycles", "1", "--reset-stop", "-1.1", "--no-progress",
+            "--engine", "fast", "--seed", "4"]
+    assert main(args + ["--bench", str(VIRTUAL_BENCH), "--save-chip", str(tmp_path / "bench.npz")]) == 0
+    assert main(args + ["--save-chip", str(tmp_path / "twin.npz")]) == 0
+    capsys.readouterr()
+    through_bench, on_twin = (VirtualArray.load_chip(tmp_path / n) for n in ("bench.npz", "twin.npz"))
+    assert through_bench.switch_states[2, 2].any()  # a short reset ramp leaves the cell partly set
+    assert np.array_equal(through_bench.switch_states, on_twin.switch_states)
+    assert through_bench.pulse_count == on_twin.pulse_count
+
+
 def test_cli_bench_check_on_the_virtual_bench(capsys):
     from rramlab.app.cli import main
 
