@@ -107,15 +107,17 @@ def part2(width: float) -> None:
     reading = per_level[-1][3]["measurement"] / per_level[-1][4]["measurement"]
     total = sum(t.values())
     print(f"  {CELLS} cells, targets spread evenly over the 8 levels ({per:g} cells per level):")
-    print(f"    pulses    {n_p:7.0f} x {period * 1e3:.1f} ms (period = width + 4 ms) = {t['pulse']:8.1f} s")
-    print(f"    reads     {n_r:7.0f} x {reading * 1e3:.1f} ms (medium integration, 1 PLC at 50 Hz) = "
-          f"{t['measurement']:8.1f} s")
-    print(f"    switching (routing each cell: relays {bench.clock.timing.relay_operate_s * 1e3:g} ms + settle "
-          f"{bench.clock.timing.relay_settle_s * 1e3:g} ms per change)        = {t['switching']:8.1f} s")
-    print(f"    bus       (GPIB transactions, {bench.clock.timing.transaction_s * 1e3:g} ms each)"
-          f"                           = {t['bus']:8.1f} s")
-    print(f"    total                                                          = {total:8.1f} s "
-          f"= {format_duration(total)}")
+    timing = bench.clock.timing
+    rows = [
+        (f"pulses     {n_p:6.0f} x {period * 1e3:.1f} ms (period = width + 4 ms)", t["pulse"]),
+        (f"reads      {n_r:6.0f} x {reading * 1e3:.1f} ms (medium integration, 1 PLC at 50 Hz)", t["measurement"]),
+        (f"switching  routing each cell ({timing.relay_operate_s * 1e3:g} ms relays + {timing.relay_settle_s * 1e3:g} ms "
+         f"settling per change)", t["switching"]),
+        (f"bus        GPIB transactions, {timing.transaction_s * 1e3:g} ms each", t["bus"]),
+    ]
+    for text, sec in rows:
+        print(f"    {text:<72s} {sec:8.1f} s")
+    print(f"    {'total':<72s} {total:8.1f} s = {format_duration(total)}")
 
 
 def main() -> int:

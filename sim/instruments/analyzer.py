@@ -438,7 +438,9 @@ class VirtualAnalyzer(VirtualInstrument):
             return self.probe_card.measure(self.source_voltages(), channels)
         return self.probe_card.pulse(self.source_voltages(), *pulse)
 
-    def _items(self, units, codes, currents, shorted, limits) -> list:
+    def _items(self, units, codes, currents, shorted, limits, charge: bool = True) -> list:
+        """Data items (status, letter, "I", value) with compliance and overflow applied; ``charge``:
+        advance the clock by each reading's integration time."""
         forced = self._compliance_fault is not None
         self._compliance_fault = None
         items = []
@@ -456,7 +458,8 @@ class VirtualAnalyzer(VirtualInstrument):
             if abs(amps) > CURRENT_RANGES[rng] * OVER_RANGE.get(rng, 1.15):
                 status |= STATUS_OVERFLOW
                 amps = OVERFLOW_VALUE
-            self.clock.advance(self._reading_time(CURRENT_RANGES[rng]), "measurement")
+            if charge:
+                self.clock.advance(self._reading_time(CURRENT_RANGES[rng]), "measurement")
             items.append((status, u.letter, "I", amps))
         return items
 
@@ -470,10 +473,7 @@ class VirtualAnalyzer(VirtualInstrument):
         self.clock.advance(t.hold + t.period, "pulse")
         currents, shorted = self._currents([u.channel], (u.channel, peak, t.width))
         # the reading is taken inside the pulse: its integration is part of the width, not extra time
-        saved = self.clock.now, dict(self.clock.seconds), dict(self.clock.counts)
-        items = self._items([u], [u.current_range], currents, shorted, [comp])
-        self.clock.now, self.clock.seconds, self.clock.counts = saved
-        return items[0]
+        return self._items([u], [u.current_range], currents, shorted, [comp], charge=False)[0]
 
     def _format(self, items, eod: bool = True) -> str:
         out = []

@@ -191,15 +191,15 @@ class VirtualMatrix(VirtualInstrument):
             raise CommandError(UNDEFINED_HEADER, f"Undefined header; {head}")
         return handler(self, rest)
 
-    def _card_and_value(self, rest: str, allowed: tuple[str, ...], what: str):
+    def _card_and_value(self, rest: str, allowed: dict[str, str], what: str):
+        """``card,value`` with value one of ``allowed`` (spelling -> canonical name)."""
         card_text, _, value = rest.partition(",")
         if not value.strip():
             raise CommandError(MISSING_PARAMETER, f"Missing parameter; {what} needs card,value")
         cards = self._cards_arg(card_text)
         v = value.strip().upper()
-        for name in allowed:
-            if (name.startswith(v) or v.startswith(name[:4])) and len(v) >= min(4, len(name)):
-                return cards, name
+        if v in allowed:
+            return cards, allowed[v]
         raise CommandError(ILLEGAL_PARAMETER, f"Illegal parameter value; {what} {value.strip()!r}")
 
     def _func(self, rest):
@@ -212,15 +212,16 @@ class VirtualMatrix(VirtualInstrument):
         return self.config
 
     def _rule(self, rest):
-        cards, rule = self._card_and_value(rest, ("FREE", "SROUTE"), ":ROUT:CONN:RULE")
+        cards, rule = self._card_and_value(rest, {"FREE": "FREE", "SROU": "SROU", "SROUTE": "SROU"},
+                                           ":ROUT:CONN:RULE")
         for c in cards:
-            self.rule[c] = "SROU" if rule == "SROUTE" else "FREE"
+            self.rule[c] = rule
 
     def _rule_q(self, rest):
         return self.rule[self._cards_arg(rest)[0]]
 
     def _seq(self, rest):
-        cards, seq = self._card_and_value(rest, ("NSEQ", "BBM", "MBBR"), ":ROUT:CONN:SEQ")
+        cards, seq = self._card_and_value(rest, {"NSEQ": "NSEQ", "BBM": "BBM", "MBBR": "MBBR"}, ":ROUT:CONN:SEQ")
         for c in cards:
             self.sequence[c] = seq
 
@@ -277,9 +278,9 @@ class VirtualMatrix(VirtualInstrument):
         return "(@" + ",".join(names) + ")"
 
     def _bias_state(self, rest):
-        cards, v = self._card_and_value(rest, ("ON", "OFF", "1", "0"), ":ROUT:BIAS:STAT")
+        cards, v = self._card_and_value(rest, {"ON": True, "1": True, "OFF": False, "0": False}, ":ROUT:BIAS:STAT")
         for c in cards:
-            self.bias_on[c] = v in ("ON", "1")
+            self.bias_on[c] = v
 
     def _bias_state_q(self, rest):
         return "1" if self.bias_on[self._cards_arg(rest)[0]] else "0"
