@@ -353,7 +353,7 @@ def test_wrong_pin_map_programs_the_wrong_cell(tmp_path):
     assert after[1] > before[1] + 20e-9                       # its neighbour on the swapped wordline is set
 
 
-def test_a_read_of_an_unrouted_bitline_sees_no_current(virtual):
+def test_unrouted_bitline_reads_nothing_and_floating_lines_add_sneak_current(virtual):
     station, bench, direct = virtual
     station.pulse_cell(3, 7, 4.2, 2e-3)
     a = bench.analyzer
@@ -363,7 +363,35 @@ def test_a_read_of_an_unrouted_bitline_sees_no_current(virtual):
     assert parse_flex_data(a.read())[0].value == 0.0
     bench.matrix.handle(":ROUT:CLOS (@00232)")  # now bitline 7 (output 32) is on SMU2
     a.handle("TI? 2,0")
-    assert -parse_flex_data(a.read())[0].value == pytest.approx(bench.array.read_cell(3, 7), rel=1e-5)
+    floating = -parse_flex_data(a.read())[0].value
+    # every other line floats: sneak paths through the rest of the array add to the cell's current
+    twin_read = bench.array.read_cell(3, 7)
+    assert floating > twin_read + 1e-9
+    # ground every other line, as the probe station does: exactly the twin's read
+    others = ",".join(f"010{o:02d}" for o in range(1, 49) if o not in (4, 32))
+    bench.matrix.handle(f":ROUT:CLOS (@{others})")
+    a.handle("TI? 2,0")
+    assert -parse_flex_data(a.read())[0].value == pytest.approx(twin_read, rel=1e-6)
+
+
+def test_unwired_bitlines_float_to_zero_net_current_and_reads_still_match_the_twin(tmp_path):
+    text = VIRTUAL_BENCH.read_text()
+    b2420 = text.replace("41, 42, 43, 44, 45, 46, 47, 48]", "41, 42, 43, 44, 0, 0, 0, 0]")  # the paper's 24 x 20
+    assert b2420 != text
+    path = tmp_path / "b2420.toml"
+    path.write_text(b2420)
+    chip, direct = VirtualArray(seed=SEED, engine="fast"), VirtualArray(seed=SEED, engine="fast")
+    station, bench = _virtual_station(load_bench(path), chip)
+    with station:
+        for inst in (station, direct):
+            inst.pulse_cell(3, 19, 4.2, 2e-3)
+        cells = [(3, 19), (3, 0), (7, 7)]
+        assert np.max(np.abs(station.read(cells, 1.0) - direct.read(cells, 1.0))) < 0.1e-9
+        station.read_cell(3, 19)
+        wl, bl, _, _ = bench.probe_card.lines({1: 1.0, 2: 0.0})
+    assert np.all(bl[20:] > 0.02) and np.all(bl[20:] < 1.0)  # pulled up by wordline 3, held down by the rest
+    leaving = -bench.probe_card._cell_currents(wl, bl)[:, 20:].sum(axis=0)
+    assert np.max(np.abs(leaving)) < 1e-14
 
 
 def test_measurement_reports_compliance_in_the_data_status(virtual):

@@ -9,17 +9,19 @@ pin map disagrees with it addresses the wrong lines, exactly as on a real bench.
 Each line takes the voltage of what its output is connected to now: a channel whose output switch
 is on (its DC voltage, or a pulse source's base or peak), ground (0 V). Approximations, all stated:
 
-* A floating line (no closed crosspoint, or only channels whose output switch is off) is solved as
-  if held at 0 V. In the array every floating line is tied through its 24 cells to lines that are
-  mostly at 0 V (every unselected line is grounded by the probe station), so it sits within a few %
-  of 0 V of the driven line's voltage; treating it as 0 V slightly overstates the sneak currents into
-  it and leaves the selected cell's current unchanged to first order.
-* Currents: when every bitline is at 0 V and no wordline exceeds the twin's read limit, the twin's
-  own ``VirtualArray.vmm`` gives the bitline currents (the same solve as ``read`` and ``vmm`` on the
-  twin, so readings agree with the twin exactly); a wordline channel's current is the total bitline
+* A floating line (not wired, no closed crosspoint, or only on channels whose output switch is
+  off) takes the voltage at which no net current leaves it through its cells, found by Newton on
+  the twin's nodal engine (a DC operating point: the line's own capacitance has long charged in the
+  milliseconds a reading or pulse lasts). On a 24 x 20 bench (four bitlines not wired) a 1 V read
+  of an HRS array leaves them at about 0.17 V, more than V/24 because the cells conduct less at low
+  voltage; the measured bitline current changes by about 1e-13 A. Leakage of the open relays (E5252A:
+  fA) is neglected.
+* Currents: when every bitline is at 0 V (none floats) and no wordline exceeds the twin's read
+  limit, the twin's own ``VirtualArray.vmm`` gives the bitline currents (the same solve as ``read``
+  and ``vmm`` on the twin, so readings agree with the twin exactly); a wordline channel's current is the total bitline
   current with only its own wordlines driven (exact with one driven level; superposition otherwise).
   Any other pattern (e.g. a half-bias pulse, with a bitline at -V/2) is solved by the twin's nodal
-  engine for the cell currents, summed per line.
+  engine (``sim/nodal.py``, whatever the twin's engine setting) for the cell currents, summed per line.
 * A pulse is the twin's ``VirtualArray.pulse`` with the line voltages at the pulse top; the DC levels
   around it (half-bias: the bitline's -V/2 before and after the pulse) are applied to the twin as a
   stress only when they could cross a switch threshold.
@@ -69,33 +71,73 @@ class VirtualProbeCard:
         return found
 
     def lines(self, sources: dict[int, float]):
-        """(wordline volts, bitline volts, {channel: ([wordlines], [bitlines])}, shorted channels)."""
+        """(wordline volts, bitline volts, {channel: ([wordlines], [bitlines])}, shorted channels).
+        Floating lines get the voltage at which they carry no net current (module docstring)."""
         W, B = self.array.geometry.shape
         wl, bl = np.zeros(W), np.zeros(B)
+        free_w, free_b = np.zeros(W, bool), np.zeros(B, bool)
         held: dict[int, tuple[list, list]] = {ch: ([], []) for ch in sources}
         shorted: set = set()
-        for kind, outs, volts in (("w", self.wordline_outputs, wl), ("b", self.bitline_outputs, bl)):
+        for kind, outs, volts, free in (("w", self.wordline_outputs, wl, free_w),
+                                        ("b", self.bitline_outputs, bl, free_b)):
             for line, out in enumerate(outs):
                 d = self._drivers(out, sources)
                 if not d:
-                    continue  # floating: solved as 0 V (module docstring)
+                    free[line] = True
+                    continue
                 if len(set(d.values())) > 1:
                     shorted |= {k for k in d if k != GROUND}
                 volts[line] = next(iter(d.values()))
                 for k in d:
                     if k != GROUND:
                         held[k][0 if kind == "w" else 1].append(line)
+        if (free_w.any() or free_b.any()) and (np.any(wl) or np.any(bl)):
+            self._settle_floating(wl, bl, free_w, free_b)
         return wl, bl, held, shorted
 
+    def _settle_floating(self, wl, bl, free_w, free_b, iterations: int = 40) -> None:
+        """Set the floating lines (in place) to the voltages at which no net current leaves them.
+
+        Newton on the floating lines' net currents. The Jacobian is the cells' small-signal
+        conductances (the weighted graph Laplacian of the floating lines, wire drops neglected in it
+        only), so it converges in a few steps; every voltage stays between the lowest and highest
+        driven voltage, where a passive network must put it.
+        """
+        fw, fb = np.flatnonzero(free_w), np.flatnonzero(free_b)
+        nw = len(fw)
+        driven = np.concatenate([wl[~free_w], bl[~free_b]])
+        if driven.size == 0:
+            return
+        lo, hi = float(min(driven.min(), 0.0)), float(max(driven.max(), 0.0))
+        for _ in range(iterations):
+            cur, slope = self._cells_and_slopes(wl, bl)
+            r = np.concatenate([cur[fw].sum(axis=1), -cur[:, fb].sum(axis=0)])
+            if np.max(np.abs(r)) <= max(1e-16, 1e-9 * float(np.max(np.abs(cur)))):
+                return
+            cross = slope[np.ix_(fw, fb)]
+            jac = np.zeros((len(r), len(r)))
+            jac[np.arange(nw), np.arange(nw)] = slope[fw].sum(axis=1)
+            jac[nw + np.arange(len(fb)), nw + np.arange(len(fb))] = slope[:, fb].sum(axis=0)
+            jac[:nw, nw:] = -cross
+            jac[nw:, :nw] = -cross.T
+            step = np.linalg.lstsq(jac, -r, rcond=None)[0]
+            wl[fw] = np.clip(wl[fw] + step[:nw], lo, hi)
+            bl[fb] = np.clip(bl[fb] + step[nw:], lo, hi)
+
     # ----- physics -----
-    def _cell_currents(self, wl: np.ndarray, bl: np.ndarray) -> np.ndarray:
-        """Cell currents (W, B) A, wordline to bitline, for any line voltages (nodal engine)."""
+    def _cells_and_slopes(self, wl: np.ndarray, bl: np.ndarray):
+        """Cell currents (W, B) A, wordline to bitline, and their small-signal conductances (S), for
+        any line voltages, from the twin's nodal engine (the twin's own device model and wires)."""
         va = self.array
         na = va._fast()
         g = na.switch_conductance(va.switch_states, va._on_resistance())
-        _, cur = na.solve((wl[:, None] - bl[None, :])[None], g, va.conductance_offset)
+        v, cur = na.solve((wl[:, None] - bl[None, :])[None], g, va.conductance_offset)
+        _, slope = na.cell_currents(v, na.tables.rows_for(g), va.conductance_offset)
         self.solves["nodal"] += 1
-        return cur[0]
+        return cur[0], slope[0]
+
+    def _cell_currents(self, wl: np.ndarray, bl: np.ndarray) -> np.ndarray:
+        return self._cells_and_slopes(wl, bl)[0]
 
     def _channel_currents(self, wl, bl, held, channels) -> dict[int, float]:
         """Current (A) out of each channel into its lines."""
