@@ -12,7 +12,9 @@ the relay operate time and the settling wait after it, every GPIB transaction by
     bench time = pulses x period + reads x integration + switching + bus
 
 Part 1 runs ISPP (one cycle, 62 pulses, a read after each) through ProbeStation + drivers + virtual
-instruments at 2, 20 and 30 ms pulses and prints the clock next to that sum.
+instruments at 2, 20 and 30 ms pulses and prints the clock next to that sum. The pulse period depends
+on the PT priority the drivers send: priority 0 keeps the pulse width; priority 1, or none, lets a
+pulse shorter than its reading's integration (20 ms at medium) stretch to it.
 
 Part 2 estimates a full 24 x 20 weight transfer by the half-bias scheme (the paper's hardware
 method: +V/2 on the wordline, -V/2 on the bitline, a 1 V read after every pulse, repeat until the
@@ -34,6 +36,9 @@ from rramlab.protocols import ispp
 from rramlab.sim.instruments import BenchWiring, VirtualBench, format_duration
 from rramlab.sim.virtual_array import VirtualArray
 
+PRIORITY_NOTE = ("  (the drivers sent PT priority {priority}: with priority 0 a pulse keeps its width; with 1 or "
+                 "none it waits for its\n   reading's integration, 20 ms at medium integration, so a 2 ms pulse "
+                 "takes a 24 ms period)")
 TARGETS_S = [10e-9 * k for k in range(1, 9)]  # the paper's 3-bit levels G1..G8
 CELLS = 24 * 20
 
@@ -65,6 +70,8 @@ def part1() -> None:
                                                          station))))
         wall = time.perf_counter() - t0
         breakdown(bench.clock, f"{n} pulses of {width * 1e3:g} ms (simulated in {wall:.2f} s wall time)")
+    priority = bench.analyzer.state.timing.priority
+    print(PRIORITY_NOTE.format(priority="(none)" if priority is None else priority))
 
 
 def write_to_target(station, cell, target: float, read_v: float = 1.0, tolerance: float = 1e-9,

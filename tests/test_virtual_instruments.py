@@ -423,6 +423,22 @@ def test_fixed_range_too_low_is_an_overflow_and_low_ranges_integrate_longer(virt
     assert clock.seconds["measurement"] - before == pytest.approx(clock.timing.plc_s)
 
 
+@pytest.mark.parametrize("pt, width, period", [
+    ("PT 0,0.002,0.006,0,0", 2e-3, 6e-3),      # priority 0: the pulse keeps its width
+    ("PT 0,0.002,0.006,0,1", 20e-3, 24e-3),    # priority 1: waits for the 1 PLC reading
+    ("PT 0,0.002,0.006", 20e-3, 24e-3),        # no priority given: as 1
+    ("PT 0,0.03,0.05", 30e-3, 50e-3),          # wider than the reading: unchanged
+])
+def test_pulse_priority_decides_whether_a_short_pulse_waits_for_its_reading(pt, width, period):
+    a = fresh_analyzer()
+    a.handle(f"CN 1;MM 3,1;RI 1,-17;{pt};PV 1,0,0,1,1E-3")
+    assert errors_of(a) == []
+    assert a.pulse_timing(a.units[1]) == (pytest.approx(width), pytest.approx(period))
+    before = a.clock.seconds["pulse"]
+    a.handle("XE")
+    assert a.clock.seconds["pulse"] - before == pytest.approx(period)
+
+
 def _collect(runner, records):
     for r in runner:
         records.append(r)
@@ -462,7 +478,8 @@ def test_bench_clock_is_pulses_times_period_plus_reads_times_integration_plus_sw
     s = ispp.IsppSettings(pulse_width_s=2e-3, cycles=1)
     n = len(list(ispp.run(station, ispp.plan(s, (3, 7), station))))
     t = clock.timing
-    period = 6e-3  # max(5 ms, width + 4 ms)
+    # max(5 ms, width + 4 ms) with pulse priority 0; without it the 2 ms pulse waits for its 1 PLC reading
+    period = 6e-3 if bench.analyzer.state.timing.priority == 0 else t.plc_s + 4e-3
     assert clock.counts["pulse"] == n and clock.seconds["pulse"] == pytest.approx(n * period)
     # medium integration: 1 PLC on the 10 nA and 100 nA ranges these reads land on
     assert clock.counts["measurement"] == n and clock.seconds["measurement"] == pytest.approx(n * t.plc_s)
