@@ -108,12 +108,18 @@ def open_backend(args, cell_requested: bool):
     if args.bench:
         if not cell_requested:
             raise RramlabError("--bench needs --cell WL,BL: name the cell of the array on the probe card (lines counted from 0)")
+        from rramlab.app import virtual_bench
+        from rramlab.drivers.probe_station import load_bench
+
+        config = load_bench(args.bench)
+        if virtual_bench.is_virtual(config):  # the twin behind virtual instruments: twin flags apply
+            return virtual_bench.open_virtual_bench(config, args, visa_log=args.visa_log)
         if twin_only:
             flags = ", ".join("--" + n.replace("_", "-") for n in twin_only)
             raise RramlabError(f"{flags} apply to the twin only; drop them when you use --bench")
-        from rramlab.drivers.probe_station import open_bench
+        from rramlab.drivers.probe_station import connect_bench
 
-        return open_bench(args.bench, visa_log=args.visa_log)
+        return connect_bench(config, visa_log=args.visa_log)
     if args.visa_log:
         raise RramlabError("--visa-log needs --bench: the twin sends no VISA commands")
     from rramlab.sim.array import ArrayParameters
@@ -227,8 +233,18 @@ def cmd_bench(args) -> int:
     if args.bench_command not in ("check", "safe"):
         print("usage: rramlab bench check FILE | rramlab bench safe FILE", file=sys.stderr)
         return EXIT_USAGE
-    from rramlab.drivers.probe_station import check_bench, safe_bench
+    from rramlab.app import virtual_bench
+    from rramlab.drivers.probe_station import check_bench, load_bench, safe_bench
 
+    try:
+        virtual = virtual_bench.is_virtual(load_bench(args.file))
+    except RramlabError:
+        virtual = False  # check_bench / safe_bench report the bad file
+    if virtual and args.bench_command == "check":
+        return virtual_bench.check_virtual_bench(args.file, args, out=sys.stdout, visa_log=args.visa_log)
+    if virtual:
+        print("rramlab bench safe: the virtual bench holds no energy between runs; nothing to do")
+        return EXIT_OK
     run = check_bench if args.bench_command == "check" else safe_bench
     return run(args.file, out=sys.stdout, visa_log=args.visa_log)
 
@@ -249,6 +265,10 @@ def main(argv=None) -> int:
     except (RramlabError, FileNotFoundError, ValueError) as exc:
         print(f"rramlab {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        from rramlab.app.virtual_bench import report_clocks
+
+        report_clocks()  # a virtual bench run says how long a real bench would have taken
 
 
 if __name__ == "__main__":
