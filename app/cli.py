@@ -42,7 +42,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: Modules that add a subcommand each: ``register(subparsers)`` adds the parser and sets
 #: ``handler=<function(args) -> exit code>`` as its default. One protocol, one module.
-COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.iv",)
+COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.cmd_iv", "rramlab.app.cmd_ispva", "rramlab.app.cmd_transfer",
+                                     "rramlab.app.cmd_runs")
 
 #: The seed of the twin's chip when --seed is not given.
 DEFAULT_SEED = 0
@@ -149,6 +150,7 @@ def check_backend_flags(args, cell_requested: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
     from rramlab.protocols.ispp import IsppSettings
+    from rramlab.protocols.store import add_store_flag
 
     from rramlab import __version__
 
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "pandas.read_csv(FILE, comment='#'))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_force_flag(p)
+    add_store_flag(p)
     _add_backend_options(p)
 
     p = sub.add_parser("bench", help="probe-station bench files")
@@ -240,12 +243,19 @@ def cmd_ispp(args) -> int:
     check_output_paths([OutputPath("--csv", args.csv), OutputPath("--save-chip", args.save_chip),
                         OutputPath("--visa-log", args.visa_log, append=True)], force=args.force)
     ispp.plan(settings, cell)  # the device's own limits, before any backend is opened
+    from rramlab.protocols.store import RunStore, record_run
+
+    store = RunStore(args.store)  # a bad store path is refused before any backend is opened
     started = now()
     try:
         instrument = open_backend(args, args.cell is not None)
     except KeyboardInterrupt as exc:
+        store.close()
         say(f"\ninterrupted while opening the backend; {safe_state_text(None, args)}")
         return interrupt_exit_code(exc)
+    except BaseException:
+        store.close()
+        raise
 
     taken, total = 0, 0
     record_file = None
@@ -262,7 +272,7 @@ def cmd_ispp(args) -> int:
             more_cycles += 1
 
     try:
-        with instrument:
+        with instrument, record_run(store, "ispp", settings, instrument) as stored:
             ispp_plan = ispp.plan(settings, cell, instrument)  # and the backend's, before the first pulse
             total = ispp_plan.total_pulses
             if args.csv:
@@ -279,6 +289,7 @@ def cmd_ispp(args) -> int:
                       file=sys.stderr, leave=False) as bar:
                 for record in ispp.run(instrument, ispp_plan):
                     taken += 1
+                    stored.add(record)
                     if record_file:
                         record_file.write(record.csv_row())
                     keep(summariser.add(record))
@@ -306,6 +317,7 @@ def cmd_ispp(args) -> int:
             f"{safe_state_text(instrument, args)}")
         raise
     finally:
+        store.close()
         if record_file:
             record_file.close()
 

@@ -1,0 +1,148 @@
+"""``rramlab transfer``: program a signed weight matrix into the differential array and verify it.
+
+    rramlab transfer examples/weights_24x10.npz --scheme half-bias --json transfer.json
+    rramlab transfer examples/weights_24x10.npz --scheme fast --json transfer.json
+    rramlab transfer --resume 7 --chip chip.npz --save-chip chip.npz        # continue run 7
+    rramlab transfer w2x1.npz --bench bench.toml --width 2e-3               # on a probe station
+
+Every record goes to the run store as it is taken; ``--resume RUN`` continues a stored transfer
+(same weights and settings): every cell is read first and a cell already within tolerance gets
+no new pulse. On the twin the fast engine is used unless ``--engine`` says otherwise: the auto
+engine hands every row-parallel pulse to ngspice (about 3 s each).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from rramlab.app.settings_flags import add_settings_flags, settings_from_args
+from rramlab.drivers.interface import RramlabError
+from rramlab.protocols import transfer
+from rramlab.protocols.ispva import IspvaResult, IspvaSettings
+from rramlab.protocols.settings import settings_dict
+from rramlab.protocols.store import RunStore, add_store_flag, json_ready, record_run
+from rramlab.protocols.weights import HRS, check_levels, load_weights
+
+
+def register(subparsers) -> None:
+    from rramlab.app.cli import _add_backend_options
+    from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
+
+    p = subparsers.add_parser(
+        "transfer", help="program a weight file into the differential array, verify, re-read, report",
+        description="Weight transfer: levels -8..8 of a (rows, columns) weight file become differential "
+                    "conductance targets (10..80 nS, the other cell of each pair in HRS), written by the "
+                    "half-bias or the fast row-parallel scheme with verify, then the whole region is re-read "
+                    "and disturbed cells re-programmed.")
+    p.add_argument("weights", nargs="?", help="weight file (.npz with a 'levels' array, see the README); "
+                                              "optional with --resume")
+    add_settings_flags(p, transfer.TransferSettings, "transfer settings")
+    add_settings_flags(p, IspvaSettings, "ISPVA settings (every cell's verify loop)",
+                       extra_help={"pulse_width_s": f"With --bench the 4156C pulses {PULSE_MIN_WIDTH * 1e3:g} ms "
+                                                    f"to {PULSE_MAX_WIDTH * 1e3:g} ms, so give --width there."})
+    p.add_argument("--json", metavar="FILE", help="write the report (keys in the README)")
+    p.add_argument("--resume", type=int, metavar="RUN", help="continue stored transfer RUN (see `rramlab runs list`)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_store_flag(p)
+    _add_backend_options(p)
+    p.set_defaults(handler=cmd_transfer)
+
+
+def _stored_settings(store: RunStore, run_id: int, weights_path):
+    info = store.run(run_id)
+    if info.protocol != "transfer":
+        raise RramlabError(f"run {run_id} is a {info.protocol} run, not a transfer: --resume takes a transfer run")
+    st = info.settings
+    levels = check_levels(np.asarray(st["levels"]), f"run {run_id}")
+    if weights_path is not None:
+        given = load_weights(weights_path)
+        if given.shape != levels.shape or np.any(given != levels):
+            raise RramlabError(f"{weights_path} differs from the weights of run {run_id}: drop the file to resume "
+                               "with the stored weights, or start a new transfer without --resume")
+    return (transfer.TransferSettings(**st["transfer"]), IspvaSettings(**st["ispva"]), levels, info)
+
+
+def cmd_transfer(args) -> int:
+    from tqdm import tqdm
+
+    from rramlab.app.cli import EXIT_INTERRUPTED, EXIT_OK, open_backend
+
+    store = RunStore(args.store)  # a bad store path is refused before anything is connected
+    try:
+        if args.resume is not None:
+            tsettings, isettings, levels, info = _stored_settings(store, args.resume, args.weights)
+            weights_name = info.settings.get("weights_file")
+        else:
+            if args.weights is None:
+                raise RramlabError("give a weight file (e.g. examples/weights_24x10.npz), or --resume RUN")
+            tsettings = settings_from_args(transfer.TransferSettings, args)
+            isettings = settings_from_args(IspvaSettings, args)
+            levels = load_weights(args.weights)
+            weights_name = str(args.weights)
+        transfer.plan(tsettings, isettings, levels)  # the device's limits, before any backend is opened
+        if not args.bench and args.engine is None:
+            args.engine = "fast"
+        instrument = open_backend(args, True)
+        records = []
+        start = time.perf_counter()
+        run_settings = {"transfer": settings_dict(tsettings), "ispva": settings_dict(isettings),
+                        "levels": levels.tolist(), "weights_file": weights_name}
+        run_id = args.resume
+        try:
+            with instrument:
+                tplan = transfer.plan(tsettings, isettings, levels, instrument)  # and the backend's
+                programmed = sum(1 for c in tplan.cells if tplan.target(c) != HRS)
+                with record_run(store, "transfer", run_settings, instrument, resume=args.resume) as rec, \
+                        tqdm(total=programmed, desc=f"transfer ({tsettings.scheme})", unit="cell",
+                             disable=args.no_progress, file=sys.stderr, leave=False) as bar:
+                    run_id = rec.run_id
+                    for r in transfer.run(instrument, tplan):
+                        rec.add(r)
+                        records.append(r)
+                        if _finishes_cell(r) and bar.n < programmed:
+                            bar.update(1)
+                if args.save_chip:
+                    instrument.save_chip(args.save_chip)
+        except KeyboardInterrupt:
+            if args.save_chip and hasattr(instrument, "save_chip"):
+                instrument.save_chip(args.save_chip)
+            print(f"\ninterrupted after {len(records)} records; outputs are at 0 V; every record is in "
+                  f"{store.path} as run {run_id}: continue with --resume {run_id}"
+                  + (f" --chip {args.save_chip}" if args.save_chip else ""), file=sys.stderr)
+            return EXIT_INTERRUPTED
+    finally:
+        store.close()
+    wall = time.perf_counter() - start
+    report = transfer.summarise(tplan, records, wall)
+    report.update(run_id=run_id, store=str(store.path), backend=instrument.backend_name,
+                  weights_file=weights_name)
+    _print_report(report, instrument, isettings)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(json_ready(report), fh, indent=2)
+        print(f"  report written to {args.json}")
+    return EXIT_OK
+
+
+def _finishes_cell(r) -> bool:
+    if isinstance(r, IspvaResult):
+        return r.target_s != HRS
+    return isinstance(r, transfer.CellRead) and r.stage == "settled"
+
+
+def _print_report(rep: dict, instrument, isettings) -> None:
+    nS = 1e9
+    print(f"transfer ({rep['scheme']}, {rep['mapping']} mapping) on the {instrument.backend_name}: "
+          f"{rep['programmed_cells']} cells programmed, {rep['hrs_cells']} left in HRS, run {rep['run_id']}")
+    print(f"  RMSE {rep['rmse_s'] * nS:.2f} nS, MAE {rep['mae_s'] * nS:.2f} nS, "
+          f"{rep['within_2ns'] * 100:.1f} % within +-2 nS, {rep['within_4ns'] * 100:.1f} % within +-4 nS")
+    print(f"  {rep['pulses']} pulses ({rep['row_pulses']} row pulses), {rep['pulses_per_cell']:.2f} per programmed "
+          f"cell; {rep['disturbed_cells']} disturbed cells re-programmed, {rep['left_out_of_tolerance']} left out "
+          f"of tolerance; {rep['wall_s']:.1f} s")
+    for lv in rep["levels"]:
+        print(f"  {lv['target_s'] * nS:4.0f} nS: {lv['cells']:3d} cells, mean {lv['mean_s'] * nS:6.2f} nS, "
+              f"std {lv['std_s'] * nS:.2f} nS, {lv['within_2ns'] * 100:5.1f} % within +-2 nS")

@@ -1,0 +1,268 @@
+"""ISPVA: incremental step pulse programming with verify, written only against the CrossbarInstrument seam.
+
+For each cell and its target conductance:
+
+1. read at ``read_v`` (1 V) and compare the conductance with the target;
+2. below the window: a set pulse. The first amplitude is chosen from the target level (the HT-RRAM
+   switches turn on 0.1 V apart, one 10 nS level each, from about 3.26 V), later ones step up from
+   the last by the measured error: ``set_level_v`` per ``level_spacing_s`` of error, at least
+   ``set_step_v``;
+3. above the window: a reset pulse (the reset is abrupt: it returns the cell to HRS), and the next
+   set amplitude steps *down* by the overshoot; still below after a set at ``set_max_v``: a reset
+   and a fresh start from the level's own amplitude (a cell stuck on a ceiling gets a new state);
+4. read again; repeat until the cell is within ``tolerance_s`` or ``max_pulses`` is spent;
+5. within tolerance: ``instrument.programming_done(cell)`` (hardware: nothing; the twin adds its
+   programming error there), then read again. The final read is what counts: a cell that fell out
+   of tolerance goes on through 2-4 while its budget lasts.
+
+Nothing here assumes that a pulse lands exactly: the loop only trusts reads, so it works on any
+backend whose conductance moves imperfectly per pulse.
+
+``run`` yields an ``IspvaPulse`` after every pulse and an ``IspvaResult`` when a cell finishes.
+Units: siemens, volts, seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, RequestChecker, RequestError,
+                                      SafeOperatingArea, half_bias_voltages)
+from rramlab.protocols.settings import check_settings, setting
+
+#: the paper's eight 3-bit states G1..G8 (S)
+LEVEL_SPACING_S = 10e-9
+MIN_TARGET_S = 10e-9
+MAX_TARGET_S = 80e-9
+PAPER_LEVELS_S = tuple(LEVEL_SPACING_S * k for k in range(1, 9))
+
+
+@dataclass(frozen=True)
+class IspvaSettings:
+    """ISPVA settings, declared once. Volts, seconds, siemens. Defaults fit the HT-RRAM twin and the
+    paper (read at 1 V, +-2 nS tolerance)."""
+
+    tolerance_s: float = setting(2e-9, "accept a cell when |G - target| is at most this", "S",
+                                 minimum=0.0, maximum=40e-9, exclusive_minimum=True, flag="tolerance")
+    max_pulses: int = setting(40, "pulse budget per cell (set and reset pulses together)", minimum=1,
+                              maximum=10_000)
+    read_v: float = setting(1.0, "read voltage of every verify", "V", soa="read")
+    set_start_v: float = setting(3.30, "first set amplitude for the lowest level (10 nS)", "V", soa="set",
+                                 flag="set_start")
+    set_level_v: float = setting(0.10, "set amplitude added per level (10 nS) of target or of error", "V",
+                                 minimum=0.0, maximum=1.0, exclusive_minimum=True, flag="set_level")
+    set_step_v: float = setting(0.025, "smallest change of the set amplitude between pulses", "V",
+                                minimum=0.0, maximum=1.0, exclusive_minimum=True, flag="set_step")
+    set_max_v: float = setting(4.2, "highest set amplitude", "V", soa="set", flag="set_max")
+    reset_v: float = setting(-1.5, "reset pulse amplitude (negative)", "V", soa="reset", flag="reset")
+    pulse_width_s: float = setting(2e-6, "pulse width", "s", soa="width", flag="width")
+    shape: str = setting("rect", "pulse shape: rect or tri", choices=PULSE_SHAPES)
+    verify: int = setting(1, "1: read after every pulse and steer by the error; 0: one open-loop set at "
+                             "the level's amplitude (to measure what verify buys)", minimum=0, maximum=1)
+
+    def validate(self, limits: SafeOperatingArea | None = None) -> None:
+        check_settings(self, limits)
+        if self.set_start_v <= 0 or self.set_max_v <= 0:
+            raise RequestError("set amplitudes must be positive: give e.g. --set-start 3.3 --set-max 4.2")
+        if self.set_start_v > self.set_max_v:
+            raise RequestError(f"--set-start {self.set_start_v:g} V is above --set-max {self.set_max_v:g} V: "
+                               "lower --set-start or raise --set-max")
+        if self.reset_v >= 0:
+            raise RequestError(f"--reset {self.reset_v:g} V must be negative, e.g. -1.5")
+
+
+@dataclass(frozen=True)
+class IspvaPulse:
+    """One pulse and the verify read after it."""
+
+    wordline: int
+    bitline: int
+    target_s: float        # target conductance (S)
+    pulse: int             # 1-based pulse count of this cell
+    kind: str              # "set" or "reset"
+    pulse_v: float         # amplitude the cell saw (V)
+    conductance_s: float   # read current / read voltage after the pulse (S)
+
+
+@dataclass(frozen=True)
+class IspvaResult:
+    """A cell's outcome: the final read (after ``programming_done``) is what counts."""
+
+    wordline: int
+    bitline: int
+    target_s: float
+    converged: bool        # final conductance within tolerance
+    pulses: int            # pulses this cell took
+    conductance_s: float   # final conductance (S)
+    error_s: float         # conductance_s - target_s
+
+
+@dataclass(frozen=True)
+class IspvaPlan:
+    settings: IspvaSettings
+    cells: tuple[tuple[int, int], ...]
+    targets_s: tuple[float, ...]
+
+
+def check_target(target_s: float, what: str = "target conductance") -> float:
+    """A target conductance (S) within the paper's 10..80 nS window, or RequestError naming it."""
+    try:
+        t = float(target_s)
+    except (TypeError, ValueError):
+        raise RequestError(f"{what} must be a number in siemens, got {target_s!r}") from None
+    if not math.isfinite(t) or not MIN_TARGET_S - 1e-15 <= t <= MAX_TARGET_S + 1e-15:
+        raise RequestError(f"{what} {t * 1e9:g} nS is outside {MIN_TARGET_S * 1e9:g}..{MAX_TARGET_S * 1e9:g} nS: "
+                           "give one of the eight levels 10, 20, ... 80 nS")
+    return t
+
+
+def first_set_v(settings: IspvaSettings, target_s: float) -> float:
+    """The set amplitude aimed at ``target_s``: ``set_start_v`` for 10 nS, ``set_level_v`` more per level."""
+    v = settings.set_start_v + settings.set_level_v * (target_s - MIN_TARGET_S) / LEVEL_SPACING_S
+    return float(min(round(v, 6), settings.set_max_v))
+
+
+def next_set_v(settings: IspvaSettings, last_v: float, error_s: float) -> float:
+    """The next set amplitude after a read ``error_s`` = G - target (S) following a pulse at ``last_v``.
+
+    Below target: up by ``set_level_v`` per level of error, at least ``set_step_v``. Above (after a
+    reset): down by the same rule. Clipped to [set_start_v - one level, set_max_v] (volts)."""
+    delta = settings.set_level_v * abs(error_s) / LEVEL_SPACING_S
+    delta = max(settings.set_step_v, round(delta / settings.set_step_v) * settings.set_step_v)
+    v = last_v + delta if error_s < 0 else last_v - delta
+    low = max(settings.set_step_v, settings.set_start_v - settings.set_level_v)
+    return float(round(min(max(v, low), settings.set_max_v), 6))
+
+
+def plan(settings: IspvaSettings, cells: Sequence[tuple[int, int]], targets_s: Sequence[float],
+         checker: RequestChecker | None = None) -> IspvaPlan:
+    """Validate settings, cells and targets against ``checker``'s safe operating area and geometry
+    (every amplitude the loop may use), touching no instrument."""
+    checker = checker or RequestChecker()
+    settings.validate(checker.limits)
+    cells = [tuple(c) for c in cells]
+    targets = [float(t) for t in np.atleast_1d(np.asarray(targets_s, dtype=float))]
+    if len(targets) == 1 and len(cells) > 1:
+        targets = targets * len(cells)
+    if len(targets) != len(cells):
+        raise RequestError(f"{len(cells)} cells but {len(targets)} targets: give one target per cell")
+    cells = checker.check_cells(cells)
+    for c, t in zip(cells, targets):
+        check_target(t, f"target conductance of cell {c[0]},{c[1]}")
+    checker.check_read_voltage(settings.read_v)
+    w, b = cells[0]
+    for v in (settings.set_start_v - settings.set_level_v, settings.set_max_v, settings.reset_v):
+        if v <= 0 and v != settings.reset_v:
+            continue
+        wl, bl = half_bias_voltages(checker.geometry, w, b, v)
+        checker.check_pulse(wl, bl, settings.pulse_width_s, settings.shape)
+    return IspvaPlan(settings, tuple(cells), tuple(targets))
+
+
+def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: tuple[int, int],
+                 target_s: float, should_stop: Callable[[], bool] | None = None,
+                 pulses_used: int = 0) -> Iterator[IspvaPulse | IspvaResult]:
+    """The verify loop of one cell (see the module docstring); yields its pulses and, unless
+    stopped, its IspvaResult. ``pulses_used`` counts pulses the cell already had (a scheme that
+    pulsed it before hands over the rest of the budget)."""
+    s = settings
+    w, b = cell
+    tol = s.tolerance_s
+
+    def conductance() -> float:
+        return instrument.read_cell(w, b, s.read_v) / s.read_v
+
+    g = conductance()
+    pulses = pulses_used
+    if not s.verify:
+        if pulses < s.max_pulses:
+            set_v = first_set_v(s, target_s)
+            instrument.pulse_cell(w, b, set_v, s.pulse_width_s, s.shape)
+            pulses += 1
+            g = conductance()
+            yield IspvaPulse(w, b, target_s, pulses, "set", set_v, g)
+        instrument.programming_done([(w, b)])
+        g = conductance()
+        yield IspvaResult(w, b, target_s, abs(g - target_s) <= tol, pulses, g, g - target_s)
+        return
+    pulsed_since_done = True  # the first acceptance always settles the cell
+    last_set_v = None   # amplitude of the last set pulse (V)
+    next_v = None       # amplitude already chosen for the next set pulse (after a reset)
+    while True:
+        error = g - target_s
+        if abs(error) <= tol:
+            if not pulsed_since_done:
+                break
+            instrument.programming_done([(w, b)])
+            pulsed_since_done = False
+            g = conductance()
+            if abs(g - target_s) <= tol:
+                break
+            continue
+        if pulses >= s.max_pulses:
+            break
+        if should_stop is not None and should_stop():
+            return
+        stuck = error < 0 and next_v is None and last_set_v is not None and last_set_v >= s.set_max_v
+        if error > 0 or stuck:
+            instrument.pulse_cell(w, b, s.reset_v, s.pulse_width_s, s.shape)
+            kind, v = "reset", s.reset_v
+            # the reset returns the cell to HRS: aim the next set below the one that overshot, or,
+            # when even the highest set left it low, start over from the level's own amplitude
+            next_v = first_set_v(s, target_s) if last_set_v is None or stuck \
+                else next_set_v(s, last_set_v, error)
+        else:
+            if next_v is None:
+                next_v = first_set_v(s, target_s) if last_set_v is None else next_set_v(s, last_set_v, error)
+            instrument.pulse_cell(w, b, next_v, s.pulse_width_s, s.shape)
+            kind, v = "set", next_v
+            last_set_v, next_v = next_v, None
+        pulses += 1
+        pulsed_since_done = True
+        g = conductance()
+        yield IspvaPulse(w, b, target_s, pulses, kind, v, g)
+    yield IspvaResult(w, b, target_s, abs(g - target_s) <= tol, pulses, g, g - target_s)
+
+
+def run(instrument: CrossbarInstrument, ispva_plan: IspvaPlan,
+        should_stop: Callable[[], bool] | None = None) -> Iterator[IspvaPulse | IspvaResult]:
+    """Program every cell of the plan in turn; yields IspvaPulse per pulse and IspvaResult per cell.
+    ``should_stop`` is polled between pulses; the caller owns the instrument (context manager)."""
+    for cell, target in zip(ispva_plan.cells, ispva_plan.targets_s):
+        if should_stop is not None and should_stop():
+            return
+        yield from program_cell(instrument, ispva_plan.settings, cell, target, should_stop)
+
+
+# ----- summary: small pure functions over results -----
+
+def within_fraction(errors_s, tolerance_s: float) -> float:
+    """Fraction of |errors| (S) at most ``tolerance_s`` (plus 1 fS for float noise); NaN when empty."""
+    e = np.abs(np.asarray(errors_s, dtype=float))
+    return float(np.mean(e <= tolerance_s + 1e-15)) if e.size else float("nan")
+
+
+@dataclass(frozen=True)
+class LevelSummary:
+    target_s: float
+    devices: int
+    within_2ns: float
+    within_4ns: float
+    mean_pulses: float
+    mean_error_s: float
+    std_error_s: float
+
+
+def summarise_levels(results: Sequence[IspvaResult]) -> list[LevelSummary]:
+    """One LevelSummary per distinct target, ascending."""
+    out = []
+    for t in sorted({round(r.target_s, 15) for r in results}):
+        rs = [r for r in results if abs(r.target_s - t) < 1e-15]
+        err = np.array([r.error_s for r in rs])
+        out.append(LevelSummary(t, len(rs), within_fraction(err, 2e-9), within_fraction(err, 4e-9),
+                                float(np.mean([r.pulses for r in rs])), float(np.mean(err)), float(np.std(err))))
+    return out

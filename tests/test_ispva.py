@@ -1,0 +1,182 @@
+"""ISPVA: the verify loop's rules, its refusals before any pulse, the paper's single-device experiment
+on the twin, and what verify buys on a device whose pulses land imperfectly."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rramlab.app.cli import main
+from rramlab.drivers.interface import ArrayGeometry, CrossbarInstrument, RequestError, SafetyError
+from rramlab.protocols import ispva
+from rramlab.protocols.ispva import IspvaPulse, IspvaResult, IspvaSettings
+from rramlab.sim.virtual_array import VirtualArray
+
+nS = 1e-9
+
+
+class NoisyCell(CrossbarInstrument):
+    """A fake one-cell instrument whose set pulses land imperfectly: a set at V moves the conductance
+    to the level V aims at (10 nS per 0.1 V above 3.2625 V) plus a Gaussian step error of
+    ``sigma_s``; it never lowers it. A reset returns it to 1.6 nS. Counts every pulse."""
+
+    backend_name = "fake"
+
+    def __init__(self, seed=0, sigma_s=3 * nS):
+        super().__init__(ArrayGeometry(1, 1))
+        self.rng = np.random.default_rng(seed)
+        self.sigma_s = sigma_s
+        self.g = 1.6 * nS
+        self.pulses = []
+
+    def _pulse(self, wl, bl, width, shape):
+        v = float(wl[0] - bl[0])
+        self.pulses.append(v)
+        if v < 0:
+            self.g = 1.6 * nS
+        elif v > 3.2625:
+            level = min(8, int((v - 3.2625) / 0.1) + 1) * 10 * nS
+            self.g = max(self.g, level) + self.rng.normal(0, self.sigma_s)
+
+    def _read(self, cells, v):
+        return [self.g * v for _ in cells]
+
+    def _vmm(self, wl, bls):
+        return np.zeros((len(wl), len(bls)))
+
+    def _reset_outputs(self):
+        pass
+
+
+def _result(records):
+    (r,) = [x for x in records if isinstance(x, IspvaResult)]
+    return r
+
+
+def test_first_amplitude_follows_the_target_level():
+    s = IspvaSettings()
+    assert [ispva.first_set_v(s, k * 10 * nS) for k in (1, 4, 8)] == [3.3, 3.6, 4.0]
+    assert ispva.first_set_v(IspvaSettings(set_max_v=3.5), 80 * nS) == 3.5
+
+
+def test_next_amplitude_steps_by_the_measured_error():
+    s = IspvaSettings()
+    assert ispva.next_set_v(s, 3.5, -10 * nS) == pytest.approx(3.6)     # one level low: one level up
+    assert ispva.next_set_v(s, 3.5, -0.5 * nS) == pytest.approx(3.525)  # a little low: the smallest step
+    assert ispva.next_set_v(s, 3.5, +20 * nS) == pytest.approx(3.3)     # overshoot: down by the overshoot
+    assert ispva.next_set_v(s, 4.15, -30 * nS) == 4.2                   # never above set_max_v
+    assert ispva.next_set_v(s, 3.3, +30 * nS) == pytest.approx(3.2)     # never below one level under the start
+
+
+def test_within_fraction():
+    assert ispva.within_fraction([0, 1.9 * nS, -2 * nS, 2.1 * nS], 2 * nS) == 0.75
+    assert np.isnan(ispva.within_fraction([], 2 * nS))
+
+
+@pytest.mark.parametrize("settings, targets, message", [
+    (IspvaSettings(tolerance_s=0.0), [30 * nS], "--tolerance (tolerance_s) = 0 S is out of range"),
+    (IspvaSettings(tolerance_s=-1e-9), [30 * nS], "--tolerance (tolerance_s) = -1e-09 S"),
+    (IspvaSettings(max_pulses=0), [30 * nS], "--max-pulses (max_pulses) = 0 is out of range: allowed 1 to 10000"),
+    (IspvaSettings(), [5 * nS], "target conductance of cell 0,0 5 nS is outside 10..80 nS"),
+    (IspvaSettings(), [90 * nS], "90 nS is outside 10..80 nS"),
+    (IspvaSettings(), [float("nan")], "outside 10..80 nS"),
+    (IspvaSettings(set_max_v=4.5), [30 * nS], "--set-max (set_max_v) = 4.5 V is beyond the set limit"),
+    (IspvaSettings(read_v=2.0), [30 * nS], "--read-v (read_v) = 2 V is beyond the read limit"),
+    (IspvaSettings(reset_v=-3.0), [30 * nS], "--reset (reset_v) = -3 V is beyond the reset limit"),
+    (IspvaSettings(set_start_v=4.1, set_max_v=4.0), [30 * nS], "--set-start 4.1 V is above --set-max 4 V"),
+])
+def test_bad_settings_and_targets_are_refused_before_any_pulse(settings, targets, message):
+    cell = NoisyCell()
+    with pytest.raises((RequestError, SafetyError)) as exc:
+        ispva.plan(settings, [(0, 0)], targets, cell)
+    assert message in str(exc.value)
+    assert cell.pulses == []
+
+
+def test_a_set_pulse_within_the_chip_limits_but_beyond_the_instrument_is_refused():
+    cell = NoisyCell()
+    cell.limits = type(cell.limits)(max_set_voltage=4.0)
+    with pytest.raises(SafetyError, match="4.2 V is beyond the set limit"):
+        ispva.plan(IspvaSettings(), [(0, 0)], [30 * nS], cell)
+
+
+def test_ispva_on_the_array_twin_reaches_every_level_and_the_final_read_counts():
+    va = VirtualArray(engine="fast", seed=3)
+    cells = [(2, b) for b in range(8)]
+    targets = [10 * nS * (k + 1) for k in range(8)]
+    records = list(ispva.run(va, ispva.plan(IspvaSettings(), cells, targets, va)))
+    results = [r for r in records if isinstance(r, IspvaResult)]
+    assert [(r.wordline, r.bitline) for r in results] == cells
+    for r, t in zip(results, targets):
+        assert r.converged and abs(r.conductance_s - t) <= 2 * nS and r.target_s == t
+        assert r.conductance_s == pytest.approx(va.read_cell(r.wordline, r.bitline) / 1.0)
+        pulses = [p for p in records if isinstance(p, IspvaPulse) and p.bitline == r.bitline]
+        assert len(pulses) == r.pulses >= 1 and pulses[0].kind == "set"
+
+
+def test_a_cell_above_its_target_is_reset_then_set_again():
+    va = VirtualArray(engine="fast", seed=0)
+    va.pulse_cell(0, 0, 4.0, 2e-6)  # 80 nS
+    records = list(ispva.run(va, ispva.plan(IspvaSettings(), [(0, 0)], [30 * nS], va)))
+    kinds = [r.kind for r in records if isinstance(r, IspvaPulse)]
+    assert kinds[0] == "reset" and kinds[1] == "set"
+    assert _result(records).converged
+
+
+def test_the_budget_ends_a_cell_that_cannot_converge():
+    cell = NoisyCell(sigma_s=30 * nS)
+    records = list(ispva.run(cell, ispva.plan(IspvaSettings(max_pulses=3), [(0, 0)], [40 * nS], cell)))
+    r = _result(records)
+    assert r.pulses == len(cell.pulses) <= 3
+
+
+def test_should_stop_ends_the_run_between_pulses():
+    cell = NoisyCell(sigma_s=30 * nS)
+    stop = lambda: len(cell.pulses) >= 2  # noqa: E731
+    records = list(ispva.run(cell, ispva.plan(IspvaSettings(), [(0, 0)], [40 * nS], cell), stop))
+    assert len(cell.pulses) == 2 and not any(isinstance(r, IspvaResult) for r in records)
+
+
+def _experiment(verify: int, n: int = 120):
+    results = []
+    for i in range(n):
+        cell = NoisyCell(seed=i)
+        target = 10 * nS * (1 + i % 8)
+        s = IspvaSettings(verify=verify)
+        results.append(_result(ispva.run(cell, ispva.plan(s, [(0, 0)], [target], cell))))
+    err = np.array([r.error_s for r in results])
+    return ispva.within_fraction(err, 2 * nS), float(np.sqrt(np.mean(err ** 2))), \
+        float(np.mean([r.pulses for r in results]))
+
+
+def test_verify_is_what_brings_imperfect_cells_into_tolerance():
+    with_verify, rmse_verify, pulses_verify = _experiment(verify=1)
+    open_loop, rmse_open, pulses_open = _experiment(verify=0)
+    assert pulses_open == 1 and pulses_verify > 1.5
+    assert with_verify >= 0.95 and open_loop <= 0.6
+    assert rmse_open > 2 * rmse_verify
+
+
+def test_the_paper_experiment_on_the_twin(tmp_path, capsys):
+    js, cs = tmp_path / "ispva.json", tmp_path / "ispva.csv"
+    assert main(["ispva", "--devices", "50", "--json", str(js), "--csv", str(cs), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    summary = json.load(open(js))
+    assert summary["devices"] == 400 and len(summary["levels"]) == 8
+    assert summary["within_2ns"] >= 0.94 and summary["within_4ns"] == 1.0
+    assert [lv["target_s"] for lv in summary["levels"]] == pytest.approx([k * 10 * nS for k in range(1, 9)])
+    assert all(lv["mean_pulses"] >= 1 and 0 <= lv["within_2ns"] <= lv["within_4ns"] for lv in summary["levels"])
+    assert summary["wall_s"] > 0
+    rows = open(cs).read().splitlines()
+    assert rows[0] == "device,target_s,converged,pulses,conductance_s,error_s" and len(rows) == 401
+    final = np.array([float(r.split(",")[4]) for r in rows[1:]])
+    target = np.array([float(r.split(",")[1]) for r in rows[1:]])
+    assert np.mean(np.abs(final - target) <= 2 * nS) == pytest.approx(summary["within_2ns"])
+    assert "all: " in out and "% within +-2 nS" in out
+
+
+def test_ispva_cli_refuses_bad_settings_before_any_device(capsys):
+    assert main(["ispva", "--devices", "1", "--tolerance", "0", "--no-progress"]) == 1
+    assert "--tolerance (tolerance_s) = 0 S is out of range" in capsys.readouterr().err
+    assert main(["ispva", "--devices", "1", "--max-pulses", "0", "--no-progress"]) == 1
+    assert "--max-pulses (max_pulses) = 0" in capsys.readouterr().err
