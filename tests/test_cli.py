@@ -74,6 +74,7 @@ def test_ispp_settings_are_flags(tmp_path):
                                    "allowed 0 to 1.5 V"),
     (["ispp", "--read-v", "-1.5"], "allowed 0 to 1.5 V"),
     (["ispp", "--read-v", "1.6"], "allowed 0 to 1.5 V"),
+    (["ispp", "--cell", "3,7", "--chip", "c.npz", "--seed", "4"], "--chip loads a saved chip with its own seed"),
     (["ispp", "--cycles", "1000000000"], "--cycles (cycles) = 1e+09 is out of range: allowed 1 to 100000"),
 ])
 def test_bad_input_is_a_clear_error_and_no_csv_is_started(tmp_path, capsys, argv, message):
@@ -345,3 +346,25 @@ def test_piped_into_head(tmp_path):
     assert result.stdout == "ISPP on the twin, lone device: 62 pulses, read at 1 V\n"
     assert "Traceback" not in result.stderr and "Exception" not in result.stderr
     assert result.returncode in (0, 1)  # 1 only when head left before our last line
+
+
+def test_os_errors_read_as_what_to_do():
+    import errno
+
+    from rramlab.app.outputs import describe_os_error
+
+    assert describe_os_error(OSError(errno.ENOSPC, "No space left on device", "/data/a.csv")) == \
+        "/data/a.csv: the disk is full: free some space or write to another disk"
+    assert "permission denied" in describe_os_error(PermissionError(errno.EACCES, "Permission denied"))
+    assert describe_os_error(OSError(errno.EBADMSG, "Bad message")) == "Bad message"
+
+
+def test_provenance_lines_stay_comments_whatever_the_command_holds():
+    import datetime as dt
+
+    from rramlab.app.outputs import provenance_lines
+
+    lines = provenance_lines("0.1.0", ["rramlab", "ispp", "--csv", "a\nb.csv"], dt.datetime(2026, 1, 1),
+                             {"backend": "twin", "note": "two\nlines"}, {"read_v": 1.0})
+    assert all(line.startswith("# ") and "\n" not in line for line in lines)
+    assert lines[0] == "# rramlab 0.1.0" and lines[2] == "# started: 2026-01-01T00:00:00"

@@ -392,3 +392,33 @@ def test_signals_deferred_restores_handlers_when_nothing_arrived():
     with signals_deferred() as arrived:
         assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]
     assert arrived == [] and {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_bench_file_with_wider_limits_cannot_send_more_than_the_device_takes(tmp_path, caplog):
+    from pathlib import Path
+
+    from rramlab.drivers.probe_station import open_bench
+
+    sim = Path(__file__).resolve().parents[1] / "drivers" / "benches" / "sim.toml"
+    text = sim.read_text().replace("max_set_voltage = 4.3", "max_set_voltage = 6") \
+                          .replace("max_read_voltage = 1.5", "max_read_voltage = 10") \
+                          .replace("min_reset_voltage = -2.5", "min_reset_voltage = -8") \
+                          .replace("max_line_voltage = 2.2", "max_line_voltage = 3")
+    assert "max_set_voltage = 6" in text
+    wide = tmp_path / "wide.toml"
+    wide.write_text(text)  # "@sim:default" is rramlab's own simulation file wherever the bench file is
+    sent = []
+    with caplog.at_level("WARNING"):
+        station = open_bench(wide)
+    station.analyzer.io.on_message = lambda name, direction, cmd: sent.append(cmd)
+    with station:
+        assert station.limits.max_set_voltage == 4.3 and station.limits.window("read") == (0.0, 1.5)
+        assert "max_set_voltage = 6 (ceiling 4.3)" in caplog.text
+        with pytest.raises(SafetyError, match="above the set limit of \\+4.3 V"):
+            station.pulse_cell(3, 7, 5.5, 2e-3)
+        with pytest.raises(SafetyError, match="read limit"):
+            station.read_cell(3, 7, 2.0)
+        station.limits = WIDE
+        with pytest.raises(SafetyError):
+            station.pulse_cell(3, 7, 5.5, 2e-3)
+        assert not [c for c in sent if c.startswith(("PV", "DV"))]
