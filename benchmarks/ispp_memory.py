@@ -1,8 +1,8 @@
 """Memory of a long ISPP run through the command line: records are streamed, not kept.
 
 Run by hand:  .venv/bin/python benchmarks/ispp_memory.py [--cycles 20 200]
-Runs ``rramlab ispp --cycles N --csv FILE`` (lone twin device, fast engine) in this process for each
-N and prints the peak Python heap (tracemalloc) and the CSV size. With streaming the peak does not
+Runs ``rramlab ispp --cycles N --csv FILE`` (lone twin device, fast engine, a temporary run store) in
+this process for each N and prints the peak Python heap (tracemalloc) and the CSV size. With streaming the peak does not
 grow with N; with every record held in memory it would grow by about 62 records per cycle.
 Numbers are this machine's; compare runs on the same machine only.
 """
@@ -23,7 +23,8 @@ def peak_of_run(cycles: int) -> tuple[int, int, float]:
         out = os.path.join(tmp, "ispp.csv")
         tracemalloc.start()
         t0 = time.perf_counter()
-        code = main(["ispp", "--cycles", str(cycles), "--engine", "fast", "--csv", out, "--no-progress"])
+        code = main(["ispp", "--cycles", str(cycles), "--engine", "fast", "--csv", out, "--no-progress",
+                     "--store", os.path.join(tmp, "runs.sqlite")])  # not the user's run store
         seconds = time.perf_counter() - t0
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
