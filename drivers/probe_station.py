@@ -62,10 +62,8 @@ from .keysight_e5250a import INPUTS, KeysightE5250A, MatrixSettings, card_and_ou
 from .visa_io import (Transport, VisaLogFormatter, VisaTimeoutError, add_visa_log_handler,
                       describe_validation_error, format_number, remove_visa_log_handler, visa_log_handler)
 
-try:  # the seam's shield: stop signals wait until a safe-state sequence has run to its end
-    from .interface import signals_deferred as _signals_deferred
-except ImportError:  # a seam without it: the sequence runs unshielded
-    _signals_deferred = contextlib.nullcontext
+# the seam's shield: stop signals wait until a safe-state sequence has run to its end
+from .interface import signals_deferred as _signals_deferred
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SIM_YAML = PACKAGE_DIR / "keysight_sim.yaml"
