@@ -25,7 +25,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: Modules that add a subcommand each: ``register(subparsers)`` adds the parser and sets
 #: ``handler=<function(args) -> exit code>`` as its default. One protocol, one module.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.cmd_gui",)
 
 
 def _cell(text: str) -> tuple[int, int]:
