@@ -40,6 +40,23 @@ def _clean(x: float) -> float:
     return float(f"{x:.12g}")
 
 
+def display_range(lo: float | None, hi: float | None, scale: float, decimals: int,
+                  exclusive_minimum: bool = False) -> tuple[float, float]:
+    """A spin box's (minimum, maximum) in display units for SI bounds (lo, hi): inside the bounds
+    on the box's grid of 10**-decimals, so a value the box can show is one the bounds allow.
+    4.3 V stays 4.3 (not 4.2999 from float division); an exclusive minimum moves up one tick."""
+    tick = 10.0 ** -decimals
+    dlo, dhi = -_UNBOUNDED, _UNBOUNDED
+    if lo is not None:
+        n = math.ceil(lo / scale / tick - 1e-6)
+        if exclusive_minimum and n * tick <= lo / scale + tick * 1e-6:
+            n += 1
+        dlo = round(n * tick, decimals)
+    if hi is not None:
+        dhi = round(math.floor(hi / scale / tick + 1e-6) * tick, decimals)
+    return dlo, dhi
+
+
 class SettingsForm(QtWidgets.QWidget):
     """Form for one settings dataclass. ``settings()`` builds the instance; ``set_limits`` re-bounds
     every field for another backend (values outside the new bounds are clamped and reported)."""
@@ -136,12 +153,7 @@ class SettingsForm(QtWidgets.QWidget):
                 box.setRange(int(lo) if lo is not None else -(2 ** 31), int(hi) if hi is not None else 2 ** 31 - 1)
                 continue
             _, scale, decimals = display_unit(d.spec.unit)
-            tick = 10 ** -decimals
-            dlo = -_UNBOUNDED if lo is None else math.ceil(round(lo / scale, 9) / tick) * tick
-            dhi = _UNBOUNDED if hi is None else math.floor(round(hi / scale, 9) / tick) * tick
-            if d.spec.exclusive_minimum and lo is not None and dlo <= lo / scale:
-                dlo += tick
-            box.setRange(dlo, dhi)
+            box.setRange(*display_range(lo, hi, scale, decimals, d.spec.exclusive_minimum))
         clamped = []
         for name, before in old.items():
             after = self.value(name)
