@@ -50,6 +50,14 @@ class HistoryPanel(QtWidgets.QWidget):
         self.csv_button.setEnabled(enabled)
         self.png_button.setEnabled(enabled)
 
+    def update_run(self, run: Run) -> None:
+        """Re-title one run's row (its record count while it runs)."""
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if item.data(QtCore.Qt.ItemDataRole.UserRole) == run.run_id:
+                item.setText(run.title())
+                return
+
     def selected_run(self) -> Run | None:
         item = self.list.currentItem()
         if item is None:

@@ -315,11 +315,12 @@ class MainWindow(QtWidgets.QMainWindow):
             plots.redraw()
         self.map.redraw()
         run = self.current_run
-        if run is not None and self._current_spec is not None:
+        if self.running and run is not None:
             done = len(run.records)
             self.progress.setValue(done)
             self.progress_label.setText(progress_text(done, run.total, time.monotonic() - self._started,
                                                       self._current_spec.unit))
+            self.history_panel.update_run(run)
 
     def _on_run_done(self, status: str, error) -> None:
         run, spec = self.current_run, self._current_spec
@@ -335,7 +336,7 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             run.message = f"stopped by an error after {done} of {run.total} {spec.unit}s; records kept"
         self.history.update(run)
-        self.progress_label.setText(f"{run.message} ({_fmt_duration(elapsed)})")
+        self.progress_label.setText(run.message)
         self.statusBar().showMessage(f"{spec.name}: {run.message}")
         self.run_thread.deleteLater()
         self.run_thread = None
