@@ -129,3 +129,21 @@ def test_rramlab_gui_starts_offscreen_stays_up_and_exits_0_when_closed():
 def test_rramlab_gui_help_lists_the_window():
     proc = subprocess.run([sys.executable, "-m", "rramlab", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "gui" in proc.stdout
+
+
+def test_ctrl_c_in_the_terminal_closes_the_window_and_exits_0():
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "rramlab", "gui", "--quit-after", "60"], env=_gui_env(),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stderr:
+            if "window open" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=30) == 0, rest
+        assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -37,7 +37,8 @@ def run_gui(quit_after: float | None = None, argv: list[str] | None = None) -> i
             window.show_error(exc)
 
     sys.excepthook = excepthook
-    previous_sigint = signal.signal(signal.SIGINT, lambda *_: window.close())
+    # closed from inside the event loop: a close before app.exec() would leave the loop running
+    previous_sigint = signal.signal(signal.SIGINT, lambda *_: QtCore.QTimer.singleShot(0, window.close))
     # Python handles signals only between bytecodes: a timer gives the interpreter a turn.
     wake = QtCore.QTimer()
     wake.start(200)
@@ -45,6 +46,8 @@ def run_gui(quit_after: float | None = None, argv: list[str] | None = None) -> i
     if quit_after is not None:
         QtCore.QTimer.singleShot(int(quit_after * 1000), window.close)
     window.show()
+    QtCore.QTimer.singleShot(0, lambda: logging.getLogger("rramlab.app.gui").info(
+        "window open (close it, or Ctrl-C here, to quit)"))
     try:
         code = app.exec()
     finally:
