@@ -132,6 +132,7 @@ def take(out: Path) -> int:
     # 3. the pyvisa-sim probe station
     window.backend.select_bench(str(ROOT / "drivers" / "benches" / "sim.toml"))
     window.connect_backend()
+    wait_for(lambda: not window.connecting)
     require(window.run_protocol("Array read"), "bench read")
     window.wait_for_run()
     pump(0.5)

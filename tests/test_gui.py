@@ -154,7 +154,9 @@ def test_the_bench_narrows_the_forms_and_says_why(qtbot, window):
 
 def test_a_read_of_the_array_on_the_pyvisa_sim_bench(qtbot, window):
     window.backend.select_bench(str(SIM_BENCH))
-    station = window.connect_backend()
+    with qtbot.waitSignal(window.backend_connected, timeout=20000):
+        assert window.connect_backend() is None  # a bench connects on a thread
+    station = window.instrument()
     assert station is not None and station.backend_name == "probe-station"
     assert "4156C" in window.backend.status.text() and "E5250A" in window.backend.status.text()
     run = run_and_wait(qtbot, window, "Array read")
@@ -162,6 +164,30 @@ def test_a_read_of_the_array_on_the_pyvisa_sim_bench(qtbot, window):
     assert len(run.records) == 24 and run.backend["analyzer"]["idn"].startswith("HEWLETT-PACKARD,4156C")
     # the simulated 4156C answers every read with 40 nA: 40 nS at 1 V, in every cell of the map
     assert np.allclose(window.map.conductance, 4e-8)
+
+
+def test_run_on_a_bench_not_yet_connected_connects_then_runs(qtbot, window):
+    window.backend.select_bench(str(SIM_BENCH))
+    window.panel("ISPP").set_cell(3, 7)
+    set_form(window, "ISPP", {**SHORT, "pulse_width_s": 2e-3})
+    assert window.run_protocol("ISPP") is None and window.connecting
+    qtbot.waitUntil(lambda: len(window.history.runs()) == 1 and not window.running, timeout=30000)
+    run = window.history.runs()[0]
+    assert run.status == DONE and len(run.records) == 11 and window.last_error is None
+    assert all(r.read_a == pytest.approx(4e-8) for r in run.records)  # the simulated 4156C's 40 nA
+
+
+def test_a_bench_that_does_not_answer_is_a_message(qtbot, window, tmp_path):
+    text = SIM_BENCH.read_text().replace('resource = "GPIB0::17::INSTR"', 'resource = "GPIB0::5::INSTR"')
+    bench = tmp_path / "absent.toml"
+    bench.write_text(text)
+    window.backend.select_bench(str(bench))
+    assert window.connect_backend() is None
+    qtbot.waitUntil(lambda: not window.connecting, timeout=30000)
+    assert window.instrument() is None
+    title, message = window.last_error
+    assert title == "Instrument error" and "GPIB0::5::INSTR" in message and "rramlab bench check" in message
+    assert "not connected" in window.backend.status.text() and window.backend.isEnabled()
 
 
 def test_a_bad_bench_file_is_a_message_not_a_traceback(qtbot, window, tmp_path):

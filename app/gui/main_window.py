@@ -23,7 +23,7 @@ from rramlab.app.gui.history import ABORTED, DONE, RUNNING, Run, RunHistory, Ses
 from rramlab.app.gui.history_panel import HistoryPanel
 from rramlab.app.gui.panels import ProtocolPanel, ProtocolSpec, protocols
 from rramlab.app.gui.plots import ConductanceMap
-from rramlab.app.gui.worker import RunThread, RunWorker
+from rramlab.app.gui.worker import Connector, RunThread, RunWorker
 from rramlab.protocols.settings import settings_dict
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class MainWindow(QtWidgets.QMainWindow):
     and scripts call them the same way."""
 
     run_finished = QtCore.Signal(object)  # the Run
+    backend_connected = QtCore.Signal(object)  # the instrument
 
     def __init__(self, history: RunHistory | None = None):
         super().__init__()
@@ -77,6 +78,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.maps: dict = {}                   # backend choice -> conductance array (S)
         self.last_error: tuple[str, str] | None = None
         self.run_thread: RunThread | None = None
+        self._connector: Connector | None = None
         self.current_run: Run | None = None
         self._current_spec: ProtocolSpec | None = None
         self._current_plan = None
@@ -192,7 +194,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.maps[choice] = np.full(checker.geometry.shape, np.nan)
         self.map.reset_shape(*checker.geometry.shape, values=self.maps[choice])
         self.map.conductance = self.maps[choice]  # the map's cells are this backend's, updated in place
-        self.run_button.setEnabled(not self.running)
+        self.run_button.setEnabled(not (self.running or self.connecting))
         inst = self.instruments.get(choice)
         if inst is not None:
             self._set_backend_status(f"connected: {status_text(inst)}", ok=True)
@@ -207,35 +209,61 @@ class MainWindow(QtWidgets.QMainWindow):
         self.backend.status.setText(text)
         self.backend.status.setStyleSheet("" if ok else "color: #b03a2e")
 
-    def instrument_for(self, choice):
-        """The open instrument of a backend choice, opened now if needed (a bench: validated,
-        connected, identified). Another bench connection is closed first: one bench at a time."""
-        inst = self.instruments.get(choice)
-        if inst is not None:
-            return inst
-        if isinstance(choice, BenchChoice):
-            for other in [c for c in self.instruments if isinstance(c, BenchChoice)]:
-                self._close_instrument(other)
-            self._set_backend_status(f"connecting to {choice.label()} …", ok=True)
-            QtWidgets.QApplication.processEvents()
-        inst = choice.open()
-        self.instruments[choice] = inst
-        self._set_backend_status(f"connected: {status_text(inst)}", ok=True)
-        return inst
+    @property
+    def connecting(self) -> bool:
+        return self._connector is not None
+
+    def instrument(self):
+        """The open instrument of the selected backend, or None (not connected yet)."""
+        return self.instruments.get(self.backend.choice())
 
     @guarded
-    def connect_backend(self):
-        """Connect (or build) the selected backend now; returns the instrument."""
-        if self.running:
-            raise RuntimeError("a run is in progress: abort it or wait for it before changing backend")
+    def connect_backend(self, then=None):
+        """Connect (or build) the selected backend. The twin is built at once and returned; a bench
+        file is validated here, then connected and identified on a thread (returns None; the status
+        line and ``backend_connected`` tell when it is there). ``then()`` runs once connected."""
+        if self.running or self.connecting:
+            raise RuntimeError("a run or a connection is in progress: wait for it (or abort the run) first")
         choice = self.backend.choice()
-        if isinstance(choice, BenchChoice) and not choice.path:
-            raise FileNotFoundError("no bench file chosen")
+        inst = self.instruments.get(choice)
+        if inst is None and isinstance(choice, TwinChoice):
+            inst = self.instruments[choice] = choice.open()
+        if inst is not None:
+            self._set_backend_status(f"connected: {status_text(inst)}", ok=True)
+            if then is not None:
+                then()
+            return inst
+        if not choice.path:
+            raise FileNotFoundError("no bench file chosen: choose one with … first")
         try:
-            return self.instrument_for(choice)
-        except Exception as exc:
-            self._set_backend_status(f"not connected: {exc}", ok=False)
+            choice.checker()  # the whole file, before any VISA resource is opened
+        except Exception:
+            self._set_backend_status("not connected: the bench file has an error (see the message)", ok=False)
             raise
+        for other in [c for c in self.instruments if isinstance(c, BenchChoice)]:
+            self._close_instrument(other)  # one bench at a time: its VISA resources are held open
+        self._connector = Connector(choice, self)
+        self._connector.done.connect(lambda inst, error: self._on_connected(choice, inst, error, then))
+        self._set_backend_status(f"connecting to {choice.label()} …", ok=True)
+        self._set_busy(True)
+        self._connector.start()
+        return None
+
+    def _on_connected(self, choice, inst, error, then) -> None:
+        self._connector.deleteLater()
+        self._connector = None
+        self._set_busy(False)
+        if inst is not None:
+            self.instruments[choice] = inst
+            self._set_backend_status(f"connected: {status_text(inst)}", ok=True)
+            self.backend_connected.emit(inst)
+        else:
+            self._set_backend_status(f"not connected: {error}", ok=False)
+            self.show_error(error)
+        if self._close_pending:
+            self.close()
+        elif inst is not None and then is not None:
+            then()
 
     def _close_instrument(self, choice) -> None:
         inst = self.instruments.pop(choice, None)
@@ -253,15 +281,25 @@ class MainWindow(QtWidgets.QMainWindow):
     def run_protocol(self, name: str | None = None):
         """Plan the named protocol (default: the visible tab) with its form's settings, then run it
         on the worker thread. Returns the Run, or None when nothing started (the reason is shown)."""
-        if self.running:
-            raise RuntimeError("a run is in progress: abort it or wait for it to finish")
+        if self.running or self.connecting:
+            raise RuntimeError("a run or a connection is in progress: wait for it (or abort the run) first")
         panel = self.panels[name] if name else self.protocol_tabs.currentWidget()
         spec = panel.spec
         settings = panel.form.settings()
         cell = panel.cell() if spec.uses_cell else None
         choice = self.backend.choice()
         spec.plan(settings, cell, choice.checker())  # refuse a bad plan before connecting
-        instrument = self.instrument_for(choice)
+        instrument = self.instruments.get(choice)
+        if instrument is None and isinstance(choice, TwinChoice):
+            instrument = self.connect_backend()  # built at once
+            if instrument is None:
+                return None  # the error is shown
+        elif instrument is None:
+            # a bench connects on a thread; the run starts from there once it answers
+            self.connect_backend(then=lambda: self.run_protocol(spec.name))
+            if self.connecting:
+                self.statusBar().showMessage(f"{spec.name} starts when {choice.label()} is connected")
+            return None
         plan = spec.plan(settings, cell, instrument)  # and against the instrument itself
         total = spec.total(plan)
         extra = {"cell": list(cell)} if cell is not None else {}
@@ -294,6 +332,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.run_thread.worker.request_stop()
             self.abort_button.setEnabled(False)
             self.statusBar().showMessage("aborting: the run stops before its next pulse, then outputs go to 0 V")
+
+    def _set_busy(self, busy: bool) -> None:
+        """While a bench connects: no run, no backend change."""
+        self.run_button.setEnabled(not busy)
+        self.refresh_map_button.setEnabled(not busy)
+        self.backend.setEnabled(not busy)
 
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
@@ -436,6 +480,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         """A run in progress is stopped first (between pulses, outputs to 0 V); then every
         instrument is closed (0 V, matrix open, VISA released)."""
+        if self.connecting:
+            self._close_pending = True
+            self.statusBar().showMessage("waiting for the bench connection to finish before closing …")
+            event.ignore()
+            return
         if self.running:
             self._close_pending = True
             self.abort_run()

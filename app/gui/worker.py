@@ -88,3 +88,46 @@ class RunThread(QtCore.QObject):
 
     def is_running(self) -> bool:
         return self.thread.isRunning()
+
+
+class Connector(QtCore.QObject):
+    """Opens a backend choice (a bench: validate, connect, identify) on its own QThread, so a bench
+    that takes its VISA timeout to answer does not freeze the window. ``done(instrument, error)``
+    after the thread has ended: the instrument or None, and the exception or None."""
+
+    done = QtCore.Signal(object, object)
+    _opened = QtCore.Signal(object, object)
+
+    def __init__(self, choice, parent=None):
+        super().__init__(parent)
+        self.choice = choice
+        self.thread = QtCore.QThread()
+        self.thread.setObjectName("connect")
+        self._worker = _OpenWorker(choice, self._opened)
+        self._worker.moveToThread(self.thread)
+        self.thread.started.connect(self._worker.work)
+        self._opened.connect(self._on_opened)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _on_opened(self, instrument, error) -> None:
+        self.thread.quit()
+        self.thread.wait()
+        self.done.emit(instrument, error)
+
+
+class _OpenWorker(QtCore.QObject):
+    def __init__(self, choice, signal):
+        super().__init__()
+        self.choice, self.signal = choice, signal
+
+    @QtCore.Slot()
+    def work(self) -> None:
+        try:
+            instrument = self.choice.open()
+        except BaseException as exc:  # noqa: BLE001 - shown in the window
+            log.info("connecting to %s failed: %s", self.choice.label(), exc)
+            self.signal.emit(None, exc)
+            return
+        self.signal.emit(instrument, None)
