@@ -231,6 +231,16 @@ def test_switching_backend_keeps_the_runs_the_map_and_the_chip(qtbot, window):
     assert window.history.runs() == [first] and len(first.records) == 11
 
 
+def test_the_twin_panel_builds_the_chip_it_shows(qtbot, window):
+    window.backend.select_twin(array=True, wire_resistance=5.0, seed=7, threshold_sigma_v=0.02,
+                               on_resistance_sigma=0.05, engine="fast")
+    twin = window.connect_backend()
+    assert (twin.geometry.shape, twin.array.wire_resistance, twin.seed, twin.engine) == ((24, 24), 5.0, 7, "fast")
+    assert twin.variability.threshold_sigma_v == pytest.approx(0.02)
+    assert twin.variability.on_resistance_sigma == pytest.approx(0.05)
+    assert window.backend.status.text() == "connected: twin, 24 x 24"
+
+
 def test_closing_the_window_during_a_run_stops_it_safely_first(qtbot, window, monkeypatch):
     window.backend.select_twin(array=True)
     twin = window.connect_backend()

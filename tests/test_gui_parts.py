@@ -53,6 +53,11 @@ def test_twin_and_bench_choices_know_their_limits_before_connecting(tmp_path):
         BenchChoice(str(tmp_path / "missing.toml")).checker()
     twin = TwinChoice(array=True, wire_resistance=5.0, seed=3, engine="fast").open()
     assert twin.describe()["wire_resistance"] == 5.0 and twin.seed == 3 and twin.engine == "fast"
+    assert twin.cell_switches is None  # no spread asked: every cell the nominal device
+    spread = TwinChoice(array=True, threshold_sigma_v=0.02, on_resistance_sigma=0.05, seed=3).open()
+    assert spread.variability.threshold_sigma_v == 0.02 and spread.variability.on_resistance_sigma == 0.05
+    assert spread.cell_switches is not None
+    assert "spread VT 20 mV / RON 5 %" in TwinChoice(threshold_sigma_v=0.02, on_resistance_sigma=0.05).label()
 
 
 def test_a_twin_from_a_chip_file_continues_that_chip(tmp_path):

@@ -44,6 +44,18 @@ class BackendPanel(QtWidgets.QGroupBox):
         self.seed = QtWidgets.QSpinBox()
         self.seed.setRange(0, 2 ** 31 - 1)
         self.seed.setToolTip("random seed of the chip: the same seed gives the same chip")
+        self.vt_sigma = QtWidgets.QDoubleSpinBox()
+        self.vt_sigma.setRange(0.0, 500.0)
+        self.vt_sigma.setDecimals(1)
+        self.vt_sigma.setSuffix(" mV")
+        self.vt_sigma.setToolTip("device-to-device variability: standard deviation of each switch's threshold "
+                                 "(drawn once per chip from the seed)")
+        self.ron_sigma = QtWidgets.QDoubleSpinBox()
+        self.ron_sigma.setRange(0.0, 100.0)
+        self.ron_sigma.setDecimals(1)
+        self.ron_sigma.setSuffix(" %")
+        self.ron_sigma.setToolTip("device-to-device variability: spread of RON (standard deviation of ln RON, "
+                                  "5 % = 0.05)")
         self.engine = QtWidgets.QComboBox()
         for e in ENGINES:
             self.engine.addItem(e)
@@ -57,7 +69,7 @@ class BackendPanel(QtWidgets.QGroupBox):
         self.save_chip = QtWidgets.QPushButton("Save chip…")
         self.save_chip.clicked.connect(self.save_chip_requested)
         for label, w in (("", self.geometry_combo), ("wire", self.wire), ("seed", self.seed),
-                         ("engine", self.engine)):
+                         ("spread VT", self.vt_sigma), ("RON", self.ron_sigma), ("engine", self.engine)):
             if label:
                 t.addWidget(QtWidgets.QLabel(label))
             t.addWidget(w)
@@ -87,7 +99,8 @@ class BackendPanel(QtWidgets.QGroupBox):
         outer.addWidget(self.status)
 
         for signal in (self.twin_radio.toggled, self.geometry_combo.currentIndexChanged, self.wire.valueChanged,
-                       self.seed.valueChanged, self.engine.currentIndexChanged, self.chip.editingFinished,
+                       self.seed.valueChanged, self.vt_sigma.valueChanged, self.ron_sigma.valueChanged,
+                       self.engine.currentIndexChanged, self.chip.editingFinished,
                        self.bench_path.editingFinished):
             signal.connect(self._on_edit)
         self._on_edit()
@@ -96,7 +109,10 @@ class BackendPanel(QtWidgets.QGroupBox):
         twin = self.twin_radio.isChecked()
         self.twin_box.setVisible(twin)
         self.bench_box.setVisible(not twin)
-        self.wire.setEnabled(bool(self.geometry_combo.currentData()) and not self.chip.text().strip())
+        from_chip = bool(self.chip.text().strip())
+        self.wire.setEnabled(bool(self.geometry_combo.currentData()) and not from_chip)
+        for w in (self.geometry_combo, self.seed, self.vt_sigma, self.ron_sigma):
+            w.setEnabled(not from_chip)  # a chip file carries its own
         self.changed.emit()
 
     def _browse_chip(self):
@@ -116,13 +132,16 @@ class BackendPanel(QtWidgets.QGroupBox):
             array = bool(self.geometry_combo.currentData())
             return TwinChoice(array=array, wire_resistance=self.wire.value() if array else None,
                               seed=self.seed.value(), chip_file=self.chip.text().strip() or None,
-                              engine=self.engine.currentText())
+                              engine=self.engine.currentText(), threshold_sigma_v=self.vt_sigma.value() * 1e-3,
+                              on_resistance_sigma=self.ron_sigma.value() / 100)
         return BenchChoice(self.bench_path.text().strip())
 
     # ----- for scripts and tests: set a choice as a user would -----
     def select_twin(self, array: bool = False, wire_resistance: float = 2.0, seed: int = 0, engine: str = "auto",
-                    chip_file: str = "") -> None:
+                    chip_file: str = "", threshold_sigma_v: float = 0.0, on_resistance_sigma: float = 0.0) -> None:
         self.blockSignals(True)
+        self.vt_sigma.setValue(threshold_sigma_v * 1e3)
+        self.ron_sigma.setValue(on_resistance_sigma * 100)
         self.geometry_combo.setCurrentIndex(1 if array else 0)
         self.wire.setValue(wire_resistance)
         self.seed.setValue(seed)

@@ -30,6 +30,8 @@ class TwinChoice:
     seed: int = 0
     chip_file: str | None = None
     engine: str = "auto"
+    threshold_sigma_v: float = 0.0      # device-to-device spread of the switch thresholds (V)
+    on_resistance_sigma: float = 0.0    # spread of ln(RON), 0.05 is about 5 %
 
     kind = "twin"
 
@@ -38,7 +40,10 @@ class TwinChoice:
             return f"twin from chip file {Path(self.chip_file).name}"
         what = "24 x 24 array" if self.array else "lone device"
         wire = f", {self.wire_resistance:g} ohm wire" if self.array and self.wire_resistance is not None else ""
-        return f"twin, {what}{wire}, seed {self.seed}, {self.engine} engine"
+        spread = ""
+        if self.threshold_sigma_v or self.on_resistance_sigma:
+            spread = f", spread VT {self.threshold_sigma_v * 1e3:g} mV / RON {self.on_resistance_sigma * 100:g} %"
+        return f"twin, {what}{wire}{spread}, seed {self.seed}, {self.engine} engine"
 
     def checker(self) -> RequestChecker:
         """Geometry and limits of the twin this choice builds (reads a chip file's header only)."""
@@ -54,20 +59,20 @@ class TwinChoice:
 
     def open(self) -> CrossbarInstrument:
         from rramlab.sim.array import ArrayParameters
-        from rramlab.sim.virtual_array import VirtualArray
+        from rramlab.sim.virtual_array import Variability, VirtualArray
 
         if self.engine not in ENGINES:
             raise RramlabError(f"engine {self.engine!r} is unknown: choose one of {', '.join(ENGINES)}")
         if self.chip_file:
             return VirtualArray.load_chip(self.chip_file, engine=self.engine)
+        kwargs = {"variability": Variability(self.threshold_sigma_v, self.on_resistance_sigma)}
         if self.array:
-            kwargs = {}
             if self.wire_resistance is not None:
                 if not self.wire_resistance >= 0:
                     raise RramlabError(f"wire resistance {self.wire_resistance} ohm must be 0 or more")
                 kwargs["array"] = ArrayParameters(wire_resistance=self.wire_resistance)
             return VirtualArray(seed=self.seed, engine=self.engine, **kwargs)
-        return VirtualArray.lone_device(seed=self.seed, engine=self.engine)
+        return VirtualArray.lone_device(seed=self.seed, engine=self.engine, **kwargs)
 
 
 @dataclass(frozen=True)
