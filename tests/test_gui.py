@@ -286,3 +286,49 @@ def test_a_plan_the_ramp_cannot_make_is_refused_before_anything_runs(qtbot, wind
     title, text = window.last_error
     assert title == "Request refused" and "whole number of 0.1 V steps" in text
     assert window.history.runs() == []
+
+
+def test_a_protocol_with_its_own_inputs_plugs_in_as_one_spec(qtbot):
+    """The extension point later panels (transfer, inference) use: a settings declaration, extra
+    inputs, plan and run; the window builds the form, passes the inputs, runs and records it."""
+    from PySide6 import QtWidgets
+
+    from rramlab.app.gui.panels import ExtraInputs, ProtocolSpec, protocols
+    from rramlab.protocols.settings import setting
+
+    @dataclasses.dataclass(frozen=True)
+    class RowReadSettings:
+        read_v: float = setting(0.5, "read voltage", "V", soa="read")
+
+    class RowInput(ExtraInputs):
+        def __init__(self):
+            super().__init__()
+            self.row = QtWidgets.QSpinBox(self)
+
+        def values(self):
+            return {"wordline": self.row.value()}
+
+        def set_backend(self, checker):
+            self.row.setRange(0, checker.geometry.wordlines - 1)
+
+    def plan(settings, inputs, checker):
+        checker.check_read_voltage(settings.read_v)
+        return (inputs["wordline"], settings.read_v, checker.geometry.bitlines)
+
+    def run(instrument, p, should_stop=None):
+        w, v, n = p
+        for b in range(n):
+            yield (w, b, instrument.read_cell(w, b, v))
+
+    spec = ProtocolSpec(name="Row read", settings_class=RowReadSettings, plan=plan, run=run,
+                        total=lambda p: p[2], unit="cell", uses_cell=False, description="one row",
+                        cell_updates=lambda r, p: [((r[0], r[1]), r[2] / p[1])], make_inputs=RowInput)
+    window = MainWindow(specs=protocols() + [spec])
+    qtbot.addWidget(window)
+    window.backend.select_twin(array=True)
+    panel = window.panel("Row read")
+    assert panel.extra.row.maximum() == 23 and panel.form.fields["read_v"].maximum() == pytest.approx(1.5)
+    panel.extra.row.setValue(5)
+    run = run_and_wait(qtbot, window, "Row read")
+    assert run.status == DONE and run.extra == {"wordline": 5} and len(run.records) == 24
+    assert np.isfinite(window.map.conductance[5]).all() and np.isnan(window.map.conductance[4]).all()

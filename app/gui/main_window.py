@@ -63,12 +63,13 @@ def guarded(method):
 
 class MainWindow(QtWidgets.QMainWindow):
     """``run_protocol(name)``, ``abort_run()``, ``connect_backend()`` are what the buttons do; tests
-    and scripts call them the same way."""
+    and scripts call them the same way. ``history``: where runs go (default: this session, in
+    memory); ``specs``: the protocol panels (default: ``panels.protocols()``)."""
 
     run_finished = QtCore.Signal(object)  # the Run
     backend_connected = QtCore.Signal(object)  # the instrument
 
-    def __init__(self, history: RunHistory | None = None):
+    def __init__(self, history: RunHistory | None = None, specs: list[ProtocolSpec] | None = None):
         super().__init__()
         from rramlab import __version__
 
@@ -92,7 +93,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.backend.connect_requested.connect(self.connect_backend)
         self.backend.save_chip_requested.connect(self._save_chip_dialog)
 
-        self.specs = protocols()
+        self.specs = specs if specs is not None else protocols()
         self.panels: dict[str, ProtocolPanel] = {}
         self.protocol_tabs = QtWidgets.QTabWidget()
         for spec in self.specs:
@@ -286,9 +287,9 @@ class MainWindow(QtWidgets.QMainWindow):
         panel = self.panels[name] if name else self.protocol_tabs.currentWidget()
         spec = panel.spec
         settings = panel.form.settings()
-        cell = panel.cell() if spec.uses_cell else None
+        inputs = panel.inputs()
         choice = self.backend.choice()
-        spec.plan(settings, cell, choice.checker())  # refuse a bad plan before connecting
+        spec.plan(settings, inputs, choice.checker())  # refuse a bad plan before connecting
         instrument = self.instruments.get(choice)
         if instrument is None and isinstance(choice, TwinChoice):
             instrument = self.connect_backend()  # built at once
@@ -300,9 +301,9 @@ class MainWindow(QtWidgets.QMainWindow):
             if self.connecting:
                 self.statusBar().showMessage(f"{spec.name} starts when {choice.label()} is connected")
             return None
-        plan = spec.plan(settings, cell, instrument)  # and against the instrument itself
+        plan = spec.plan(settings, inputs, instrument)  # and against the instrument itself
         total = spec.total(plan)
-        extra = {"cell": list(cell)} if cell is not None else {}
+        extra = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items()}
         run = self.history.new_run(spec.name, settings_dict(settings), instrument.describe(), total, extra)
         self.current_run, self._current_spec, self._current_plan = run, spec, plan
         self._current_choice = choice

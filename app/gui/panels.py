@@ -1,10 +1,21 @@
 """Protocol panels: one generic panel, one ``ProtocolSpec`` per protocol.
 
-A protocol that follows the pattern of ``protocols/ispp.py`` (a declared settings dataclass,
-``plan(settings, cell, checker)`` touching no instrument, ``run(instrument, plan, should_stop)``
-yielding records) becomes a panel by adding one ``ProtocolSpec`` to ``PROTOCOLS``: the form is
-built from its settings, the window runs it on the worker thread, its records feed its plots and,
-where they name cells, the conductance map.
+A protocol that follows the pattern of ``protocols/ispp.py`` (a declared settings dataclass, a
+``plan`` touching no instrument, ``run(instrument, plan, should_stop)`` yielding records) becomes a
+panel by adding one ``ProtocolSpec`` to ``protocols()``: the form is built from its settings, the
+window runs it on the worker thread, its records feed its plots and, where they name cells, the
+conductance map. What a protocol takes besides its settings comes from input widgets: the cell
+choice (``uses_cell``) and, through ``make_inputs``, anything else (a weights file and a resume box
+for a transfer, an image count for inference), each an ``ExtraInputs`` whose ``values()`` are passed
+to ``plan`` with the cell.
+
+A transfer panel, say, would be::
+
+    ProtocolSpec(name="Transfer", settings_class=TransferSettings,
+                 plan=lambda settings, inputs, checker: transfer.plan(settings, inputs["weights"], checker),
+                 run=transfer.run, total=lambda p: p.total_cells, unit="cell", uses_cell=False,
+                 description="...", cell_updates=lambda record, plan: [((record.wordline, record.bitline),
+                 record.conductance)], make_plots=TransferPlots, make_inputs=WeightsFileInput)
 """
 
 from __future__ import annotations
@@ -24,10 +35,13 @@ from rramlab.drivers.interface import RequestChecker
 class ProtocolSpec:
     """What the window needs to know about a protocol.
 
-    plan(settings, cell, checker) -> a plan; total(plan) -> how many records the run will yield;
+    plan(settings, inputs, checker) -> a plan, where inputs is a dict: "cell" (wordline, bitline) when
+    ``uses_cell``, plus the ``values()`` of ``make_inputs()``; it raises, naming the value, before
+    anything is connected. total(plan) -> how many records the run will yield;
     run(instrument, plan, should_stop) -> iterator of records; cell_updates(record, plan) ->
     [((wordline, bitline), siemens)] for the conductance map (empty if the record names no cell);
-    make_plots() -> the PlotSet its records feed (None: the map only).
+    make_plots() -> the PlotSet its records feed (None: the map only); make_inputs() -> an
+    ExtraInputs widget for what the protocol takes besides its settings and cell (None: nothing).
     """
 
     name: str
@@ -40,13 +54,26 @@ class ProtocolSpec:
     description: str
     cell_updates: Callable[[object, object], Iterable] = lambda record, plan: ()
     make_plots: Callable[[], PlotSet] | None = None
+    make_inputs: Callable[[], "ExtraInputs"] | None = None
+
+
+class ExtraInputs(QtWidgets.QWidget):
+    """Inputs a protocol takes besides its settings and cell (a file, a count, a resume box)."""
+
+    def values(self) -> dict:
+        """What ``plan`` receives in ``inputs``, by name (plain values, they go into the run record)."""
+        return {}
+
+    def set_backend(self, checker: RequestChecker) -> None:
+        """Re-bound the inputs for another backend's geometry and limits."""
 
 
 def _ispp_spec() -> ProtocolSpec:
     from rramlab.protocols import ispp
 
     return ProtocolSpec(
-        name="ISPP", settings_class=ispp.IsppSettings, plan=ispp.plan, run=ispp.run,
+        name="ISPP", settings_class=ispp.IsppSettings,
+        plan=lambda settings, inputs, checker: ispp.plan(settings, inputs["cell"], checker), run=ispp.run,
         total=lambda p: p.total_pulses, unit="pulse", uses_cell=True,
         description="Incremental step pulse programming: a rising set ramp, then a falling reset ramp, "
                     "a read after every pulse. The whole plan is checked before the first pulse.",
@@ -59,7 +86,8 @@ def ispp_cell_updates(record, ispp_plan):
 
 
 ARRAY_READ = ProtocolSpec(
-    name="Array read", settings_class=jobs.ArrayReadSettings, plan=jobs.plan, run=jobs.run,
+    name="Array read", settings_class=jobs.ArrayReadSettings,
+    plan=lambda settings, inputs, checker: jobs.plan(settings, None, checker), run=jobs.run,
     total=lambda p: p.total, unit="wordline", uses_cell=False,
     description="Read every cell of the array, one wordline at a time, at the read voltage; "
                 "fills the conductance map (G = I / V).",
@@ -99,6 +127,9 @@ class ProtocolPanel(QtWidgets.QWidget):
             row.addWidget(self.bitline)
             row.addWidget(self.cell_note, 1)
             layout.addLayout(row)
+        self.extra = spec.make_inputs() if spec.make_inputs is not None else None
+        if self.extra is not None:
+            layout.addWidget(self.extra)
         layout.addStretch(1)
 
     def set_backend(self, checker: RequestChecker, limits_source: str):
@@ -112,7 +143,16 @@ class ProtocolPanel(QtWidgets.QWidget):
         self.wordline.setEnabled(not lone)
         self.bitline.setEnabled(not lone)
         self.cell_note.setText("lone device" if lone else f"lines 0 to {g.wordlines - 1} / {g.bitlines - 1}")
+        if self.extra is not None:
+            self.extra.set_backend(checker)
         return clamped
+
+    def inputs(self) -> dict:
+        """What ``spec.plan`` takes besides the settings: the cell (if any) and the extra inputs."""
+        values = {"cell": self.cell()} if self.spec.uses_cell else {}
+        if self.extra is not None:
+            values.update(self.extra.values())
+        return values
 
     def cell(self) -> tuple[int, int]:
         return self.wordline.value(), self.bitline.value()
