@@ -255,7 +255,7 @@ def test_closing_the_window_during_a_run_stops_it_safely_first(qtbot, window, mo
     assert spy.events[-1] == "reset" and not window.instruments
 
 
-def test_history_exports_csv_and_png(qtbot, window, tmp_path):
+def test_history_exports_csv_npz_and_png(qtbot, window, tmp_path):
     set_form(window, "ISPP", SHORT)
     run = run_and_wait(qtbot, window, "ISPP")
     out = tmp_path / "run.csv"
@@ -265,6 +265,11 @@ def test_history_exports_csv_and_png(qtbot, window, tmp_path):
     rows = list(csv.reader([line for line in lines if not line.startswith("#")]))
     assert rows[0] == ["cycle", "phase", "step", "pulse_v", "read_a", "wordline", "bitline"]
     assert len(rows) == 12 and float(rows[-1][4]) == run.records[-1].read_a
+    window.export_run_npz(run, tmp_path / "run.npz")
+    with np.load(tmp_path / "run.npz") as data:
+        assert np.array_equal(data["read_a"], [r.read_a for r in run.records])
+        assert list(data["phase"][:6]) == ["set"] * 6
+        assert '"protocol": "ISPP"' in str(data["meta"]) and '"status": "done"' in str(data["meta"])
     png = tmp_path / "plot.png"
     window.export_plot_png(run, png, "read current vs pulse voltage")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000

@@ -114,3 +114,23 @@ def export_csv(run: Run, path) -> Path:
         for r in records:
             writer.writerow([_cell(getattr(r, n)) for n in names])
     return path
+
+
+def export_npz(run: Run, path) -> Path:
+    """Write the run to ``path`` (.npz): one array per record field (SI units, as recorded) and
+    ``meta``, a JSON string with the run's protocol, status, settings, backend and inputs."""
+    import json
+
+    import numpy as np
+
+    from rramlab import __version__
+
+    path = Path(path)
+    records = list(run.records)
+    arrays = {n: np.asarray([getattr(r, n) for r in records]) for n in record_fields(records)}
+    meta = {"rramlab": __version__, "run_id": run.run_id, "protocol": run.protocol, "status": run.status,
+            "started": run.started.isoformat(timespec="seconds"), "settings": run.settings,
+            "backend": run.backend, "inputs": run.extra, "records": len(records)}
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, meta=np.array(json.dumps(meta, default=str)), **arrays)
+    return path

@@ -14,6 +14,7 @@ class HistoryPanel(QtWidgets.QWidget):
     show_requested = QtCore.Signal(object)
     export_csv_requested = QtCore.Signal(object)
     export_png_requested = QtCore.Signal(object)
+    export_npz_requested = QtCore.Signal(object)
 
     def __init__(self, history: RunHistory, parent=None):
         super().__init__(parent)
@@ -25,10 +26,13 @@ class HistoryPanel(QtWidgets.QWidget):
         layout.addWidget(self.list, 1)
         buttons = QtWidgets.QVBoxLayout()
         self.csv_button = QtWidgets.QPushButton("Export CSV…")
+        self.npz_button = QtWidgets.QPushButton("Export NPZ…")
         self.png_button = QtWidgets.QPushButton("Export plot PNG…")
         self.csv_button.clicked.connect(lambda: self._emit(self.export_csv_requested))
         self.png_button.clicked.connect(lambda: self._emit(self.export_png_requested))
+        self.npz_button.clicked.connect(lambda: self._emit(self.export_npz_requested))
         buttons.addWidget(self.csv_button)
+        buttons.addWidget(self.npz_button)
         buttons.addWidget(self.png_button)
         buttons.addStretch(1)
         layout.addLayout(buttons)
@@ -48,6 +52,7 @@ class HistoryPanel(QtWidgets.QWidget):
         self.list.blockSignals(False)
         enabled = self.list.count() > 0
         self.csv_button.setEnabled(enabled)
+        self.npz_button.setEnabled(enabled)
         self.png_button.setEnabled(enabled)
 
     def update_run(self, run: Run) -> None:

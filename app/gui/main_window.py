@@ -19,7 +19,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from rramlab.app.gui.backend_panel import BackendPanel
 from rramlab.app.gui.backends import BenchChoice, TwinChoice, status_text
 from rramlab.app.gui.errors import explain
-from rramlab.app.gui.history import ABORTED, DONE, RUNNING, Run, RunHistory, SessionHistory, export_csv
+from rramlab.app.gui.history import ABORTED, DONE, RUNNING, Run, RunHistory, SessionHistory, export_csv, export_npz
 from rramlab.app.gui.history_panel import HistoryPanel
 from rramlab.app.gui.panels import ProtocolPanel, ProtocolSpec, protocols
 from rramlab.app.gui.plots import ConductanceMap
@@ -155,6 +155,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.history_panel.show_requested.connect(self.show_run)
         self.history_panel.export_csv_requested.connect(self._export_csv_dialog)
         self.history_panel.export_png_requested.connect(self._export_png_dialog)
+        self.history_panel.export_npz_requested.connect(self._export_npz_dialog)
         dock = QtWidgets.QDockWidget("Run history (this session)")
         dock.setObjectName("history_dock")
         dock.setWidget(self.history_panel)
@@ -416,6 +417,18 @@ class MainWindow(QtWidgets.QMainWindow):
     def export_run_csv(self, run: Run, path) -> None:
         export_csv(run, path)
         self.statusBar().showMessage(f"run #{run.run_id}: {len(run.records)} records written to {path}")
+
+    def export_run_npz(self, run: Run, path) -> None:
+        export_npz(run, path)
+        self.statusBar().showMessage(f"run #{run.run_id}: {len(run.records)} records written to {path}")
+
+    @guarded
+    def _export_npz_dialog(self, run: Run):
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export run as NPZ",
+                                                        f"run{run.run_id}_{run.protocol.lower().replace(' ', '_')}.npz",
+                                                        "NumPy archive (*.npz)")
+        if path:
+            self.export_run_npz(run, path)
 
     def export_plot_png(self, run: Run, path, plot_name: str | None = None) -> None:
         """Draw the run in its plots and write one of them (default: the first) to a PNG file."""

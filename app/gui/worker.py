@@ -76,7 +76,6 @@ class RunThread(QtCore.QObject):
         worker.moveToThread(self.thread)
         self.thread.started.connect(worker.work)
         worker.finished.connect(self._on_finished)
-        self._result = None
 
     def start(self) -> None:
         self.thread.start()
