@@ -7,8 +7,8 @@ stops it at the end; with one (e.g. under xvfb-run) it uses that. The pictures a
 X server (what the screen shows), not rendered offscreen:
 
 * ispp_running.png: ISPP on cell 3,7 of the 24 x 24 twin, part-way through its cycles;
-* conductance_map.png: the map after ISPP runs that left six cells at different levels and a read
-  of the whole array;
+* conductance_map.png: the map after six short ISPP runs (set ramps to 3.4-4.2 V, then a single
+  -1.0 V reset pulse) left six cells conducting, and a read of the whole array;
 * bench.png: the pyvisa-sim probe station connected, instruments identified, an array read done.
 """
 
@@ -113,8 +113,8 @@ def take(out: Path) -> int:
     window.abort_run()
     window.wait_for_run()
 
-    # 2. six cells left at different levels by short ISPP runs (a reset ramp of one -1.0 V pulse
-    #    barely resets), then a read of the whole array
+    # 2. six cells left conducting by short ISPP runs (a reset ramp of one -1.0 V pulse only starts
+    #    the reset), then a read of the whole array
     for i, (cell, stop) in enumerate([((2, 3), 4.2), ((6, 9), 4.0), ((10, 15), 3.8), ((14, 4), 3.6),
                                       ((18, 20), 3.5), ((21, 11), 3.4)]):
         panel.set_cell(*cell)
