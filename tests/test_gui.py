@@ -337,3 +337,19 @@ def test_a_protocol_with_its_own_inputs_plugs_in_as_one_spec(qtbot):
     run = run_and_wait(qtbot, window, "Row read")
     assert run.status == DONE and run.extra == {"wordline": 5} and len(run.records) == 24
     assert np.isfinite(window.map.conductance[5]).all() and np.isnan(window.map.conductance[4]).all()
+
+
+def test_a_saved_chip_is_continued_from_its_file(qtbot, window, tmp_path):
+    window.backend.select_twin(array=True)
+    window.panel("ISPP").set_cell(4, 9)
+    set_form(window, "ISPP", {**SHORT, "set_stop_v": 4.2, "reset_stop_v": -1.0})  # ends set, one mild reset
+    run = run_and_wait(qtbot, window, "ISPP")
+    last = run.records[-1].read_a
+    assert last > 10e-9
+    window.save_chip(tmp_path / "chip.npz")
+    window.backend.select_twin(array=True, chip_file=str(tmp_path / "chip.npz"))
+    window.panel("Array read").form.set_value("read_v", 1.0)
+    read = run_and_wait(qtbot, window, "Array read")
+    assert read.backend["backend"] == "twin" and window.last_error is None
+    assert read.records[4].read_a[9] == pytest.approx(last, rel=1e-6)
+    assert read.records[0].read_a[0] < 2e-9  # every other cell still in HRS

@@ -466,16 +466,25 @@ class MainWindow(QtWidgets.QMainWindow):
         if path:
             self.export_plot_png(run, path, name)
 
-    @guarded
-    def _save_chip_dialog(self):
+    def _twin_to_save(self):
         choice = self.backend.choice()
         inst = self.instruments.get(choice)
         if not isinstance(choice, TwinChoice) or inst is None:
             raise FileNotFoundError("no twin chip to save yet: run something on the twin first")
+        return inst
+
+    def save_chip(self, path) -> None:
+        """Save the selected twin's chip (switch states, variability, random state) to ``path``;
+        choose it later as the chip file to continue from there."""
+        self._twin_to_save().save_chip(path)
+        self.statusBar().showMessage(f"chip saved to {path}")
+
+    @guarded
+    def _save_chip_dialog(self):
+        self._twin_to_save()
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save chip", "chip.npz", "chip files (*.npz)")
         if path:
-            inst.save_chip(path)
-            self.statusBar().showMessage(f"chip saved to {path}")
+            self.save_chip(path)
 
     # ----- errors -----
     def show_error(self, exc: BaseException) -> None:
