@@ -130,7 +130,8 @@ def take(out: Path) -> int:
     shoot("conductance_map.png")
 
     # 3. the pyvisa-sim probe station
-    window.backend.select_bench(str(ROOT / "drivers" / "benches" / "sim.toml"))
+    os.chdir(ROOT)  # the bench path as a user in the repository types it
+    window.backend.select_bench("drivers/benches/sim.toml")
     window.connect_backend()
     wait_for(lambda: not window.connecting)
     require(window.run_protocol("Array read"), "bench read")
