@@ -44,7 +44,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Modules that add a subcommand each: ``register(subparsers)`` adds the parser and sets
 #: ``handler=<function(args) -> exit code>`` as its default. One protocol, one module.
 COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.cmd_iv", "rramlab.app.cmd_ispva", "rramlab.app.cmd_transfer",
-                                     "rramlab.app.cmd_runs", "rramlab.app.cmd_network")
+                                     "rramlab.app.cmd_runs", "rramlab.app.cmd_network", "rramlab.app.cmd_gui")
 
 #: The seed of the twin's chip when --seed is not given.
 DEFAULT_SEED = 0
