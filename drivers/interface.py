@@ -75,6 +75,7 @@ class ArrayGeometry:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(wordlines, bitlines) of the chip."""
         return (self.wordlines, self.bitlines)
 
     def check_cell(self, wordline, bitline) -> tuple[int, int]:
@@ -259,6 +260,7 @@ class RequestChecker:
         return wl, bl, width, shape
 
     def check_read_voltage(self, v_read) -> float:
+        """The read voltage (V) as a float; SafetyError beyond ``max_read_voltage``, RequestError for 0 V or NaN."""
         v = _finite_scalar(v_read, "read voltage")
         if abs(v) > self.limits.max_read_voltage:
             raise SafetyError(
@@ -269,6 +271,7 @@ class RequestChecker:
         return v
 
     def check_cells(self, cells) -> list[tuple[int, int]]:
+        """Cells as a list of (wordline, bitline) ints (one pair is accepted too); GeometryError or RequestError."""
         if isinstance(cells, tuple) and len(cells) == 2 and not isinstance(cells[0], (tuple, list)):
             cells = [cells]
         out = []
