@@ -46,6 +46,7 @@ _EXPORTS = {
     # the two backends
     "VirtualArray": "rramlab.sim.virtual_array",
     "Variability": "rramlab.sim.virtual_array",
+    "ArrayParameters": "rramlab.sim.array",
     "open_bench": "rramlab.drivers.probe_station",
     "BenchError": "rramlab.drivers.probe_station",
     # the run store, shared with the command line
