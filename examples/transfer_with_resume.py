@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--cols", type=int, default=10, help="random weights: columns (two bitlines each), default 10")
     p.add_argument("--scheme", choices=transfer.SCHEMES, default="half-bias")
     p.add_argument("--width", type=float, default=None, help="pulse width (s); default 2 us twin, 2 ms bench")
+    p.add_argument("--max-pulses", type=int, default=40, help="ISPVA pulse budget per cell (default 40)")
+    p.add_argument("--final-rounds", type=int, default=3, help="whole-region re-reads at the end (default 3)")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue this stored transfer run")
     p.add_argument("--chip", type=Path, help="twin: chip state file, loaded if present, saved at the end and on Ctrl-C")
     p.add_argument("--seed", type=int, default=1, help="seed of the random weights and of a new twin chip")
@@ -60,8 +62,8 @@ def main(argv=None) -> int:
             rng = np.random.default_rng(args.seed)
             levels = rng.integers(1, 9, size=(args.rows, args.cols)) * rng.choice([-1, 1], size=(args.rows, args.cols))
         width = args.width if args.width is not None else (2e-3 if args.bench else 2e-6)
-        tsettings = transfer.TransferSettings(scheme=args.scheme)
-        isettings = IspvaSettings(pulse_width_s=width)
+        tsettings = transfer.TransferSettings(scheme=args.scheme, final_rounds=args.final_rounds)
+        isettings = IspvaSettings(pulse_width_s=width, max_pulses=args.max_pulses)
     # the same layout as `rramlab transfer`, so `rramlab transfer --resume N` continues this run too
     run_settings = {"transfer": asdict(tsettings), "ispva": asdict(isettings), "levels": np.asarray(levels).tolist(),
                     "weights_file": args.weights}
