@@ -61,7 +61,16 @@ def test_an_unknown_top_level_name_is_an_attribute_error_naming_it():
 
 # ----- every protocol module has the same shape -----
 
-@pytest.mark.parametrize("module", [ispp, ispva, transfer])
+def _protocol_modules():
+    import importlib
+
+    from rramlab.protocols import PROTOCOLS
+
+    return [importlib.import_module(f"rramlab.protocols.{name}") for name in PROTOCOLS]
+
+
+# the network protocols join PROTOCOLS (rramlab/protocols/__init__.py) and are checked here with no change
+@pytest.mark.parametrize("module", _protocol_modules(), ids=lambda m: m.__name__.rsplit(".", 1)[1])
 def test_each_protocol_module_has_settings_plan_run_and_its_record_classes(module):
     assert dataclasses.is_dataclass(module.Settings) and module.Settings.__dataclass_params__.frozen
     assert callable(module.plan) and callable(module.run) and dataclasses.is_dataclass(module.Plan)
@@ -69,7 +78,13 @@ def test_each_protocol_module_has_settings_plan_run_and_its_record_classes(modul
                                   for c in module.RECORDS)
     from rramlab import protocols
 
-    assert module.__name__.rsplit(".", 1)[1] in protocols.PROTOCOLS
+    assert module.__name__.rsplit(".", 1)[1] in protocols.__all__   # so docs/api.md documents it
+
+
+def test_the_protocols_a_script_imports_are_listed():
+    from rramlab import protocols
+
+    assert protocols.PROTOCOLS[:3] == ("ispp", "ispva", "transfer")
 
 
 def _run_each_protocol():

@@ -224,6 +224,9 @@ def test_sweep_example_shows_verify_paying_more_pulses_for_a_larger_programming_
     assert out.stdout.count("RMSE") == 2
 
 
+# ----- inference and power of a trained network: examples and their tests come with the network protocols -----
+
+
 # ----- the notebook -----
 
 def test_the_notebook_runs_headless_and_shows_the_papers_figures(tmp_path, monkeypatch):
