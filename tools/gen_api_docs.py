@@ -169,6 +169,11 @@ def missing_docstrings() -> list[str]:
     return missing
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a '|' would end the cell."""
+    return str(text).replace("|", "\\|")
+
+
 def _render_fields(cls, lines: list[str]) -> None:
     from rramlab.protocols.settings import declared
 
@@ -177,14 +182,14 @@ def _render_fields(cls, lines: list[str]) -> None:
     if decl:
         lines += ["", "| field | unit | default | allowed | flag | meaning |", "|---|---|---|---|---|---|"]
         for d in decl.values():
-            lines.append(f"| `{d.name}` | {d.spec.unit or ''} | `{d.default!r}` | {d.describe_bounds()} | "
-                         f"`{d.flag}` | {d.spec.help} |")
+            lines.append(f"| `{d.name}` | {d.spec.unit or ''} | `{d.default!r}` | {_cell(d.describe_bounds())} | "
+                         f"`{d.flag}` | {_cell(d.spec.help)} |")
         return
     comments = _field_comments(cls)
     lines += ["", "| field | type | meaning |", "|---|---|---|"]
     for f in fields:
         t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        lines.append(f"| `{f.name}` | `{t}` | {comments.get(f.name, '')} |")
+        lines.append(f"| `{f.name}` | `{_cell(t)}` | {_cell(comments.get(f.name, ''))} |")
 
 
 def _render_object(modname: str, name: str, obj, lines: list[str], seen: dict[int, str]) -> None:
