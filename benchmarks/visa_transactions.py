@@ -19,19 +19,18 @@ and parser time on these instruments, on top of the measurement itself.
 What rramlab adds on top: an error-queue query after every operation on the 4156C and after every
 switching of the E5250A (a refused command must not go unnoticed), reading the pulse's measured
 current (RMD?, to catch a compliance trip during the pulse), and on first use the output switches
-(CN) of newly used SMUs and the measurement range (RI) of each measuring SMU.
+(CN) of newly used SMUs, the 0 V on the read compliance (DV) and the measurement range (RI) of each
+measuring SMU (a measuring SMU must not read on whatever compliance a pulse left it on).
 """
 
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 
 
-from rramlab.drivers.probe_station import BENCH_DIR, connect_bench, load_bench  # noqa: E402
+from rramlab.drivers.probe_station import BENCH_DIR, connect_bench, load_bench
 
 
 def count(station, action) -> tuple[int, int]:
@@ -85,8 +84,8 @@ def main() -> int:
     for name, a, m, fewest in rows:
         print(f"{name:<44s} {a:6d} {m:7d} {a + m:6d} {fewest:7d}")
     print("extra over fewest: one error-queue query per operation (4156C) and per switching (E5250A);")
-    print("RMD? after each pulse to see a compliance trip; on first use CN for new outputs and RI per")
-    print("measuring SMU. See the docstring for how 'fewest' is counted.")
+    print("RMD? after each pulse to see a compliance trip; on first use CN for new outputs, DV (0 V on the")
+    print("read compliance) and RI per measuring SMU. See the docstring for how 'fewest' is counted.")
     return 0
 
 

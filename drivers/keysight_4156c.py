@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence
 
-from .interface import InstrumentError, RequestError
+from pydantic import BaseModel, ConfigDict, StrictInt, model_validator
+
+from .interface import InstrumentError, RequestError, SafetyError
 from .visa_io import (InstrumentReportedError, Transport, drain_error_queue, format_number,  # noqa: F401
-                      identify_instrument, parse_error_reply)
+                      identify_instrument, parse_error_reply, validated)
 
 # ----------------------------------------------------------------------------------------------
 # Channels, ranges and limits (design doc 1.1, 1.5)
@@ -50,8 +52,20 @@ PULSE_MIN_PERIOD = 5e-3
 PULSE_MAX_PERIOD = 1.0
 PULSE_PERIOD_MARGIN = 4e-3  # period >= width + 4 ms
 PULSE_RESOLUTION = 100e-6   # width and period are set in 100 us steps
+#: PT's fifth argument. 0 = keep the pulse width (the measurement fits inside it); 1 would let the
+#: measurement stretch the pulse, so a 2 ms pulse on SLI 2 could come out tens of ms wide.
+PULSE_PRIORITY_KEEP_WIDTH = 0
 
 INTEGRATION_MODES = {"short": 1, "medium": 2, "long": 3}
+#: SIT limits (s). Long integration starts at 2 power-line cycles: 40 ms at 50 Hz covers both mains
+#: frequencies (2 PLC at 60 Hz is 33.3 ms). Medium has no settable time (SIT 2 is rejected).
+INTEGRATION_TIME_LIMITS = {"short": (80e-6, 10.16e-3), "long": (40e-3, 2.0)}
+#: the SMU current compliance range (A) accepted for DV and PV: above 0, at most the 100 mA range
+MAX_COMPLIANCE = 0.1
+#: the VSU has one output range (+-20 V); its DV range code names it
+VSU_RANGE_CODE = 12
+#: PV output range: auto (0), as every public pulse script sends; a fixed positive code was used before
+PULSE_VOLTAGE_RANGE_CODE = 0
 
 # Data status bits (design doc 1.6)
 STATUS_OVERFLOW = 1
@@ -63,6 +77,45 @@ STATUS_INVALID = 64
 STATUS_EOD = 128
 #: values this large are the instrument's overflow / invalid markers, never currents
 INVALID_MAGNITUDE = 1e37
+
+
+# ----------------------------------------------------------------------------------------------
+# The rules on settings, written once: the driver and the bench file (probe_station) both use them
+
+
+def check_integration(mode: str) -> str:
+    """The integration mode name ("short", "medium", "long"), or RequestError naming the choices."""
+    if mode not in INTEGRATION_MODES:
+        raise RequestError(f"integration {mode!r} must be one of {tuple(INTEGRATION_MODES)}")
+    return mode
+
+
+def check_compliance(amps, what: str = "compliance") -> float:
+    """A current compliance (A) the SMUs accept: above 0 and at most 100 mA."""
+    if isinstance(amps, bool) or not isinstance(amps, (int, float)) or not (0 < amps <= MAX_COMPLIANCE):
+        raise RequestError(f"{what} = {amps!r} A must be above 0 and at most {MAX_COMPLIANCE:g} A (e.g. 1e-4)")
+    return float(amps)
+
+
+class AnalyzerChannel(BaseModel):
+    """One 4156C unit in use: its channel number and what kind of unit sits there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: StrictInt
+    kind: Literal[CHANNEL_KINDS]  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _kind_fits_channel(self):
+        if self.channel not in SMU_CHANNELS + VSU_CHANNELS:
+            raise ValueError(f"channel {self.channel} is not an SMU (1-6) or a VSU (21, 22)")
+        if (self.kind == "vsu") != (self.channel in VSU_CHANNELS):
+            raise ValueError(f"channel {self.channel} cannot be a {self.kind}: SMUs are channels 1-6, VSUs 21 and 22")
+        return self
+
+    @property
+    def is_smu(self) -> bool:
+        return self.kind != "vsu"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,13 +324,16 @@ def pulse_period_for(width: float) -> float:
 
 def check_pulse_timing(width: float, period: float | None = None, hold: float = 0.0) -> tuple[float, float, float]:
     """Validate SMU pulse timing against the 4156C's limits; returns (hold, width, period) rounded
-    to the 100 us grid. Raises RequestError naming the limit and what to use instead."""
+    to the 100 us grid. Raises SafetyError for a width outside the SMU's pulse window and
+    RequestError for the grid and the period, naming the limit and what to use instead.
+    This is the one place the 0.5-100 ms window is checked."""
     if not (isinstance(width, (int, float)) and math.isfinite(width)):
         raise RequestError(f"pulse width {width!r} must be a number of seconds")
     if not PULSE_MIN_WIDTH - 1e-12 <= width <= PULSE_MAX_WIDTH + 1e-12:
-        raise RequestError(
-            f"pulse width {width * 1e3:g} ms is outside the 4156C SMU pulse range 0.5 ms to 100 ms: "
-            f"give a width in that range (for example --width 2e-3)")
+        raise SafetyError(
+            f"pulse width {width:g} s is outside the 4156C SMU pulse range {PULSE_MIN_WIDTH * 1e3:g} ms to "
+            f"{PULSE_MAX_WIDTH * 1e3:g} ms: give a width in that range (for example --width 2e-3); the twin's "
+            f"microsecond pulses cannot be made on this bench")
     steps = width / PULSE_RESOLUTION
     if abs(steps - round(steps)) > 1e-6:
         lo, hi = math.floor(steps) * PULSE_RESOLUTION, math.ceil(steps) * PULSE_RESOLUTION
@@ -347,18 +403,13 @@ class Keysight4156C:
     def __init__(self, transport, channels: dict[int, str] | None = None, timeout: float = 30.0,
                  integration: str = "medium"):
         self.io = transport if isinstance(transport, Transport) else Transport(transport, "4156C")
-        self.channels = dict(channels or {1: "hrsmu", 2: "hrsmu", 3: "hrsmu", 4: "hrsmu"})
-        for ch, kind in self.channels.items():
-            if ch not in SMU_CHANNELS + VSU_CHANNELS:
-                raise RequestError(f"4156C channel {ch} is not an SMU (1-6) or a VSU (21, 22)")
-            if kind not in CHANNEL_KINDS:
-                raise RequestError(f"4156C channel {ch} kind {kind!r} is not one of {CHANNEL_KINDS}")
-            if (kind == "vsu") != (ch in VSU_CHANNELS):
-                raise RequestError(f"4156C channel {ch} cannot be a {kind}: SMUs are 1-6, VSUs 21-22")
-        if integration not in INTEGRATION_MODES:
-            raise RequestError(f"integration {integration!r} must be one of {tuple(INTEGRATION_MODES)}")
+        given = channels or {1: "hrsmu", 2: "hrsmu", 3: "hrsmu", 4: "hrsmu"}
+        # The same schema the bench file uses (AnalyzerChannel): one rule for kinds and numbers.
+        self.channels = {c.channel: c.kind for c in
+                         (validated(AnalyzerChannel, "4156C channel", channel=ch, kind=kind)
+                          for ch, kind in given.items())}
         self.timeout = float(timeout)
-        self.integration = integration
+        self.integration = check_integration(integration)
         # Settings that persist in the instrument until changed (MM, RI, PT, SLI, FMT): resending an
         # identical one costs a transaction and changes nothing. Cleared on reset and on any error,
         # since then the instrument state is not known for sure.
@@ -378,6 +429,8 @@ class Keysight4156C:
         self._settings[key] = command
 
     def forget_settings(self) -> None:
+        """Forget which settings are in force, so the next ones are sent again (after an error,
+        or when something else may have touched the instrument)."""
         self._settings.clear()
 
     def _query_slow(self, command: str, seconds: float) -> str:
@@ -420,19 +473,38 @@ class Keysight4156C:
         """``*IDN?``; raises InstrumentError if the answer is not a 4156C."""
         return identify_instrument(self.io, self.MODEL, "analyzer")
 
-    def reset(self) -> None:
-        """``*RST``, then FLEX mode (``US``) again, ASCII data with header, integration time, and a
-        drained error queue. Every public example re-enters FLEX after a reset; we always do."""
+    def reset(self) -> list[tuple[int, str]]:
+        """Stale errors drained (returned: another program's leftovers), then ``*RST``, FLEX mode
+        (``US``) again, ASCII data with header and the integration mode, each configuration command
+        followed by an error query, so a rejected one raises InstrumentReportedError naming it.
+        Every public example re-enters FLEX after a reset; we always do."""
         self.forget_settings()
+        stale = self.drain_errors()
         self._write("*RST")
         self.enter_flex()
-        self.drain_errors()
+        return stale
 
     def enter_flex(self) -> None:
-        self._write("US")
+        """``US`` (FLEX mode), ``FMT 1,0`` and ``SLI``, each checked with the error queue."""
+        self._configure("US")
         # Formats left over from another program break parsing (design doc pitfall 1): set it.
-        self._set("FMT", "FMT 1,0")
-        self._set("SLI", f"SLI {INTEGRATION_MODES[self.integration]}")
+        self._configure("FMT 1,0", key="FMT")
+        self._configure(f"SLI {INTEGRATION_MODES[self.integration]}", key="SLI")
+
+    def _configure(self, command: str, key: str | None = None) -> None:
+        """Send a configuration command and read the error queue at once, so an error names it."""
+        self._write(command)
+        self.check_errors(after=command)
+        if key is not None:
+            self._settings[key] = command
+
+    def filters_off(self, channels: Iterable[int] | None = None) -> None:
+        """SMU output filters off (``FL 0,ch...``; every SMU in use when None), checked: a filter
+        slows the pulse edges, so pulses need it off."""
+        chans = sorted(self.channels) if channels is None else [self._channel(c, "filter") for c in channels]
+        chans = [c for c in chans if self.channels[c] != "vsu"]
+        if chans:
+            self._configure("FL 0," + ",".join(str(c) for c in chans), key="FL")
 
     def drain_errors(self, limit: int = 20) -> list[tuple[int, str]]:
         """Read the error queue until it is empty; return what was in it (stale errors at connect)."""
@@ -457,26 +529,34 @@ class Keysight4156C:
         """Open the output switches (``CL``); all channels when ``channels`` is None."""
         if channels is None:
             self._write("CL")
+            for ch in self.channels:
+                self._settings.pop(f"DV{ch}", None)
             return
         chans = [self._channel(c, "output off") for c in channels]
         if chans:
             self._write("CL " + ",".join(str(c) for c in chans))
+            for ch in chans:
+                self._settings.pop(f"DV{ch}", None)
 
-    def force_voltage(self, channel: int, volts: float, compliance: float | None = None) -> None:
+    def force_voltage(self, channel: int, volts: float, compliance: float | None = None,
+                      resend: bool = True) -> None:
         """DC voltage ``volts`` (V) on ``channel`` with current ``compliance`` (A; SMUs only).
 
-        The output range is the smallest that holds the value, sent as a limited-auto code so it
-        stays there. ``DV ch,range,V[,Icomp]``.
+        An SMU's output range is the smallest that holds the value, sent as a limited-auto code so
+        it stays there; a VSU has one range (``VSU_RANGE_CODE``). ``DV ch,range,V[,Icomp]``.
+        resend=False skips the command when the identical DV is known to be in force (the driver
+        forgets it on CL, PV on that channel, reset and errors).
         """
         ch = self._channel(channel, "force voltage")
-        rng = voltage_range_code(volts)
-        cmd = f"DV {ch},{rng},{format_number(volts)}"
-        if self.channels[ch] != "vsu":
-            if compliance is None or not (0 < compliance <= 0.1):
-                raise RequestError(f"force voltage on SMU {ch}: give a current compliance between 0 and 0.1 A, "
-                                   f"got {compliance!r}")
-            cmd += f",{format_number(compliance)}"
-        self._write(cmd)
+        if self.channels[ch] == "vsu":
+            voltage_range_code(volts)  # refuses what no output range holds
+            cmd = f"DV {ch},{VSU_RANGE_CODE},{format_number(volts)}"
+        else:
+            comp = check_compliance(compliance, f"force voltage on SMU {ch}: current compliance")
+            cmd = f"DV {ch},{voltage_range_code(volts)},{format_number(volts)},{format_number(comp)}"
+        if resend:
+            self._settings.pop(f"DV{ch}", None)
+        self._set(f"DV{ch}", cmd)
 
     def zero(self, channels: Iterable[int], compliance: float) -> None:
         """Every listed channel to 0 V DC (also ends a pulse setting)."""
@@ -486,14 +566,12 @@ class Keysight4156C:
     # ----- measurement settings -----
     def set_integration(self, mode: str, seconds: float | None = None) -> None:
         """Integration mode "short", "medium" or "long" (``SLI``), and optionally its time (``SIT``;
-        short: 80 us - 10.16 ms, long: 16.7 ms - 2 s; medium has no settable time)."""
-        if mode not in INTEGRATION_MODES:
-            raise RequestError(f"integration {mode!r} must be one of {tuple(INTEGRATION_MODES)}")
+        limits in INTEGRATION_TIME_LIMITS; medium has no settable time)."""
+        check_integration(mode)
         if seconds is not None:
-            limits = {"short": (80e-6, 10.16e-3), "long": (16.7e-3, 2.0)}
-            if mode not in limits:
+            if mode not in INTEGRATION_TIME_LIMITS:
                 raise RequestError("the medium integration time cannot be set (SIT 2 is rejected): use short or long")
-            lo, hi = limits[mode]
+            lo, hi = INTEGRATION_TIME_LIMITS[mode]
             if not lo <= seconds <= hi:
                 raise RequestError(f"{mode} integration time {seconds:g} s is outside {lo:g} s to {hi:g} s")
         self.integration = mode
@@ -570,22 +648,28 @@ class Keysight4156C:
         Limits (refused before sending): width 0.5-100 ms on a 0.1 ms grid, period >= width + 4 ms
         (default: the shortest allowed), one pulsing SMU (this call pulses one). For a faithful pulse
         the measurement range is fixed at the compliance range (design doc 1.1): ``RI ch,-code``.
-        Sequence: ``MM 3,ch``, ``RI ch,-r``, ``PT hold,width,period``, ``PV ch,vr,base,pulse,Icomp``,
-        ``XE``, ``RMD? 1`` (settings that are already in force are not resent).
-        Afterwards the SMU rests at ``base_v``.
+        Sequence: ``MM 3,ch``, ``RI ch,-r``, ``PT hold,width,period,0,0``,
+        ``PV ch,0,base,pulse,Icomp``, ``XE``, ``RMD? 1`` (settings already in force are not resent).
+        PT's fourth argument is the trigger-out delay (0) and its fifth the priority, sent
+        explicitly as 0 = keep the pulse width: otherwise a measurement that integrates longer
+        than the width may widen the pulse without an error. PV's output range is auto (0), as in
+        every public pulse script. Afterwards the SMU rests at ``base_v``.
         """
         ch = self._smu(channel, "pulse")
         hold, width, period = check_pulse_timing(width, period, hold)
-        if not (0 < compliance <= 0.1):
-            raise RequestError(f"pulse compliance {compliance!r} A must be between 0 and 0.1 A")
+        compliance = check_compliance(compliance, "pulse compliance")
         fixed = -range_code_for_current(compliance)
         self._check_current_code(ch, fixed)
-        vrange = voltage_range_code(max(abs(pulse_v), abs(base_v)))
+        voltage_range_code(max(abs(pulse_v), abs(base_v)))  # refuses what no output range holds
         self.set_measurement_mode(3, [ch])
         self._set(f"RI{ch}", f"RI {ch},{fixed}")
-        self._set("PT", f"PT {format_number(hold)},{format_number(width)},{format_number(period)}")
-        # [unconfirmed] whether a later DV clears PV: we send PV for every pulse anyway.
-        self._write(f"PV {ch},{vrange},{format_number(base_v)},{format_number(pulse_v)},{format_number(compliance)}")
+        self._set("PT", f"PT {format_number(hold)},{format_number(width)},{format_number(period)},0,"
+                        f"{PULSE_PRIORITY_KEEP_WIDTH}")
+        # [unconfirmed] whether a later DV clears PV: we send PV for every pulse anyway, and forget
+        # the channel's DC setting, so the next DV on it is always sent.
+        self._settings.pop(f"DV{ch}", None)
+        self._write(f"PV {ch},{PULSE_VOLTAGE_RANGE_CODE},{format_number(base_v)},{format_number(pulse_v)},"
+                    f"{format_number(compliance)}")
         self._write("XE")
         data = self._read_channels([ch], "I", hold + period + reading_time(fixed, "short"))
         return data[ch]

@@ -13,25 +13,67 @@ Safety: under the FREE connection rule two inputs on one output can damage the i
 (E5250A manual, design doc 2.2). ``close`` refuses, before sending, any list that would do that,
 counting what is already closed. Outputs that change input must be opened (and the relays given
 time to open) before the new crosspoint is closed; ``route`` does exactly that.
+
+Card-wide commands name the cards ``ALL`` in both modes (``:ROUT:OPEN:CARD ALL`` is confirmed by
+four public sources; ``0`` in auto mode by one). Bias mode is switched off at every reset: were it
+on, the bias input would connect itself to every free output.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from typing import Iterable
+from typing import Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from .interface import InstrumentError, RequestError
-from .visa_io import InstrumentReportedError, Transport, drain_error_queue, identify_instrument
+from .visa_io import InstrumentReportedError, Transport, drain_error_queue, identify_instrument, validated
 
 MODES = {"auto": "ACON", "normal": "NCON"}
 RULES = ("FREE", "SROU")
 SEQUENCES = ("NSEQ", "BBM", "MBBR")
 INPUTS = tuple(range(1, 11))   # E5252A input ports
 OUTPUTS_PER_CARD = 12
-_CHANNEL = re.compile(r"(\d)(\d{2})(\d{2})")
+MAX_CARDS = 4
+#: card argument of card-wide commands (OPEN:CARD, CONN:RULE, CONN:SEQ, BIAS:STAT), both modes
+ALL_CARDS = "ALL"
+#: longest command sent at once. The E5250A's input buffer size is not in the design notes, so long
+#: channel lists are split well under any plausible buffer ([G]: 120 characters).
+MAX_COMMAND_LENGTH = 120
+#: a channel-list item: a channel number, or a range ``first:last``; leading zeros may be dropped
+_ITEM = re.compile(r"(\d{1,5})(?::(\d{1,5}))?")
 
 Crosspoint = tuple[int, int]  # (input, global output)
+
+
+def card_and_output(out: int) -> tuple[int, int]:
+    """Global output number (1..48) -> (card 1..4, output 1..12 on that card): the one place the
+    normal-mode arithmetic lives."""
+    return 1 + (out - 1) // OUTPUTS_PER_CARD, (out - 1) % OUTPUTS_PER_CARD + 1
+
+
+def global_output(card: int, local: int) -> int:
+    """(card, output on the card) -> global output; card 0 (auto mode) has outputs 1..48 already."""
+    return local if card == 0 else (card - 1) * OUTPUTS_PER_CARD + local
+
+
+def outputs_of(cards: int) -> int:
+    """How many outputs ``cards`` E5252A cards give (12 each)."""
+    return OUTPUTS_PER_CARD * cards
+
+
+class MatrixSettings(BaseModel):
+    """How the matrix is set up: configuration mode, cards installed, relay settle time (s),
+    VISA timeout (s). The bench file's [matrix] table extends this schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: Literal[tuple(MODES)] = "auto"  # type: ignore[valid-type]
+    cards: StrictInt = Field(4, ge=1, le=MAX_CARDS, description="E5252A cards installed")
+    settle_time: float = Field(0.02, ge=0, le=10, allow_inf_nan=False,
+                               description="s to wait after *OPC? for contact settling")
+    timeout: float = Field(10.0, gt=0, le=3600, allow_inf_nan=False, description="VISA timeout, s")
 
 
 class KeysightE5250A:
@@ -50,26 +92,18 @@ class KeysightE5250A:
     def __init__(self, transport, config: str = "auto", cards: int = 4, settle_time: float = 0.02,
                  timeout: float = 10.0):
         self.io = transport if isinstance(transport, Transport) else Transport(transport, "E5250A")
-        if config not in MODES:
-            raise RequestError(f"matrix config {config!r} must be 'auto' (ACON) or 'normal' (NCON)")
-        if isinstance(cards, bool) or not isinstance(cards, int) or not 1 <= cards <= 4:
-            raise RequestError(f"matrix cards {cards!r} must be 1 to 4 (E5252A cards installed)")
-        if not (0 <= settle_time <= 10):
-            raise RequestError(f"relay settle time {settle_time!r} s must be between 0 and 10 s")
-        self.config, self.cards, self.settle_time = config, cards, float(settle_time)
-        self.timeout = float(timeout)
+        # The bench file's schema, so the rules on mode, cards and settle time live in one place.
+        settings = validated(MatrixSettings, "E5250A settings", config=config, cards=cards,
+                             settle_time=settle_time, timeout=timeout)
+        self.config, self.cards, self.settle_time = settings.config, settings.cards, settings.settle_time
+        self.timeout = settings.timeout
         self.io.timeout = self.timeout
         #: what this driver has closed, output -> input; None when not known (before open_all/reset)
         self._closed: dict[int, int] | None = None
 
     @property
     def outputs(self) -> int:
-        return OUTPUTS_PER_CARD * self.cards
-
-    @property
-    def card_argument(self) -> str:
-        """The card argument of card-wide commands: 0 in ACON, ALL in NCON."""
-        return "0" if self.config == "auto" else "ALL"
+        return outputs_of(self.cards)
 
     # ----- channel lists -----
     def check_crosspoint(self, inp: int, out: int) -> Crosspoint:
@@ -87,12 +121,28 @@ class KeysightE5250A:
         inp, out = self.check_crosspoint(inp, out)
         if self.config == "auto":
             return f"0{inp:02d}{out:02d}"
-        card, local = 1 + (out - 1) // OUTPUTS_PER_CARD, (out - 1) % OUTPUTS_PER_CARD + 1
+        card, local = card_and_output(out)
         return f"{card}{inp:02d}{local:02d}"
 
     def channel_list(self, crosspoints: Iterable[Crosspoint]) -> str:
         """``(@...)`` for the crosspoints, sorted, runs of consecutive outputs of one input on one card
         written as ranges ``cIIOO:cIIOO`` (one message for a whole row of grounds)."""
+        return "(@" + ",".join(self._list_items(crosspoints)) + ")"
+
+    def channel_lists(self, crosspoints: Iterable[Crosspoint], command: str) -> list[str]:
+        """``command (@...)`` messages covering the crosspoints, each at most MAX_COMMAND_LENGTH
+        characters (a long list is split between items)."""
+        messages, items = [], []
+        for item in self._list_items(crosspoints):
+            candidate = f"{command} (@{','.join(items + [item])})"
+            if items and len(candidate) > MAX_COMMAND_LENGTH:
+                messages.append(f"{command} (@{','.join(items)})")
+                items = []
+            items.append(item)
+        messages.append(f"{command} (@{','.join(items)})")
+        return messages
+
+    def _list_items(self, crosspoints: Iterable[Crosspoint]) -> list[str]:
         items = sorted({self.check_crosspoint(i, o) for i, o in crosspoints})
         if not items:
             raise RequestError("an empty channel list was given to the matrix")
@@ -106,10 +156,10 @@ class KeysightE5250A:
                 parts.append(self._run(run_start, prev))
             run_start = prev = (inp, out)
         parts.append(self._run(run_start, prev))
-        return "(@" + ",".join(parts) + ")"
+        return parts
 
     def _same_card(self, a: int, b: int) -> bool:
-        return self.config == "auto" or (a - 1) // OUTPUTS_PER_CARD == (b - 1) // OUTPUTS_PER_CARD
+        return self.config == "auto" or card_and_output(a)[0] == card_and_output(b)[0]
 
     def _run(self, start: Crosspoint, end: Crosspoint) -> str:
         if start == end:
@@ -117,62 +167,102 @@ class KeysightE5250A:
         return f"{self.channel(*start)}:{self.channel(*end)}"
 
     def parse_channel_list(self, reply: str) -> set[Crosspoint]:
-        """Closed crosspoints from a ``:ROUT:CLOS:CARD?`` reply; tolerant of ``(@...)``, ``@...`` or
-        a bare list (the exact format is unconfirmed), ranges included."""
-        found: set[Crosspoint] = set()
-        for part in re.findall(r"\d{5}(?::\d{5})?", reply):
-            a, _, b = part.partition(":")
-            first, last = self._from_channel(a), self._from_channel(b or a)
-            if first[0] != last[0]:
-                raise InstrumentError(f"cannot read the channel range {part!r} across inputs in {reply!r}")
-            for out in range(first[1], last[1] + 1):
-                found.add((first[0], out))
+        """Closed crosspoints from a ``:ROUT:CLOS:CARD?`` reply, checked.
+
+        Accepts every form of channel list the manual allows: ``(@...)``, ``@...`` or a bare list,
+        empty, items with or without leading zeros (``(@105,1012)`` is card 0, input 1 -> output 5
+        and input 10 -> output 12), and ranges ``first:last``, which cover every input from the
+        first to the last and every output from the first to the last. Anything else (an error
+        text, a stray character, a channel the matrix does not have) raises InstrumentError, so a
+        reply that is not a channel list can never read as "nothing closed".
+        """
+        return set(self._expand(reply))
+
+    def _expand(self, reply: str) -> list[Crosspoint]:
+        """The crosspoints of a channel list in its own order (ranges input by input, outputs rising)."""
+        text = reply.strip()
+        body = text[1:-1].strip() if text.startswith("(") and text.endswith(")") else text
+        if body.startswith("@"):
+            body = body[1:].strip()
+        found: list[Crosspoint] = []
+        if not body:
+            return found
+        for part in body.split(","):
+            m = _ITEM.fullmatch(part.strip())
+            if m is None:
+                raise InstrumentError(f"the matrix answered {reply!r}, which is not a channel list "
+                                      f"(item {part.strip()!r}): cannot tell which crosspoints are closed")
+            (i1, o1), (i2, o2) = self._from_channel(m.group(1), reply), self._from_channel(m.group(2) or m.group(1), reply)
+            for inp in range(min(i1, i2), max(i1, i2) + 1):
+                for out in range(min(o1, o2), max(o1, o2) + 1):
+                    found.append((inp, out))
         return found
 
-    def _from_channel(self, text: str) -> Crosspoint:
-        m = _CHANNEL.fullmatch(text)
-        if m is None:
-            raise InstrumentError(f"matrix channel {text!r} is not cIIOO")
-        card, inp, out = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        return (inp, out) if card == 0 else (inp, (card - 1) * OUTPUTS_PER_CARD + out)
+    def _from_channel(self, text: str, reply: str) -> Crosspoint:
+        n = int(text)
+        card, inp, local = n // 10000, (n // 100) % 100, n % 100
+        ok = card <= MAX_CARDS and inp in INPUTS and 1 <= local <= (self.outputs if card == 0 else OUTPUTS_PER_CARD)
+        out = global_output(card, local)
+        if not ok or not 1 <= out <= self.outputs:
+            raise InstrumentError(f"the matrix answered {reply!r}: channel {text} (card {card}, input {inp}, "
+                                  f"output {local}) is not a crosspoint of this matrix")
+        return inp, out
 
     # ----- identity, configuration, errors -----
     def identify(self) -> str:
         """``*IDN?``; raises InstrumentError if the answer is not an E5250A."""
         return identify_instrument(self.io, self.MODEL, "matrix")
 
-    def reset(self, rule: str = "FREE") -> None:
-        """``*RST``, channel configuration mode, connection rule (FREE: one input may feed many
-        outputs, which grounding every unselected line needs), break-before-make sequence (only
-        effective under SROU), every crosspoint open, error queue drained. Defaults after *RST are
-        not documented, so everything is set explicitly."""
+    def reset(self, rule: str = "FREE") -> list[tuple[int, str]]:
+        """Stale errors drained (returned), then ``*RST``, channel configuration mode, connection
+        rule (FREE: one input may feed many outputs, which grounding every unselected line needs),
+        break-before-make sequence (only effective under SROU), bias mode off, every crosspoint
+        open. Defaults after *RST are not documented, so everything is set explicitly, and each
+        configuration command is followed by an error query: a rejected one raises
+        InstrumentReportedError naming it."""
         self._closed = None
+        stale = self.drain_errors()
         self.io.write("*RST")
-        self.io.write(f":ROUT:FUNC {MODES[self.config]}")
+        self._configure(f":ROUT:FUNC {MODES[self.config]}")
         self.set_connection_rule(rule)
         self.set_connection_sequence("BBM")
+        self.bias_off()
         self.open_all()
         self.wait()
-        self.drain_errors()
+        self.check_errors(":ROUT:OPEN:CARD ALL")
+        return stale
+
+    def _configure(self, command: str) -> None:
+        self.io.write(command)
+        self.check_errors(after=command)
 
     def set_connection_rule(self, rule: str) -> None:
         if rule not in RULES:
             raise RequestError(f"connection rule {rule!r} must be one of {RULES}")
         # Changing FREE -> SROU keeps existing connections (manual): callers open_all first.
-        self.io.write(f":ROUT:CONN:RULE {self.card_argument},{rule}")
+        self._configure(f":ROUT:CONN:RULE {ALL_CARDS},{rule}")
 
     def set_connection_sequence(self, sequence: str) -> None:
         if sequence not in SEQUENCES:
             raise RequestError(f"connection sequence {sequence!r} must be one of {SEQUENCES}")
-        self.io.write(f":ROUT:CONN:SEQ {self.card_argument},{sequence}")
+        self._configure(f":ROUT:CONN:SEQ {ALL_CARDS},{sequence}")
+
+    def bias_off(self) -> None:
+        """Bias mode off on every card (``:ROUT:BIAS:STAT ALL,OFF``), checked."""
+        self._configure(f":ROUT:BIAS:STAT {ALL_CARDS},OFF")
 
     def drain_errors(self, limit: int = 20) -> list[tuple[int, str]]:
         return drain_error_queue(self.io, limit)
 
+    def forget_state(self) -> None:
+        """Forget what is closed (after a failure the relays' state is not known): the next
+        ``route`` opens every crosspoint first, and ``close`` is refused until then."""
+        self._closed = None
+
     def check_errors(self, after: str = "") -> None:
         errors = self.drain_errors()
         if errors:
-            self._closed = None  # a refused command leaves the relay state unknown
+            self.forget_state()  # a refused command leaves the relay state unknown
             (code, msg), more = errors[0], errors[1:]
             raise InstrumentReportedError("E5250A", code, msg, after=after, more=more)
 
@@ -198,7 +288,8 @@ class KeysightE5250A:
                     f"refusing to connect matrix input {inp} to output {out}: input {other} is already on it, "
                     f"and two inputs on one output can damage the instruments. Open {other}->{out} first")
             wanted[out] = inp
-        self.io.write(f":ROUT:CLOS {self.channel_list(items)}")
+        for message in self.channel_lists(items, ":ROUT:CLOS"):
+            self.io.write(message)
         self._closed.update(wanted)
 
     def open(self, crosspoints: Iterable[Crosspoint]) -> None:
@@ -206,15 +297,16 @@ class KeysightE5250A:
         items = sorted({self.check_crosspoint(i, o) for i, o in crosspoints})
         if not items:
             return
-        self.io.write(f":ROUT:OPEN {self.channel_list(items)}")
+        for message in self.channel_lists(items, ":ROUT:OPEN"):
+            self.io.write(message)
         if self._closed is not None:
             for inp, out in items:
                 if self._closed.get(out) == inp:
                     del self._closed[out]
 
     def open_all(self) -> None:
-        """Open every crosspoint of every card (``:ROUT:OPEN:CARD 0|ALL``)."""
-        self.io.write(f":ROUT:OPEN:CARD {self.card_argument}")
+        """Open every crosspoint of every card (``:ROUT:OPEN:CARD ALL``)."""
+        self.io.write(f":ROUT:OPEN:CARD {ALL_CARDS}")
         self._closed = {}
 
     def wait(self) -> None:
@@ -232,6 +324,22 @@ class KeysightE5250A:
         for card in cards:
             found |= self.parse_channel_list(self.io.query(f":ROUT:CLOS:CARD? {card}"))
         return found
+
+    def closed_states(self, crosspoints: Iterable[Crosspoint]) -> dict[Crosspoint, bool]:
+        """Ask ``:ROUT:CLOS? (@list)`` whether each crosspoint is closed. The answer is checkable:
+        one 0 or 1 per channel of the list, in its order, so a reply of the wrong length or with
+        anything else raises InstrumentError instead of passing for "open"."""
+        states: dict[Crosspoint, bool] = {}
+        for message in self.channel_lists(crosspoints, ":ROUT:CLOS?"):
+            asked = self._expand(message[len(":ROUT:CLOS? "):])
+            reply = self.io.query(message)
+            values = [v.strip().lstrip("+") for v in reply.split(",")] if reply.strip() else []
+            if len(values) != len(asked) or any(v not in ("0", "1") for v in values):
+                shown = reply if len(reply) <= 60 else reply[:57] + "..."
+                raise InstrumentError(f"the matrix answered {message!r} with {shown!r}: expected {len(asked)} "
+                                      f"states, each 0 or 1, one per crosspoint asked")
+            states.update({cp: v == "1" for cp, v in zip(asked, values)})
+        return states
 
     def route(self, wanted: dict[int, int]) -> bool:
         """Bring the matrix to exactly ``wanted`` (output -> input), changing only what differs.

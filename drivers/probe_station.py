@@ -2,12 +2,18 @@
 
 A bench TOML file (``docs/bench.md``) says where the instruments are, which 4156C channel is cabled
 to which matrix input, which input is ground, the pin map from wordlines/bitlines to matrix outputs
-and the safe operating area. Two entry points for the command line:
+and the safe operating area. It is described by a pydantic schema (``BenchFile``); the rules that
+belong to an instrument come from its driver module, so each is written once. Entry points:
 
-* ``open_bench(path, visa_log=None) -> ProbeStation``: validate the file completely (raising
-  RramlabError subclasses that name the field and the fix) before any VISA resource is opened, then
-  connect, identify both instruments and put them in a known, safe state.
-* ``check_bench(path, out=sys.stdout, visa_log=None) -> int``: all of ``rramlab bench check``.
+* ``load_bench(path) -> BenchConfig`` (or ``bench_from_data(dict, path)``): validate the file
+  completely, raising BenchError naming the field, the value and the fix; nothing is connected.
+* ``BenchConfig.checker() -> BenchChecker``: every check the station applies to a request
+  (geometry, limits, wired lines, sources per voltage level, 4156C pulse timing), with nothing
+  connected, so a protocol's whole plan is checked before the first VISA message.
+* ``open_bench(path, visa_log=None) -> ProbeStation``: validate, connect, identify both
+  instruments and put them in a known, safe state. ``visa_log`` attaches a file handler to the
+  ``rramlab.visa`` logger for the station's life.
+* ``check_bench`` / ``safe_bench``: all of ``rramlab bench check`` / ``rramlab bench safe``.
 
 How the operations are built from what the instruments can do:
 
@@ -26,40 +32,49 @@ How the operations are built from what the instruments can do:
 Between operations every source sits at 0 V with its output switch on and the matrix keeps its
 last routing (lines on a source at 0 V or on ground), so the next operation only changes what
 differs. On any error or interrupt (Ctrl-C included) the sources go to 0 V, the output switches
-open and every crosspoint opens, then the error propagates.
+open and every crosspoint opens, then the error propagates. Every operation holds the station's
+lock for its whole command sequence, so the station may be shared between threads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
+import dataclasses
+import logging
 import math
 import re
 import sys
+import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from .interface import (ArrayGeometry, CrossbarInstrument, GeometryError, InstrumentError, RequestError,
-                        RramlabError, SafeOperatingArea, SafetyError)
-from .keysight_4156c import (CHANNEL_KINDS, HRSMU_ONLY_CODES, PULSE_MAX_WIDTH, PULSE_MIN_WIDTH, SMU_CHANNELS,
-                             VSU_CHANNELS, Keysight4156C, check_pulse_timing, current_range_code,
-                             describe_current_range, INTEGRATION_MODES)
-from .keysight_e5250a import INPUTS, OUTPUTS_PER_CARD, KeysightE5250A
-from .visa_io import Transport, VisaLog, VisaTimeoutError, format_number
+from .interface import (ArrayGeometry, CrossbarInstrument, GeometryError, InstrumentError, RequestChecker,
+                        RequestError, RramlabError, SafeOperatingArea, SafetyError)
+from .keysight_4156c import (HRSMU_ONLY_CODES, MAX_COMPLIANCE, PULSE_MAX_WIDTH, PULSE_MIN_WIDTH, AnalyzerChannel, Keysight4156C,
+                             check_compliance, check_integration, check_pulse_timing, current_range_code,
+                             describe_current_range)
+from .keysight_e5250a import INPUTS, KeysightE5250A, MatrixSettings, card_and_output, outputs_of
+from .visa_io import (Transport, VisaLogFormatter, VisaTimeoutError, add_visa_log_handler,
+                      describe_validation_error, format_number, remove_visa_log_handler, visa_log_handler)
+
+# the seam's shield: stop signals wait until a safe-state sequence has run to its end
+from .interface import signals_deferred as _signals_deferred
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SIM_YAML = PACKAGE_DIR / "keysight_sim.yaml"
 BENCH_DIR = PACKAGE_DIR / "benches"
 
-#: What the 4156C adds to any chip's safe operating area: its SMU pulse width range. The voltage
-#: fields are the HRSMU's own reach, wide enough never to tighten the chip's limits.
-INSTRUMENT_LIMITS = SafeOperatingArea(max_set_voltage=200.0, min_reset_voltage=-200.0, max_read_voltage=100.0,
-                                      max_line_voltage=100.0, min_pulse_width=PULSE_MIN_WIDTH,
-                                      max_pulse_width=PULSE_MAX_WIDTH)
+
+def instrument_limits(limits: SafeOperatingArea) -> SafeOperatingArea:
+    """``limits`` with the pulse widths narrowed to what the 4156C SMU can make (0.5-100 ms).
+    Only the width fields change: voltages come from the chip, never from the instrument."""
+    return dataclasses.replace(limits, min_pulse_width=max(limits.min_pulse_width, PULSE_MIN_WIDTH),
+                               max_pulse_width=min(limits.max_pulse_width, PULSE_MAX_WIDTH))
 
 
 class BenchError(RequestError):
@@ -67,23 +82,182 @@ class BenchError(RequestError):
 
 
 # ----------------------------------------------------------------------------------------------
-# The bench file
+# The bench file's schema (pydantic). Unknown keys are refused, every field has its range, and the
+# rules that join fields are validators. Rules that belong to an instrument (channel kinds,
+# integration, compliance, matrix mode and cards, settle time) come from the driver modules, so
+# each is written once.
 
 
-@dataclass(frozen=True)
-class ChannelWiring:
-    channel: int  # 4156C channel (SMU 1-6, VSU 21-22)
-    kind: str     # hrsmu | mpsmu | hpsmu | vsu
-    input: int    # E5250A input port it is cabled to (1-10)
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
-    @property
-    def is_smu(self) -> bool:
-        return self.kind != "vsu"
+
+class BenchTable(_Table):
+    name: str = Field("", description="free text, stored with every run")
+    visa_library: str = Field("", description="'' (system VISA), '@py', '@sim:default' or '@sim:FILE.yaml'")
+
+
+class ChannelWiring(AnalyzerChannel):
+    """A 4156C unit (the analyzer's channel schema) and the E5250A input its cable goes to."""
+
+    input: int = Field(..., strict=True, ge=min(INPUTS), le=max(INPUTS),
+                       description="E5250A input port (1 to 10) the unit is cabled to")
+
+
+def _resource(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the VISA address is empty: give one, e.g. 'GPIB0::17::INSTR'")
+    return value.strip()
+
+
+class AnalyzerTable(_Table):
+    resource: str = Field(..., description="VISA address of the 4156C, e.g. 'GPIB0::17::INSTR'")
+    timeout: float = Field(30.0, gt=0, le=3600, description="VISA timeout in s (0 to 3600)")
+    integration: str = Field("medium", description="short, medium or long")
+    read_range: str = Field("auto", description="'auto', 'limited 1nA' or 'fixed 100nA'")
+    read_compliance: float = Field(1e-4, description=f"A, above 0 and at most {MAX_COMPLIANCE:g}")
+    pulse_compliance: float = Field(1e-3, description=f"A, above 0 and at most {MAX_COMPLIANCE:g}")
+    wordline_channel: int = Field(..., description="the SMU on the selected wordline")
+    bitline_channel: int = Field(..., description="the SMU on the selected bitline")
+    channels: list[ChannelWiring] = Field(..., min_length=1,
+                                          description="one [[analyzer.channels]] entry per unit cabled to the matrix")
+
+    @field_validator("resource")
+    @classmethod
+    def _strip_resource(cls, v):
+        return _resource(v)
+
+    @field_validator("integration")
+    @classmethod
+    def _integration(cls, v):
+        return check_integration(v)
+
+    @field_validator("read_range")
+    @classmethod
+    def _read_range(cls, v):
+        current_range_code(v)
+        return v
+
+    @field_validator("read_compliance", "pulse_compliance")
+    @classmethod
+    def _compliance(cls, v, info):
+        return check_compliance(v, info.field_name)
+
+    @model_validator(mode="after")
+    def _channels(self):
+        seen_ch: dict[int, ChannelWiring] = {}
+        seen_in: dict[int, int] = {}
+        for c in self.channels:
+            if c.channel in seen_ch:
+                raise ValueError(f"analyzer channel {c.channel} is listed twice in [[analyzer.channels]]")
+            if c.input in seen_in:
+                raise ValueError(f"matrix input {c.input} is given to both channel {seen_in[c.input]} and channel "
+                                 f"{c.channel}: each unit has its own input")
+            seen_ch[c.channel], seen_in[c.input] = c, c.channel
+        smus = [c.channel for c in self.channels if c.is_smu]
+        for key in ("wordline_channel", "bitline_channel"):
+            ch = getattr(self, key)
+            if ch not in smus:
+                raise ValueError(f"[analyzer] {key} = {ch} must be one of the SMU channels listed in "
+                                 f"[[analyzer.channels]] ({smus})")
+        if self.wordline_channel == self.bitline_channel:
+            raise ValueError("[analyzer] wordline_channel and bitline_channel must be two different SMUs")
+        if abs(current_range_code(self.read_range)) in HRSMU_ONLY_CODES:
+            slow = [c.channel for c in self.channels if c.is_smu and c.kind != "hrsmu"]
+            if slow:
+                raise ValueError(f"[analyzer] read_range = {self.read_range!r} exists only on HRSMUs, but channel(s) "
+                                 f"{slow} are not: use 'limited 1nA' or above, or list only HRSMUs")
+        return self
+
+
+class MatrixTable(MatrixSettings):
+    """The E5250A: the driver's settings schema plus where it is and which input is ground."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+    resource: str = Field(..., description="VISA address of the E5250A, e.g. 'GPIB0::22::INSTR'")
+    ground_input: int = Field(..., ge=min(INPUTS), le=max(INPUTS),
+                              description="the input port wired to ground (1 to 10)")
+
+    @field_validator("resource")
+    @classmethod
+    def _strip_resource(cls, v):
+        return _resource(v)
+
+
+class PinmapTable(_Table):
+    wordlines: list[int] = Field(..., description="matrix output of each wordline, 0 = not wired")
+    bitlines: list[int] = Field(..., description="matrix output of each bitline, 0 = not wired")
+
+
+class ArrayTable(_Table):
+    wordlines: int = Field(24, ge=1, le=1024, description="wordlines on the chip")
+    bitlines: int = Field(24, ge=1, le=1024, description="bitlines on the chip")
+
+
+#: [limits] has exactly the SafeOperatingArea's fields (defaults from it), so the two never drift.
+LimitsTable = create_model(
+    "LimitsTable", __base__=_Table,
+    **{f.name: (float, Field(f.default, description="see SafeOperatingArea"))
+       for f in dataclasses.fields(SafeOperatingArea)})
+
+
+class BenchFile(_Table):
+    """The whole bench file. ``BenchFile.model_validate(toml_dict)`` checks everything that can be
+    checked without the file system or a VISA library."""
+
+    bench: BenchTable = BenchTable()
+    analyzer: AnalyzerTable
+    matrix: MatrixTable
+    pinmap: PinmapTable
+    array: ArrayTable = ArrayTable()
+    limits: LimitsTable = LimitsTable()  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _across_tables(self):
+        an, mx, pm, arr = self.analyzer, self.matrix, self.pinmap, self.array
+        if an.resource == mx.resource:
+            raise ValueError(f"[analyzer] resource and [matrix] resource are both {an.resource!r}: "
+                             f"each instrument has its own address")
+        taken = {c.input: c.channel for c in an.channels}
+        if mx.ground_input in taken:
+            raise ValueError(f"[matrix] ground_input = {mx.ground_input} is also the input of analyzer channel "
+                             f"{taken[mx.ground_input]}: ground needs its own input")
+        n_out = outputs_of(mx.cards)
+        used: dict[int, str] = {}
+        for key in ("wordlines", "bitlines"):
+            lst, n = getattr(pm, key), getattr(arr, key)
+            if len(lst) != n:
+                raise ValueError(f"[pinmap] {key} has {len(lst)} entries but [array] {key} = {n}: give one "
+                                 f"matrix output per line (0 for a line that is not wired)")
+            for i, out in enumerate(lst):
+                line = f"{key[:-1]} {i}"
+                if out == 0:
+                    continue
+                if not 1 <= out <= n_out:
+                    raise ValueError(f"[pinmap] {key}[{i}] = {out} ({line}): the matrix has outputs 1 to {n_out} "
+                                     f"with {mx.cards} card(s); 0 marks a line that is not wired")
+                if out in used:
+                    raise ValueError(f"[pinmap] output {out} is given to both {used[out]} and {line}: "
+                                     f"each line needs its own output (sharing one would short the lines)")
+                used[out] = line
+        if not any(pm.wordlines) or not any(pm.bitlines):
+            raise ValueError("[pinmap] wires no wordline or no bitline: at least one of each is needed")
+        try:
+            SafeOperatingArea(**self.limits.model_dump())
+        except SafetyError as exc:
+            raise ValueError(f"[limits]: {exc}") from None
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# The validated bench
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """A validated bench file. Build it with ``load_bench``."""
+    """A validated bench file. Build it with ``load_bench`` (a path) or ``bench_from_data`` (the
+    parsed TOML as a dict)."""
 
     path: Path
     name: str
@@ -115,47 +289,10 @@ class BenchConfig:
     def input_of(self, channel: int) -> int:
         return self.wiring(channel).input
 
-
-_SCHEMA: dict[str, dict[str, tuple]] = {
-    # table -> field -> (types, required, default)
-    "bench": {"name": ((str,), False, ""), "visa_library": ((str,), False, "")},
-    "analyzer": {
-        "resource": ((str,), True, None), "timeout": ((int, float), False, 30.0),
-        "integration": ((str,), False, "medium"), "read_range": ((str,), False, "auto"),
-        "read_compliance": ((int, float), False, 1e-4), "pulse_compliance": ((int, float), False, 1e-3),
-        "wordline_channel": ((int,), True, None), "bitline_channel": ((int,), True, None),
-        "channels": ((list,), True, None),
-    },
-    "matrix": {
-        "resource": ((str,), True, None), "timeout": ((int, float), False, 10.0),
-        "config": ((str,), False, "auto"), "cards": ((int,), False, 4), "ground_input": ((int,), True, None),
-        "settle_time": ((int, float), False, 0.02),
-    },
-    "pinmap": {"wordlines": ((list,), True, None), "bitlines": ((list,), True, None)},
-    "array": {"wordlines": ((int,), False, 24), "bitlines": ((int,), False, 24)},
-    "limits": {k: ((int, float), False, getattr(SafeOperatingArea(), k)) for k in
-               ("max_set_voltage", "min_reset_voltage", "max_read_voltage", "max_line_voltage",
-                "min_pulse_width", "max_pulse_width")},
-}
-_CHANNEL_FIELDS = {"channel": (int,), "kind": (str,), "input": (int,)}
-_REQUIRED_TABLES = ("analyzer", "matrix", "pinmap")
-
-
-def _unknown(where: str, key: str, known) -> BenchError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return BenchError(f"unknown field {where}{key!r}{hint}; the known fields are {', '.join(sorted(known))}")
-
-
-def _typed(table: str, key: str, value, types: tuple):
-    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-    if not ok:
-        want = " or ".join({int: "a whole number", float: "a number", str: "a text in quotes", list: "a list"}[t]
-                           for t in types)
-        raise BenchError(f"[{table}] {key} = {value!r} must be {want}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BenchError(f"[{table}] {key} = {value!r} must be finite")
-    return float(value) if float in types and not isinstance(value, (str, list)) else value
+    def checker(self) -> "BenchChecker":
+        """Every check this bench applies to a request, with nothing connected: plan a protocol
+        against it (``ispp.plan(settings, cell, config.checker())``) before opening the bench."""
+        return BenchChecker(self)
 
 
 def load_bench(path: str | Path) -> BenchConfig:
@@ -164,184 +301,206 @@ def load_bench(path: str | Path) -> BenchConfig:
     Raises BenchError (a RequestError, a RramlabError) naming the file, the field and the fix.
     """
     p = Path(path)
+    if not p.is_file():
+        raise BenchError(f"bench file {p}: no such file: give the path of a bench TOML file (examples ship in "
+                         f"drivers/benches/)")
     try:
-        return _load_bench(p)
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"bench file {p}: not valid TOML: {exc}") from None
+    return bench_from_data(data, p)
+
+
+def bench_from_data(data: dict[str, Any], path: str | Path) -> BenchConfig:
+    """Validate a parsed bench file (``path`` names it in messages and anchors relative
+    simulation files). Raises BenchError."""
+    p = Path(path)
+    try:
+        return _bench_config(BenchFile.model_validate(data), p)
+    except ValidationError as exc:
+        raise BenchError(f"bench file {p}: {describe_validation_error(exc, BenchFile)}") from None
     except BenchError as exc:
         raise BenchError(f"bench file {p}: {exc}") from None
 
 
-def _load_bench(p: Path) -> BenchConfig:
-    if not p.is_file():
-        raise BenchError("no such file: give the path of a bench TOML file (examples ship in drivers/benches/)")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BenchError(f"not valid TOML: {exc}") from None
-
-    for table in data:
-        if table not in _SCHEMA:
-            raise _unknown("", table, _SCHEMA)
-    for table in _REQUIRED_TABLES:
-        if table not in data:
-            raise BenchError(f"the [{table}] table is missing; see docs/bench.md for a complete example")
-    v: dict[str, dict[str, Any]] = {}
-    for table, fields in _SCHEMA.items():
-        given = data.get(table, {})
-        if not isinstance(given, dict):
-            raise BenchError(f"{table} must be a table [{table}]")
-        for key in given:
-            if key not in fields:
-                raise _unknown(f"{table}.", key, fields)
-        v[table] = {}
-        for key, (types, required, default) in fields.items():
-            if key in given:
-                v[table][key] = _typed(table, key, given[key], types)
-            elif required:
-                raise BenchError(f"[{table}] {key} is missing; see docs/bench.md for what it means")
-            else:
-                v[table][key] = default
-
-    bench, an, mx, pm, arr, lim = (v[t] for t in ("bench", "analyzer", "matrix", "pinmap", "array", "limits"))
-
-    # --- VISA library: resolved here so a missing simulation file is a file error, not a VISA one
-    lib = bench["visa_library"].strip()
-    resolved = lib
+def _visa_library(lib: str, folder: Path) -> str:
+    """The VISA library pyvisa receives: '@sim:...' becomes a YAML path (a missing file is a file
+    error here, not a VISA error later)."""
+    lib = lib.strip()
     if lib == "@sim":
         raise BenchError("[bench] visa_library = '@sim' would load pyvisa-sim's own demo devices: "
                          "use '@sim:default' for rramlab's 4156C + E5250A simulation")
     if lib.startswith("@sim:"):
         target = lib[len("@sim:"):].strip()
-        yaml = DEFAULT_SIM_YAML if target == "default" else (p.parent / target).resolve()
+        yaml = DEFAULT_SIM_YAML if target == "default" else (folder / target).resolve()
         if not yaml.is_file():
             raise BenchError(f"[bench] visa_library = {lib!r}: the simulation file {yaml} does not exist "
                              f"(a relative path is taken from the bench file's folder)")
-        resolved = f"{yaml}@sim"
+        return f"{yaml}@sim"
+    return lib
 
-    # --- resources and timeouts
-    for table, t in (("analyzer", an), ("matrix", mx)):
-        if not t["resource"].strip():
-            raise BenchError(f"[{table}] resource is empty: give its VISA address, e.g. 'GPIB0::17::INSTR'")
-        if not 0 < t["timeout"] <= 3600:
-            raise BenchError(f"[{table}] timeout = {t['timeout']} s must be between 0 and 3600 s")
-    if an["resource"].strip() == mx["resource"].strip():
-        raise BenchError(f"[analyzer] resource and [matrix] resource are both {an['resource']!r}: "
-                         f"each instrument has its own address")
 
-    # --- analyzer
-    if an["integration"] not in INTEGRATION_MODES:
-        raise BenchError(f"[analyzer] integration = {an['integration']!r} must be one of {tuple(INTEGRATION_MODES)}")
-    try:
-        read_range = current_range_code(an["read_range"])
-    except RequestError as exc:
-        raise BenchError(f"[analyzer] read_range: {exc}") from None
-    for key in ("read_compliance", "pulse_compliance"):
-        if not 0 < an[key] <= 0.1:
-            raise BenchError(f"[analyzer] {key} = {an[key]} A must be above 0 and at most 0.1 A (e.g. 1e-4)")
-
-    channels: list[ChannelWiring] = []
-    for i, item in enumerate(an["channels"]):
-        where = f"[[analyzer.channels]] entry {i + 1}"
-        if not isinstance(item, dict):
-            raise BenchError(f"{where} must be a table with channel, kind and input")
-        for key in item:
-            if key not in _CHANNEL_FIELDS:
-                raise _unknown(f"analyzer.channels[{i}].", key, _CHANNEL_FIELDS)
-        for key, types in _CHANNEL_FIELDS.items():
-            if key not in item:
-                raise BenchError(f"{where}: {key} is missing")
-            _typed(f"analyzer.channels entry {i + 1}", key, item[key], types)
-        ch, kind, inp = item["channel"], item["kind"], item["input"]
-        if kind not in CHANNEL_KINDS:
-            raise BenchError(f"{where}: kind = {kind!r} must be one of {CHANNEL_KINDS}")
-        if ch not in SMU_CHANNELS + VSU_CHANNELS or (kind == "vsu") != (ch in VSU_CHANNELS):
-            raise BenchError(f"{where}: channel {ch} cannot be a {kind}: SMUs are channels 1-6, VSUs 21 and 22")
-        if inp not in INPUTS:
-            raise BenchError(f"{where}: input = {inp} is not an E5252A input (1 to 10)")
-        channels.append(ChannelWiring(ch, kind, inp))
-    if not channels:
-        raise BenchError("[[analyzer.channels]] is empty: list every 4156C unit cabled to the matrix")
-    seen_ch, seen_in = {}, {}
-    for c in channels:
-        if c.channel in seen_ch:
-            raise BenchError(f"analyzer channel {c.channel} is listed twice in [[analyzer.channels]]")
-        if c.input in seen_in:
-            raise BenchError(f"matrix input {c.input} is given to both channel {seen_in[c.input]} and channel "
-                             f"{c.channel}: each unit has its own input")
-        seen_ch[c.channel], seen_in[c.input] = c, c.channel
-    smus = [c for c in channels if c.is_smu]
-    for key in ("wordline_channel", "bitline_channel"):
-        ch = an[key]
-        if ch not in seen_ch or not seen_ch[ch].is_smu:
-            raise BenchError(f"[analyzer] {key} = {ch} must be one of the SMU channels listed in "
-                             f"[[analyzer.channels]] ({[c.channel for c in smus]})")
-    if an["wordline_channel"] == an["bitline_channel"]:
-        raise BenchError("[analyzer] wordline_channel and bitline_channel must be two different SMUs")
-    if abs(read_range) in HRSMU_ONLY_CODES:
-        slow = [c.channel for c in smus if c.kind != "hrsmu"]
-        if slow:
-            raise BenchError(f"[analyzer] read_range = {an['read_range']!r} exists only on HRSMUs, but channel(s) "
-                             f"{slow} are not: use 'limited 1nA' or above, or list only HRSMUs")
-
-    # --- matrix
-    if mx["config"] not in ("auto", "normal"):
-        raise BenchError(f"[matrix] config = {mx['config']!r} must be 'auto' (ACON) or 'normal' (NCON)")
-    if not 1 <= mx["cards"] <= 4:
-        raise BenchError(f"[matrix] cards = {mx['cards']} must be 1 to 4 (E5252A cards installed)")
-    if mx["ground_input"] not in INPUTS:
-        raise BenchError(f"[matrix] ground_input = {mx['ground_input']} is not an E5252A input (1 to 10)")
-    if mx["ground_input"] in seen_in:
-        raise BenchError(f"[matrix] ground_input = {mx['ground_input']} is also the input of analyzer channel "
-                         f"{seen_in[mx['ground_input']]}: ground needs its own input")
-    if not 0 <= mx["settle_time"] <= 10:
-        raise BenchError(f"[matrix] settle_time = {mx['settle_time']} s must be between 0 and 10 s")
-
-    # --- array and pin map
-    for key in ("wordlines", "bitlines"):
-        if not 1 <= arr[key] <= 1024:
-            raise BenchError(f"[array] {key} = {arr[key]} must be a positive number of lines")
-    n_out = OUTPUTS_PER_CARD * mx["cards"]
-    used_outputs: dict[int, str] = {}
-    maps = {}
-    for key in ("wordlines", "bitlines"):
-        lst = pm[key]
-        if len(lst) != arr[key]:
-            raise BenchError(f"[pinmap] {key} has {len(lst)} entries but [array] {key} = {arr[key]}: give one "
-                             f"matrix output per line (0 for a line that is not wired)")
-        for i, out in enumerate(lst):
-            line = f"{key[:-1]} {i}"
-            if isinstance(out, bool) or not isinstance(out, int):
-                raise BenchError(f"[pinmap] {key}[{i}] = {out!r} ({line}) must be a matrix output number")
-            if out == 0:
-                continue
-            if not 1 <= out <= n_out:
-                raise BenchError(f"[pinmap] {key}[{i}] = {out} ({line}): the matrix has outputs 1 to {n_out} "
-                                 f"with {mx['cards']} card(s)")
-            if out in used_outputs:
-                raise BenchError(f"[pinmap] output {out} is given to both {used_outputs[out]} and {line}: "
-                                 f"each line needs its own output (sharing one would short the lines)")
-            used_outputs[out] = line
-        maps[key] = tuple(int(o) for o in lst)
-    used_w = tuple(i for i, o in enumerate(maps["wordlines"]) if o)
-    used_b = tuple(i for i, o in enumerate(maps["bitlines"]) if o)
-    if not used_w or not used_b:
-        raise BenchError("[pinmap] wires no wordline or no bitline: at least one of each is needed")
-    geometry = ArrayGeometry(arr["wordlines"], arr["bitlines"], used_w, used_b)
-
-    try:
-        limits = SafeOperatingArea(**lim).narrowed(INSTRUMENT_LIMITS)
-    except SafetyError as exc:
-        raise BenchError(f"[limits]: {exc}") from None
-
+def _bench_config(f: BenchFile, p: Path) -> BenchConfig:
+    an, mx, pm, arr = f.analyzer, f.matrix, f.pinmap, f.array
+    used_w = tuple(i for i, o in enumerate(pm.wordlines) if o)
+    used_b = tuple(i for i, o in enumerate(pm.bitlines) if o)
     return BenchConfig(
-        path=p.resolve(), name=bench["name"], visa_library=lib, visa_library_resolved=resolved,
-        analyzer_resource=an["resource"].strip(), analyzer_timeout=float(an["timeout"]),
-        integration=an["integration"], read_range=read_range, read_compliance=float(an["read_compliance"]),
-        pulse_compliance=float(an["pulse_compliance"]), wordline_channel=an["wordline_channel"],
-        bitline_channel=an["bitline_channel"], channels=tuple(channels),
-        matrix_resource=mx["resource"].strip(), matrix_timeout=float(mx["timeout"]), matrix_config=mx["config"],
-        cards=mx["cards"], ground_input=mx["ground_input"], settle_time=float(mx["settle_time"]),
-        wordline_outputs=maps["wordlines"], bitline_outputs=maps["bitlines"], geometry=geometry, limits=limits,
+        path=p.resolve(), name=f.bench.name, visa_library=f.bench.visa_library.strip(),
+        visa_library_resolved=_visa_library(f.bench.visa_library, p.resolve().parent),
+        analyzer_resource=an.resource, analyzer_timeout=an.timeout, integration=an.integration,
+        read_range=current_range_code(an.read_range), read_compliance=an.read_compliance,
+        pulse_compliance=an.pulse_compliance, wordline_channel=an.wordline_channel,
+        bitline_channel=an.bitline_channel, channels=tuple(an.channels),
+        matrix_resource=mx.resource, matrix_timeout=mx.timeout, matrix_config=mx.config, cards=mx.cards,
+        ground_input=mx.ground_input, settle_time=mx.settle_time,
+        wordline_outputs=tuple(pm.wordlines), bitline_outputs=tuple(pm.bitlines),
+        geometry=ArrayGeometry(arr.wordlines, arr.bitlines, used_w, used_b),
+        limits=instrument_limits(SafeOperatingArea(**f.limits.model_dump())),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# What this bench can do, checked with nothing connected
+
+
+@dataclass
+class _PulsePlan:
+    pulse_channel: int
+    pulse_v: float
+    bias: list[tuple[int, float]]  # (channel, volts) DC around the pulse
+    routing: dict[int, int]        # output -> input
+
+
+class BenchChecker(RequestChecker):
+    """The seam's checks (geometry, safe operating area) plus what this bench can carry out:
+    wired lines only, at most one distinct non-zero voltage per source, the 4156C's pulse timing
+    and rectangular shape. ProbeStation is a BenchChecker, so a plan made against
+    ``config.checker()`` before connecting meets exactly the checks the station applies."""
+
+    def __init__(self, config: BenchConfig):
+        super().__init__(config.geometry, config.limits)
+        self.config = config
+        self._wl_out = {i: o for i, o in enumerate(config.wordline_outputs) if o}
+        self._bl_out = {i: o for i, o in enumerate(config.bitline_outputs) if o}
+
+    def check_pulse(self, wordline_v, bitline_v, width, shape="rect"):
+        if not isinstance(width, bool) and isinstance(width, (int, float, np.floating)) and math.isfinite(width):
+            check_pulse_timing(float(width))  # the 4156C's window and grid, with the fix in the message
+        wl, bl, width, shape = super().check_pulse(wordline_v, bitline_v, width, shape)
+        if shape != "rect":
+            raise RequestError(f"pulse shape {shape!r} cannot be made here: the 4156C SMU pulse is rectangular; "
+                               f"use shape='rect' on the probe station")
+        self._pulse_plan(wl, bl)
+        return wl, bl, width, shape
+
+    def check_cells(self, cells):
+        out = super().check_cells(cells)
+        for w, b in out:
+            self._wired("wordline", w)
+            self._wired("bitline", b)
+        return out
+
+    def check_vmm(self, wordline_v, bitlines=None):
+        arr2, bls, single = super().check_vmm(wordline_v, bitlines)
+        for b in bls:
+            self._wired("bitline", b)
+        for row in arr2:
+            self._vmm_plan(row)
+        return arr2, bls, single
+
+    def _wired(self, kind: str, line: int) -> int:
+        table = self._wl_out if kind == "wordline" else self._bl_out
+        if line not in table:
+            raise GeometryError(f"{kind} {line} has no matrix output in the bench pin map ({self.config.path}): "
+                                f"wire it and give its output in [pinmap] {kind}s")
+        return table[line]
+
+    def _grounded(self) -> dict[int, int]:
+        g = self.config.ground_input
+        return {o: g for o in list(self._wl_out.values()) + list(self._bl_out.values())}
+
+    @staticmethod
+    def _level_key(v: float) -> str:
+        return format_number(v)
+
+    def _pulse_plan(self, wl: np.ndarray, bl: np.ndarray) -> _PulsePlan:
+        cfg = self.config
+        levels: dict[str, dict] = {}
+        for kind, vec in (("wordline", wl), ("bitline", bl)):
+            for line, v in enumerate(vec):
+                if v == 0:
+                    continue
+                out = self._wired(kind, line)
+                lv = levels.setdefault(self._level_key(v), {"v": float(v), "wordline": [], "bitline": []})
+                lv[kind].append(out)
+        if not levels:
+            raise RequestError("a pulse with every line at 0 V does nothing: give a non-zero voltage")
+        if len(levels) > len(cfg.channels):
+            vs = ", ".join(f"{lv['v']:+g} V" for lv in levels.values())
+            raise RequestError(
+                f"this pulse needs {len(levels)} distinct line voltages ({vs}) but the bench has only "
+                f"{len(cfg.channels)} sources: use at most {len(cfg.channels)} distinct non-zero voltages "
+                f"(the half-bias scheme needs 2)")
+        # The pulsing level: the wordline side's largest |V| (half-bias: +V/2), else the bitline side's.
+        order = sorted(levels.values(), key=lambda lv: (not lv["wordline"], -abs(lv["v"]), -lv["v"]))
+        pulsed, dc = order[0], order[1:]
+        # DC levels on bitlines prefer the bitline SMU (the one that reads), so pulse and read share routing.
+        dc.sort(key=lambda lv: (not lv["bitline"], -abs(lv["v"]), -lv["v"]))
+        free = [cfg.bitline_channel] + [c.channel for c in cfg.channels
+                                        if c.channel not in (cfg.wordline_channel, cfg.bitline_channel)]
+        routing = self._grounded()
+        bias = []
+        for lv, ch in zip(dc, free):
+            bias.append((ch, lv["v"]))
+            for out in lv["wordline"] + lv["bitline"]:
+                routing[out] = cfg.input_of(ch)
+        for out in pulsed["wordline"] + pulsed["bitline"]:
+            routing[out] = cfg.input_of(cfg.wordline_channel)
+        # While the DC biases are on before and after the pulse, the pulsed lines sit at 0 V: that
+        # pattern must be inside the safe operating area too (the seam's voltage checks).
+        if bias:
+            key = self._level_key(pulsed["v"])
+            wl0 = np.array([0.0 if self._level_key(v) == key else v for v in wl])
+            bl0 = np.array([0.0 if self._level_key(v) == key else v for v in bl])
+            try:
+                super().check_pulse(wl0, bl0, self.limits.min_pulse_width)
+            except SafetyError as exc:
+                raise SafetyError(f"while the DC biases are on around the pulse: {exc}") from None
+        return _PulsePlan(cfg.wordline_channel, pulsed["v"], bias, routing)
+
+    def _vmm_sources(self) -> list[int]:
+        """Channels that may carry a wordline voltage, in order of preference: VSUs (they cannot
+        measure anyway), then the wordline SMU, then the other SMUs from the highest number down."""
+        cfg = self.config
+        vsus = [c.channel for c in cfg.channels if not c.is_smu]
+        others = sorted((c.channel for c in cfg.channels if c.is_smu
+                         and c.channel not in (cfg.wordline_channel, cfg.bitline_channel)), reverse=True)
+        return vsus + [cfg.wordline_channel] + others + [cfg.bitline_channel]
+
+    def _vmm_plan(self, row: np.ndarray):
+        """(sources [(channel, volts, [outputs])], measuring SMUs) for one time step."""
+        cfg = self.config
+        levels: dict[str, list] = {}
+        for line, v in enumerate(row):
+            if v != 0:
+                out = self._wired("wordline", line)
+                levels.setdefault(self._level_key(v), [float(v), []])[1].append(out)
+        smus = [c.channel for c in cfg.channels if c.is_smu]
+        n_vsu = len(cfg.channels) - len(smus)
+        room = n_vsu + len(smus) - 1  # at least one SMU must stay free to measure
+        if len(levels) > room:
+            vs = ", ".join(f"{v:+g} V" for v, _ in levels.values())
+            raise RequestError(
+                f"a vmm step with {len(levels)} distinct wordline voltages ({vs}) needs {len(levels)} sources plus "
+                f"one measuring SMU, but the bench has {len(cfg.channels)} units: use at most {room} distinct "
+                f"non-zero voltages per step (spikes are usually all 1 V)")
+        sources = []
+        for (v, outs), ch in zip(sorted(levels.values(), key=lambda x: (-abs(x[0]), -x[0])), self._vmm_sources()):
+            sources.append((ch, v, outs))
+        used = {ch for ch, _, _ in sources}
+        measuring = [cfg.bitline_channel] + [c for c in smus if c != cfg.bitline_channel]
+        measuring = [c for c in measuring if c not in used]
+        return sources, measuring
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,14 +556,28 @@ def _open(rm, table: str, resource: str, timeout: float, config: BenchConfig):
             f"Resources this VISA library sees: {available}") from exc
 
 
+def _log_handler(visa_log) -> logging.Handler | None:
+    """A handler on ``rramlab.visa`` for ``visa_log``: a file path, or an open text stream."""
+    if visa_log is None:
+        return None
+    if isinstance(visa_log, (str, Path)):
+        return visa_log_handler(str(visa_log))
+    handler = logging.StreamHandler(visa_log)
+    handler.setFormatter(VisaLogFormatter())
+    return add_visa_log_handler(handler)
+
+
 def connect_bench(config: BenchConfig, visa_log: str | TextIO | None = None, resource_manager=None,
-                  on_message=None) -> "ProbeStation":
-    """Open both resources, identify both instruments, then reset them to a safe known state.
+                  on_message=None, initialise: bool = True) -> "ProbeStation":
+    """Open both resources, identify both instruments, then (``initialise``) reset them to a safe
+    known state.
 
     Nothing is written to either instrument before both are open and both have answered ``*IDN?``
-    with the right model. ``on_message(name, direction, text)`` sees every message (tests, benchmark).
+    with the right model. ``visa_log``: a file path (or text stream) that receives every message
+    through a handler on the ``rramlab.visa`` logger, removed when the station closes.
+    ``on_message(name, direction, text)`` sees every message (tests, benchmark).
     """
-    log = VisaLog(visa_log) if visa_log is not None else None
+    handler = _log_handler(visa_log)
     resources = []
     try:
         rm = resource_manager or _resource_manager(config)
@@ -412,8 +585,8 @@ def connect_bench(config: BenchConfig, visa_log: str | TextIO | None = None, res
         resources.append(a_res)
         m_res = _open(rm, "matrix", config.matrix_resource, config.matrix_timeout, config)
         resources.append(m_res)
-        a_io = Transport(a_res, "4156C", log=log, on_message=on_message)
-        m_io = Transport(m_res, "E5250A", log=log, on_message=on_message)
+        a_io = Transport(a_res, "4156C", on_message=on_message)
+        m_io = Transport(m_res, "E5250A", on_message=on_message)
         analyzer = Keysight4156C(a_io, channels={c.channel: c.kind for c in config.channels},
                                  timeout=config.analyzer_timeout, integration=config.integration)
         matrix = KeysightE5250A(m_io, config=config.matrix_config, cards=config.cards,
@@ -426,16 +599,16 @@ def connect_bench(config: BenchConfig, visa_log: str | TextIO | None = None, res
             matrix_idn = matrix.identify()
         except InstrumentError as exc:
             raise InstrumentError(f"[matrix] resource {config.matrix_resource!r}: {exc}") from exc
-        station = ProbeStation(config, analyzer, matrix, log=log)
+        station = ProbeStation(config, analyzer, matrix, log_handler=handler)
         station.identities = {"analyzer": analyzer_idn, "matrix": matrix_idn}
-        station.initialise()
+        if initialise:
+            station.initialise()
         return station
     except BaseException:
         for r in resources:
             with contextlib.suppress(Exception):
                 r.close()
-        if log is not None:
-            log.close()
+        remove_visa_log_handler(handler)
         raise
 
 
@@ -451,68 +624,118 @@ def open_bench(path, visa_log: str | None = None) -> "ProbeStation":
 # The probe station
 
 
-@dataclass
-class _PulsePlan:
-    pulse_channel: int
-    pulse_v: float
-    bias: list[tuple[int, float]]  # (channel, volts) DC around the pulse
-    routing: dict[int, int]        # output -> input
-
-
-class ProbeStation(CrossbarInstrument):
+class ProbeStation(BenchChecker, CrossbarInstrument):
     """CrossbarInstrument on a 4156C + E5250A bench (see the module docstring for the schemes).
 
-    config: a BenchConfig (``load_bench``); analyzer, matrix: connected drivers; log: the VisaLog to
-    close with the station. Call ``initialise()`` before the first operation (``connect_bench`` does).
+    config: a BenchConfig (``load_bench``); analyzer, matrix: connected drivers; log_handler: the
+    ``rramlab.visa`` handler to remove when the station closes. Call ``initialise()`` before the
+    first operation (``connect_bench`` does).
+
+    Thread-safe: every operation that talks to the instruments (pulse, read, vmm, reset_outputs,
+    initialise, close) holds one re-entrant lock for its whole command sequence, so two threads
+    never interleave commands; a second caller waits for the first operation to finish.
     """
 
     backend_name = "probe-station"
 
     def __init__(self, config: BenchConfig, analyzer: Keysight4156C, matrix: KeysightE5250A,
-                 log: VisaLog | None = None):
-        super().__init__(config.geometry, config.limits)
-        self.config, self.analyzer, self.matrix, self.log = config, analyzer, matrix, log
+                 log_handler: logging.Handler | None = None):
+        super().__init__(config)
+        self.analyzer, self.matrix, self.log_handler = analyzer, matrix, log_handler
         self.identities: dict[str, str] = {}
+        #: errors found in the queues at connect, before our own reset (another program's leftovers)
+        self.stale_errors: dict[str, list[tuple[int, str]]] = {}
         self._on: set[int] = set()       # channels whose output switch is closed
         self._released = False
+        self._closed_safe = False
+        self._lock = threading.RLock()
         #: current measured during the last pulse (A, wordline SMU), None before any pulse
         self.last_pulse_current: float | None = None
-        self._wl_out = {i: o for i, o in enumerate(config.wordline_outputs) if o}
-        self._bl_out = {i: o for i, o in enumerate(config.bitline_outputs) if o}
 
     # ----- life cycle -----
     def initialise(self) -> None:
-        """Reset both instruments: FLEX mode, data format, integration, SMU filters off (pulse
-        fidelity), outputs off, matrix mode and FREE rule, every crosspoint open."""
+        """Reset both instruments, each configuration command checked: FLEX mode, data format,
+        integration, SMU filters off (pulse fidelity), outputs off; matrix mode, FREE rule, bias
+        mode off, every crosspoint open."""
         with self._guard():
-            self.analyzer.reset()
-            smus = [c.channel for c in self.config.channels if c.is_smu]
-            self.analyzer._set("FL", "FL 0," + ",".join(str(c) for c in smus))
+            self.stale_errors["analyzer"] = self.analyzer.reset()
+            self.analyzer.filters_off()
             self.analyzer.outputs_off()
-            self.analyzer.check_errors("initialisation")
+            self.analyzer.check_errors("CL")
             self._on.clear()
-            self.matrix.reset()
+            self.stale_errors["matrix"] = self.matrix.reset()
 
     def close(self) -> None:
         """Outputs to 0 V and off, matrix open, then release both VISA resources. Idempotent."""
-        if self._released:
-            return
-        try:
-            super().close()
-        finally:
-            self._released = True
-            self.analyzer.io.close()
-            self.matrix.io.close()
-            if self.log is not None:
-                self.log.close()
+        with self._lock:
+            if self._released:
+                return
+            try:
+                super().close()
+            finally:
+                self._closed_safe = self.outputs_safe
+                self._released = True
+                self.analyzer.io.close()
+                self.matrix.io.close()
+                remove_visa_log_handler(self.log_handler)
 
     def _reset_outputs(self) -> None:
-        if self._released:
-            return
-        problems = self._safe_state()
-        if problems:
-            raise InstrumentError("could not bring the bench to a safe state: " + "; ".join(problems))
-        self.analyzer.check_errors("reset of the outputs")
+        with self._lock:
+            if self._released:
+                if self._closed_safe:
+                    return  # closed after a completed safe-state sequence; nothing has driven since
+                raise InstrumentError("the bench connection is closed and its last safe-state sequence did not "
+                                      "complete: run 'rramlab bench safe BENCH_FILE'")
+            problems = self._safe_state()
+            if problems:
+                raise InstrumentError("could not bring the bench to a safe state: " + "; ".join(problems))
+            self.analyzer.check_errors("reset of the outputs")
+
+    def make_safe(self) -> None:
+        """``rramlab bench safe``: FLEX mode, then every source to 0 V, every output switch off and
+        every crosspoint open, without a reset, whatever state a killed program left. Every step is
+        tried even when an earlier one fails; raises InstrumentError naming what failed, or if the
+        matrix still reports a closed crosspoint."""
+        with self._lock, _signals_deferred():
+            if self._released:
+                raise InstrumentError("this probe station is closed: open the bench again")
+            problems = []
+            for role, driver in (("analyzer", self.analyzer), ("matrix", self.matrix)):
+                try:
+                    self.stale_errors[role] = driver.drain_errors()
+                except Exception as exc:  # noqa: BLE001 - keep going: the rest still matters
+                    problems.append(f"reading the {role}'s error queue: {exc}")
+            try:
+                self.analyzer.enter_flex()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"FLEX mode: {exc}")
+            problems += self._safe_state()
+            for role, driver, after in (("analyzer", self.analyzer, "DV 0 V and CL"),
+                                        ("matrix", self.matrix, ":ROUT:OPEN:CARD ALL")):
+                try:
+                    driver.check_errors(after)
+                except Exception as exc:  # noqa: BLE001
+                    problems.append(str(exc))
+            try:
+                closed = self.query_closed()
+                if closed:
+                    problems.append(f"after opening every crosspoint the matrix still reports {sorted(closed)} closed")
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"asking the matrix what is closed: {exc}")
+            if problems:
+                raise InstrumentError("; ".join(problems) + " -- switch the SMU outputs off at the front panel and "
+                                      "open the matrix by hand")
+
+    def query_closed(self) -> set[tuple[int, int]]:
+        """The closed crosspoints (input, output) as the matrix reports them, asked two ways: the
+        card's list (``:ROUT:CLOS:CARD?``) and, checkably, the state of every crosspoint this
+        bench can use, each of its inputs on each wired output (``:ROUT:CLOS? (@list)``)."""
+        with self._lock:
+            cfg = self.config
+            inputs = sorted({c.input for c in cfg.channels} | {cfg.ground_input})
+            outputs = sorted(set(self._wl_out.values()) | set(self._bl_out.values()))
+            states = self.matrix.closed_states([(i, o) for i in inputs for o in outputs])
+            return self.matrix.query_closed() | {cp for cp, closed in states.items() if closed}
 
     def _safe_state(self, after_timeout: bool = False) -> list[str]:
         """Every source to 0 V, every output switch off, every crosspoint open. Each step is tried
@@ -537,72 +760,28 @@ class ProbeStation(CrossbarInstrument):
             m.open_all()
             m.wait()
         except Exception as exc:  # noqa: BLE001
-            m._closed = None
+            m.forget_state()
             problems.append(f"open every crosspoint: {exc}")
         return problems
 
     @contextlib.contextmanager
     def _guard(self):
-        """Run instrument traffic; on any exception (Ctrl-C too) go to the safe state, then re-raise."""
-        if self._released:
-            raise InstrumentError("this probe station is closed: open the bench again")
-        try:
-            yield
-        except BaseException as exc:
-            problems = self._safe_state(after_timeout=isinstance(exc, VisaTimeoutError))
-            if problems:
-                exc.add_note("and the bench could not be made safe: " + "; ".join(problems)
-                             + " -- switch the SMU outputs off by hand")
-            raise
-
-    # ----- validation of what this bench can do (before anything is sent) -----
-    def check_pulse(self, wordline_v, bitline_v, width, shape="rect"):
-        try:
-            w = float(width)
-        except (TypeError, ValueError):
-            w = None
-        if w is not None and math.isfinite(w) and not PULSE_MIN_WIDTH - 1e-12 <= w <= PULSE_MAX_WIDTH + 1e-12:
-            raise SafetyError(
-                f"pulse width {w:g} s is outside the 4156C SMU pulse range 0.5 ms to 100 ms: give a width in that "
-                f"range (for example --width 2e-3); the twin's microsecond pulses cannot be made on this bench")
-        wl, bl, width, shape = super().check_pulse(wordline_v, bitline_v, width, shape)
-        if shape != "rect":
-            raise RequestError(f"pulse shape {shape!r} cannot be made here: the 4156C SMU pulse is rectangular; "
-                               f"use shape='rect' on the probe station")
-        try:
-            check_pulse_timing(width)
-        except RequestError as exc:
-            raise RequestError(str(exc)) from None
-        self._pulse_plan(wl, bl)
-        return wl, bl, width, shape
-
-    def check_cells(self, cells):
-        out = super().check_cells(cells)
-        for w, b in out:
-            self._wired("wordline", w)
-            self._wired("bitline", b)
-        return out
-
-    def check_vmm(self, wordline_v, bitlines=None):
-        arr2, bls, single = super().check_vmm(wordline_v, bitlines)
-        for b in bls:
-            self._wired("bitline", b)
-        for row in arr2:
-            self._vmm_plan(row)
-        return arr2, bls, single
-
-    def _wired(self, kind: str, line: int) -> int:
-        table = self._wl_out if kind == "wordline" else self._bl_out
-        if line not in table:
-            raise GeometryError(f"{kind} {line} has no matrix output in the bench pin map ({self.config.path}): "
-                                f"wire it and give its output in [pinmap] {kind}s")
-        return table[line]
+        """Run instrument traffic under the station's lock; on any exception (Ctrl-C too) go to the
+        safe state, then re-raise."""
+        with self._lock:
+            if self._released:
+                raise InstrumentError("this probe station is closed: open the bench again")
+            try:
+                yield
+            except BaseException as exc:
+                with _signals_deferred():
+                    problems = self._safe_state(after_timeout=isinstance(exc, VisaTimeoutError))
+                if problems:
+                    exc.add_note("and the bench could not be made safe: " + "; ".join(problems)
+                                 + " -- switch the SMU outputs off by hand, then run 'rramlab bench safe'")
+                raise
 
     # ----- routing -----
-    def _grounded(self) -> dict[int, int]:
-        g = self.config.ground_input
-        return {o: g for o in list(self._wl_out.values()) + list(self._bl_out.values())}
-
     def _route(self, routing: dict[int, int]) -> None:
         if self.matrix.route(routing):
             self.matrix.check_errors("switching the matrix")
@@ -614,66 +793,18 @@ class ProbeStation(CrossbarInstrument):
             self._on.update(new)
 
     # ----- pulse -----
-    @staticmethod
-    def _level_key(v: float) -> str:
-        return format_number(v)
-
-    def _pulse_plan(self, wl: np.ndarray, bl: np.ndarray) -> _PulsePlan:
-        cfg = self.config
-        levels: dict[str, dict] = {}
-        for kind, vec in (("wordline", wl), ("bitline", bl)):
-            for line, v in enumerate(vec):
-                if v == 0:
-                    continue
-                out = self._wired(kind, line)
-                lv = levels.setdefault(self._level_key(v), {"v": float(v), "wordline": [], "bitline": []})
-                lv[kind].append(out)
-        if not levels:
-            raise RequestError("a pulse with every line at 0 V does nothing: give a non-zero voltage")
-        if len(levels) > len(cfg.channels):
-            vs = ", ".join(f"{lv['v']:+g} V" for lv in levels.values())
-            raise RequestError(
-                f"this pulse needs {len(levels)} distinct line voltages ({vs}) but the bench has only "
-                f"{len(cfg.channels)} sources: use at most {len(cfg.channels)} distinct non-zero voltages "
-                f"(the half-bias scheme needs 2)")
-        # The pulsing level: the wordline side's largest |V| (half-bias: +V/2), else the bitline side's.
-        order = sorted(levels.values(), key=lambda lv: (not lv["wordline"], -abs(lv["v"]), -lv["v"]))
-        pulsed, dc = order[0], order[1:]
-        # DC levels on bitlines prefer the bitline SMU (the one that reads), so pulse and read share routing.
-        dc.sort(key=lambda lv: (not lv["bitline"], -abs(lv["v"]), -lv["v"]))
-        free = [cfg.bitline_channel] + [c.channel for c in cfg.channels
-                                        if c.channel not in (cfg.wordline_channel, cfg.bitline_channel)]
-        routing = self._grounded()
-        bias = []
-        for lv, ch in zip(dc, free):
-            bias.append((ch, lv["v"]))
-            for out in lv["wordline"] + lv["bitline"]:
-                routing[out] = cfg.input_of(ch)
-        for out in pulsed["wordline"] + pulsed["bitline"]:
-            routing[out] = cfg.input_of(cfg.wordline_channel)
-        # While the DC biases are on before and after the pulse, the pulsed lines sit at 0 V: that
-        # pattern must be safe too.
-        if bias:
-            wl0 = np.array([0.0 if self._level_key(v) == self._level_key(pulsed["v"]) else v for v in wl])
-            bl0 = np.array([0.0 if self._level_key(v) == self._level_key(pulsed["v"]) else v for v in bl])
-            try:
-                CrossbarInstrument.check_pulse(self, wl0, bl0, PULSE_MIN_WIDTH)
-            except SafetyError as exc:
-                raise SafetyError(f"while the DC biases are on around the pulse: {exc}") from None
-        return _PulsePlan(cfg.wordline_channel, pulsed["v"], bias, routing)
-
     def _pulse(self, wordline_v, bitline_v, width, shape) -> None:
         plan = self._pulse_plan(wordline_v, bitline_v)
-        comp = self.config.pulse_compliance
-        a = self.analyzer
+        cfg, a = self.config, self.analyzer
         with self._guard():
             self._route(plan.routing)
             self._ensure_on([plan.pulse_channel] + [ch for ch, _ in plan.bias])
             for ch, v in plan.bias:
-                a.force_voltage(ch, v, comp)
-            datum = a.pulse_voltage(plan.pulse_channel, plan.pulse_v, width, comp)
+                a.force_voltage(ch, v, cfg.pulse_compliance)
+            datum = a.pulse_voltage(plan.pulse_channel, plan.pulse_v, width, cfg.pulse_compliance)
+            # Bias back to 0 V with the read compliance: the line rests there ready for a read.
             for ch, _ in plan.bias:
-                a.force_voltage(ch, 0.0, comp)
+                a.force_voltage(ch, 0.0, cfg.read_compliance)
             a.check_errors("pulse")
             self.last_pulse_current = datum.checked("pulse current")
 
@@ -689,6 +820,9 @@ class ProbeStation(CrossbarInstrument):
                 routing[self._wired("bitline", b)] = cfg.input_of(bl_ch)
                 self._route(routing)
                 self._ensure_on([wl_ch, bl_ch])
+                # The bitline SMU measures with the read compliance (after a pulse it may still
+                # hold another); sent only when it is not already in force.
+                a.force_voltage(bl_ch, 0.0, cfg.read_compliance, resend=False)
                 a.force_voltage(wl_ch, v_read, cfg.read_compliance)
                 datum = a.spot_current_datum(bl_ch, cfg.read_range)
                 a.force_voltage(wl_ch, 0.0, cfg.read_compliance)
@@ -698,40 +832,6 @@ class ProbeStation(CrossbarInstrument):
         return currents
 
     # ----- vmm -----
-    def _vmm_sources(self) -> list[int]:
-        """Channels that may carry a wordline voltage, in order of preference: VSUs (they cannot
-        measure anyway), then the wordline SMU, then the other SMUs from the highest number down."""
-        cfg = self.config
-        vsus = [c.channel for c in cfg.channels if not c.is_smu]
-        others = sorted((c.channel for c in cfg.channels if c.is_smu
-                         and c.channel not in (cfg.wordline_channel, cfg.bitline_channel)), reverse=True)
-        return vsus + [cfg.wordline_channel] + others + [cfg.bitline_channel]
-
-    def _vmm_plan(self, row: np.ndarray):
-        """(sources [(channel, volts, [outputs])], measuring SMUs) for one time step."""
-        cfg = self.config
-        levels: dict[str, list] = {}
-        for line, v in enumerate(row):
-            if v != 0:
-                out = self._wired("wordline", line)
-                levels.setdefault(self._level_key(v), [float(v), []])[1].append(out)
-        smus = [c.channel for c in cfg.channels if c.is_smu]
-        n_vsu = len(cfg.channels) - len(smus)
-        room = n_vsu + len(smus) - 1  # at least one SMU must stay free to measure
-        if len(levels) > room:
-            vs = ", ".join(f"{v:+g} V" for v, _ in levels.values())
-            raise RequestError(
-                f"a vmm step with {len(levels)} distinct wordline voltages ({vs}) needs {len(levels)} sources plus "
-                f"one measuring SMU, but the bench has {len(cfg.channels)} units: use at most {room} distinct "
-                f"non-zero voltages per step (spikes are usually all 1 V)")
-        sources = []
-        for (v, outs), ch in zip(sorted(levels.values(), key=lambda x: (-abs(x[0]), -x[0])), self._vmm_sources()):
-            sources.append((ch, v, outs))
-        used = {ch for ch, _, _ in sources}
-        measuring = [cfg.bitline_channel] + [c for c in smus if c != cfg.bitline_channel]
-        measuring = [c for c in measuring if c not in used]
-        return sources, measuring
-
     def _vmm(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
         out = np.zeros((wordline_v.shape[0], len(bitlines)))
         with self._guard():
@@ -768,6 +868,8 @@ class ProbeStation(CrossbarInstrument):
             if r == 0:
                 # Sources go up only after the first routing: wordline relays always switch cold.
                 self._ensure_on([ch for ch, _, _ in sources] + measuring)
+                for ch in measuring:
+                    a.force_voltage(ch, 0.0, cfg.read_compliance, resend=False)
                 for ch, v, _ in sources:
                     a.force_voltage(ch, v, cfg.read_compliance)
             if len(chans) <= 2:
@@ -795,13 +897,14 @@ class ProbeStation(CrossbarInstrument):
                          "integration": cfg.integration, "read_range": describe_current_range(cfg.read_range),
                          "read_compliance": cfg.read_compliance, "pulse_compliance": cfg.pulse_compliance,
                          "wordline_channel": cfg.wordline_channel, "bitline_channel": cfg.bitline_channel,
-                         "channels": [vars(c) for c in cfg.channels]},
+                         "channels": [c.model_dump() for c in cfg.channels]},
             "matrix": {"resource": cfg.matrix_resource, "idn": self.identities.get("matrix"),
                        "config": cfg.matrix_config, "cards": cfg.cards, "ground_input": cfg.ground_input},
             "pinmap": {"wordlines": list(cfg.wordline_outputs), "bitlines": list(cfg.bitline_outputs)},
-            "limits": vars(self.limits),
+            "limits": dataclasses.asdict(self.limits),
         })
         return d
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -816,7 +919,7 @@ def format_pin_map(config: BenchConfig) -> str:
     def where(out: int) -> str:
         if out == 0:
             return "not wired"
-        card, local = 1 + (out - 1) // OUTPUTS_PER_CARD, (out - 1) % OUTPUTS_PER_CARD + 1
+        card, local = card_and_output(out)
         return f"output {out:2d}" + (f" (card {card}, output {local:2d})" if config.matrix_config == "normal" else "")
 
     n = max(len(config.wordline_outputs), len(config.bitline_outputs))
@@ -830,6 +933,21 @@ def format_pin_map(config: BenchConfig) -> str:
                 config.bitline_channel: "  (bitline: half-bias, measures reads)"}.get(c.channel, "")
         lines.append(f"  input {c.input:2d}: 4156C channel {c.channel} ({c.kind}){role}")
     lines.append(f"  input {config.ground_input:2d}: ground (every unselected line)")
+    return "\n".join(lines)
+
+
+def _unit(name: str) -> str:
+    return "V" if "voltage" in name else "s" if "width" in name else ""
+
+
+def format_limits(limits: SafeOperatingArea) -> str:
+    """The safe operating area in force, one limit a line, as ``bench check`` prints it."""
+    lines = ["Safe operating area in force (the bench file's [limits], pulse widths narrowed to the 4156C's):"]
+    for f in dataclasses.fields(limits):
+        value = getattr(limits, f.name)
+        unit = _unit(f.name)
+        shown = f"{value * 1e3:g} ms" if unit == "s" else f"{value:+g} V" if unit == "V" else f"{value!r}"
+        lines.append(f"  {f.name:<18s} {shown}")
     return "\n".join(lines)
 
 
@@ -855,15 +973,17 @@ def check_bench(path, out: TextIO = sys.stdout, visa_log: str | None = None) -> 
     try:
         print(f"analyzer {config.analyzer_resource}: {station.identities['analyzer']}", file=out)
         print(f"matrix   {config.matrix_resource}: {station.identities['matrix']}", file=out)
-        closed = station.matrix.query_closed()
+        for role in ("analyzer", "matrix"):
+            for code, msg in station.stale_errors.get(role, []):
+                print(f"note: the {role} held an old error from before this connection: {code} {msg}", file=out)
+        closed = station.query_closed()
         if closed:
             print(f"bench check FAILED: after opening every crosspoint the matrix still reports {sorted(closed)} "
                   f"closed", file=out)
             status = 1
         else:
             print(format_pin_map(config), file=out)
-            print(f"pulse width range on this bench: {station.limits.min_pulse_width * 1e3:g} ms to "
-                  f"{station.limits.max_pulse_width * 1e3:g} ms", file=out)
+            print(format_limits(station.limits), file=out)
     except RramlabError as exc:
         print(f"bench check FAILED: {exc}", file=out)
         status = 1
@@ -875,4 +995,44 @@ def check_bench(path, out: TextIO = sys.stdout, visa_log: str | None = None) -> 
             status = 1
     if status == 0:
         print("bench check OK", file=out)
+    return status
+
+
+def safe_bench(path, out: TextIO = sys.stdout, visa_log: str | None = None, resource_manager=None) -> int:
+    """``rramlab bench safe``: connect (identify only, no reset) and return the bench to 0 V, every
+    output switch off and every crosspoint open, e.g. after a run was killed with SIGKILL. Returns
+    0 when the bench is safe, 2 for a bad file, 1 when it could not be made safe (one message)."""
+    try:
+        config = load_bench(path)
+    except RramlabError as exc:
+        print(f"bench safe FAILED: {exc}", file=out)
+        return 2
+    try:
+        station = connect_bench(config, visa_log=visa_log, resource_manager=resource_manager, initialise=False)
+    except RramlabError as exc:
+        print(f"bench safe FAILED: {exc}", file=out)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - never a traceback
+        print(f"bench safe FAILED: unexpected {exc.__class__.__name__}: {exc}", file=out)
+        return 1
+    status = 0
+    try:
+        station.make_safe()
+        for role in ("analyzer", "matrix"):
+            for code, msg in station.stale_errors.get(role, []):
+                print(f"note: the {role} held an old error from before: {code} {msg}", file=out)
+        chans = ", ".join(str(c) for c in sorted(station.analyzer.channels))
+        print(f"bench {config.name or config.path}: 4156C channels {chans} at 0 V with their output switches "
+              f"off; every E5250A crosspoint open (the matrix reports none closed)", file=out)
+    except RramlabError as exc:
+        print(f"bench safe FAILED: {exc}", file=out)
+        status = 1
+    finally:
+        try:
+            station.close()
+        except RramlabError as exc:
+            print(f"bench safe FAILED while releasing the bench: {exc}", file=out)
+            status = 1
+    if status == 0:
+        print("bench safe OK", file=out)
     return status

@@ -1,9 +1,16 @@
-"""The message layer shared by the instrument drivers: a transport over a pyvisa resource that can
-log every write and read with a timestamp (``--visa-log FILE``) and counts transactions, plus the
-deterministic number formatting the instruments (and pyvisa-sim's exact-match dialogues) need.
+"""The message layer shared by the instrument drivers: a transport over a pyvisa resource that logs
+every write and read to the standard ``logging`` logger ``rramlab.visa`` and counts transactions,
+plus the deterministic number formatting the instruments (and pyvisa-sim's exact-match dialogues) need.
 
 A *transaction* is one write, or one query (a write followed by its read). The benchmark in
 ``benchmarks/visa_transactions.py`` counts them.
+
+Logging: each message is one DEBUG record on ``rramlab.visa`` with the extra fields ``instrument``
+("4156C", "E5250A") and ``direction`` ("write", "read"); the message is the text's ``repr``. A write
+is logged only after the resource accepted it, so a log never shows a command that did not reach
+the bus. A library user routes the traffic with ordinary logging configuration; the command line's
+``--visa-log FILE`` attaches :func:`visa_log_handler` (one line per message, ISO time to the
+microsecond, flushed per line).
 
 Nothing here knows about either instrument; the drivers build their commands and hand them over.
 """
@@ -11,11 +18,18 @@ Nothing here knows about either instrument; the drivers build their commands and
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import math
-import threading
-from typing import Callable, TextIO
+from typing import Callable
 
 from .interface import InstrumentError, RequestError
+
+#: the logger every transport writes its traffic to (DEBUG records)
+VISA_LOGGER = logging.getLogger("rramlab.visa")
+
+#: pyvisa's status code for "Timeout expired before operation completed" (VI_ERROR_TMO); written
+#: here so that importing the drivers does not need pyvisa.
+VI_ERROR_TMO = -1073807339
 
 
 def format_number(value: float, digits: int = 6) -> str:
@@ -34,47 +48,66 @@ def format_number(value: float, digits: int = 6) -> str:
     return f"{v:.{digits}G}"
 
 
-class VisaLog:
-    """Append-only, timestamped log of every write and read on every logged transport.
+class VisaLogFormatter(logging.Formatter):
+    """``<ISO time with microseconds>  <instrument>  <write|read>  <repr of the text>``."""
 
-    One line per message: ``<ISO time with microseconds>  <instrument>  <write|read>  <text>``.
-    Thread-safe; flushed after every line so a crash or Ctrl-C keeps what happened up to it.
-    """
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = _dt.datetime.fromtimestamp(record.created).isoformat(timespec="microseconds")
+        instrument = getattr(record, "instrument", "?")
+        direction = getattr(record, "direction", "?")
+        return f"{stamp}  {instrument:<8s}  {direction:<5s}  {record.getMessage()}"
 
-    def __init__(self, target: str | TextIO):
-        self._own = isinstance(target, str)
-        self._fh = open(target, "a", encoding="utf-8") if isinstance(target, str) else target
-        self._lock = threading.Lock()
 
-    def record(self, instrument: str, direction: str, text: str) -> None:
-        stamp = _dt.datetime.now().isoformat(timespec="microseconds")
-        with self._lock:
-            self._fh.write(f"{stamp}  {instrument:<8s}  {direction:<5s}  {text!r}\n")
-            self._fh.flush()
+def visa_log_handler(path: str) -> logging.FileHandler:
+    """Attach a FileHandler for ``path`` (appending) to ``rramlab.visa`` and return it; remove it
+    with :func:`remove_visa_log_handler`. The logger's level is lowered to DEBUG so the records
+    are made at all."""
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(VisaLogFormatter())
+    return add_visa_log_handler(handler)
 
-    def close(self) -> None:
-        if self._own and not self._fh.closed:
-            self._fh.close()
+
+def add_visa_log_handler(handler: logging.Handler) -> logging.Handler:
+    """Attach ``handler`` to ``rramlab.visa`` at DEBUG, lowering the logger's level while it is
+    attached (restored by :func:`remove_visa_log_handler`)."""
+    handler.setLevel(logging.DEBUG)
+    handler.rramlab_previous_level = VISA_LOGGER.level  # type: ignore[attr-defined]
+    VISA_LOGGER.addHandler(handler)
+    if VISA_LOGGER.getEffectiveLevel() > logging.DEBUG:
+        VISA_LOGGER.setLevel(logging.DEBUG)
+    return handler
+
+
+def remove_visa_log_handler(handler: logging.Handler | None) -> None:
+    """Detach and close a handler made by :func:`visa_log_handler`. Idempotent. The logger's
+    level is put back once no such handler is left."""
+    if handler is None or handler not in VISA_LOGGER.handlers:
+        return
+    VISA_LOGGER.removeHandler(handler)
+    handler.close()
+    if not any(hasattr(h, "rramlab_previous_level") for h in VISA_LOGGER.handlers):
+        VISA_LOGGER.setLevel(getattr(handler, "rramlab_previous_level", logging.NOTSET))
 
 
 class Transport:
-    """Write/query over a pyvisa resource (or anything with ``write(str)`` and ``query(str)``).
+    """Write/query over a pyvisa resource (or anything with ``write(str)`` and ``read()``, or a
+    plain ``query(str)``).
 
     name: short instrument name used in the log ("4156C", "E5250A").
-    log: a VisaLog, or None.
-    on_message: optional callback ``(name, direction, text)``; tests and the benchmark use it to
-        record exact command sequences.
+    on_message: optional callback ``(name, direction, text)`` called after each message went
+        through; tests and the benchmark use it to record exact command sequences.
 
     ``transactions`` counts writes plus queries since creation (or since ``reset_count``).
     """
 
-    def __init__(self, resource, name: str, log: VisaLog | None = None,
-                 on_message: Callable[[str, str, str], None] | None = None):
+    def __init__(self, resource, name: str, on_message: Callable[[str, str, str], None] | None = None):
         self.resource = resource
         self.name = name
-        self.log = log
         self.on_message = on_message
         self.transactions = 0
+        # True while a query was sent and its reply not read (an interrupt or a timeout between the
+        # two): that reply may still arrive and would be taken for the answer to the next query.
+        self._reply_pending = False
 
     # The resource's timeout is in milliseconds (pyvisa); ours is in seconds everywhere.
     @property
@@ -90,27 +123,70 @@ class Transport:
             pass
 
     def _note(self, direction: str, text: str) -> None:
-        if self.log is not None:
-            self.log.record(self.name, direction, text)
+        if VISA_LOGGER.isEnabledFor(logging.DEBUG):
+            VISA_LOGGER.debug("%r", text, extra={"instrument": self.name, "direction": direction})
         if self.on_message is not None:
             self.on_message(self.name, direction, text)
 
+    #: how long (s) to wait for a stale reply when the resource has no device clear
+    stale_reply_timeout = 0.2
+
+    def _discard_stale_reply(self) -> None:
+        """Flush the reply of an earlier, interrupted query: a device clear, or where the resource
+        has none, one read with a short timeout whose text is dropped (and logged as dropped)."""
+        self._reply_pending = False
+        try:
+            self.resource.clear()
+            self._note("read", "<device clear after an interrupted query>")
+            return
+        except Exception:  # noqa: BLE001 - no device clear here: read the reply away instead
+            pass
+        read = getattr(self.resource, "read", None)
+        if read is None:
+            return
+        old = getattr(self.resource, "timeout", None)
+        try:
+            self.timeout = self.stale_reply_timeout
+            stale = read()
+            self._note("read", f"<dropped stale reply {stale.strip()!r}>")
+        except Exception:  # noqa: BLE001 - nothing was waiting: nothing to drop
+            pass
+        finally:
+            if old is not None:
+                self.resource.timeout = old
+
     def write(self, command: str) -> None:
+        if self._reply_pending:
+            self._discard_stale_reply()
         self.transactions += 1
-        self._note("write", command)
         try:
             self.resource.write(command)
         except Exception as exc:
             raise _wrap(self.name, command, exc) from exc
+        self._note("write", command)
 
     def query(self, command: str) -> str:
+        """Write ``command`` and read the reply (stripped of CR/LF). The write is logged once it was
+        sent, before the read, so a read that times out still shows what was asked."""
+        if self._reply_pending:
+            self._discard_stale_reply()
         self.transactions += 1
-        self._note("write", command)
+        read = getattr(self.resource, "read", None)
         try:
-            reply = self.resource.query(command)
+            if read is None:  # a resource that only knows query(): the write is known sent with the reply
+                reply = self.resource.query(command)
+                self._note("write", command)
+            else:
+                self.resource.write(command)
+                self._note("write", command)
+                self._reply_pending = True
+                reply = read()
+                self._reply_pending = False
         except Exception as exc:
             self._note("read", f"<no reply: {exc.__class__.__name__}>")
             raise _wrap(self.name, command, exc) from exc
+        # A KeyboardInterrupt (or another BaseException) leaves _reply_pending set: the next message
+        # first drops the reply that may still come.
         reply = reply.strip("\r\n ")
         self._note("read", reply)
         return reply
@@ -136,11 +212,17 @@ class VisaTimeoutError(InstrumentError):
     """The instrument did not answer within the VISA timeout."""
 
 
+def is_visa_timeout(exc: BaseException) -> bool:
+    """True when ``exc`` is pyvisa's timeout: a VisaIOError (or anything) whose ``error_code`` is
+    VI_ERROR_TMO. Judged by the code, never by the message text."""
+    return getattr(exc, "error_code", None) == VI_ERROR_TMO
+
+
 def _wrap(name: str, command: str, exc: Exception) -> Exception:
     if isinstance(exc, InstrumentError):
         return exc
     text = str(exc)
-    if "VI_ERROR_TMO" in text or "Timeout" in text or "timeout" in text:
+    if is_visa_timeout(exc):
         return VisaTimeoutError(
             f"{name}: no answer to {command!r} within the VISA timeout ({text}). Check the cable and "
             f"the address; for slow low-current ranges raise the timeout in the bench file"
@@ -196,3 +278,93 @@ def identify_instrument(io: "Transport", model: str, role: str) -> str:
             f"the resource answered *IDN? with {idn!r}, which is not {article} {model}: check the {role}'s "
             f"VISA address in the bench file")
     return idn
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings schemas (pydantic): the drivers and the bench file share one description of each rule
+
+
+def describe_validation_error(exc, model=None, style: str = "dotted") -> str:
+    """One readable message from a pydantic ValidationError: for each problem the field (as
+    ``analyzer.channels.3.gain``), the value given and what to do. Unknown fields get a
+    "did you mean" hint from the fields the model at that place knows."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err.get("loc", ()))
+        where = ".".join(str(x) for x in loc)
+        kind = err.get("type", "")
+        msg = err.get("msg", "")
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if kind == "extra_forbidden":
+            known = _known_fields(model, loc[:-1]) if model is not None else []
+            hint = ""
+            if known:
+                import difflib
+
+                close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint += f"; the known fields here are {', '.join(sorted(known))}"
+            parts.append(f"unknown field {where!r}{hint}")
+        elif kind == "missing":
+            about = _field_description(model, loc)
+            parts.append(f"{where} is missing" + (f" ({about})" if about else "") + "; see docs/bench.md")
+        elif kind == "value_error":
+            # our own rules: the message names the value and the fix already
+            parts.append(msg if (not loc or msg.startswith("[")) else f"{where}: {msg}")
+        else:
+            about = _field_description(model, loc)
+            parts.append(f"{where} = {err.get('input')!r}: {msg}" + (f" ({about})" if about else ""))
+    return "; ".join(parts)
+
+
+def _field_description(model, loc) -> str:
+    """The description of the field at ``loc`` (list indices after it ignored), '' if none."""
+    steps = list(loc)
+    while steps and isinstance(steps[-1], int):
+        steps.pop()
+    if model is None or not steps:
+        return ""
+    field = (getattr(_model_at(model, steps[:-1]), "model_fields", None) or {}).get(steps[-1])
+    return (field.description or "") if field is not None else ""
+
+
+def _known_fields(model, loc) -> list[str]:
+    """The field names of the (nested) pydantic model found at ``loc`` under ``model``."""
+    return list(getattr(_model_at(model, loc), "model_fields", {}) or {})
+
+
+def _model_at(model, loc):
+    import typing
+
+    current = model
+    for step in loc:
+        if isinstance(step, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or step not in fields:
+            return None
+        ann = fields[step].annotation
+        found = None
+        for cand in (ann, *typing.get_args(ann)):
+            for inner in (cand, *typing.get_args(cand)):
+                if hasattr(inner, "model_fields"):
+                    found = inner
+                    break
+            if found is not None:
+                break
+        if found is None:
+            return None
+        current = found
+    return current
+
+
+def validated(model, what: str, **values):
+    """Build the pydantic ``model`` from ``values``; a ValidationError becomes a RequestError
+    that names ``what`` (e.g. "E5250A settings") and each field."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise RequestError(f"{what}: {describe_validation_error(exc, model)}") from None

@@ -1,10 +1,13 @@
-"""Helpers for the driver tests: a scripted fake resource, a recording of every message, fault
+"""Helpers for the driver tests: a fake resource that holds the exact expected conversation, a recording of every message, fault
 injection around pyvisa-sim resources, a model of the bench state rebuilt from the commands sent,
-and bench files written from the shipped pyvisa-sim bench with changes."""
+the parsed sim bench as a dict, and a tiny TOML writer for bench files made from a changed dict."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import tomllib
 from pathlib import Path
 
 import pyvisa
@@ -20,35 +23,70 @@ SIM_BENCH = DRIVERS_DIR / "benches" / "sim.toml"
 TEMPLATE_BENCH = DRIVERS_DIR / "benches" / "gpib_template.toml"
 
 
-class ScriptedResource:
-    """A fake pyvisa resource: records writes, answers queries from ``replies`` (exact command or a
-    regex -> reply), raises if a query has no scripted reply."""
+class ExpectedResource:
+    """A fake pyvisa resource that holds the exact conversation a driver must have, as PyMeasure's
+    ``expected_protocol`` does: ``[(command, reply), ...]`` with reply None for a plain write.
 
-    def __init__(self, replies: dict[str, str] | None = None):
-        self.replies = dict(replies or {})
+    Each write must be the next expected command (else AssertionError naming both); a read returns
+    the reply of the command just written (a read without one fails); ``assert_done`` fails when an
+    expected message was never sent. ``timeouts_at_read`` keeps the timeout (ms) of every read.
+    """
+
+    def __init__(self, protocol):
+        self.protocol = list(protocol)
+        self.position = 0
         self.sent: list[str] = []
+        self.pending: str | None = None
         self.timeout = 2000
-        self.timeouts_at_query: list[int] = []
+        self.timeouts_at_read: list[int] = []
         self.closed = False
 
     def write(self, command: str) -> None:
+        if self.pending is not None:
+            raise AssertionError(f"{command!r} written while the reply {self.pending!r} to "
+                                 f"{self.sent[-1]!r} was never read")
+        if self.position >= len(self.protocol):
+            raise AssertionError(f"unexpected {command!r}: the expected conversation ended after {self.sent[-3:]}")
+        want, reply = self.protocol[self.position]
+        if command != want:
+            raise AssertionError(f"message {self.position}: expected {want!r}, got {command!r} "
+                                 f"(sent so far: {self.sent[-3:]})")
+        self.position += 1
         self.sent.append(command)
+        self.pending = reply
 
-    def query(self, command: str) -> str:
-        self.sent.append(command)
-        self.timeouts_at_query.append(self.timeout)
-        if command in self.replies:
-            return self.replies[command]
-        for pattern, reply in self.replies.items():
-            if re.fullmatch(pattern, command):
-                return reply
-        raise AssertionError(f"unscripted query {command!r}")
+    def read(self) -> str:
+        if self.pending is None:
+            raise AssertionError(f"read with no reply expected (last write {self.sent[-1:]!r})")
+        reply, self.pending = self.pending, None
+        self.timeouts_at_read.append(self.timeout)
+        return reply
+
+    def assert_done(self) -> None:
+        if self.pending is not None:
+            raise AssertionError(f"the reply {self.pending!r} to {self.sent[-1]!r} was never read")
+        left = self.protocol[self.position:]
+        if left:
+            raise AssertionError(f"{len(left)} expected message(s) never sent, first {left[0]!r}")
 
     def clear(self):
         pass
 
     def close(self):
         self.closed = True
+
+
+@contextlib.contextmanager
+def expected_protocol(driver_class, protocol, **kwargs):
+    """Build ``driver_class(ExpectedResource(protocol), **kwargs)``, yield it, and check on exit
+    that the whole protocol, and nothing else, was exchanged."""
+    res = ExpectedResource(protocol)
+    driver = driver_class(res, **kwargs)
+    yield driver
+    res.assert_done()
+
+
+NO_ERROR = (":SYST:ERR?", '+0,"No error"')
 
 
 class Recorder:
@@ -73,13 +111,15 @@ class Recorder:
 
 class FaultyResource:
     """Wraps a pyvisa-sim resource. When a command equals ``trigger`` (the ``nth`` time):
-    mode "error": a garbage command is sent instead, so the simulated instrument queues an error;
-    mode "timeout": a VISA timeout is raised; mode "interrupt": KeyboardInterrupt is raised;
-    mode "reply": the query returns ``reply`` instead of the simulator's answer."""
+    mode "error": a garbage command is sent as well (instead of a write; before a query), so the
+    simulated instrument queues an error; mode "timeout": a write raises a VISA timeout, a query's
+    read does; mode "interrupt": KeyboardInterrupt is raised before the command is sent;
+    mode "reply": the query's read returns ``reply`` instead of the simulator's answer."""
 
     def __init__(self, inner, trigger: str, mode: str, nth: int = 1, reply: str = ""):
         self.inner, self.trigger, self.mode, self.nth, self.reply = inner, trigger, mode, nth, reply
         self.seen = 0
+        self.read_fault: str | None = None
 
     def _hit(self, command):
         if command == self.trigger:
@@ -89,26 +129,29 @@ class FaultyResource:
 
     def write(self, command):
         if self._hit(command):
-            if self.mode == "error":
-                return self.inner.write("BOGUS_" + command.replace(" ", "_"))
-            if self.mode == "timeout":
-                raise VisaIOError(constants.StatusCode.error_timeout)
+            query = "?" in command
             if self.mode == "interrupt":
                 raise KeyboardInterrupt
+            if self.mode == "error":
+                if not query:
+                    return self.inner.write("BOGUS_" + command.replace(" ", "_"))
+                self.inner.write("BOGUS_QUERY")
+            if self.mode == "timeout":
+                if not query:
+                    raise VisaIOError(constants.StatusCode.error_timeout)
+                self.read_fault = "timeout"
+            if self.mode == "reply":
+                self.read_fault = "reply"
         return self.inner.write(command)
 
-    def query(self, command):
-        if self._hit(command):
-            if self.mode == "timeout":
-                raise VisaIOError(constants.StatusCode.error_timeout)
-            if self.mode == "interrupt":
-                raise KeyboardInterrupt
-            if self.mode == "reply":
-                self.inner.query(command)
-                return self.reply
-            if self.mode == "error":
-                self.inner.write("BOGUS_QUERY")
-        return self.inner.query(command)
+    def read(self):
+        fault, self.read_fault = self.read_fault, None
+        answer = self.inner.read()
+        if fault == "timeout":
+            raise VisaIOError(constants.StatusCode.error_timeout)
+        if fault == "reply":
+            return self.reply
+        return answer
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -189,17 +232,53 @@ class BenchState:
         return all(v == 0 for v in self.volts.values()) and not self.on and not self.closed
 
 
-def write_bench(tmp_path: Path, replace: dict[str, str] | None = None, append: str = "",
-                name: str = "bench.toml") -> Path:
-    """The shipped sim bench with text replacements (old -> new) and extra text appended; the
-    simulation file is pointed at by absolute path so the copy works from tmp_path."""
-    text = SIM_BENCH.read_text()
-    text = text.replace('visa_library = "@sim:default"', f'visa_library = "@sim:{SIM_YAML}"')
-    for old, new in (replace or {}).items():
-        assert old in text, f"test setup: {old!r} not in the sim bench"
-        text = text.replace(old, new)
+def sim_bench_data() -> dict:
+    """The shipped sim bench, parsed, with the simulation file given by absolute path so a copy
+    written anywhere still finds it."""
+    data = tomllib.loads(SIM_BENCH.read_text())
+    data["bench"]["visa_library"] = f"@sim:{SIM_YAML}"
+    return data
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string uses the same escapes
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def dump_toml(data: dict) -> str:
+    """TOML text for a bench-file dict: tables of scalars and lists, and arrays of tables one level
+    down ([[analyzer.channels]]). Enough for bench files, not a general writer."""
+    out = []
+    for table, body in data.items():
+        if not isinstance(body, dict):
+            out.append(f"{table} = {_toml_value(body)}")
+            continue
+        out.append(f"[{table}]")
+        nested = []
+        for key, value in body.items():
+            if isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
+                nested.append((key, value))
+            else:
+                out.append(f"{key} = {_toml_value(value)}")
+        for key, items in nested:
+            for item in items:
+                out.append(f"[[{table}.{key}]]")
+                out.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def write_bench(tmp_path: Path, data: dict, name: str = "bench.toml") -> Path:
+    """Write a bench-file dict (e.g. a changed ``sim_bench_data()``) as TOML; return its path."""
     p = tmp_path / name
-    p.write_text(text + append)
+    p.write_text(dump_toml(data))
     return p
 
 

@@ -78,9 +78,10 @@ def assert_bench_left_safe(writes: list[str]) -> None:
             volts_by_channel[int(ch)] = float(volts)
     assert volts_by_channel == {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0}
     # (a Ctrl-C inside an instrument call makes the driver go safe once, then the with block again)
-    last = {w: i for i, w in enumerate(after)}
     last_dv = max(i for i, w in enumerate(after) if w.startswith("DV "))
-    assert last.get("CL", -1) > last_dv and last.get(":ROUT:OPEN:CARD 0", -1) > last_dv
+    last_off = max((i for i, w in enumerate(after) if w == "CL"), default=-1)
+    last_open = max((i for i, w in enumerate(after) if w.startswith(":ROUT:OPEN:CARD ")), default=-1)
+    assert last_off > last_dv and last_open > last_dv
     assert not any(w.startswith(("PV ", "XE", "TI?")) for w in after[last_dv:])
 
 

@@ -337,7 +337,7 @@ def test_a_2x2_transfer_runs_end_to_end_on_the_pyvisa_sim_bench(tmp_path, capsys
     writes = [ln for ln in log.read_text().splitlines() if "  write  " in ln]
     assert sum("'XE'" in ln for ln in writes) == len(pulses)
     # the run ends with every crosspoint open and the error queue read: the bench is left safe
-    assert writes[-1].endswith("':SYST:ERR?'") and any("':ROUT:OPEN:CARD 0'" in ln for ln in writes[-6:])
+    assert writes[-1].endswith("':SYST:ERR?'") and any("':ROUT:OPEN:CARD ALL'" in ln for ln in writes[-6:])
 
 
 def test_the_twins_pulse_width_is_refused_on_the_bench_before_any_pulse(tmp_path, capsys):

