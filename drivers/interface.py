@@ -88,6 +88,7 @@ class ArrayGeometry:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(wordlines, bitlines) of the chip."""
         return (self.wordlines, self.bitlines)
 
     def check_cell(self, wordline, bitline) -> tuple[int, int]:
@@ -406,6 +407,7 @@ class RequestChecker:
         return v
 
     def check_cells(self, cells) -> list[tuple[int, int]]:
+        """Cells as a list of (wordline, bitline) ints (one pair is accepted too); GeometryError or RequestError."""
         if isinstance(cells, tuple) and len(cells) == 2 and not isinstance(cells[0], (tuple, list)):
             cells = [cells]
         out = []

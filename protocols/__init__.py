@@ -1,0 +1,25 @@
+"""Protocols: each is one module written only against the seam (``rramlab.drivers.interface``).
+
+Every protocol module has the same shape, which is what the command line uses too, so a script and
+``rramlab ...`` do the same thing:
+
+* ``Settings``: the settings dataclass (fields declared with units, defaults and limits);
+* ``plan(settings, ..., checker)``: validates everything against a checker or an instrument and
+  touches no instrument; raises SafetyError, GeometryError or RequestError naming the value;
+* ``run(instrument, plan, should_stop=None)``: a generator of records, frozen dataclasses;
+* ``RECORDS``: the record classes ``run`` yields.
+
+::
+
+    from rramlab.protocols import ispp, ispva, transfer
+
+Modules: ``ispp`` (incremental step pulse programming), ``ispva`` (write-verify), ``transfer``
+(weight transfer into the differential array), ``weights`` (weight files), ``store`` (the run
+store), ``records`` (records to rows and DataFrames), ``settings`` (the declarations).
+"""
+
+#: the protocol modules (each has Settings, plan, run, RECORDS)
+PROTOCOLS = ("ispp", "ispva", "transfer")
+# PROTOCOLS: the network protocols ("inference", "power", "training") are added here when they land.
+
+__all__ = ["PROTOCOLS", "ispp", "ispva", "transfer", "weights", "store", "records"]

@@ -20,6 +20,10 @@ from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, Request
                                       SafeOperatingArea, half_bias_voltages)
 from rramlab.protocols.settings import check_settings, setting
 
+__all__ = ["IsppSettings", "IsppPlan", "IsppRecord", "plan", "run", "run_ispp", "Settings", "Plan", "RECORDS",
+           "voltage_ramp", "plan_pulses", "distinct_levels", "reset_drop_fraction", "CycleSummary", "summarise_ispp"]
+
+#: columns of ``rramlab ispp --csv`` (``IsppRecord.csv_row``)
 CSV_HEADER = ("cycle", "phase", "pulse_v", "read_a")
 
 #: more cycles than any lab runs in one go (62 pulses each at the defaults); a bound, not a target
@@ -47,9 +51,11 @@ class IsppSettings:
     shape: str = setting("rect", "pulse shape: rect or tri (triangular, peak in the middle)", choices=PULSE_SHAPES)
 
     def set_voltages(self) -> np.ndarray:
+        """The set ramp's amplitudes (V), first to last."""
         return voltage_ramp(self.set_start_v, self.set_stop_v, self.set_step_v, "set")
 
     def reset_voltages(self) -> np.ndarray:
+        """The reset ramp's amplitudes (V, negative), first to last."""
         return voltage_ramp(self.reset_start_v, self.reset_stop_v, self.reset_step_v, "reset")
 
     def validate(self, limits: SafeOperatingArea | None = None) -> None:
@@ -79,6 +85,7 @@ class IsppRecord:
     bitline: int
 
     def csv_row(self) -> tuple:
+        """The row of ``rramlab ispp --csv``: cycle, phase, pulse_v, read_a."""
         return (self.cycle, self.phase, f"{self.pulse_v:.6g}", f"{self.read_a:.6e}")
 
 
@@ -120,6 +127,7 @@ class IsppPlan:
 
     @property
     def total_pulses(self) -> int:
+        """Pulses in the whole run (every cycle)."""
         return self.settings.cycles * len(self.cycle_pulses)
 
 
@@ -128,6 +136,12 @@ def plan(settings: IsppSettings, cell=(0, 0), checker: RequestChecker | None = N
     built from a bench file or the twin's limits before anything is connected) and list the pulses.
 
     Touches no instrument. Raises SafetyError, GeometryError or RequestError naming the value.
+
+    Example::
+
+        with VirtualArray.lone_device(seed=1) as chip:
+            p = ispp.plan(ispp.IsppSettings(cycles=1), (0, 0), chip)
+            reads_a = [r.read_a for r in ispp.run(chip, p)]      # amperes, one per pulse
     """
     checker = checker or RequestChecker()
     settings.validate(checker.limits)
@@ -157,6 +171,13 @@ def run(instrument: CrossbarInstrument, ispp_plan: IsppPlan,
             instrument.pulse_cell(p.wordline, p.bitline, v, s.pulse_width_s, s.shape)
             current = instrument.read_cell(p.wordline, p.bitline, s.read_v)
             yield IsppRecord(cycle, phase, step, v, current, p.wordline, p.bitline)
+
+
+#: the same shape in every protocol module (see ``rramlab.protocols``): Settings, Plan, RECORDS
+Settings = IsppSettings
+Plan = IsppPlan
+#: the record classes ``run`` yields
+RECORDS = (IsppRecord,)
 
 
 def run_ispp(instrument: CrossbarInstrument, settings: IsppSettings = IsppSettings(), cell=(0, 0),
@@ -195,6 +216,8 @@ def reset_drop_fraction(last_set_a: float, reset_reads_a, pulses: int = 3) -> fl
 
 @dataclass(frozen=True)
 class CycleSummary:
+    """One ISPP cycle in numbers: read currents in A, ``reset_drop_3`` a fraction (0..1)."""
+
     cycle: int
     min_read_a: float
     max_read_a: float

@@ -34,10 +34,14 @@ from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, Request
                                       SafeOperatingArea, half_bias_voltages)
 from rramlab.protocols.settings import check_settings, setting
 
-#: the paper's eight 3-bit states G1..G8 (S)
+__all__ = ["IspvaSettings", "IspvaPlan", "IspvaPulse", "IspvaResult", "plan", "run", "Settings", "Plan", "RECORDS",
+           "program_cell", "check_target", "first_set_v", "next_set_v", "within_fraction", "LevelSummary",
+           "summarise_levels", "PAPER_LEVELS_S"]
+
 LEVEL_SPACING_S = 10e-9
 MIN_TARGET_S = 10e-9
 MAX_TARGET_S = 80e-9
+#: the paper's eight 3-bit states G1..G8: 10, 20, ... 80 nS (S)
 PAPER_LEVELS_S = tuple(LEVEL_SPACING_S * k for k in range(1, 9))
 
 
@@ -65,6 +69,7 @@ class IspvaSettings:
                              "the level's amplitude (to measure what verify buys)", minimum=0, maximum=1)
 
     def validate(self, limits: SafeOperatingArea | None = None) -> None:
+        """Check every setting against its declaration and ``limits``; SafetyError or RequestError naming it."""
         check_settings(self, limits)
         if self.set_start_v <= 0 or self.set_max_v <= 0:
             raise RequestError("set amplitudes must be positive: give e.g. --set-start 3.3 --set-max 4.2")
@@ -103,6 +108,8 @@ class IspvaResult:
 
 @dataclass(frozen=True)
 class IspvaPlan:
+    """A validated ISPVA run (from ``plan``): settings, cells (wordline, bitline) and one target (S) per cell."""
+
     settings: IspvaSettings
     cells: tuple[tuple[int, int], ...]
     targets_s: tuple[float, ...]
@@ -141,7 +148,17 @@ def next_set_v(settings: IspvaSettings, last_v: float, error_s: float) -> float:
 def plan(settings: IspvaSettings, cells: Sequence[tuple[int, int]], targets_s: Sequence[float],
          checker: RequestChecker | None = None) -> IspvaPlan:
     """Validate settings, cells and targets against ``checker``'s safe operating area and geometry
-    (every amplitude the loop may use), touching no instrument."""
+    (every amplitude the loop may use), touching no instrument.
+
+    ``targets_s``: one target (S, 10..80 nS) per cell, or one for all. Raises SafetyError,
+    GeometryError or RequestError naming the value and the fix.
+
+    Example::
+
+        with VirtualArray(seed=1, engine="fast") as chip:
+            p = ispva.plan(ispva.IspvaSettings(), [(0, 0), (0, 1)], [20e-9, 50e-9], chip)
+            results = [r for r in ispva.run(chip, p) if isinstance(r, ispva.IspvaResult)]
+    """
     checker = checker or RequestChecker()
     settings.validate(checker.limits)
     cells = [tuple(c) for c in cells]
@@ -238,6 +255,13 @@ def run(instrument: CrossbarInstrument, ispva_plan: IspvaPlan,
         yield from program_cell(instrument, ispva_plan.settings, cell, target, should_stop)
 
 
+#: the same shape in every protocol module (see ``rramlab.protocols``): Settings, Plan, RECORDS
+Settings = IspvaSettings
+Plan = IspvaPlan
+#: the record classes ``run`` yields
+RECORDS = (IspvaPulse, IspvaResult)
+
+
 # ----- summary: small pure functions over results -----
 
 def within_fraction(errors_s, tolerance_s: float) -> float:
@@ -248,6 +272,8 @@ def within_fraction(errors_s, tolerance_s: float) -> float:
 
 @dataclass(frozen=True)
 class LevelSummary:
+    """One target level's outcome: fractions (0..1) within +-2 / +-4 nS, mean pulses, error mean and std (S)."""
+
     target_s: float
     devices: int
     within_2ns: float

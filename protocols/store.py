@@ -39,7 +39,12 @@ import numpy as np
 
 from rramlab.drivers.interface import RramlabError
 
+__all__ = ["RunStore", "record_run", "RunRecorder", "RunInfo", "StoredRecord", "StoreError", "default_store_path",
+           "STATUSES", "ENV_VAR"]
+
+#: a run's status: running, then finished, aborted (Ctrl-C) or failed (an error)
 STATUSES = ("running", "finished", "aborted", "failed")
+#: environment variable naming the store file (the command line's --store overrides it)
 ENV_VAR = "RRAMLAB_STORE"
 DEFAULT_FILE_NAME = "runs.sqlite"
 
@@ -149,6 +154,8 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class StoredRecord:
+    """A record as read back from the store: its protocol dataclass's fields as a dict in ``data``."""
+
     run_id: int
     seq: int
     type: str
@@ -209,6 +216,7 @@ class RunStore:
         return info
 
     def end_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Close a run: ``status`` is "finished", "aborted" or "failed" (StoreError otherwise)."""
         if status not in STATUSES[1:]:
             raise StoreError(f"a run ends as one of {STATUSES[1:]}, not {status!r}")
         with self.conn:
@@ -233,18 +241,22 @@ class RunStore:
 
     # ----- reading -----
     def run(self, run_id: int) -> RunInfo:
+        """The RunInfo of run ``run_id``; StoreError if the store has no such run."""
         row = self.conn.execute(_RUN_SELECT + " WHERE runs.id=? GROUP BY runs.id", (int(run_id),)).fetchone()
         if row is None:
             raise StoreError(f"run {run_id} is not in the store {self.path}: see `rramlab runs list`")
         return _run_info(row)
 
     def runs(self, limit: int | None = None) -> list[RunInfo]:
+        """Every run, newest first (at most ``limit``)."""
         sql = _RUN_SELECT + " GROUP BY runs.id ORDER BY runs.id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [_run_info(r) for r in self.conn.execute(sql)]
 
     def records(self, run_id: int, type: str | None = None) -> list[StoredRecord]:
+        """The records of run ``run_id`` in the order taken, optionally of one type (e.g. "IspvaResult").
+        ``rramlab.records_frame(store.records(7))`` makes them a DataFrame."""
         sql, args = "SELECT run_id, seq, type, data, at FROM records WHERE run_id=?", [int(run_id)]
         if type is not None:
             sql += " AND type=?"
@@ -253,6 +265,7 @@ class RunStore:
                 for r in self.conn.execute(sql + " ORDER BY seq", args)]
 
     def close(self) -> None:
+        """Close the database connection (a ``with RunStore(...)`` block does it)."""
         self.conn.close()
 
     def __enter__(self):
@@ -331,13 +344,15 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 class RunRecorder:
-    """One run being recorded: ``add(record)`` appends it; ``end(status, error)`` closes the row."""
+    """One run being recorded (what ``record_run`` yields): ``add(record)`` appends a record;
+    ``run_id`` is the run's id in the store, ``count`` the records added so far."""
 
     def __init__(self, store: RunStore, run_id: int):
         self.store, self.run_id = store, run_id
         self.count = 0
 
     def add(self, record) -> None:
+        """Append one record (a protocol's dataclass) in its own transaction."""
         self.store.append(self.run_id, record)
         self.count += 1
 
@@ -350,6 +365,14 @@ def record_run(store_path, protocol: str, settings, instrument, resume: int | No
     ``describe()`` go into the run row. ``resume``: continue run ``resume`` instead of starting one.
     On leaving the block the run is ``finished``; ``aborted`` on Ctrl-C (KeyboardInterrupt or
     GeneratorExit); ``failed`` with the error text on any other exception, which is re-raised.
+    ``store_path``: a path, None (the default store, as the command line) or an open RunStore.
+    Raises StoreError for a path that is not a rramlab store.
+
+    Example (the same store and run rows as ``rramlab ispva``; ``rramlab runs list`` shows it)::
+
+        with VirtualArray(seed=1) as chip, record_run(None, "ispva", settings, chip) as rec:
+            for r in ispva.run(chip, ispva.plan(settings, cells, targets, chip)):
+                rec.add(r)
     """
     store = store_path if isinstance(store_path, RunStore) else RunStore(store_path)
     own = store is not store_path

@@ -35,6 +35,11 @@ from rramlab.protocols.ispva import IspvaPulse, IspvaResult, IspvaSettings, firs
 from rramlab.protocols.settings import check_settings, setting
 from rramlab.protocols.weights import HRS, MAPPINGS, check_levels, differential_targets, weight_map
 
+__all__ = ["TransferSettings", "TransferPlan", "CellRead", "RowPulse", "Disturbed", "plan", "run", "Settings", "Plan",
+           "RECORDS", "summarise", "error_stats", "final_conductances", "pulses_by_cell", "row_pulse_voltages",
+           "reset_to_hrs", "SCHEMES"]
+
+#: the programming schemes: "half-bias" (cell by cell, hardware) and "fast" (row-parallel, the paper's simulation)
 SCHEMES = ("half-bias", "fast")
 
 
@@ -57,6 +62,7 @@ class TransferSettings:
                                    "tolerance", minimum=1, maximum=20)
 
     def validate(self, limits=None) -> None:
+        """Check every setting against its declaration and ``limits``; SafetyError or RequestError naming it."""
         check_settings(self, limits)
 
 
@@ -99,6 +105,9 @@ class Disturbed:
 
 @dataclass(frozen=True)
 class TransferPlan:
+    """A validated transfer (from ``plan``): settings, the int ``levels``, ``targets_s`` indexed by
+    (wordline, bitline) of the chip (S, 0.0 = leave in HRS) and the region's cells in order."""
+
     settings: TransferSettings
     ispva: IspvaSettings
     levels: np.ndarray          # (rows, columns) int
@@ -106,6 +115,7 @@ class TransferPlan:
     cells: tuple[tuple[int, int], ...]
 
     def target(self, cell) -> float:
+        """Target conductance (S) of a (wordline, bitline) cell; 0.0 (HRS) outside the weights."""
         return float(self.targets_s[cell[0], cell[1]])
 
 
@@ -125,7 +135,19 @@ def row_pulse_voltages(geometry, wordline: int, bitlines: Sequence[int], pulse_v
 def plan(settings: TransferSettings, ispva_settings: IspvaSettings, levels,
          checker: RequestChecker | None = None) -> TransferPlan:
     """Check everything against ``checker`` (geometry, safe operating area, every pulse the scheme may
-    send) and build the targets. Touches no instrument; raises naming the value and the fix."""
+    send) and build the targets. Touches no instrument; raises WeightFileError, SafetyError,
+    GeometryError or RequestError naming the value and the fix.
+
+    ``levels``: int weights -8..8, shape (rows, columns), each step 10 nS (see ``weights``).
+
+    Example::
+
+        levels = load_weights("examples/weights_24x10.npz")
+        with VirtualArray(seed=1, engine="fast") as chip:
+            p = transfer.plan(transfer.TransferSettings(scheme="fast"), IspvaSettings(), levels, chip)
+            records = list(transfer.run(chip, p))
+            report = transfer.summarise(p, records, wall_s=0.0)     # report["rmse_s"] in S
+    """
     checker = checker or RequestChecker()
     settings.validate(checker.limits)
     g = checker.geometry
@@ -269,6 +291,14 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
             yield Disturbed(rnd, c[0], c[1], plan_.target(c), g, c in accepted)
             accepted.discard(c)
             yield from program(c)
+
+
+#: the same shape in every protocol module (see ``rramlab.protocols``): Settings, Plan, RECORDS. A transfer has
+#: two settings classes: ``plan(TransferSettings(), IspvaSettings(), levels, checker)``.
+Settings = TransferSettings
+Plan = TransferPlan
+#: the record classes ``run`` yields (ISPVA's own records for every cell's verify loop)
+RECORDS = (CellRead, RowPulse, IspvaPulse, IspvaResult, Disturbed)
 
 
 # ----- the report: small pure functions over records -----

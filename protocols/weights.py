@@ -26,9 +26,15 @@ import numpy as np
 
 from rramlab.drivers.interface import RequestError
 
+__all__ = ["load_weights", "save_weights", "check_levels", "WeightFileError", "differential_targets", "weight_map",
+           "pair_bitlines", "MAPPINGS", "MAX_LEVEL", "HRS"]
+
+#: how weight columns map to bitline pairs (see the module docstring)
 MAPPINGS = ("blocked", "interleaved")
+#: the largest |level|: levels run -8..8, 10 nS each
 MAX_LEVEL = 8
 LEVEL_SPACING_S = 10e-9
+#: the target (S) that marks a cell to leave in the high-resistance state
 HRS = 0.0
 REQUIRED_ARRAY = "levels"
 
@@ -101,7 +107,12 @@ def load_weights(path, max_shape: tuple[int, int] | None = None) -> np.ndarray:
 
 
 def save_weights(path, levels, description: str = "") -> Path:
-    """Write a weight file (after checking the levels)."""
+    """Write a weight file (after checking the levels; WeightFileError naming a bad one).
+
+    Example::
+
+        save_weights("w.npz", np.array([[3, -2], [0, 8]]), "a 2 x 2 test layer")
+    """
     levels = check_levels(levels)
     p = Path(path)
     with open(p, "wb") as fh:

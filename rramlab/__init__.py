@@ -1,15 +1,78 @@
 """rramlab: program and read HT-RRAM crossbar arrays on a 4156C + E5250A probe station, or on its
 PySpice/ngspice twin.
 
+The few names a script needs are exported here (see ``__all__`` and ``docs/api.md``)::
+
+    from rramlab import VirtualArray, open_bench, RunStore, record_run
+    from rramlab.protocols import ispp, ispva, transfer
+
+    with VirtualArray(seed=1, engine="fast") as chip:    # or: with open_bench("bench.toml") as chip:
+        plan = ispva.plan(ispva.IspvaSettings(), [(0, 0), (0, 1)], [20e-9, 50e-9], chip)
+        for record in ispva.run(chip, plan):
+            print(record)
+
+The exports are loaded on first use (module ``__getattr__``): the twin pulls in PySpice and the
+probe station pyvisa, which would make a bare ``import rramlab`` (and ``rramlab --version``) take
+about a second instead of a few tens of milliseconds.
+
 The repository keeps the design's folders at its top (``app/``, ``drivers/``, ``sim/``,
 ``protocols/``); installed, they are the subpackages ``rramlab.app``, ``rramlab.drivers``,
 ``rramlab.sim`` and ``rramlab.protocols``, so ``rramlab`` is the only top-level import name the
 distribution adds.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version as _version
 
 try:
     __version__ = _version("rramlab")
 except PackageNotFoundError:  # imported from a checkout that was never installed
     __version__ = "0+unknown"
+
+#: public name -> the module that defines it (one place, read by ``__getattr__``, ``__dir__`` and
+#: ``tools/gen_api_docs.py``)
+_EXPORTS = {
+    # the seam: what every backend implements and every protocol talks to
+    "CrossbarInstrument": "rramlab.drivers.interface",
+    "RequestChecker": "rramlab.drivers.interface",
+    "ArrayGeometry": "rramlab.drivers.interface",
+    "SafeOperatingArea": "rramlab.drivers.interface",
+    # errors: RramlabError is the base of everything rramlab raises on purpose
+    "RramlabError": "rramlab.drivers.interface",
+    "SafetyError": "rramlab.drivers.interface",
+    "GeometryError": "rramlab.drivers.interface",
+    "RequestError": "rramlab.drivers.interface",
+    "InstrumentError": "rramlab.drivers.interface",
+    # the two backends
+    "VirtualArray": "rramlab.sim.virtual_array",
+    "Variability": "rramlab.sim.virtual_array",
+    "ArrayParameters": "rramlab.sim.array",
+    "open_bench": "rramlab.drivers.probe_station",
+    "BenchError": "rramlab.drivers.probe_station",
+    # the run store, shared with the command line
+    "RunStore": "rramlab.protocols.store",
+    "record_run": "rramlab.protocols.store",
+    "StoreError": "rramlab.protocols.store",
+    # records to tables
+    "record_dicts": "rramlab.protocols.records",
+    "records_frame": "rramlab.protocols.records",
+    # weight files
+    "load_weights": "rramlab.protocols.weights",
+    "save_weights": "rramlab.protocols.weights",
+    "WeightFileError": "rramlab.protocols.weights",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rramlab' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -67,6 +67,7 @@ class Variability:
 
     @property
     def any(self) -> bool:
+        """True when either spread is non-zero."""
         return self.threshold_sigma_v > 0 or self.on_resistance_sigma > 0
 
 
@@ -115,6 +116,7 @@ class VirtualArray(CrossbarInstrument):
 
     @property
     def engine(self) -> str:
+        """The engine solving the next call: "auto", "fast" or "spice" (settable; RequestError otherwise)."""
         return self._engine
 
     @engine.setter
@@ -314,6 +316,7 @@ class VirtualArray(CrossbarInstrument):
         return chip
 
     def describe(self) -> dict:
+        """The twin's settings (engine, seed, wire resistance, ...), recorded with every run."""
         return {
             **super().describe(),
             "engine": self.engine,
