@@ -159,10 +159,14 @@ class Transport:
         if self._reply_pending:
             self._discard_stale_reply()
         self.transactions += 1
+        # Marked before the write: an interrupt inside it may leave half a command in the
+        # instrument's input buffer, which the next message must clear first.
+        self._reply_pending = True
         try:
             self.resource.write(command)
         except Exception as exc:
             raise _wrap(self.name, command, exc) from exc
+        self._reply_pending = False
         self._note("write", command)
 
     def query(self, command: str) -> str:
@@ -177,16 +181,18 @@ class Transport:
                 reply = self.resource.query(command)
                 self._note("write", command)
             else:
+                # Marked before the write: an interrupt between the write and the read (or inside the
+                # write) leaves a reply or half a command behind.
+                self._reply_pending = True
                 self.resource.write(command)
                 self._note("write", command)
-                self._reply_pending = True
                 reply = read()
                 self._reply_pending = False
         except Exception as exc:
             self._note("read", f"<no reply: {exc.__class__.__name__}>")
             raise _wrap(self.name, command, exc) from exc
-        # A KeyboardInterrupt (or another BaseException) leaves _reply_pending set: the next message
-        # first drops the reply that may still come.
+        # A KeyboardInterrupt (or another BaseException) anywhere above leaves _reply_pending set:
+        # the next message first drops the reply that may still come.
         reply = reply.strip("\r\n ")
         self._note("read", reply)
         return reply

@@ -534,6 +534,30 @@ def test_an_interrupted_query_is_followed_by_a_device_clear_where_there_is_one()
     res.assert_done()
 
 
+def test_an_interrupt_inside_a_write_or_before_the_read_is_followed_by_a_device_clear():
+    """The exchange is marked in flight before the write, so an interrupt that lands inside the
+    write, or between the write and the read, is cleared before the next message."""
+    class Clearable(ExpectedResource):
+        cleared = 0
+
+        def clear(self):
+            self.cleared += 1
+            self.pending = None
+
+    res = Clearable([("CL", None)])
+    io = Transport(res, "4156C")
+    real_write = res.write
+    res.write = lambda command: (_ for _ in ()).throw(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        io.write("DV 1,0,4.2")
+    with pytest.raises(KeyboardInterrupt):
+        io.query("TI? 2,0")
+    res.write = real_write
+    io.write("CL")
+    assert res.cleared == 1
+    res.assert_done()
+
+
 def test_removing_the_log_file_handler_restores_the_loggers_level(tmp_path):
     logger = logging.getLogger("rramlab.visa")
     before = logger.level
