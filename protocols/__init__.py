@@ -14,12 +14,13 @@ Every protocol module has the same shape, which is what the command line uses to
     from rramlab.protocols import ispp, ispva, transfer
 
 Modules: ``ispp`` (incremental step pulse programming), ``ispva`` (write-verify), ``transfer``
-(weight transfer into the differential array), ``weights`` (weight files), ``store`` (the run
+(weight transfer into the differential array), ``inference`` (25-step spiking inference through
+``vmm``), ``power`` (eqns 1-3 from measured conductances), ``network`` and ``mnist`` (training,
+quantisation, pruning, mapping; the data), ``weights`` (weight files), ``store`` (the run
 store), ``records`` (records to rows and DataFrames), ``settings`` (the declarations).
 """
 
 #: the protocol modules (each has Settings, plan, run, RECORDS)
-PROTOCOLS = ("ispp", "ispva", "transfer")
-# PROTOCOLS: the network protocols ("inference", "power", "training") are added here when they land.
+PROTOCOLS = ("ispp", "ispva", "transfer", "inference", "power")
 
-__all__ = ["PROTOCOLS", "ispp", "ispva", "transfer", "weights", "store", "records"]
+__all__ = ["PROTOCOLS", "ispp", "ispva", "transfer", "inference", "power", "weights", "store", "records"]

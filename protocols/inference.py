@@ -199,3 +199,11 @@ def confusion_matrix(labels, predictions, classes: int = CLASSES) -> np.ndarray:
 def accuracy_of(records) -> float:
     records = list(records)
     return float(np.mean([r.correct for r in records])) if records else float("nan")
+
+
+#: the settings class of this protocol (the same shape as every protocol module)
+Settings = InferenceSettings
+#: the plan class of this protocol
+Plan = InferencePlan
+#: the record classes ``run`` yields
+RECORDS = (ImageRecord,)

@@ -15,12 +15,18 @@ Units: W, S, V.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
-from rramlab.drivers.interface import CrossbarInstrument, RequestError
+from rramlab.drivers.interface import CrossbarInstrument, RequestChecker, RequestError
 from rramlab.protocols.inference import InferencePlan
 from rramlab.protocols.mnist import CLASSES
+from rramlab.protocols.settings import check_settings, setting
+
+__all__ = ["PowerSettings", "PowerPlan", "ImagePower", "plan", "run", "Settings", "Plan", "RECORDS",
+           "measure_conductances", "wordline_power", "average_wordline_power", "average_array_power",
+           "image_power", "per_class", "average"]
 
 
 def measure_conductances(instrument: CrossbarInstrument, wordlines, bitlines, v_read: float = 1.0) -> np.ndarray:
@@ -92,3 +98,55 @@ def per_class(powers: list[ImagePower], classes: int = CLASSES) -> np.ndarray:
 def average(powers: list[ImagePower]) -> float:
     """Mean P_avg,array (W) over the images."""
     return float(np.mean([p.average_w for p in powers])) if powers else float("nan")
+
+
+# ----- the protocol shape: settings, plan, run -----
+
+@dataclass(frozen=True)
+class PowerSettings:
+    """How the cells' conductances are measured for the power estimate."""
+
+    conductance_read_v: float = setting(1.0, "read voltage at which each cell's conductance is measured "
+                                             "(the spike voltage, so V^2 G = V I at that voltage)", "V", soa="read")
+
+    def validate(self, limits=None) -> None:
+        """Check every setting against its declaration and ``limits`` (a SafeOperatingArea)."""
+        check_settings(self, limits)
+
+
+@dataclass(frozen=True)
+class PowerPlan:
+    """A validated power estimate: the inference whose spikes drive the wordlines, and the reads."""
+
+    settings: PowerSettings
+    inference: InferencePlan
+
+
+def plan(settings: PowerSettings, inference_plan: InferencePlan,
+         checker: RequestChecker | None = None) -> PowerPlan:
+    """Validate the conductance reads of every cell the inference drives; touches no instrument."""
+    checker = checker or RequestChecker()
+    settings.validate(checker.limits)
+    checker.check_read_voltage(settings.conductance_read_v)
+    checker.check_cells([(w, b) for w in inference_plan.wordlines for b in inference_plan.bitlines])
+    return PowerPlan(settings, inference_plan)
+
+
+def run(instrument: CrossbarInstrument, power_plan: PowerPlan,
+        should_stop: Callable[[], bool] | None = None) -> Iterator[ImagePower]:
+    """Measure the conductances of the cells the inference drives (one read of all of them), then
+    yield an ImagePower per image of the plan (eqns 1-3). ``should_stop`` is polled between images."""
+    p = power_plan.inference
+    g = measure_conductances(instrument, p.wordlines, p.bitlines, power_plan.settings.conductance_read_v)
+    for record in image_power(p, g):
+        if should_stop is not None and should_stop():
+            return
+        yield record
+
+
+#: the settings class of this protocol (the same shape as every protocol module)
+Settings = PowerSettings
+#: the plan class of this protocol
+Plan = PowerPlan
+#: the record classes ``run`` yields
+RECORDS = (ImagePower,)

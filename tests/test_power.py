@@ -68,3 +68,24 @@ def test_image_power_uses_the_spikes_inference_applied():
         assert r.spike_rate == pytest.approx(spikes.mean())
         assert np.allclose(r.array_power_w, spikes @ row)
         assert r.label == data.test.labels[p.indices[k]]
+
+
+def test_power_protocol_plans_without_an_instrument_and_runs_on_the_twin():
+    """power.plan checks the reads before anything is touched; power.run measures the conductances
+    through the seam and gives the same figures as image_power on those conductances."""
+    from rramlab.drivers.interface import SafetyError
+
+    data = mnist.load_sample()
+    idx = np.concatenate([np.flatnonzero(data.train.labels == d)[:50] for d in range(10)])
+    net = nw.build_variants(data.train.subset(idx), data.test, nw.NetworkSettings(epochs=1, finetune_epochs=1))
+    p = inf.plan(inf.InferenceSettings(), net.variants["qt"], data.test, [0, 500])
+    with pytest.raises(SafetyError, match="read limit"):
+        power.plan(power.PowerSettings(conductance_read_v=2.0), p)
+    va = VirtualArray(geometry=ArrayGeometry(24, 24), seed=3)
+    list(sw.program_targets(va, net.variants["qt"].targets_s()))
+    records = list(power.run(va, power.plan(power.PowerSettings(), p, va)))
+    g = power.measure_conductances(va, p.wordlines, p.bitlines, 1.0)
+    expected = power.image_power(p, g)
+    assert [r.image for r in records] == [0, 500]
+    assert [r.average_w for r in records] == pytest.approx([e.average_w for e in expected], rel=1e-9)
+    assert all(r.average_w > 0 for r in records)
