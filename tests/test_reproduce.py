@@ -94,7 +94,7 @@ def test_infer_on_the_pyvisa_sim_bench_runs_and_ends_safely(tmp_path, capsys):
     (["infer", "--spike-v", "2.0"], "read limit"),
     (["infer", "--set-max", "4.5"], "set limit"),
     (["infer", "--mapping", "interleaved"], "the blocked mapping"),
-    (["infer", "--bench", str(SIM_BENCH), "--program"], "--scheme half-bias"),
+    (["infer", "--bench", str(SIM_BENCH), "--program", "--width", "2e-3"], "--scheme half-bias"),
     (["power", "--bench", str(SIM_BENCH), "--program", "--scheme", "half-bias"], "--width"),
     (["infer", "--index", "1000"], "outside the test set"),
     (["power", "--per-class", "0"], "at least one image per digit"),

@@ -13,7 +13,10 @@ from rramlab.drivers.interface import InstrumentError
 from rramlab.drivers.keysight_4156c import parse_flex_data
 from rramlab.drivers.keysight_e5250a import KeysightE5250A
 from rramlab.drivers.probe_station import BENCH_DIR, connect_bench, load_bench
-from rramlab.protocols import ispp
+from rramlab.protocols import ispp, ispva, transfer
+from rramlab.protocols.ispva import IspvaPulse, IspvaResult, IspvaSettings
+from rramlab.protocols.store import RunStore
+from rramlab.protocols.weights import save_weights
 from rramlab.sim.instruments import (BenchClock, BenchWiring, VirtualAnalyzer, VirtualBench, VirtualMatrix,
                                      VirtualTimeoutError, format_duration)
 from rramlab.sim.virtual_array import VirtualArray
@@ -279,7 +282,10 @@ def _virtual_station(config, chip, wiring=None):
 def virtual():
     config = load_bench(VIRTUAL_BENCH)
     station, bench = _virtual_station(config, VirtualArray(seed=SEED, engine="fast"))
-    yield station, bench, VirtualArray(seed=SEED, engine="fast")
+    # the same chip, used directly. A probe station's programming_done does nothing (the real device's
+    # programming error is in its physics), so the twin's model of that error is off here to compare
+    # like with like; it draws nothing at construction, so the chip is the same.
+    yield station, bench, VirtualArray(seed=SEED, engine="fast", programming_error_sigma=0.0)
     station.close()
 
 
@@ -308,12 +314,35 @@ def _ispp(inst, cell):
     return np.array([r.read_a for r in ispp.run(inst, ispp.plan(s, cell, inst))]) / s.read_v
 
 
+#: pulses the 4156C can make (0.5 to 100 ms), rectangular: the settings of every bench sequence below
+BENCH_ISPVA = IspvaSettings(pulse_width_s=2e-3)
+#: a 4 x 4 region: 4 wordlines x 2 differential pairs, every level sign and an HRS pair
+REGION_4X4 = np.array([[3, -8], [0, 5], [-2, 7], [8, -1]])
+
+
+def _ispva(inst, cells, targets):
+    """ISPVA on a few cells: every verify read and every final conductance (S)."""
+    out = []
+    for r in ispva.run(inst, ispva.plan(BENCH_ISPVA, cells, targets, inst)):
+        out.append(r.conductance_s)
+    return np.array(out)
+
+
+def _transfer(inst, levels):
+    """A half-bias transfer: every conductance it read (start, verify, final re-read), in order (S)."""
+    _, records, _ = transfer.write_levels(inst, levels, transfer.TransferSettings(scheme="half-bias"), BENCH_ISPVA)
+    assert any(isinstance(r, IspvaPulse) for r in records)
+    return np.array([r.conductance_s for r in records if hasattr(r, "conductance_s")])
+
+
 x_vmm = np.zeros((2, 24))
 x_vmm[0, [1, 3, 6]] = 1.0
 x_vmm[1, [3, 4]] = 1.0
 
-#: one entry per protocol or sequence; ISPVA and transfer join as one entry each when they land
+#: one entry per protocol or sequence
 SEQUENCES = {
+    "ispva 3 cells": lambda inst: _ispva(inst, [(3, 7), (10, 2), (22, 19)], [20e-9, 50e-9, 80e-9]),
+    "transfer 4 x 4 region": lambda inst: _transfer(inst, REGION_4X4),
     "ispp cell 3,7": lambda inst: _ispp(inst, (3, 7)),
     "ispp corner cell 23,23": lambda inst: _ispp(inst, (23, 23)),
     "pulse/read/vmm": lambda inst: _conductance_steps(inst, [
