@@ -151,6 +151,7 @@ def _writer(args):
     isettings.validate()
     return Writer(ts, isettings, None), (lambda: RunStore(args.store))
 
+
 def _mnist(args):
     from rramlab.protocols import mnist
 
