@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Installs everything rramlab needs on a Debian machine, as root (or with sudo):
-# Debian's ngspice shared library, a virtual environment in .venv, and rramlab with its test extras.
+# Debian's ngspice shared library and Qt's system libraries, a virtual environment in .venv, and rramlab with its test extras.
 # Safe to run again: it only adds what is missing, and skips pip when pyproject.toml is unchanged
 # since the last install into this .venv.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! dpkg -s libngspice0 >/dev/null 2>&1; then
+# ngspice for the twin; the system libraries PySide6's Qt loads for `rramlab gui` (offscreen and on
+# an X display: EGL/GL, fontconfig, xkbcommon, D-Bus, GLib and the xcb libraries of Qt's xcb plugin).
+APT_PACKAGES="ngspice libngspice0 libegl1 libgl1 libfontconfig1 libxkbcommon0 libxkbcommon-x11-0 libdbus-1-3
+  libglib2.0-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0 libxcb-image0"
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq ngspice libngspice0 >/dev/null
+  $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3}

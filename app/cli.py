@@ -10,15 +10,32 @@
 Thin on purpose: it picks a backend, runs a protocol and writes its records as they come. Every
 row is flushed as soon as it is measured, so a run stopped by an error or Ctrl-C keeps what it took;
 the instrument is used as a context manager, so its outputs return to 0 V whatever happens.
+
+Before the first command: the flags are checked against each other (``--bench ""``, ``--seed`` with
+``--bench``...), every output path is checked (``app/outputs.py``), and the plan is checked against
+the safe operating area. A CSV starts with ``#`` provenance lines.
+
+Stopping: Ctrl-C (SIGINT), SIGTERM and SIGHUP (a closed terminal, a dropped SSH session, ``kill``) all
+stop a run the same way: the instrument's safe-state sequence runs to its end (signals arriving
+during it are held back by the seam), the rows taken are kept, and the exit code is 128 + the signal
+number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. The CLI says "outputs are at 0 V" only when
+the safe-state sequence completed; otherwise it says the state is unknown and how to make the bench
+safe. SIGKILL cannot be caught: it leaves the bench as it was at that instant (see the README).
+No input or OS error ends in a traceback: one line says what happened and what to do, exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
 
+from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error, \
+    now, provenance_lines
 from rramlab.app.settings_flags import add_settings_flags, join_negative_values, settings_from_args
 from rramlab.drivers.interface import RramlabError
 
@@ -26,8 +43,61 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: Modules that add a subcommand each: ``register(subparsers)`` adds the parser and sets
 #: ``handler=<function(args) -> exit code>`` as its default. One protocol, one module.
-COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.cmd_ispva", "rramlab.app.cmd_transfer", "rramlab.app.cmd_runs",
-                                     "rramlab.app.cmd_network")
+COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.cmd_iv", "rramlab.app.cmd_ispva", "rramlab.app.cmd_transfer",
+                                     "rramlab.app.cmd_runs", "rramlab.app.cmd_network", "rramlab.app.cmd_gui")
+
+#: The seed of the twin's chip when --seed is not given.
+DEFAULT_SEED = 0
+
+
+def twin_seed(args) -> int:
+    """The chip's seed: --seed, or DEFAULT_SEED when it was not given (None means "not given", so
+    that --seed can be refused where it does nothing)."""
+    seed = getattr(args, "seed", None)
+    return DEFAULT_SEED if seed is None else seed
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that a run stops exactly as on Ctrl-C (it is
+    a KeyboardInterrupt: every ``except KeyboardInterrupt`` and context manager treats it alike)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    """128 + the signal number, as shells report it: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_signals_raise():
+    """While the block runs (in the main thread), SIGTERM and SIGHUP raise Stopped like Ctrl-C
+    raises KeyboardInterrupt; the previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    previous = {}
+    try:
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                previous[sig] = signal.signal(sig, stop)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def say(text: str) -> None:
+    """A line on stderr that cannot itself fail (a closed terminal after SIGHUP, a broken pipe)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
 
 
 def _cell(text: str) -> tuple[int, int]:
@@ -41,16 +111,51 @@ def _cell(text: str) -> tuple[int, int]:
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend (default: the simulation twin)")
     g.add_argument("--bench", metavar="FILE", help="bench TOML file of a probe station; without it the twin runs")
-    g.add_argument("--visa-log", metavar="FILE", help="with --bench: log every VISA write and read, timestamped")
+    g.add_argument("--visa-log", metavar="FILE", help="with --bench: log every VISA write and read, timestamped "
+                                                      "(appended to an existing log)")
     g.add_argument("--engine", choices=("auto", "fast", "spice"), default=None,
                    help="twin only: 'spice' solves every call in ngspice (the reference), 'fast' with the nodal "
                         "engine held to it; 'auto' (default) is fast except pulses whose switch order only "
                         "ngspice can settle")
     g.add_argument("--wire-resistance", type=float, metavar="OHM", default=None,
                    help="twin array only: wire resistance per line segment (ohm, default 2)")
-    g.add_argument("--seed", type=int, default=0, help="twin only: random seed of the chip (default 0)")
+    g.add_argument("--seed", type=int, default=None,
+                   help=f"twin only: random seed of the chip's draws (device variability, programming error; "
+                        f"default {DEFAULT_SEED}). ISPP on the default chip draws nothing, so every seed gives "
+                        f"the same rows")
     g.add_argument("--chip", metavar="FILE", help="twin only: start from a chip state saved with --save-chip")
     g.add_argument("--save-chip", metavar="FILE", help="twin only: save the chip state at the end of the run")
+
+
+def add_force_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="overwrite existing output files (--csv, --save-chip)")
+
+
+def check_backend_flags(args, cell_requested: bool) -> None:
+    """Refuse flags that contradict each other or do nothing with the backend asked for, before
+    anything is opened. Raises RramlabError naming the flag and the fix."""
+    twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip", "seed")
+                 if getattr(args, name, None) is not None]
+    if args.bench is not None:
+        if not args.bench.strip():
+            raise RramlabError("--bench is empty: give the path of a bench TOML file (e.g. drivers/benches/sim.toml), "
+                               "or leave --bench out to run the twin")
+        if not cell_requested:
+            raise RramlabError("--bench needs --cell WL,BL: name the cell of the array on the probe card (lines counted from 0)")
+        from rramlab.app import virtual_bench
+        from rramlab.drivers.probe_station import load_bench
+
+        if twin_only and not virtual_bench.is_virtual(load_bench(args.bench)):
+            flags = ", ".join("--" + n.replace("_", "-") for n in twin_only)
+            raise RramlabError(f"{flags} {'applies' if len(twin_only) == 1 else 'apply'} to the twin only; "
+                               f"drop {'it' if len(twin_only) == 1 else 'them'} when you use --bench")
+        return
+    if args.visa_log is not None:
+        raise RramlabError("--visa-log needs --bench: the twin sends no VISA commands")
+    if args.wire_resistance is not None and not cell_requested:
+        raise RramlabError("--wire-resistance applies to the array: add --cell WL,BL")
+    if args.chip is not None and (args.seed is not None or args.wire_resistance is not None):
+        raise RramlabError("--chip loads a saved chip with its own seed and wires: drop --seed and --wire-resistance")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,16 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "so give --width there."})
     p.add_argument("--cell", type=_cell, metavar="WL,BL",
                    help="run on this cell of the 24 x 24 array (lines counted from 0); without it: a lone device")
-    p.add_argument("--csv", metavar="FILE", help="write cycle,phase,pulse_v,read_a, one row per pulse, as it runs")
+    p.add_argument("--csv", metavar="FILE", help="write cycle,phase,pulse_v,read_a, one row per pulse, as it runs, "
+                                                 "after '#' lines saying what produced it (read with "
+                                                 "pandas.read_csv(FILE, comment='#'))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_force_flag(p)
     add_store_flag(p)
     _add_backend_options(p)
-
-    p = sub.add_parser("iv", help="DC sweep of a lone simulated device (0 -> 4.2 -> 0 -> -1.6 -> 0 V)")
-    p.add_argument("--set-peak", type=float, default=4.2, metavar="V")
-    p.add_argument("--reset-peak", type=float, default=-1.6, metavar="V")
-    p.add_argument("--step", type=float, default=0.025, metavar="V")
-    p.add_argument("--csv", metavar="FILE", help="write voltage_v,current_a")
 
     p = sub.add_parser("bench", help="probe-station bench files")
     bsub = p.add_subparsers(dest="bench_command", metavar="ACTION")
@@ -103,29 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
 def open_backend(args, cell_requested: bool):
     """The instrument the user asked for: a probe station from --bench, else the twin
     (a lone device, or the 24 x 24 array when a cell is named)."""
-    twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip")
-                 if getattr(args, name, None) is not None]
-    if args.bench:
-        if not cell_requested:
-            raise RramlabError("--bench needs --cell WL,BL: name the cell of the array on the probe card (lines counted from 0)")
+    check_backend_flags(args, cell_requested)
+    if args.bench is not None:
         from rramlab.app import virtual_bench
-        from rramlab.drivers.probe_station import load_bench
+        from rramlab.drivers.probe_station import connect_bench, load_bench
 
         config = load_bench(args.bench)
         if virtual_bench.is_virtual(config):  # the twin behind virtual instruments: twin flags apply
             return virtual_bench.open_virtual_bench(config, args, visa_log=args.visa_log)
-        if twin_only:
-            flags = ", ".join("--" + n.replace("_", "-") for n in twin_only)
-            raise RramlabError(f"{flags} apply to the twin only; drop them when you use --bench")
-        from rramlab.drivers.probe_station import connect_bench
-
         return connect_bench(config, visa_log=args.visa_log)
-    if args.visa_log:
-        raise RramlabError("--visa-log needs --bench: the twin sends no VISA commands")
     from rramlab.sim.array import ArrayParameters
     from rramlab.sim.virtual_array import VirtualArray
 
-    kwargs = {"seed": args.seed}
+    kwargs = {"seed": twin_seed(args)}
     if args.engine is not None:
         kwargs["engine"] = args.engine
     if args.chip:
@@ -134,20 +226,41 @@ def open_backend(args, cell_requested: bool):
         if args.wire_resistance is not None:
             kwargs["array"] = ArrayParameters(wire_resistance=args.wire_resistance)
         return VirtualArray(**kwargs)
-    if args.wire_resistance is not None:
-        raise RramlabError("--wire-resistance applies to the array: add --cell WL,BL")
     return VirtualArray.lone_device(**kwargs)
+
+
+def safe_state_text(instrument, args) -> str:
+    """What the user may rely on after a run stopped: 0 V only when the safe-state sequence ran
+    to its end (``outputs_safe``); otherwise the state is unknown and the way out is named."""
+    if instrument is not None and instrument.outputs_safe:
+        if instrument.backend_name == "twin":
+            return "outputs are at 0 V"
+        return "outputs are at 0 V, output switches off, every crosspoint open"
+    if getattr(args, "bench", None):
+        return (f"the safe-state sequence did not complete, so the bench state is UNKNOWN: run "
+                f"'rramlab bench safe {args.bench}' before touching the probes")
+    return "the twin's outputs were not reset"
 
 
 def _fmt_na(a: float) -> str:
     return f"{a * 1e9:.1f} nA"
 
 
+#: cycles summarised on the terminal; the CSV holds every row of every cycle
+MAX_PRINTED_CYCLES = 10
+
+
 def cmd_ispp(args) -> int:
     from rramlab.protocols import ispp
+    from rramlab.protocols.settings import settings_dict
+
+    from rramlab import __version__
 
     settings = settings_from_args(ispp.IsppSettings, args)
     cell = args.cell if args.cell is not None else (0, 0)
+    check_backend_flags(args, args.cell is not None)
+    check_output_paths([OutputPath("--csv", args.csv), OutputPath("--save-chip", args.save_chip),
+                        OutputPath("--visa-log", args.visa_log, append=True)], force=args.force)
     checker = None
     if args.bench:
         from rramlab.drivers.probe_station import load_bench
@@ -156,76 +269,95 @@ def cmd_ispp(args) -> int:
         checker = load_bench(args.bench).checker()
     ispp.plan(settings, cell, checker)  # before any backend is opened
     from rramlab.protocols.store import RunStore, record_run
+
     store = RunStore(args.store)  # a bad store path is refused before any backend is opened
-    records = []
-    total = 0
-    csv_file = None
-    instrument = open_backend(args, args.cell is not None)
+    started = now()
+    try:
+        instrument = open_backend(args, args.cell is not None)
+    except KeyboardInterrupt as exc:
+        store.close()
+        say(f"\ninterrupted while opening the backend; {safe_state_text(None, args)}")
+        return interrupt_exit_code(exc)
+    except BaseException:
+        store.close()
+        raise
+
+    taken, total = 0, 0
+    record_file = None
+    summaries, more_cycles = [], 0
+    summariser = ispp.CycleSummariser()
+
+    def keep(summary):
+        nonlocal more_cycles
+        if summary is None:
+            return
+        if len(summaries) < MAX_PRINTED_CYCLES:
+            summaries.append(summary)
+        else:
+            more_cycles += 1
+
     try:
         with instrument, record_run(store, "ispp", settings, instrument) as stored:
             ispp_plan = ispp.plan(settings, cell, instrument)  # and the backend's, before the first pulse
             total = ispp_plan.total_pulses
-            runner = ispp.run(instrument, ispp_plan)
-            first = next(runner, None)
             if args.csv:
-                csv_file = open(args.csv, "w", newline="")
-                writer = csv.writer(csv_file)
-                writer.writerow(ispp.CSV_HEADER)
+                record_file = RecordFile(args.csv, "--csv")
+                record_file.start(
+                    provenance_lines(__version__, ["rramlab", *args.argv], started, instrument.describe(),
+                                     settings_dict(settings),
+                                     {"protocol": "ispp", "cell": list(cell) if args.cell is not None else None}),
+                    ispp.CSV_HEADER)
             from tqdm import tqdm
 
             where = f"cell {cell[0]},{cell[1]}" if args.cell is not None else "device"
             with tqdm(total=total, desc=f"ISPP {where}", unit="pulse", disable=args.no_progress,
                       file=sys.stderr, leave=False) as bar:
-                record = first
-                while record is not None:
-                    records.append(record)
+                for record in ispp.run(instrument, ispp_plan):
+                    taken += 1
                     stored.add(record)
-                    if csv_file:
-                        writer.writerow(record.csv_row())
-                        csv_file.flush()
+                    if record_file:
+                        record_file.write(record.csv_row())
+                    keep(summariser.add(record))
                     bar.update(1)
-                    record = next(runner, None)
+            keep(summariser.finish())
             if args.save_chip:
-                instrument.save_chip(args.save_chip)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted after {len(records)} of {total} pulses; outputs are at 0 V"
-              + (f"; {len(records)} rows kept in {args.csv}" if args.csv else ""), file=sys.stderr)
-        return EXIT_INTERRUPTED
+                try:
+                    instrument.save_chip(args.save_chip)
+                except OSError as exc:
+                    raise OutputError(f"cannot write --save-chip {args.save_chip}: {describe_os_error(exc)}") from None
+    except KeyboardInterrupt as exc:
+        kept = f"; {record_file.rows} rows kept in {args.csv}" if record_file else ""
+        by = f" by {exc}" if isinstance(exc, Stopped) else ""
+        say(f"\ninterrupted{by} after {taken} of {total} pulses; {safe_state_text(instrument, args)}{kept}")
+        return interrupt_exit_code(exc)
+    except (RramlabError, OSError, ValueError) as exc:
+        kept = f"; {record_file.rows} rows kept in {args.csv}" if record_file and record_file.rows else ""
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        say(f"rramlab ispp: error: {message}" + (f"\n  stopped after {taken} of {total} pulses; "
+                                                 f"{safe_state_text(instrument, args)}{kept}"
+                                                 if taken or args.bench else ""))
+        return EXIT_ERROR
+    except BaseException:
+        say(f"rramlab ispp: stopped by an unexpected error after {taken} of {total} pulses; "
+            f"{safe_state_text(instrument, args)}")
+        raise
     finally:
         store.close()
-        if csv_file:
-            csv_file.close()
+        if record_file:
+            record_file.close()
 
     print(f"ISPP on the {instrument.backend_name}"
           + (f", cell {cell[0]},{cell[1]}" if args.cell is not None else ", lone device")
-          + f": {len(records)} pulses, read at {settings.read_v:g} V")
-    for s in ispp.summarise_ispp(records):
+          + f": {taken} pulses, read at {settings.read_v:g} V")
+    for s in summaries:
         print(f"  cycle {s.cycle}: read {_fmt_na(s.min_read_a)} .. {_fmt_na(s.max_read_a)}, "
               f"{s.set_levels} distinct levels in the set ramp, "
               f"first 3 reset pulses remove {s.reset_drop_3 * 100:.0f} %, "
               f"{_fmt_na(s.final_reset_read_a)} at the end of the reset ramp")
+    if more_cycles:
+        print(f"  ... and {more_cycles} more cycles (every row is in the CSV)")
     if args.csv:
-        print(f"  {len(records)} rows written to {args.csv}")
-    return EXIT_OK
-
-
-def cmd_iv(args) -> int:
-    from rramlab.sim.sweep import dc_sweep, sweep_voltages
-
-    volts = sweep_voltages(args.set_peak, args.reset_peak, args.step)
-    currents = dc_sweep(volts)
-    if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(("voltage_v", "current_a"))
-            for v, i in zip(volts, currents):
-                w.writerow((f"{v:.6g}", f"{i:.6e}"))
-    i_1v = [i for v, i in zip(volts, currents) if abs(v - 1.0) < 1e-9]
-    print(f"DC sweep 0 -> {args.set_peak:g} -> 0 -> {args.reset_peak:g} -> 0 V, {len(volts)} points")
-    if len(i_1v) >= 2:
-        print(f"  current at 1 V: {_fmt_na(i_1v[0])} before the set, {_fmt_na(i_1v[1])} after it")
-    if args.csv:
-        print(f"  written to {args.csv}")
+        print(f"  {record_file.rows} rows written to {args.csv}")
     return EXIT_OK
 
 
@@ -250,25 +382,47 @@ def cmd_bench(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run one ``rramlab`` command; return its exit code (0 ok, 1 error, 2 usage, 128 + signal when
+    stopped by SIGINT/SIGTERM/SIGHUP). Input and OS errors are one line on stderr, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_args(join_negative_values(argv))
+    args.argv = argv
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handlers = {"ispp": cmd_ispp, "iv": cmd_iv, "bench": cmd_bench}
+    handlers = {"ispp": cmd_ispp, "bench": cmd_bench}
     handler = getattr(args, "handler", None) or handlers[args.command]
-    try:
-        return handler(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (RramlabError, FileNotFoundError, ValueError) as exc:
-        print(f"rramlab {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    finally:
-        from rramlab.app.virtual_bench import report_clocks
+    with stop_signals_raise():
+        try:
+            code = handler(args)
+            sys.stdout.flush()  # a reader that went away (| head) is found here, not at exit
+            return code
+        except KeyboardInterrupt as exc:
+            say("\ninterrupted")
+            return interrupt_exit_code(exc)
+        except BrokenPipeError:
+            # The reader of our output is gone (e.g. piped into head): stop quietly, as Unix tools do.
+            # The instrument was already made safe by the handler's context manager.
+            _silence_stdout()
+            return EXIT_ERROR
+        except (RramlabError, ValueError) as exc:
+            say(f"rramlab {args.command}: error: {exc}")
+            return EXIT_ERROR
+        except OSError as exc:
+            say(f"rramlab {args.command}: error: {describe_os_error(exc)}")
+            return EXIT_ERROR
+        finally:
+            from rramlab.app.virtual_bench import report_clocks
 
-        report_clocks()  # a virtual bench run says how long a real bench would have taken
+            report_clocks()  # a virtual bench run says how long a real bench would have taken
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on the broken pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

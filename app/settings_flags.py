@@ -24,7 +24,12 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings_class, title: s
     ``extra_help``: more text for some fields, by field name (e.g. a rule of the bench).
     """
     group = parser.add_argument_group(title or "settings (units and limits in each help)")
+    taken = {a.dest for a in parser._actions}
     for d in declared(settings_class):
+        if d.name in taken:
+            # Two flags writing one destination would silently feed one setting from the other flag.
+            raise ValueError(f"{settings_class.__name__}.{d.name} collides with another option of "
+                             f"'{parser.prog}' that is stored as {d.name!r}: rename the field")
         bounds = d.describe_bounds(limits)
         unit = f" {d.spec.unit}" if d.spec.unit else ""
         text = f"{d.spec.help} (default {d.default:g}{unit}" if isinstance(d.default, float) \

@@ -35,7 +35,9 @@ def build_chip(args, geometry):
             raise RramlabError(f"the chip file {args.chip} is a {chip.geometry.shape[0]} x {chip.geometry.shape[1]} "
                                f"array but the bench's [array] is {geometry.shape[0]} x {geometry.shape[1]}")
         return chip
-    kwargs = {"seed": getattr(args, "seed", 0)}
+    from rramlab.app.cli import twin_seed
+
+    kwargs = {"seed": twin_seed(args)}
     if getattr(args, "engine", None) is not None:
         kwargs["engine"] = args.engine
     if getattr(args, "wire_resistance", None) is not None:

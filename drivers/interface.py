@@ -9,18 +9,31 @@ the first wordline (top electrodes), bitline 0 the first bitline (bottom electro
 
 The base class validates every request against the SafeOperatingArea and the ArrayGeometry *before*
 a backend's ``_pulse``, ``_read`` or ``_vmm`` is called, so no backend can skip the interlock.
+
+The HT-RRAM's own safe operating area, ``DEVICE_CEILING``, is a ceiling: whatever limits a caller, a
+bench file or a chip file gives, the limits in force are narrowed to it (``RequestChecker.limits``),
+and every request is checked against the ceiling once more just before it reaches the backend.
+
+``reset_outputs`` (the safe-state sequence) runs to its end whatever signal arrives: SIGINT, SIGTERM
+and SIGHUP are held back while it runs (``signals_deferred``) and delivered when it is done.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import signal
+import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, fields
+from typing import Iterator, Sequence
 
 import numpy as np
 
 PULSE_SHAPES = ("rect", "tri")
+
+_log = logging.getLogger(__name__)
 
 
 class RramlabError(Exception):
@@ -94,6 +107,13 @@ def _line_index(value, what: str, count: int) -> int:
     return int(value)
 
 
+#: Lowest voltage a read or a VMM input may ever have (V). The HT-RRAM's reset starts near -1.0 V
+#: (measured), and the twin's fastest switches turn off at -0.85 V (VT 1.55 V - VH 2.4 V, Table 1):
+#: a read at -1.0 V can erase the cell it reads. -0.5 V keeps 0.35 V between the most negative read
+#: and the first switch that can turn off, so a negative read is possible but never a reset.
+READ_FLOOR_V = -0.5
+
+
 @dataclass(frozen=True)
 class SafeOperatingArea:
     """Limits that no request may exceed, whichever caller asked.
@@ -101,10 +121,15 @@ class SafeOperatingArea:
     max_set_voltage: highest cell voltage V_wl - V_bl (V). The HT-RRAM breaks down at about 4.4 V;
         the paper's safe window ends at 4.3 V.
     min_reset_voltage: lowest (most negative) cell voltage (V).
-    max_read_voltage: highest |V| of a read or of a VMM input (V).
+    min_read_voltage, max_read_voltage: the read window (V): a read voltage and every VMM input must
+        lie in it. Asymmetric on purpose: reads are positive (the paper reads at +1 V); a negative
+        read is allowed only down to ``READ_FLOOR_V`` (-0.5 V), well above the reset onset.
     max_line_voltage: highest |V| on any single line during a pulse (V); half-bias needs V/2.
     min_pulse_width, max_pulse_width: pulse width range (s). The twin accepts 1 ns to 1 s; a probe
         station narrows it to what its SMU can do (4156C: 0.5 ms to 100 ms).
+
+    An area is only a description; the limits *in force* on an instrument are always narrowed to
+    ``DEVICE_CEILING`` (see ``RequestChecker.limits``), so an area wider than the device is harmless.
     """
 
     max_set_voltage: float = 4.3
@@ -113,19 +138,22 @@ class SafeOperatingArea:
     max_line_voltage: float = 4.3
     min_pulse_width: float = 1e-9
     max_pulse_width: float = 1.0
+    min_read_voltage: float = 0.0
 
     def __post_init__(self):
-        for name in ("max_set_voltage", "min_reset_voltage", "max_read_voltage", "max_line_voltage",
-                     "min_pulse_width", "max_pulse_width"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
-                raise SafetyError(f"SafeOperatingArea.{name} must be a finite number, got {v!r}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) \
+                    or not math.isfinite(v):
+                raise SafetyError(f"SafeOperatingArea.{f.name} must be a finite number, got {v!r}")
         if self.max_set_voltage <= 0:
             raise SafetyError(f"SafeOperatingArea.max_set_voltage must be positive, got {self.max_set_voltage}")
         if self.min_reset_voltage >= 0:
             raise SafetyError(f"SafeOperatingArea.min_reset_voltage must be negative, got {self.min_reset_voltage}")
         if self.max_read_voltage <= 0 or self.max_line_voltage <= 0:
             raise SafetyError("SafeOperatingArea.max_read_voltage and max_line_voltage must be positive")
+        if self.min_read_voltage > 0:
+            raise SafetyError(f"SafeOperatingArea.min_read_voltage must be 0 or negative, got {self.min_read_voltage}")
         if not 0 < self.min_pulse_width <= self.max_pulse_width:
             raise SafetyError(
                 f"SafeOperatingArea pulse widths must satisfy 0 < min ({self.min_pulse_width}) <= max ({self.max_pulse_width})"
@@ -138,15 +166,16 @@ class SafeOperatingArea:
         """The allowed range (low, high) of one kind of quantity, in SI units.
 
         "set": a set pulse's cell voltage (V); "reset": a reset pulse's cell voltage (V, negative);
-        "read": a read or VMM input voltage (V); "width": a pulse width (s). Settings declarations
-        take their limits from here, so the command line, the GUI and the seam agree.
+        "read": a read or VMM input voltage (V; default 0 to +1.5 V); "width": a pulse width (s).
+        Settings declarations take their limits from here, so the command line, the GUI and the
+        seam agree.
         """
         if kind == "set":
             return (0.0, self.max_set_voltage)
         if kind == "reset":
             return (self.min_reset_voltage, 0.0)
         if kind == "read":
-            return (-self.max_read_voltage, self.max_read_voltage)
+            return (self.min_read_voltage, self.max_read_voltage)
         if kind == "width":
             return (self.min_pulse_width, self.max_pulse_width)
         raise RequestError(f"unknown safe-operating-area window {kind!r}: use one of {self.WINDOWS}")
@@ -160,7 +189,26 @@ class SafeOperatingArea:
             max_line_voltage=min(self.max_line_voltage, other.max_line_voltage),
             min_pulse_width=max(self.min_pulse_width, other.min_pulse_width),
             max_pulse_width=min(self.max_pulse_width, other.max_pulse_width),
+            min_read_voltage=max(self.min_read_voltage, other.min_read_voltage),
         )
+
+    def wider_than(self, other: "SafeOperatingArea") -> list[str]:
+        """The limits of this area that reach beyond ``other``'s, as "name = value (other: x)"."""
+        out = []
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            # a lower minimum or a higher maximum lets more through
+            wider = mine < theirs if f.name.startswith("min_") else mine > theirs
+            if wider:
+                out.append(f"{f.name} = {mine:g} (ceiling {theirs:g})")
+        return out
+
+
+#: The HT-RRAM's safe operating area: the widest limits any instrument may have. A bench file, a
+#: chip file or a caller can narrow it, never widen it (``RequestChecker.limits``). Set <= 4.3 V (the
+#: device breaks down near 4.4 V), reset >= -2.5 V (the paper's hardware ramp ends there), reads
+#: -0.5 V to +1.5 V (``READ_FLOOR_V``), at most 4.3 V on one line, pulses 1 ns to 1 s.
+DEVICE_CEILING = SafeOperatingArea(min_read_voltage=READ_FLOOR_V)
 
 
 def _finite_vector(values, what: str, length: int) -> np.ndarray:
@@ -186,6 +234,79 @@ def _finite_scalar(value, what: str) -> float:
     if not math.isfinite(v):
         raise RequestError(f"{what} must be finite, got {v}")
     return v
+
+
+def _check_read_window(volts: np.ndarray, limits: SafeOperatingArea, what: str) -> None:
+    """Raise SafetyError if any of ``volts`` is outside ``limits``' read window."""
+    if volts.size == 0:
+        return
+    lo, hi = limits.window("read")
+    highest, lowest = float(np.max(volts)), float(np.min(volts))
+    if highest > hi:
+        raise SafetyError(f"{what} {highest:+.4g} V is beyond the read limit of {hi:g} V (the read window, for "
+                          f"reads and VMM inputs, is {lo:g} to {hi:g} V)")
+    if lowest < lo:
+        why = ("a negative read needs a bench or chip whose limits allow it (min_read_voltage), "
+               f"at most down to {READ_FLOOR_V:g} V" if lo == 0 else
+               f"below {READ_FLOOR_V:g} V a read approaches the reset onset (about -1.0 V) and can erase the cell")
+        raise SafetyError(f"{what} {lowest:+.4g} V is below the read limit of {lo:g} V (the read window, for reads "
+                          f"and VMM inputs, is {lo:g} to {hi:g} V): {why}")
+
+
+def _within_ceiling(wordline_v: np.ndarray, bitline_v: np.ndarray) -> None:
+    """The last interlock before a backend: the cell and line voltages of a pulse against
+    ``DEVICE_CEILING`` itself, independent of any limits an object holds."""
+    c = DEVICE_CEILING
+    highest = float(np.max(wordline_v) - np.min(bitline_v))
+    lowest = float(np.min(wordline_v) - np.max(bitline_v))
+    line = float(max(np.max(np.abs(wordline_v)), np.max(np.abs(bitline_v))))
+    if highest > c.max_set_voltage or lowest < c.min_reset_voltage or line > c.max_line_voltage:
+        raise SafetyError(
+            f"a pulse reaching {highest:+.4g} V / {lowest:+.4g} V across a cell ({line:.4g} V on a line) is beyond "
+            f"the HT-RRAM's own limits ({c.min_reset_voltage:g} to {c.max_set_voltage:g} V, {c.max_line_voltage:g} V "
+            f"per line); nothing was sent")
+
+
+#: Signals that stop a run like Ctrl-C, and that the safe-state sequence holds back until it is done.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def signals_deferred(signals=STOP_SIGNALS) -> Iterator[list[int]]:
+    """Hold back ``signals`` while the block runs, then deliver what arrived.
+
+    In the main thread, each signal's handler is replaced by one that only records it; on exit the
+    old handlers are put back and every signal that arrived is raised again (once each, in the
+    order they came), so a Ctrl-C handler raises KeyboardInterrupt *after* the block, and a signal
+    whose action is to end the process ends it then. Outside the main thread nothing is changed:
+    Python runs signal handlers only in the main thread, so they cannot interrupt this one.
+    Yields the list of signal numbers received so far.
+    """
+    arrived: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+
+    def record(signum, frame):
+        arrived.append(signum)
+
+    previous = {}
+    try:
+        for sig in signals:
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, record)
+        yield arrived
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        first: BaseException | None = None
+        for sig in dict.fromkeys(arrived):
+            try:
+                signal.raise_signal(sig)
+            except BaseException as exc:  # noqa: BLE001 - deliver the rest, then raise the first
+                first = first or exc
+        if first is not None:
+            raise first
 
 
 def half_bias_voltages(geometry: ArrayGeometry, wordline: int, bitline: int, voltage: float):
@@ -214,6 +335,24 @@ class RequestChecker:
     def __init__(self, geometry: ArrayGeometry | None = None, limits: SafeOperatingArea | None = None):
         self.geometry = geometry or ArrayGeometry()
         self.limits = limits or SafeOperatingArea()
+
+    @property
+    def limits(self) -> SafeOperatingArea:
+        """The safe operating area in force: never wider than ``DEVICE_CEILING``."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, requested: SafeOperatingArea) -> None:
+        # Narrow, not refuse: a bench or chip file may describe what its instrument can do (e.g. a
+        # 200 V SMU); only the device decides how far that may be used. What was cut is logged so a
+        # user who asked for more learns why it is refused later.
+        if not isinstance(requested, SafeOperatingArea):
+            raise RequestError(f"limits must be a SafeOperatingArea, got {requested!r}")
+        cut = requested.wider_than(DEVICE_CEILING)
+        if cut:
+            _log.warning("limits beyond the HT-RRAM's safe operating area were narrowed to it: %s",
+                         "; ".join(cut))
+        self._limits = requested.narrowed(DEVICE_CEILING)
 
     def check_pulse(self, wordline_v, bitline_v, width, shape="rect"):
         """Validate a pulse request; return (wordline_v, bitline_v, width, shape) normalised.
@@ -259,11 +398,9 @@ class RequestChecker:
         return wl, bl, width, shape
 
     def check_read_voltage(self, v_read) -> float:
+        """Validate a read voltage (V) against the read window; return it as a float."""
         v = _finite_scalar(v_read, "read voltage")
-        if abs(v) > self.limits.max_read_voltage:
-            raise SafetyError(
-                f"read voltage {v:+.4g} V is beyond the read limit of {self.limits.max_read_voltage:g} V"
-            )
+        _check_read_window(np.array([v]), self.limits, "read voltage")
         if v == 0:
             raise RequestError("read voltage is 0 V: a read needs a non-zero voltage, e.g. 1.0 V")
         return v
@@ -297,11 +434,7 @@ class RequestChecker:
             )
         if not np.all(np.isfinite(arr2)):
             raise RequestError("vmm input has a non-finite value (NaN or inf): give volts")
-        peak = float(np.max(np.abs(arr2))) if arr2.size else 0.0
-        if peak > self.limits.max_read_voltage:
-            raise SafetyError(
-                f"vmm input of {peak:+.4g} V is beyond the read limit of {self.limits.max_read_voltage:g} V"
-            )
+        _check_read_window(arr2, self.limits, "vmm input")
         if bitlines is None:
             bls = list(range(g.bitlines))
         else:
@@ -327,6 +460,8 @@ class CrossbarInstrument(RequestChecker, ABC):
         the middle). A cell sees V_wl - V_bl.
         """
         wl, bl, width, shape = self.check_pulse(wordline_v, bitline_v, width, shape)
+        _within_ceiling(wl, bl)
+        self._outputs_safe = False
         self._pulse(wl, bl, width, shape)
 
     def pulse_cell(self, wordline, bitline, voltage, width, shape="rect") -> None:
@@ -340,6 +475,8 @@ class CrossbarInstrument(RequestChecker, ABC):
         line at 0 V. Returns an array with one value per cell, in the order given."""
         cells = self.check_cells(cells)
         v = self.check_read_voltage(v_read)
+        _check_read_window(np.array([v]), DEVICE_CEILING, "read voltage")
+        self._outputs_safe = False
         return np.asarray(self._read(cells, v), dtype=float)
 
     def read_cell(self, wordline, bitline, v_read=1.0) -> float:
@@ -353,6 +490,8 @@ class CrossbarInstrument(RequestChecker, ABC):
         Returns (bitlines,) or (steps, bitlines), for the requested bitlines (default all).
         """
         arr2, bls, single = self.check_vmm(wordline_v, bitlines)
+        _check_read_window(arr2, DEVICE_CEILING, "vmm input")
+        self._outputs_safe = False
         out = np.asarray(self._vmm(arr2, bls), dtype=float)
         return out[0] if single else out
 
@@ -361,9 +500,26 @@ class CrossbarInstrument(RequestChecker, ABC):
         adds its programming error here, as the paper does when a cell's transfer completes."""
         self._programming_done(self.check_cells(cells))
 
+    _outputs_safe = False
+
+    @property
+    def outputs_safe(self) -> bool:
+        """True only when the last ``reset_outputs`` ran to its end and nothing was driven since.
+        False before the first reset, after any pulse, read or VMM, and when a reset failed."""
+        return self._outputs_safe
+
     def reset_outputs(self) -> None:
-        """All sources to 0 V, outputs off, all crosspoints open. Idempotent."""
-        self._reset_outputs()
+        """All sources to 0 V, outputs off, all crosspoints open. Idempotent.
+
+        The sequence cannot be cut short by a signal: SIGINT, SIGTERM and SIGHUP that arrive while
+        it runs are held back and delivered once it is done (``signals_deferred``), so a Ctrl-C
+        raises KeyboardInterrupt only after the bench is safe. ``outputs_safe`` says whether it
+        completed.
+        """
+        self._outputs_safe = False
+        with signals_deferred():
+            self._reset_outputs()
+            self._outputs_safe = True
 
     def close(self) -> None:
         """Return outputs to 0 V and release the backend."""

@@ -62,10 +62,8 @@ from .keysight_e5250a import INPUTS, KeysightE5250A, MatrixSettings, card_and_ou
 from .visa_io import (Transport, VisaLogFormatter, VisaTimeoutError, add_visa_log_handler,
                       describe_validation_error, format_number, remove_visa_log_handler, visa_log_handler)
 
-try:  # the seam's shield: stop signals wait until a safe-state sequence has run to its end
-    from .interface import signals_deferred as _signals_deferred
-except ImportError:  # a seam without it: the sequence runs unshielded
-    _signals_deferred = contextlib.nullcontext
+# the seam's shield: stop signals wait until a safe-state sequence has run to its end
+from .interface import signals_deferred as _signals_deferred
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SIM_YAML = PACKAGE_DIR / "keysight_sim.yaml"
@@ -649,6 +647,7 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
         self.stale_errors: dict[str, list[tuple[int, str]]] = {}
         self._on: set[int] = set()       # channels whose output switch is closed
         self._released = False
+        self._closed_safe = False
         self._lock = threading.RLock()
         #: current measured during the last pulse (A, wordline SMU), None before any pulse
         self.last_pulse_current: float | None = None
@@ -674,6 +673,7 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
             try:
                 super().close()
             finally:
+                self._closed_safe = self.outputs_safe
                 self._released = True
                 self.analyzer.io.close()
                 self.matrix.io.close()
@@ -682,7 +682,10 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
     def _reset_outputs(self) -> None:
         with self._lock:
             if self._released:
-                return
+                if self._closed_safe:
+                    return  # closed after a completed safe-state sequence; nothing has driven since
+                raise InstrumentError("the bench connection is closed and its last safe-state sequence did not "
+                                      "complete: run 'rramlab bench safe BENCH_FILE'")
             problems = self._safe_state()
             if problems:
                 raise InstrumentError("could not bring the bench to a safe state: " + "; ".join(problems))

@@ -37,7 +37,7 @@ class InferenceSettings:
     steps: int = setting(25, "time steps per image", minimum=1, maximum=10000)
     spike_v: float = setting(1.0, "wordline voltage of a spike (0 V otherwise)", "V", soa="read",
                              exclusive_minimum=True, minimum=0.0)
-    seed: int = setting(0, "random seed of the rate coding", minimum=0, flag="spike_seed")
+    spike_seed: int = setting(0, "random seed of the rate coding", minimum=0)
 
     def validate(self, limits=None) -> None:
         check_settings(self, limits)
@@ -138,7 +138,7 @@ def plan(settings: InferenceSettings, variant: Variant, data: Dataset, indices=N
     """Validate everything, code the images into spikes and run the software layer; no instrument.
 
     indices: which images of ``data`` (default all). Image i is rate-coded with the generator seeded
-    by (settings.seed, i), so an image's spikes do not depend on the other images of the plan.
+    by (settings.spike_seed, i), so an image's spikes do not depend on the other images of the plan.
     """
     checker = checker or RequestChecker()
     settings.validate(checker.limits)
@@ -158,7 +158,7 @@ def plan(settings: InferenceSettings, variant: Variant, data: Dataset, indices=N
     images, labels = data.images[indices], data.labels[indices]
     # one generator per image, seeded by (seed, image index): an image gets the same spikes whatever
     # else is in the batch and in whichever order
-    spikes_in = np.concatenate([rate_code(images[k:k + 1], settings.steps, np.random.default_rng([settings.seed, i]))
+    spikes_in = np.concatenate([rate_code(images[k:k + 1], settings.steps, np.random.default_rng([settings.spike_seed, i]))
                                 for k, i in enumerate(indices)])
     hidden_spikes = integrate_and_fire(spikes_in, variant.w1, variant.b1, variant.threshold)
     checker.check_vmm(np.full((1, g.wordlines), settings.spike_v), range(2 * CLASSES))

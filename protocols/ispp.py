@@ -203,22 +203,52 @@ class CycleSummary:
     final_reset_read_a: float
 
 
+def summarise_cycle(cycle: int, records) -> CycleSummary:
+    """The CycleSummary of one cycle's records (IsppRecord, in the order they were taken)."""
+    sets = [r.read_a for r in records if r.phase == "set"]
+    resets = [r.read_a for r in records if r.phase == "reset"]
+    reads = [r.read_a for r in records]
+    return CycleSummary(
+        cycle=cycle,
+        min_read_a=float(min(reads)),
+        max_read_a=float(max(reads)),
+        set_levels=len(distinct_levels(sets)),
+        reset_drop_3=reset_drop_fraction(sets[-1], resets) if sets and resets else float("nan"),
+        final_reset_read_a=float(resets[-1]) if resets else float("nan"),
+    )
+
+
 def summarise_ispp(records) -> list[CycleSummary]:
     """One CycleSummary per cycle in ``records`` (IsppRecord)."""
-    out = []
-    for cycle in sorted({r.cycle for r in records}):
-        rs = [r for r in records if r.cycle == cycle]
-        sets = [r.read_a for r in rs if r.phase == "set"]
-        resets = [r.read_a for r in rs if r.phase == "reset"]
-        reads = [r.read_a for r in rs]
-        out.append(CycleSummary(
-            cycle=cycle,
-            min_read_a=float(min(reads)),
-            max_read_a=float(max(reads)),
-            set_levels=len(distinct_levels(sets)),
-            reset_drop_3=reset_drop_fraction(sets[-1], resets) if sets and resets else float("nan"),
-            final_reset_read_a=float(resets[-1]) if resets else float("nan"),
-        ))
-    return out
+    by_cycle: dict[int, list] = {}
+    for r in records:
+        by_cycle.setdefault(r.cycle, []).append(r)
+    return [summarise_cycle(c, rs) for c, rs in sorted(by_cycle.items())]
 
 
+class CycleSummariser:
+    """Cycle summaries as the records stream in, holding only the current cycle's records, so a
+    run of any number of cycles needs the memory of one.
+
+    ``add(record)`` returns the finished cycle's CycleSummary when a record of the next cycle
+    arrives (else None); ``finish()`` returns the last cycle's (None if there was none).
+    """
+
+    def __init__(self):
+        self._cycle: int | None = None
+        self._records: list = []
+
+    def add(self, record) -> CycleSummary | None:
+        done = None
+        if self._cycle is not None and record.cycle != self._cycle:
+            done = self.finish()
+        self._cycle = record.cycle
+        self._records.append(record)
+        return done
+
+    def finish(self) -> CycleSummary | None:
+        if not self._records:
+            return None
+        summary = summarise_cycle(self._cycle, self._records)
+        self._records = []
+        return summary

@@ -75,7 +75,7 @@ def test_an_image_gets_the_same_spikes_in_any_batch(data):
     a = inf.plan(inf.InferenceSettings(), v, data.test, [3, 500, 7])
     b = inf.plan(inf.InferenceSettings(), v, data.test, [7, 3])
     assert np.array_equal(a.hidden_spikes[0], b.hidden_spikes[1]) and np.array_equal(a.hidden_spikes[2], b.hidden_spikes[0])
-    c = inf.plan(inf.InferenceSettings(seed=1), v, data.test, [3])
+    c = inf.plan(inf.InferenceSettings(spike_seed=1), v, data.test, [3])
     assert not np.array_equal(a.hidden_spikes[0], c.hidden_spikes[0])
 
 

@@ -129,3 +129,19 @@ def test_reset_drop_fraction():
     assert reset_drop_fraction(80e-9, [40e-9, 30e-9, 20e-9, 10e-9]) == pytest.approx(0.75)
     assert reset_drop_fraction(80e-9, [40e-9], pulses=3) == pytest.approx(0.5)
     assert np.isnan(reset_drop_fraction(0.0, [1e-9]))
+
+
+def test_cycle_summaries_streamed_equal_the_summaries_of_all_records():
+    from rramlab.protocols.ispp import CycleSummariser
+
+    with VirtualArray.lone_device(engine="fast") as device:
+        records = list(run_ispp(device, IsppSettings(cycles=3, set_start_v=3.9, reset_stop_v=-1.3)))
+    summariser, streamed = CycleSummariser(), []
+    for r in records:
+        done = summariser.add(r)
+        if done is not None:
+            streamed.append(done)
+            assert len(summariser._records) == 1  # only the new cycle's first record is held
+    streamed.append(summariser.finish())
+    assert summariser.finish() is None
+    assert streamed == summarise_ispp(records) and [s.cycle for s in streamed] == [1, 2, 3]

@@ -724,3 +724,16 @@ def test_the_station_asks_every_crosspoint_of_the_bench_and_checks_the_answer(re
         station.close()
     for w in words:
         assert w in str(info.value)
+
+
+def test_a_closed_station_whose_safe_state_failed_never_reports_safe_later(station):
+    """After a close whose safe-state sequence failed, a later reset_outputs must not claim 0 V."""
+    def broken_safe_state():
+        return ["CL was rejected"]
+
+    station._safe_state = broken_safe_state
+    with pytest.raises(InstrumentError, match="safe state"):
+        station.close()
+    with pytest.raises(InstrumentError, match="rramlab bench safe"):
+        station.reset_outputs()
+    assert not station.outputs_safe

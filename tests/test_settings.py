@@ -65,3 +65,16 @@ def test_every_ispp_setting_has_a_declaration_with_help():
     names = {d.name for d in declared(IsppSettings)}
     assert names == set(IsppSettings.__dataclass_fields__)
     assert all(d.spec.help for d in declared(IsppSettings))
+
+
+def test_a_setting_that_would_share_a_destination_with_another_flag_is_refused():
+    parser = argparse.ArgumentParser(prog="demo")
+    parser.add_argument("--count", type=int)
+    with pytest.raises(ValueError, match="Example.count collides"):
+        add_settings_flags(parser, Example)
+
+
+def test_every_command_builds_its_parser():
+    from rramlab.app.cli import build_parser
+
+    build_parser()  # raises on a colliding destination in any subcommand

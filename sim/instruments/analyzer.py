@@ -168,7 +168,7 @@ class VirtualAnalyzer(VirtualInstrument):
                                f"Illegal parameter value; range code {code} (10 pA/100 pA) needs an HRSMU, channel "
                                f"{u.channel} is an {u.kind.upper()}")
         if abs(code) == 20 and u.kind != "hpsmu":
-            raise CommandError(ILLEGAL_PARAMETER, f"Illegal parameter value; the 1 A range needs an HPSMU")
+            raise CommandError(ILLEGAL_PARAMETER, "Illegal parameter value; the 1 A range needs an HPSMU")
         return code
 
     def _voltage_code(self, text: str, u: Unit, *values: float) -> int:
@@ -275,7 +275,7 @@ class VirtualAnalyzer(VirtualInstrument):
         code = self._voltage_code(args[1], u, v)
         if len(args) > 3:
             if not u.is_smu:
-                raise CommandError(PARAMETER_NOT_ALLOWED, f"Parameter not allowed; a VSU takes no compliance")
+                raise CommandError(PARAMETER_NOT_ALLOWED, "Parameter not allowed; a VSU takes no compliance")
             u.compliance = self._compliance(args[3], u)
         u.voltage, u.voltage_range, u.pulse = v, code, None
 

@@ -291,7 +291,7 @@ class VirtualMatrix(VirtualInstrument):
         try:
             p = int(port)
         except ValueError:
-            raise CommandError(MISSING_PARAMETER, f"Missing parameter; :ROUT:BIAS:PORT card,port") from None
+            raise CommandError(MISSING_PARAMETER, "Missing parameter; :ROUT:BIAS:PORT card,port") from None
         if p not in INPUTS:
             raise CommandError(DATA_OUT_OF_RANGE, f"Data out of range; bias port {p} (inputs 1 to 10)")
         for c in cards:

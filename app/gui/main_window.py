@@ -1,0 +1,519 @@
+"""The main window: backend at the top, a panel per protocol, live plots, run history.
+
+Thin on purpose: it picks a backend, plans a protocol (nothing reaches an instrument before the
+plan is valid), runs it on a worker thread and shows its records. Instruments are kept per backend
+choice, so switching backend and back continues with the same (virtual) chip, and the run history
+and each backend's conductance map survive every switch.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import numpy as np
+import pyqtgraph.exporters  # noqa: F401 - registers ImageExporter
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from rramlab.app.gui.backend_panel import BackendPanel
+from rramlab.app.gui.backends import BenchChoice, TwinChoice, status_text
+from rramlab.app.gui.errors import explain
+from rramlab.app.gui.history import ABORTED, DONE, RUNNING, Run, RunHistory, SessionHistory, export_csv, export_npz
+from rramlab.app.gui.history_panel import HistoryPanel
+from rramlab.app.gui.panels import ProtocolPanel, ProtocolSpec, protocols
+from rramlab.app.gui.plots import ConductanceMap
+from rramlab.app.gui.worker import Connector, RunThread, RunWorker
+from rramlab.protocols.settings import settings_dict
+
+log = logging.getLogger(__name__)
+
+REDRAW_MS = 100
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_text(done: int, total: int, elapsed_s: float, unit: str) -> str:
+    """'12 / 62 pulses · 0:03 elapsed · 0:12 left' (remaining from the mean time per record so far)."""
+    text = f"{done} / {total} {unit}s · {_fmt_duration(elapsed_s)} elapsed"
+    if done and total > done:
+        text += f" · {_fmt_duration(elapsed_s / done * (total - done))} left"
+    return text
+
+
+def guarded(method):
+    """A slot that shows any error as a message in the window instead of a terminal traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("error in %s", method.__name__, exc_info=True)
+            self.show_error(exc)
+            return None
+
+    return wrapper
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """``run_protocol(name)``, ``abort_run()``, ``connect_backend()`` are what the buttons do; tests
+    and scripts call them the same way. ``history``: where runs go (default: this session, in
+    memory); ``specs``: the protocol panels (default: ``panels.protocols()``)."""
+
+    run_finished = QtCore.Signal(object)  # the Run
+    backend_connected = QtCore.Signal(object)  # the instrument
+
+    def __init__(self, history: RunHistory | None = None, specs: list[ProtocolSpec] | None = None):
+        super().__init__()
+        from rramlab import __version__
+
+        self.setWindowTitle(f"rramlab {__version__}")
+        self.history = history or SessionHistory()
+        self.instruments: dict = {}            # backend choice -> open instrument
+        self.maps: dict = {}                   # backend choice -> conductance array (S)
+        self.last_error: tuple[str, str] | None = None
+        self.run_thread: RunThread | None = None
+        self._connector: Connector | None = None
+        self.current_run: Run | None = None
+        self._current_spec: ProtocolSpec | None = None
+        self._current_plan = None
+        self._current_choice = None
+        self._started = 0.0
+        self._close_pending = False
+        self._message_box: QtWidgets.QMessageBox | None = None
+
+        self.backend = BackendPanel()
+        self.backend.changed.connect(self.on_backend_changed)
+        self.backend.connect_requested.connect(self.connect_backend)
+        self.backend.save_chip_requested.connect(self._save_chip_dialog)
+
+        self.specs = specs if specs is not None else protocols()
+        self.panels: dict[str, ProtocolPanel] = {}
+        self.protocol_tabs = QtWidgets.QTabWidget()
+        for spec in self.specs:
+            panel = ProtocolPanel(spec)
+            self.panels[spec.name] = panel
+            self.protocol_tabs.addTab(panel, spec.name)
+
+        self.run_button = QtWidgets.QPushButton("Run")
+        self.run_button.setObjectName("run_button")
+        self.run_button.clicked.connect(lambda: self.run_protocol())
+        self.abort_button = QtWidgets.QPushButton("Abort")
+        self.abort_button.setObjectName("abort_button")
+        self.abort_button.setEnabled(False)
+        self.abort_button.clicked.connect(self.abort_run)
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress_label = QtWidgets.QLabel("idle")
+        self.progress_label.setObjectName("progress_label")
+        controls = QtWidgets.QGridLayout()
+        controls.addWidget(self.run_button, 0, 0)
+        controls.addWidget(self.abort_button, 0, 1)
+        controls.addWidget(self.progress, 1, 0, 1, 2)
+        controls.addWidget(self.progress_label, 2, 0, 1, 2)
+
+        left = QtWidgets.QWidget()
+        left_layout = QtWidgets.QVBoxLayout(left)
+        left_layout.addWidget(self.protocol_tabs, 1)
+        left_layout.addLayout(controls)
+
+        self.plots = {spec.name: spec.make_plots() for spec in self.specs if spec.make_plots is not None}
+        self.plot_tabs = QtWidgets.QTabWidget()
+        for name, plots in self.plots.items():
+            self.plot_tabs.addTab(plots, name)
+        self.map = ConductanceMap()
+        map_page = QtWidgets.QWidget()
+        map_layout = QtWidgets.QVBoxLayout(map_page)
+        refresh = QtWidgets.QPushButton("Refresh: read the whole array")
+        refresh.setObjectName("refresh_map")
+        refresh.clicked.connect(lambda: self.run_protocol("Array read"))
+        map_layout.addWidget(refresh)
+        map_layout.addWidget(self.map, 1)
+        self.refresh_map_button = refresh
+        self.plot_tabs.addTab(map_page, "Conductance map")
+
+        splitter = QtWidgets.QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(self.plot_tabs)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+
+        central = QtWidgets.QWidget()
+        central_layout = QtWidgets.QVBoxLayout(central)
+        central_layout.addWidget(self.backend)
+        central_layout.addWidget(splitter, 1)
+        self.setCentralWidget(central)
+
+        self.history_panel = HistoryPanel(self.history)
+        self.history_panel.show_requested.connect(self.show_run)
+        self.history_panel.export_csv_requested.connect(self._export_csv_dialog)
+        self.history_panel.export_png_requested.connect(self._export_png_dialog)
+        self.history_panel.export_npz_requested.connect(self._export_npz_dialog)
+        dock = QtWidgets.QDockWidget("Run history (this session)")
+        dock.setObjectName("history_dock")
+        dock.setWidget(self.history_panel)
+        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [130], QtCore.Qt.Orientation.Vertical)
+
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(REDRAW_MS)
+        self.timer.timeout.connect(self._tick)
+        self.resize(1400, 860)
+        self.on_backend_changed()
+
+    # ----- backend -----
+    @property
+    def running(self) -> bool:
+        return self.run_thread is not None
+
+    def on_backend_changed(self) -> None:
+        """Re-bound every form for the selected backend and show its conductance map."""
+        choice = self.backend.choice()
+        if isinstance(choice, BenchChoice) and not choice.path:
+            self._set_backend_status("choose a bench file, then Connect", ok=False)
+            self.run_button.setEnabled(False)
+            return
+        try:
+            checker = choice.checker()
+        except Exception as exc:  # noqa: BLE001 - a bad file is a message, not a traceback
+            title, text = explain(exc)
+            self._set_backend_status(f"{title}: {str(exc)}", ok=False)
+            self.run_button.setEnabled(False)
+            return
+        notes = []
+        for panel in self.panels.values():
+            for name, before, after in panel.set_backend(checker, choice.limits_source()):
+                notes.append(f"{panel.spec.name} {name}: {before:g} -> {after:g}")
+        if choice not in self.maps:
+            self.maps[choice] = np.full(checker.geometry.shape, np.nan)
+        self.map.reset_shape(*checker.geometry.shape, values=self.maps[choice])
+        self.map.conductance = self.maps[choice]  # the map's cells are this backend's, updated in place
+        self.run_button.setEnabled(not (self.running or self.connecting))
+        inst = self.instruments.get(choice)
+        if inst is not None:
+            self._set_backend_status(f"connected: {status_text(inst)}", ok=True)
+        elif isinstance(choice, TwinChoice):
+            self._set_backend_status(f"{choice.label()}: built when a run starts", ok=True)
+        else:
+            self._set_backend_status(f"bench file valid ({choice.label()}): press Connect, or Run connects", ok=True)
+        if notes:
+            self.statusBar().showMessage("moved into the new backend's limits: " + "; ".join(notes), 15000)
+
+    def _set_backend_status(self, text: str, ok: bool) -> None:
+        self.backend.status.setText(text)
+        self.backend.status.setStyleSheet("" if ok else "color: #b03a2e")
+
+    @property
+    def connecting(self) -> bool:
+        return self._connector is not None
+
+    def instrument(self):
+        """The open instrument of the selected backend, or None (not connected yet)."""
+        return self.instruments.get(self.backend.choice())
+
+    @guarded
+    def connect_backend(self, then=None):
+        """Connect (or build) the selected backend. The twin is built at once and returned; a bench
+        file is validated here, then connected and identified on a thread (returns None; the status
+        line and ``backend_connected`` tell when it is there). ``then()`` runs once connected."""
+        if self.running or self.connecting:
+            raise RuntimeError("a run or a connection is in progress: wait for it (or abort the run) first")
+        choice = self.backend.choice()
+        inst = self.instruments.get(choice)
+        if inst is None and isinstance(choice, TwinChoice):
+            inst = self.instruments[choice] = choice.open()
+        if inst is not None:
+            self._set_backend_status(f"connected: {status_text(inst)}", ok=True)
+            if then is not None:
+                then()
+            return inst
+        if not choice.path:
+            raise FileNotFoundError("no bench file chosen: choose one with … first")
+        try:
+            choice.checker()  # the whole file, before any VISA resource is opened
+        except Exception:
+            self._set_backend_status("not connected: the bench file has an error (see the message)", ok=False)
+            raise
+        for other in [c for c in self.instruments if isinstance(c, BenchChoice)]:
+            self._close_instrument(other)  # one bench at a time: its VISA resources are held open
+        self._connector = Connector(choice, self)
+        self._connector.done.connect(lambda inst, error: self._on_connected(choice, inst, error, then))
+        self._set_backend_status(f"connecting to {choice.label()} …", ok=True)
+        self._set_busy(True)
+        self._connector.start()
+        return None
+
+    def _on_connected(self, choice, inst, error, then) -> None:
+        self._connector.deleteLater()
+        self._connector = None
+        self._set_busy(False)
+        if inst is not None:
+            self.instruments[choice] = inst
+            self._set_backend_status(f"connected: {status_text(inst)}", ok=True)
+            self.backend_connected.emit(inst)
+        else:
+            self._set_backend_status(f"not connected: {error}", ok=False)
+            self.show_error(error)
+        if self._close_pending:
+            self.close()
+        elif inst is not None and then is not None:
+            then()
+
+    def _close_instrument(self, choice) -> None:
+        inst = self.instruments.pop(choice, None)
+        if inst is not None:
+            try:
+                inst.close()
+            except Exception as exc:  # noqa: BLE001
+                self.show_error(exc)
+
+    # ----- runs -----
+    def panel(self, name: str) -> ProtocolPanel:
+        return self.panels[name]
+
+    @guarded
+    def run_protocol(self, name: str | None = None):
+        """Plan the named protocol (default: the visible tab) with its form's settings, then run it
+        on the worker thread. Returns the Run, or None when nothing started (the reason is shown)."""
+        if self.running or self.connecting:
+            raise RuntimeError("a run or a connection is in progress: wait for it (or abort the run) first")
+        panel = self.panels[name] if name else self.protocol_tabs.currentWidget()
+        spec = panel.spec
+        settings = panel.form.settings()
+        inputs = panel.inputs()
+        choice = self.backend.choice()
+        spec.plan(settings, inputs, choice.checker())  # refuse a bad plan before connecting
+        instrument = self.instruments.get(choice)
+        if instrument is None and isinstance(choice, TwinChoice):
+            instrument = self.connect_backend()  # built at once
+            if instrument is None:
+                return None  # the error is shown
+        elif instrument is None:
+            # a bench connects on a thread; the run starts from there once it answers
+            self.connect_backend(then=lambda: self.run_protocol(spec.name))
+            if self.connecting:
+                self.statusBar().showMessage(f"{spec.name} starts when {choice.label()} is connected")
+            return None
+        plan = spec.plan(settings, inputs, instrument)  # and against the instrument itself
+        total = spec.total(plan)
+        extra = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items()}
+        run = self.history.new_run(spec.name, settings_dict(settings), instrument.describe(), total, extra)
+        self.current_run, self._current_spec, self._current_plan = run, spec, plan
+        self._current_choice = choice
+        plots = self.plots.get(spec.name)
+        if plots is not None:
+            plots.clear()
+            self.plot_tabs.setCurrentWidget(plots)
+        else:
+            self.plot_tabs.setCurrentIndex(self.plot_tabs.count() - 1)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(0)
+        self._started = time.monotonic()
+        worker = RunWorker(instrument, lambda inst, should_stop: spec.run(inst, plan, should_stop), run)
+        worker.record.connect(self._on_record)
+        self.run_thread = RunThread(worker, self)
+        self.run_thread.done.connect(self._on_run_done)
+        self._set_running(True)
+        self.history_panel.refresh()
+        self.statusBar().showMessage(f"{spec.name} running on {choice.label()}")
+        self.run_thread.start()
+        self.timer.start()
+        return run
+
+    def abort_run(self) -> None:
+        """Stop the run before its next pulse; the worker then sets the outputs to 0 V."""
+        if self.run_thread is not None:
+            self.run_thread.worker.request_stop()
+            self.abort_button.setEnabled(False)
+            self.statusBar().showMessage("aborting: the run stops before its next pulse, then outputs go to 0 V")
+
+    def _set_busy(self, busy: bool) -> None:
+        """While a bench connects: no run, no backend change."""
+        self.run_button.setEnabled(not busy)
+        self.refresh_map_button.setEnabled(not busy)
+        self.backend.setEnabled(not busy)
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.refresh_map_button.setEnabled(not running)
+        self.abort_button.setEnabled(running)
+        self.backend.setEnabled(not running)
+        for panel in self.panels.values():
+            panel.setEnabled(not running)
+
+    def _on_record(self, record) -> None:
+        spec, plan = self._current_spec, self._current_plan
+        plots = self.plots.get(spec.name)
+        if plots is not None:
+            plots.add_records([record])
+        self.map.set_cells(spec.cell_updates(record, plan))
+
+    def _tick(self) -> None:
+        for plots in self.plots.values():
+            plots.redraw()
+        self.map.redraw()
+        run = self.current_run
+        if self.running and run is not None:
+            done = len(run.records)
+            self.progress.setValue(done)
+            self.progress_label.setText(progress_text(done, run.total, time.monotonic() - self._started,
+                                                      self._current_spec.unit))
+            self.history_panel.update_run(run)
+
+    def _on_run_done(self, status: str, error) -> None:
+        run, spec = self.current_run, self._current_spec
+        self._tick()
+        elapsed = time.monotonic() - self._started
+        self.timer.stop()
+        run.status = status
+        done = len(run.records)
+        if status == DONE:
+            run.message = f"{done} {spec.unit}s in {_fmt_duration(elapsed)}"
+        elif status == ABORTED:
+            run.message = f"aborted after {done} of {run.total} {spec.unit}s; outputs at 0 V; records kept"
+        else:
+            run.message = f"stopped by an error after {done} of {run.total} {spec.unit}s; records kept"
+        self.history.update(run)
+        self.progress_label.setText(run.message)
+        self.statusBar().showMessage(f"{spec.name}: {run.message}")
+        self.run_thread.deleteLater()
+        self.run_thread = None
+        self._set_running(False)
+        self.history_panel.refresh()
+        self.history_panel.select(run.run_id)
+        if error is not None:
+            self.show_error(error)
+        self.run_finished.emit(run)
+        if self._close_pending:
+            self.close()
+
+    def wait_for_run(self, timeout_s: float = 60.0) -> Run | None:
+        """Process events until the current run has finished (for scripts and tests)."""
+        deadline = time.monotonic() + timeout_s
+        while self.running and time.monotonic() < deadline:
+            QtWidgets.QApplication.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        if self.running:
+            raise TimeoutError(f"the run did not finish within {timeout_s} s")
+        return self.history.runs()[-1] if self.history.runs() else None
+
+    # ----- history -----
+    def show_run(self, run: Run) -> None:
+        """Show a past run's records in its protocol's plots (not while a run is drawing)."""
+        if self.running or run.status == RUNNING:
+            return
+        plots = self.plots.get(run.protocol)
+        if plots is not None:
+            plots.show_records(run.records)
+            self.plot_tabs.setCurrentWidget(plots)
+
+    def export_run_csv(self, run: Run, path) -> None:
+        export_csv(run, path)
+        self.statusBar().showMessage(f"run #{run.run_id}: {len(run.records)} records written to {path}")
+
+    def export_run_npz(self, run: Run, path) -> None:
+        export_npz(run, path)
+        self.statusBar().showMessage(f"run #{run.run_id}: {len(run.records)} records written to {path}")
+
+    @guarded
+    def _export_npz_dialog(self, run: Run):
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export run as NPZ",
+                                                        f"run{run.run_id}_{run.protocol.lower().replace(' ', '_')}.npz",
+                                                        "NumPy archive (*.npz)")
+        if path:
+            self.export_run_npz(run, path)
+
+    def export_plot_png(self, run: Run, path, plot_name: str | None = None) -> None:
+        """Draw the run in its plots and write one of them (default: the first) to a PNG file."""
+        from pyqtgraph.exporters import ImageExporter
+
+        plots = self.plots.get(run.protocol)
+        if plots is None:
+            items = self.map.plot_items()
+        else:
+            self.show_run(run)
+            items = plots.plot_items()
+        item = items[plot_name] if plot_name else next(iter(items.values()))
+        ImageExporter(item).export(str(path))
+        self.statusBar().showMessage(f"plot written to {path}")
+
+    @guarded
+    def _export_csv_dialog(self, run: Run):
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export run as CSV",
+                                                        f"run{run.run_id}_{run.protocol.lower().replace(' ', '_')}.csv",
+                                                        "CSV (*.csv)")
+        if path:
+            self.export_run_csv(run, path)
+
+    @guarded
+    def _export_png_dialog(self, run: Run):
+        plots = self.plots.get(run.protocol)
+        names = list((plots or self.map).plot_items())
+        name = names[0]
+        if len(names) > 1:
+            name, ok = QtWidgets.QInputDialog.getItem(self, "Export plot", "plot", names, 0, False)
+            if not ok:
+                return
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export plot as PNG", f"run{run.run_id}.png",
+                                                        "PNG (*.png)")
+        if path:
+            self.export_plot_png(run, path, name)
+
+    def _twin_to_save(self):
+        choice = self.backend.choice()
+        inst = self.instruments.get(choice)
+        if not isinstance(choice, TwinChoice) or inst is None:
+            raise FileNotFoundError("no twin chip to save yet: run something on the twin first")
+        return inst
+
+    def save_chip(self, path) -> None:
+        """Save the selected twin's chip (switch states, variability, random state) to ``path``;
+        choose it later as the chip file to continue from there."""
+        self._twin_to_save().save_chip(path)
+        self.statusBar().showMessage(f"chip saved to {path}")
+
+    @guarded
+    def _save_chip_dialog(self):
+        self._twin_to_save()
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save chip", "chip.npz", "chip files (*.npz)")
+        if path:
+            self.save_chip(path)
+
+    # ----- errors -----
+    def show_error(self, exc: BaseException) -> None:
+        """What happened and what to do: a message box (not blocking the window) and the status bar."""
+        title, text = explain(exc)
+        self.last_error = (title, text)
+        self.statusBar().showMessage(f"{title}: {text.splitlines()[0]}", 30000)
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
+                                    QtWidgets.QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("error_box")
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self._message_box = box
+
+    # ----- closing -----
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        """A run in progress is stopped first (between pulses, outputs to 0 V); then every
+        instrument is closed (0 V, matrix open, VISA released)."""
+        if self.connecting:
+            self._close_pending = True
+            self.statusBar().showMessage("waiting for the bench connection to finish before closing …")
+            event.ignore()
+            return
+        if self.running:
+            self._close_pending = True
+            self.abort_run()
+            self.statusBar().showMessage("stopping the run safely before closing …")
+            event.ignore()
+            return
+        for choice in list(self.instruments):
+            self._close_instrument(choice)
+        event.accept()

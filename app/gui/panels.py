@@ -1,0 +1,162 @@
+"""Protocol panels: one generic panel, one ``ProtocolSpec`` per protocol.
+
+A protocol that follows the pattern of ``protocols/ispp.py`` (a declared settings dataclass, a
+``plan`` touching no instrument, ``run(instrument, plan, should_stop)`` yielding records) becomes a
+panel by adding one ``ProtocolSpec`` to ``protocols()``: the form is built from its settings, the
+window runs it on the worker thread, its records feed its plots and, where they name cells, the
+conductance map. What a protocol takes besides its settings comes from input widgets: the cell
+choice (``uses_cell``) and, through ``make_inputs``, anything else (a weights file and a resume box
+for a transfer, an image count for inference), each an ``ExtraInputs`` whose ``values()`` are passed
+to ``plan`` with the cell.
+
+A transfer panel, say, would be::
+
+    ProtocolSpec(name="Transfer", settings_class=TransferSettings,
+                 plan=lambda settings, inputs, checker: transfer.plan(settings, inputs["weights"], checker),
+                 run=transfer.run, total=lambda p: p.total_cells, unit="cell", uses_cell=False,
+                 description="...", cell_updates=lambda record, plan: [((record.wordline, record.bitline),
+                 record.conductance)], make_plots=TransferPlots, make_inputs=WeightsFileInput)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+from PySide6 import QtWidgets
+
+from rramlab.app.gui import jobs
+from rramlab.app.gui.plots import IsppPlots, PlotSet
+from rramlab.app.gui.settings_form import SettingsForm
+from rramlab.drivers.interface import RequestChecker
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """What the window needs to know about a protocol.
+
+    plan(settings, inputs, checker) -> a plan, where inputs is a dict: "cell" (wordline, bitline) when
+    ``uses_cell``, plus the ``values()`` of ``make_inputs()``; it raises, naming the value, before
+    anything is connected. total(plan) -> how many records the run will yield;
+    run(instrument, plan, should_stop) -> iterator of records; cell_updates(record, plan) ->
+    [((wordline, bitline), siemens)] for the conductance map (empty if the record names no cell);
+    make_plots() -> the PlotSet its records feed (None: the map only); make_inputs() -> an
+    ExtraInputs widget for what the protocol takes besides its settings and cell (None: nothing).
+    """
+
+    name: str
+    settings_class: type
+    plan: Callable
+    run: Callable[..., Iterator]
+    total: Callable[[object], int]
+    unit: str                      # what one record is, for the progress text ("pulse", "wordline")
+    uses_cell: bool
+    description: str
+    cell_updates: Callable[[object, object], Iterable] = lambda record, plan: ()
+    make_plots: Callable[[], PlotSet] | None = None
+    make_inputs: Callable[[], "ExtraInputs"] | None = None
+
+
+class ExtraInputs(QtWidgets.QWidget):
+    """Inputs a protocol takes besides its settings and cell (a file, a count, a resume box)."""
+
+    def values(self) -> dict:
+        """What ``plan`` receives in ``inputs``, by name (plain values, they go into the run record)."""
+        return {}
+
+    def set_backend(self, checker: RequestChecker) -> None:
+        """Re-bound the inputs for another backend's geometry and limits."""
+
+
+def _ispp_spec() -> ProtocolSpec:
+    from rramlab.protocols import ispp
+
+    return ProtocolSpec(
+        name="ISPP", settings_class=ispp.IsppSettings,
+        plan=lambda settings, inputs, checker: ispp.plan(settings, inputs["cell"], checker), run=ispp.run,
+        total=lambda p: p.total_pulses, unit="pulse", uses_cell=True,
+        description="Incremental step pulse programming: a rising set ramp, then a falling reset ramp, "
+                    "a read after every pulse. The whole plan is checked before the first pulse.",
+        cell_updates=ispp_cell_updates, make_plots=IsppPlots)
+
+
+def ispp_cell_updates(record, ispp_plan):
+    """The cell an ISPP record read and its conductance (S): read current / the plan's read voltage."""
+    return [((record.wordline, record.bitline), record.read_a / ispp_plan.settings.read_v)]
+
+
+ARRAY_READ = ProtocolSpec(
+    name="Array read", settings_class=jobs.ArrayReadSettings,
+    plan=lambda settings, inputs, checker: jobs.plan(settings, None, checker), run=jobs.run,
+    total=lambda p: p.total, unit="wordline", uses_cell=False,
+    description="Read every cell of the array, one wordline at a time, at the read voltage; "
+                "fills the conductance map (G = I / V).",
+    cell_updates=lambda record, plan: record.conductances())
+
+
+def protocols() -> list[ProtocolSpec]:
+    """The panels of the window, in tab order. Add a spec here when a protocol lands."""
+    return [_ispp_spec(), ARRAY_READ]
+
+
+class ProtocolPanel(QtWidgets.QWidget):
+    """The settings form of one protocol, the cell choice where the protocol takes one, and its
+    description."""
+
+    def __init__(self, spec: ProtocolSpec, parent=None):
+        super().__init__(parent)
+        self.spec = spec
+        layout = QtWidgets.QVBoxLayout(self)
+        about = QtWidgets.QLabel(spec.description)
+        about.setWordWrap(True)
+        layout.addWidget(about)
+        self.form = SettingsForm(spec.settings_class, owner=spec.name)
+        self.form.setObjectName(f"form_{spec.name}")
+        layout.addWidget(self.form)
+        self.wordline = QtWidgets.QSpinBox()
+        self.bitline = QtWidgets.QSpinBox()
+        self.wordline.setObjectName("cell_wordline")
+        self.bitline.setObjectName("cell_bitline")
+        self.cell_note = QtWidgets.QLabel()
+        self.cell_note.setStyleSheet("color: gray")
+        if spec.uses_cell:
+            row = QtWidgets.QHBoxLayout()
+            row.addWidget(QtWidgets.QLabel("Cell: wordline"))
+            row.addWidget(self.wordline)
+            row.addWidget(QtWidgets.QLabel("bitline"))
+            row.addWidget(self.bitline)
+            row.addWidget(self.cell_note, 1)
+            layout.addLayout(row)
+        self.extra = spec.make_inputs() if spec.make_inputs is not None else None
+        if self.extra is not None:
+            layout.addWidget(self.extra)
+        layout.addStretch(1)
+
+    def set_backend(self, checker: RequestChecker, limits_source: str):
+        """Bound the form and the cell choice by a backend's limits and geometry; returns the
+        settings clamped into the new bounds, as ``SettingsForm.set_limits`` does."""
+        clamped = self.form.set_limits(checker.limits, limits_source)
+        g = checker.geometry
+        self.wordline.setRange(0, g.wordlines - 1)
+        self.bitline.setRange(0, g.bitlines - 1)
+        lone = g.shape == (1, 1)
+        self.wordline.setEnabled(not lone)
+        self.bitline.setEnabled(not lone)
+        self.cell_note.setText("lone device" if lone else f"lines 0 to {g.wordlines - 1} / {g.bitlines - 1}")
+        if self.extra is not None:
+            self.extra.set_backend(checker)
+        return clamped
+
+    def inputs(self) -> dict:
+        """What ``spec.plan`` takes besides the settings: the cell (if any) and the extra inputs."""
+        values = {"cell": self.cell()} if self.spec.uses_cell else {}
+        if self.extra is not None:
+            values.update(self.extra.values())
+        return values
+
+    def cell(self) -> tuple[int, int]:
+        return self.wordline.value(), self.bitline.value()
+
+    def set_cell(self, wordline: int, bitline: int) -> None:
+        self.wordline.setValue(wordline)
+        self.bitline.setValue(bitline)

@@ -1,0 +1,147 @@
+"""Screenshots of the real rramlab window under Xvfb, taken mid-run, for the README.
+
+    .venv/bin/python scripts/screenshots.py            # writes docs/screenshots/*.png
+
+Needs Xvfb (Debian: apt-get install -y xvfb). Without a DISPLAY the script starts its own Xvfb and
+stops it at the end; with one (e.g. under xvfb-run) it uses that. The pictures are grabbed from the
+X server (what the screen shows), not rendered offscreen:
+
+* ispp_running.png: ISPP on cell 3,7 of the 24 x 24 twin, part-way through its cycles;
+* conductance_map.png: the map after six short ISPP runs (set ramps to 3.4-4.2 V, then a single
+  -1.0 V reset pulse) left six cells conducting, and a read of the whole array;
+* bench.png: the pyvisa-sim probe station connected, instruments identified, an array read done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = (1400, 880)
+
+
+def start_xvfb() -> subprocess.Popen | None:
+    """Our own Xvfb when no display is set; returns the process to stop (None: a display exists)."""
+    if os.environ.get("DISPLAY"):
+        return None
+    if shutil.which("Xvfb") is None:
+        sys.exit("screenshots.py needs Xvfb: apt-get install -y xvfb (or run it under xvfb-run)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                            pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as fh:
+        number = fh.readline().strip()
+    if not number:
+        proc.kill()
+        sys.exit("Xvfb did not start")
+    os.environ["DISPLAY"] = f":{number}"
+    return proc
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="folder for the PNG files")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    xvfb = start_xvfb()
+    os.environ["QT_QPA_PLATFORM"] = "xcb"
+    try:
+        return take(out)
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(10)
+
+
+def take(out: Path) -> int:
+    from PySide6 import QtCore, QtWidgets
+
+    from rramlab.app.gui.main_window import MainWindow
+
+    app = QtWidgets.QApplication(sys.argv[:1])
+    window = MainWindow()
+    window.move(0, 0)
+    window.resize(*SIZE)
+    window.show()
+
+    def pump(seconds: float = 0.3):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
+
+    def wait_for(condition, timeout_s: float = 60.0):
+        end = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > end:
+                raise TimeoutError("the window did not reach the state to photograph")
+            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 5)
+
+    def shoot(name: str):
+        window._tick()  # draw the records that have arrived, as the redraw timer would
+        app.processEvents()
+        g = window.frameGeometry()
+        picture = window.screen().grabWindow(0, g.x(), g.y(), g.width(), g.height())
+        path = out / name
+        picture.save(str(path))
+        print(f"wrote {path} ({picture.width()} x {picture.height()})")
+
+    def require(run, what):
+        if run is None:
+            raise SystemExit(f"{what} did not start: {window.last_error}")
+        return run
+
+    pump(1.0)
+    # 1. ISPP mid-run on the array twin
+    window.backend.select_twin(array=True)
+    panel = window.panel("ISPP")
+    panel.set_cell(3, 7)
+    panel.form.set_value("cycles", 20)
+    run = require(window.run_protocol("ISPP"), "ISPP")
+    wait_for(lambda: len(run.records) >= 160)
+    if not window.running:
+        raise SystemExit("the ISPP run ended before the screenshot: raise the cycles")
+    window.plot_tabs.setCurrentIndex(0)
+    shoot("ispp_running.png")
+    window.abort_run()
+    window.wait_for_run()
+
+    # 2. six cells left conducting by short ISPP runs (a reset ramp of one -1.0 V pulse only starts
+    #    the reset), then a read of the whole array
+    for i, (cell, stop) in enumerate([((2, 3), 4.2), ((6, 9), 4.0), ((10, 15), 3.8), ((14, 4), 3.6),
+                                      ((18, 20), 3.5), ((21, 11), 3.4)]):
+        panel.set_cell(*cell)
+        panel.form.set_value("cycles", 1)
+        panel.form.set_value("reset_start_v", -1.0)
+        panel.form.set_value("reset_stop_v", -1.0)
+        panel.form.set_value("set_stop_v", stop)
+        require(window.run_protocol("ISPP"), "ISPP")
+        window.wait_for_run()
+    require(window.run_protocol("Array read"), "array read")
+    window.wait_for_run()
+    window.protocol_tabs.setCurrentWidget(window.panel("Array read"))
+    shoot("conductance_map.png")
+
+    # 3. the pyvisa-sim probe station
+    os.chdir(ROOT)  # the bench path as a user in the repository types it
+    window.backend.select_bench("drivers/benches/sim.toml")
+    window.connect_backend()
+    wait_for(lambda: not window.connecting)
+    require(window.run_protocol("Array read"), "bench read")
+    window.wait_for_run()
+    pump(0.5)
+    shoot("bench.png")
+    window.close()
+    pump(0.3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
