@@ -525,7 +525,7 @@ def test_fault_mid_run_stops_safe_and_keeps_the_records(virtual, kind, match, oc
 
 
 @pytest.mark.parametrize("kind, match, occurrence, message", [
-    ("timeout", r"^TI\?", 40, "Timeout expired"),
+    ("timeout", r"^TI\?", 40, "no answer"),
     ("error", r"^PV", 5, "reported error -300"),
     ("compliance", r"^XE", 4, "compliance"),
 ])

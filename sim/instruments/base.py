@@ -36,6 +36,9 @@ ERROR_QUEUE_SIZE = 30
 class VirtualTimeoutError(TimeoutError):
     """The virtual instrument did not answer (no reply waiting, or a timeout was injected)."""
 
+    #: pyvisa's VI_ERROR_TMO: the drivers recognise a timeout by this code, never by the text
+    error_code = -1073807339
+
     def __init__(self, what: str):
         super().__init__(f"VI_ERROR_TMO (-1073807339): Timeout expired before operation completed ({what})")
 
