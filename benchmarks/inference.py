@@ -60,7 +60,7 @@ def main() -> None:
     n_test = len(data.test)
     for k in range(-(-args.images // n_test)):
         count = min(n_test, args.images - k * n_test)
-        p = inf.plan(inf.InferenceSettings(seed=k), v, data.test, np.arange(count), chip)
+        p = inf.plan(inf.InferenceSettings(spike_seed=k), v, data.test, np.arange(count), chip)
         spikes.append(p.hidden_spikes)
     spikes = np.concatenate(spikes)
     volts = spikes.reshape(-1, 24).astype(float)
