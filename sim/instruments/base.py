@@ -33,14 +33,23 @@ QUEUE_OVERFLOW = -350
 ERROR_QUEUE_SIZE = 30
 
 
+#: pyvisa's status code for a VISA timeout; the drivers recognise a timeout by this code alone
+VI_ERROR_TMO = -1073807339
+
+
 class VirtualTimeoutError(TimeoutError):
-    """The virtual instrument did not answer (no reply waiting, or a timeout was injected)."""
+    """The virtual instrument did not answer (no reply waiting, or a timeout was injected).
+
+    Carries ``error_code`` = VI_ERROR_TMO as pyvisa's VisaIOError does, so the drivers treat it as
+    the timeout a real instrument would give."""
+
+    error_code = VI_ERROR_TMO
 
     #: pyvisa's VI_ERROR_TMO: the drivers recognise a timeout by this code, never by the text
     error_code = -1073807339
 
     def __init__(self, what: str):
-        super().__init__(f"VI_ERROR_TMO (-1073807339): Timeout expired before operation completed ({what})")
+        super().__init__(f"VI_ERROR_TMO ({VI_ERROR_TMO}): Timeout expired before operation completed ({what})")
 
 
 class CommandError(Exception):
