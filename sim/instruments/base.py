@@ -45,9 +45,6 @@ class VirtualTimeoutError(TimeoutError):
 
     error_code = VI_ERROR_TMO
 
-    #: pyvisa's VI_ERROR_TMO: the drivers recognise a timeout by this code, never by the text
-    error_code = -1073807339
-
     def __init__(self, what: str):
         super().__init__(f"VI_ERROR_TMO ({VI_ERROR_TMO}): Timeout expired before operation completed ({what})")
 
