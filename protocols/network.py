@@ -349,21 +349,18 @@ def load_network(path) -> Network:
 
 
 def save_weight_file(path, variant: Variant) -> Path:
-    """The second layer of one quantised variant as a weight file for transfer (.npz):
+    """The second layer of one quantised variant as a weight file for ``rramlab transfer`` (.npz, the
+    format of ``protocols/weights.py``): ``levels`` (hidden, 10) int and ``conductance_step_s`` (S per
+    level) are what the transfer reads; beside them, for people and plots, ``targets_s`` (hidden, 20)
+    float, S (wordline x bitline, 0.0 = leave in HRS), ``weights`` (hidden, 10) float (levels x
+    weight_step), ``conductance_levels_s`` (2**bits,) the states used, ``weight_step`` and ``meta``
+    (JSON: variant, bits, column layout)."""
+    from rramlab.protocols.weights import save_weights
 
-    ``targets_s`` (hidden, 20) float, S: target conductance per cell, wordline x bitline; 0.0 = no
-    target (leave in HRS). ``levels`` (hidden, 10) int: signed weight levels. ``weights`` (hidden,
-    10) float: the quantised weights (levels * weight_step). ``conductance_levels_s`` (2**bits,):
-    the states used. ``weight_step``, ``conductance_step_s``: scalars. ``meta``: JSON (variant, bits,
-    column layout)."""
-    path = Path(path)
     meta = {"version": NETWORK_FILE_VERSION, "variant": variant.name, "bits": variant.bits,
             "columns": "bitline c: positive part of class c; bitline 10 + c: negative part",
             "rramlab": __version__}
-    with open(path, "wb") as fh:
-        np.savez_compressed(fh, targets_s=variant.targets_s(), levels=variant.levels2, weights=variant.w2,
-                            conductance_levels_s=conductance_levels(variant.bits),
-                            weight_step=np.float64(variant.step2),
-                            conductance_step_s=np.float64(conductance_step(variant.bits)),
-                            meta=np.array(json.dumps(meta)))
-    return path
+    return save_weights(path, variant.levels2, f"{variant.title} second layer of the 784-24-10 network",
+                        conductance_step(variant.bits), targets_s=variant.targets_s(), weights=variant.w2,
+                        conductance_levels_s=conductance_levels(variant.bits),
+                        weight_step=np.float64(variant.step2), meta=np.array(json.dumps(meta)))

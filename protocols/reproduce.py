@@ -1,8 +1,9 @@
 """The paper's experiment end to end, on instruments the caller provides (the twin, usually).
 
 ``reproduce(mnist, new_array, new_device, settings)``: trains the network (FP32, QT, QT & PR),
-writes each quantised second layer into a fresh array (``new_array()``) with the simple write,
-runs spiking inference on ``images_per_class`` x 10 test images and the power estimate on
+writes each quantised second layer into a fresh array (``new_array()``) with the weight transfer
+(``protocols/transfer.py``, the scheme and ISPVA settings the caller gives, each transfer recorded in
+the run store when one is given), runs spiking inference on ``images_per_class`` x 10 test images and the power estimate on
 ``power_per_class`` x 10, and sweeps the pruning ratio for the accuracy-power trade-off; an ISPP
 run of one device (``new_device()``) gives the trace the report shows. It returns every number
 and array the report needs in a ``ReproduceResult``; ``result.summary()`` is the JSON document.
@@ -20,10 +21,11 @@ from typing import Callable
 import numpy as np
 
 from rramlab.drivers.interface import CrossbarInstrument
-from rramlab.protocols import inference, ispp, power, simple_write
+from rramlab.protocols import inference, ispp, power, transfer
+from rramlab.protocols.ispva import IspvaSettings
 from rramlab.protocols.mnist import Mnist, balanced_indices
 from rramlab.protocols.network import (ARRAY_VARIANTS, Network, NetworkSettings, Variant, build_variants,
-                                       pruned_variant)
+                                       conductance_step, pruned_variant)
 from rramlab.protocols.settings import check_settings, setting, settings_dict
 
 #: the paper's figures for each number reproduce reports (ratios as fractions, power in W, errors in S);
@@ -62,8 +64,8 @@ class ArrayRun:
     """One quantised variant on one array: its transfer, inference and power."""
 
     variant: str
-    written: list                  # CellWritten
-    transfer: dict                 # transfer_errors
+    transfer_report: dict          # transfer.summarise of the write (every key of rramlab transfer --json)
+    transfer: dict                 # the part of it the table and --json show (transfer_figures)
     records: list                  # ImageRecord (accuracy images)
     ann_accuracy_same_images: float
     power: list                    # ImagePower
@@ -117,16 +119,48 @@ class ReproduceResult:
         return out
 
 
-def write_targets(instrument: CrossbarInstrument, variant: Variant) -> list:
-    """The variant's second layer into the array: the one place the transfer protocol will replace."""
-    return list(simple_write.program_targets(instrument, variant.targets_s()))
+#: the transfer scheme reproduce uses unless told: the paper's simulation scheme
+DEFAULT_TRANSFER = transfer.TransferSettings(scheme="fast")
+
+
+@dataclass(frozen=True)
+class Writer:
+    """How a variant's second layer goes into the array: the transfer protocol with these settings,
+    recorded in ``store`` (a RunStore or path; None: not recorded)."""
+
+    settings: transfer.TransferSettings = DEFAULT_TRANSFER
+    ispva: IspvaSettings = IspvaSettings()
+    store: object = None
+
+    def check(self, variant: Variant, checker=None) -> transfer.TransferPlan:
+        """Every pulse the write may send, checked before any instrument is touched."""
+        return transfer.plan(self.settings, self.ispva, variant.levels2, checker, conductance_step(variant.bits))
+
+    def __call__(self, instrument: CrossbarInstrument, variant: Variant,
+                 should_stop: Callable[[], bool] | None = None) -> dict:
+        """Transfer the variant's levels; returns the transfer report (with ``run_id``)."""
+        t = time.perf_counter()
+        plan_, records, run_id = transfer.write_levels(
+            instrument, variant.levels2, self.settings, self.ispva, conductance_step(variant.bits), self.store,
+            f"{variant.name} second layer", should_stop)
+        report = transfer.summarise(plan_, records, time.perf_counter() - t)
+        report["run_id"] = run_id
+        return report
+
+
+def transfer_figures(report: dict) -> dict:
+    """The transfer numbers reproduce reports (keys documented in the README)."""
+    out = {k: report[k] for k in ("rmse_s", "mae_s", "within_2ns", "within_4ns", "within_tolerance", "pulses",
+                                  "left_out_of_tolerance", "scheme", "run_id")}
+    out["cells"] = report["programmed_cells"]
+    return out
 
 
 def run_variant(instrument: CrossbarInstrument, variant: Variant, mnist: Mnist, accuracy_idx, power_idx,
                 inference_settings: inference.InferenceSettings = inference.InferenceSettings(),
-                write: Callable = write_targets) -> ArrayRun:
-    """Write, infer and estimate power for one variant on one array."""
-    written = write(instrument, variant)
+                write: Callable = Writer()) -> ArrayRun:
+    """Write (transfer), infer and estimate power for one variant on one array."""
+    report = write(instrument, variant)
     test = mnist.test
     p = inference.plan(inference_settings, variant, test, accuracy_idx, instrument)
     records = list(inference.run(instrument, p))
@@ -141,8 +175,7 @@ def run_variant(instrument: CrossbarInstrument, variant: Variant, mnist: Mnist, 
     if sixes.size:
         ps = inference.plan(inference_settings, variant, test, sixes[:1], instrument)
         six = next(inference.run(instrument, ps))
-    return ArrayRun(variant.name, written, simple_write.transfer_errors(written),
-                    records, ann, powers, g, six)
+    return ArrayRun(variant.name, report, transfer_figures(report), records, ann, powers, g, six)
 
 
 def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
@@ -150,9 +183,13 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
               network_settings: NetworkSettings = NetworkSettings(),
               settings: ReproduceSettings = ReproduceSettings(),
               inference_settings: inference.InferenceSettings = inference.InferenceSettings(),
-              progress: Callable[[str], None] = lambda message: None) -> ReproduceResult:
-    """Run the whole experiment; ``progress`` is called with a line of text before each part."""
+              progress: Callable[[str], None] = lambda message: None,
+              write: Writer = Writer()) -> ReproduceResult:
+    """Run the whole experiment; ``progress`` is called with a line of text before each part;
+    ``write`` transfers each second layer (scheme, ISPVA settings, run store)."""
     check_settings(settings)
+    write.settings.validate()
+    write.ispva.validate()
     timings = {}
     t0 = time.perf_counter()
     progress("training FP32, QT, QT & PR")
@@ -163,9 +200,9 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
     runs = {}
     for name in ARRAY_VARIANTS:
         t = time.perf_counter()
-        progress(f"{net.variants[name].title}: write, infer {acc_idx.size} images, power on {pow_idx.size}")
+        progress(f"{net.variants[name].title}: transfer ({write.settings.scheme}), infer {acc_idx.size} images, power on {pow_idx.size}")
         with new_array() as array:
-            runs[name] = run_variant(array, net.variants[name], mnist, acc_idx, pow_idx, inference_settings)
+            runs[name] = run_variant(array, net.variants[name], mnist, acc_idx, pow_idx, inference_settings, write)
         timings[name] = time.perf_counter() - t
     t = time.perf_counter()
     sweep = []
@@ -175,9 +212,10 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
         v = pruned_variant(fp.w1, fp.b1, fp.w2, ratio, mnist.train, mnist.test, network_settings,
                            name=f"pr{ratio:g}")
         with new_array() as array:
-            r = run_variant(array, v, mnist, acc_idx, pow_idx, inference_settings)
+            r = run_variant(array, v, mnist, acc_idx, pow_idx, inference_settings, write)
         sweep.append({"prune_ratio": ratio, "ann_accuracy": v.test_accuracy, "array_accuracy": r.accuracy,
-                      "power_w": r.average_power_w, "programmed_cells": r.transfer["cells"]})
+                      "power_w": r.average_power_w, "programmed_cells": r.transfer["cells"],
+                      "transfer_rmse_s": r.transfer["rmse_s"]})
     timings["sweep"] = time.perf_counter() - t
     ispp_records = []
     if new_device is not None:

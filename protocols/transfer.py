@@ -33,11 +33,12 @@ from rramlab.drivers.interface import (CrossbarInstrument, RequestChecker, Reque
 from rramlab.protocols import ispva
 from rramlab.protocols.ispva import IspvaPulse, IspvaResult, IspvaSettings, first_set_v, within_fraction
 from rramlab.protocols.settings import check_settings, setting
-from rramlab.protocols.weights import HRS, MAPPINGS, check_levels, differential_targets, weight_map
+from rramlab.protocols.weights import (HRS, LEVEL_SPACING_S, MAPPINGS, check_levels, check_spacing,
+                                      differential_targets, weight_map)
 
 __all__ = ["TransferSettings", "TransferPlan", "CellRead", "RowPulse", "Disturbed", "plan", "run", "Settings", "Plan",
            "RECORDS", "summarise", "error_stats", "final_conductances", "pulses_by_cell", "row_pulse_voltages",
-           "reset_to_hrs", "SCHEMES"]
+           "reset_to_hrs", "SCHEMES", "write_levels", "run_settings"]
 
 #: the programming schemes: "half-bias" (cell by cell, hardware) and "fast" (row-parallel, the paper's simulation)
 SCHEMES = ("half-bias", "fast")
@@ -111,8 +112,9 @@ class TransferPlan:
     settings: TransferSettings
     ispva: IspvaSettings
     levels: np.ndarray          # (rows, columns) int
-    targets_s: np.ndarray       # (rows, 2 x columns) S, 0.0 = HRS
+    targets_s: np.ndarray       # (wordlines, bitlines) of the chip, S, 0.0 = HRS
     cells: tuple[tuple[int, int], ...]
+    level_spacing_s: float = LEVEL_SPACING_S   # conductance of one weight level (S)
 
     def target(self, cell) -> float:
         """Target conductance (S) of a (wordline, bitline) cell; 0.0 (HRS) outside the weights."""
@@ -133,12 +135,12 @@ def row_pulse_voltages(geometry, wordline: int, bitlines: Sequence[int], pulse_v
 
 
 def plan(settings: TransferSettings, ispva_settings: IspvaSettings, levels,
-         checker: RequestChecker | None = None) -> TransferPlan:
+         checker: RequestChecker | None = None, level_spacing_s: float = LEVEL_SPACING_S) -> TransferPlan:
     """Check everything against ``checker`` (geometry, safe operating area, every pulse the scheme may
-    send) and build the targets. Touches no instrument; raises WeightFileError, SafetyError,
-    GeometryError or RequestError naming the value and the fix.
+    send) and build the targets (level k -> k x ``level_spacing_s``, S). Touches no instrument;
+    raises WeightFileError, SafetyError, GeometryError or RequestError naming the value and the fix.
 
-    ``levels``: int weights -8..8, shape (rows, columns), each step 10 nS (see ``weights``).
+    ``levels``: int weights -8..8, shape (rows, columns) (see ``weights``).
 
     Example::
 
@@ -152,7 +154,8 @@ def plan(settings: TransferSettings, ispva_settings: IspvaSettings, levels,
     settings.validate(checker.limits)
     g = checker.geometry
     levels = check_levels(levels, "weights", (len(g.used_wordlines), len(g.used_bitlines)))
-    targets = differential_targets(levels, settings.mapping)
+    level_spacing_s = check_spacing(level_spacing_s, levels)
+    targets = differential_targets(levels, settings.mapping, level_spacing_s)
     rows, cols = targets.shape
     cells = tuple((g.used_wordlines[r], g.used_bitlines[c]) for r in range(rows) for c in range(cols))
     # targets indexed by (wordline, bitline) of the chip
@@ -179,7 +182,38 @@ def plan(settings: TransferSettings, ispva_settings: IspvaSettings, levels,
                 except (RequestError, SafetyError) as exc:
                     raise type(exc)(f"the fast scheme's row pulse ({v:g} V on wordline {w}, V/2 elsewhere) cannot "
                                     f"be sent: {exc}. Use --scheme half-bias on this instrument") from None
-    return TransferPlan(settings, ispva_settings, levels, chip_targets, cells)
+    return TransferPlan(settings, ispva_settings, levels, chip_targets, cells, level_spacing_s)
+
+
+def run_settings(plan_: TransferPlan, weights_file: str | None = None) -> dict:
+    """What the run store keeps of a transfer (``--resume`` rebuilds the plan from it)."""
+    from rramlab.protocols.settings import settings_dict
+
+    return {"transfer": settings_dict(plan_.settings), "ispva": settings_dict(plan_.ispva),
+            "levels": plan_.levels.tolist(), "level_spacing_s": plan_.level_spacing_s,
+            "weights_file": weights_file}
+
+
+def write_levels(instrument: CrossbarInstrument, levels, settings: TransferSettings = TransferSettings(),
+                 ispva_settings: IspvaSettings = IspvaSettings(), level_spacing_s: float = LEVEL_SPACING_S,
+                 store=None, weights_file: str | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> tuple[TransferPlan, list, int | None]:
+    """Plan against ``instrument`` and run a whole transfer; returns (plan, records, run id).
+
+    ``store``: a ``RunStore`` (or path) to record the run in, as ``rramlab transfer`` does, so it can
+    be listed, exported and resumed; None records nothing (run id None)."""
+    from rramlab.protocols.store import record_run
+
+    plan_ = plan(settings, ispva_settings, levels, instrument, level_spacing_s)
+    records: list = []
+    if store is None:
+        records.extend(run(instrument, plan_, should_stop))
+        return plan_, records, None
+    with record_run(store, "transfer", run_settings(plan_, weights_file), instrument) as rec:
+        for r in run(instrument, plan_, should_stop):
+            rec.add(r)
+            records.append(r)
+    return plan_, records, rec.run_id
 
 
 def _accepted(plan_: TransferPlan, target_s: float, g: float) -> bool:

@@ -1,11 +1,17 @@
 """Weight files and the mapping of signed weights onto differential conductance targets.
 
-Weight file: a NumPy ``.npz`` with one required array,
+Weight file: a NumPy ``.npz``, one format for ``rramlab transfer`` and ``rramlab train`` (which
+writes ``NET.qt.weights.npz`` and ``NET.qtpr.weights.npz`` beside the network file):
 
-* ``levels``: 2-D integers, shape (wordlines used, weight columns), each from -8 to 8: the signed
-  3-bit weight in units of one conductance level (10 nS). The paper's second layer is 24 x 10.
+* ``levels`` (required): 2-D integers, shape (wordlines used, weight columns), each from -8 to 8:
+  the signed weight in units of one conductance level. The paper's second layer is 24 x 10.
+* ``conductance_step_s`` (optional scalar, S, default 10 nS): the conductance of one level. Level k
+  targets k x ``conductance_step_s``, which must stay within the device's 10..80 nS (3 bits: 10 nS,
+  levels to 8; 2 bits: 20 nS, levels to 4).
 
-Optional arrays (ignored by the transfer, kept for people): ``description`` (a string).
+Any other array is ignored by the transfer and kept for people: ``rramlab train`` adds ``targets_s``
+(the conductance map the levels give), ``weights``, ``weight_step``, ``conductance_levels_s`` and
+``meta``; ``save_weights`` adds ``description``.
 
 A weight column j becomes a differential pair of bitlines: a positive weight k programs the
 pair's *positive* cell to k x 10 nS and leaves the negative cell in HRS; a negative weight the other
@@ -20,6 +26,7 @@ Targets are in siemens; ``HRS`` (0.0) marks a cell to leave in (or return to) th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +34,23 @@ import numpy as np
 from rramlab.drivers.interface import RequestError
 
 __all__ = ["load_weights", "save_weights", "check_levels", "WeightFileError", "differential_targets", "weight_map",
-           "pair_bitlines", "MAPPINGS", "MAX_LEVEL", "HRS"]
+           "pair_bitlines", "MAPPINGS", "MAX_LEVEL", "HRS", "load_weight_file", "WeightFile", "check_spacing",
+           "LEVEL_SPACING_S", "MIN_TARGET_S", "MAX_TARGET_S"]
 
 #: how weight columns map to bitline pairs (see the module docstring)
 MAPPINGS = ("blocked", "interleaved")
 #: the largest |level|: levels run -8..8, 10 nS each
 MAX_LEVEL = 8
+#: the conductance of one weight level (S) unless a weight file says otherwise
 LEVEL_SPACING_S = 10e-9
 #: the target (S) that marks a cell to leave in the high-resistance state
 HRS = 0.0
 REQUIRED_ARRAY = "levels"
+SPACING_ARRAY = "conductance_step_s"
+#: the lowest tuned state (S): a programmed cell's target is at least this
+MIN_TARGET_S = 10e-9
+#: the highest tuned state (S): a programmed cell's target is at most this
+MAX_TARGET_S = 80e-9
 
 
 class WeightFileError(RequestError):
@@ -84,8 +98,33 @@ def check_levels(levels, where: str = "weights", max_shape: tuple[int, int] | No
     return arr.astype(int)
 
 
-def load_weights(path, max_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read and check a weight file (see the module docstring); returns the int levels."""
+def check_spacing(spacing_s, levels, where: str = "weights") -> float:
+    """The conductance per level (S), or WeightFileError: every non-zero level x spacing must be a
+    target the device holds (10..80 nS)."""
+    try:
+        step = float(np.asarray(spacing_s, dtype=float).reshape(()))
+    except (TypeError, ValueError):
+        raise WeightFileError(f"{where}: '{SPACING_ARRAY}' must be one number in siemens, e.g. 1e-08") from None
+    top = int(np.abs(np.asarray(levels)).max(initial=0))
+    if not np.isfinite(step) or step < MIN_TARGET_S - 1e-15 or top * step > MAX_TARGET_S + 1e-15:
+        raise WeightFileError(
+            f"{where}: '{SPACING_ARRAY}' {step * 1e9:g} nS with levels up to {top} gives targets up to "
+            f"{top * step * 1e9:g} nS; the device holds {MIN_TARGET_S * 1e9:g}..{MAX_TARGET_S * 1e9:g} nS, so give "
+            f"at least {MIN_TARGET_S * 1e9:g} nS and at most {MAX_TARGET_S * 1e9:g} nS / the largest level")
+    return step
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A weight file as read: the levels and the conductance of one level (S)."""
+
+    levels: np.ndarray
+    level_spacing_s: float = LEVEL_SPACING_S
+    path: Path | None = None
+
+
+def load_weight_file(path, max_shape: tuple[int, int] | None = None) -> WeightFile:
+    """Read and check a weight file (see the module docstring): levels and the level spacing."""
     p = Path(path)
     if not p.exists():
         raise WeightFileError(f"weight file {p} does not exist: give an .npz with a '{REQUIRED_ARRAY}' array "
@@ -99,24 +138,34 @@ def load_weights(path, max_shape: tuple[int, int] | None = None) -> np.ndarray:
                 raise WeightFileError(f"{p} has no '{REQUIRED_ARRAY}' array (it has {sorted(data.files)}): save the "
                                       f"weights with np.savez(path, {REQUIRED_ARRAY}=...)")
             levels = data[REQUIRED_ARRAY]
+            spacing = data[SPACING_ARRAY] if SPACING_ARRAY in data.files else LEVEL_SPACING_S
     except WeightFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - np.load raises many types for a bad file
         raise WeightFileError(f"{p} is not a readable .npz weight file ({type(exc).__name__}: {exc})") from None
-    return check_levels(levels, str(p), max_shape)
+    levels = check_levels(levels, str(p), max_shape)
+    return WeightFile(levels, check_spacing(spacing, levels, str(p)), p)
 
 
-def save_weights(path, levels, description: str = "") -> Path:
-    """Write a weight file (after checking the levels; WeightFileError naming a bad one).
+def load_weights(path, max_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read and check a weight file (see the module docstring); returns the int levels."""
+    return load_weight_file(path, max_shape).levels
+
+
+def save_weights(path, levels, description: str = "", level_spacing_s: float = LEVEL_SPACING_S, **extra) -> Path:
+    """Write a weight file (after checking the levels and the spacing; WeightFileError naming a bad
+    one); ``extra`` arrays are stored beside them (ignored by the transfer).
 
     Example::
 
         save_weights("w.npz", np.array([[3, -2], [0, 8]]), "a 2 x 2 test layer")
     """
     levels = check_levels(levels)
+    step = check_spacing(level_spacing_s, levels)
     p = Path(path)
     with open(p, "wb") as fh:
-        np.savez(fh, levels=levels.astype(np.int8), description=np.array(description))
+        np.savez_compressed(fh, levels=levels.astype(np.int8), conductance_step_s=np.float64(step),
+                            description=np.array(description), **extra)
     return p
 
 

@@ -1,4 +1,5 @@
-"""Rate coding, integrate-and-fire, the simple write and spiking inference on the twin (fast engine)."""
+"""Rate coding, integrate-and-fire and spiking inference on the twin (fast engine), the second layer
+written by the transfer protocol."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from rramlab.drivers.interface import ArrayGeometry, GeometryError, RequestCheck
 from rramlab.protocols import inference as inf
 from rramlab.protocols import mnist
 from rramlab.protocols import network as nw
-from rramlab.protocols import simple_write as sw
+from rramlab.protocols import transfer
 from rramlab.sim.virtual_array import VirtualArray
 
 
@@ -52,40 +53,6 @@ def test_integrate_and_fire_by_hand():
     assert out[0, :, 0].mean() == pytest.approx(0.3, abs=0.002) and not out[0, :, 1].any()
 
 
-# ----- simple write -----
-
-def test_simple_write_reaches_every_level_and_resets_what_was_set():
-    va = VirtualArray(geometry=ArrayGeometry(4, 9), programming_error_sigma=0.0)
-    va.pulse_cell(0, 8, 4.2, 2e-6)          # a cell left at 80 nS by an earlier experiment: no target now
-    targets = np.zeros((2, 9))
-    targets[0, :8] = np.arange(1, 9) * 10e-9
-    records = list(sw.program_targets(va, targets))
-    got = sw.achieved_map(records, targets.shape)
-    assert np.allclose(got[0, :8], targets[0, :8], atol=1e-9)
-    assert got[0, 8] < 3e-9 and np.all(got[1] < 3e-9)      # HRS
-    assert all(r.set_pulses == 1 for r in records if r.target_s > 0)
-    e = sw.transfer_errors(records)
-    assert e["cells"] == 8 and e["rmse_s"] < 1e-9 and e["within_2ns"] == 1.0
-
-
-def test_simple_write_adds_the_programming_error_once_per_cell():
-    va = VirtualArray(geometry=ArrayGeometry(2, 4), seed=3)
-    targets = np.full((2, 4), 30e-9)
-    e = sw.transfer_errors(list(sw.program_targets(va, targets)))
-    assert 0.2e-9 < e["rmse_s"] < 3e-9                        # the twin's 1.06 nS sigma, 8 cells
-
-
-def test_simple_write_refuses_bad_targets_before_any_pulse():
-    va = VirtualArray(geometry=ArrayGeometry(4, 4))
-    with pytest.raises(Exception, match="must fit the 4 x 4 array"):
-        list(sw.program_targets(va, np.zeros((5, 4))))
-    with pytest.raises(Exception, match="finite and >= 0"):
-        list(sw.program_targets(va, np.full((2, 2), np.nan)))
-    with pytest.raises(SafetyError, match="set limit"):
-        list(sw.program_targets(va, np.full((2, 2), 80e-9), sw.SimpleWriteSettings(first_level_v=3.8)))
-    assert va.pulse_count == 0
-
-
 # ----- inference -----
 
 def test_plan_refuses_what_the_array_cannot_do(data):
@@ -116,7 +83,7 @@ def test_inference_on_the_twin_matches_an_ideal_conductance_forward_pass(data):
     net = _net(data)
     v = net.variants["qt"]
     va = VirtualArray(seed=1, engine="fast")
-    written = list(sw.program_targets(va, v.targets_s()))
+    tplan, written, _ = transfer.write_levels(va, v.levels2, level_spacing_s=nw.conductance_step(v.bits))
     idx = mnist.balanced_indices(data.test.labels, 5, seed=2)
     p = inf.plan(inf.InferenceSettings(), v, data.test, idx, va)
     records = list(inf.run(va, p, chunk_images=20))            # three vmm calls
@@ -131,13 +98,13 @@ def test_inference_on_the_twin_matches_an_ideal_conductance_forward_pass(data):
     agree = [r.prediction == int(np.argmax(inf.class_scores(inf.ideal_bitline_currents(r.hidden_spikes * 1.0, v.targets_s())).sum(axis=0)))
              for r in records]
     assert np.mean(agree) >= 0.9
-    assert sw.transfer_errors(written)["cells"] == int(np.count_nonzero(v.levels2))
+    assert transfer.summarise(tplan, written, 0.0)["programmed_cells"] == int(np.count_nonzero(v.levels2))
 
 
 def test_a_stopped_run_keeps_its_records(data):
     v = _net(data, epochs=1).variants["qt"]
     va = VirtualArray()
-    list(sw.program_targets(va, v.targets_s()))
+    transfer.write_levels(va, v.levels2, level_spacing_s=nw.conductance_step(v.bits))
     p = inf.plan(inf.InferenceSettings(), v, data.test, range(6), va)
     calls = []
     records = list(inf.run(va, p, chunk_images=2, should_stop=lambda: len(calls.append(1) or calls) > 2))

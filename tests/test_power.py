@@ -8,7 +8,7 @@ from rramlab.protocols import inference as inf
 from rramlab.protocols import mnist
 from rramlab.protocols import network as nw
 from rramlab.protocols import power
-from rramlab.protocols import simple_write as sw
+from rramlab.protocols import transfer
 from rramlab.sim.virtual_array import VirtualArray
 
 
@@ -43,7 +43,7 @@ def test_power_from_measured_conductances_equals_the_circuits_own_currents():
     va = VirtualArray(geometry=ArrayGeometry(24, 24), seed=2)
     rng = np.random.default_rng(0)
     levels = rng.integers(-8, 9, size=(24, 10))
-    list(sw.program_targets(va, nw.levels_to_targets(levels, 10e-9)))
+    transfer.write_levels(va, levels)
     g = power.measure_conductances(va, range(24), range(20), 1.0)
     assert g.shape == (24, 20) and g.min() > 1e-9 and g.max() < 85e-9
     v = (rng.random((200, 24)) < 0.3) * 1.0
@@ -82,7 +82,7 @@ def test_power_protocol_plans_without_an_instrument_and_runs_on_the_twin():
     with pytest.raises(SafetyError, match="read limit"):
         power.plan(power.PowerSettings(conductance_read_v=2.0), p)
     va = VirtualArray(geometry=ArrayGeometry(24, 24), seed=3)
-    list(sw.program_targets(va, net.variants["qt"].targets_s()))
+    transfer.write_levels(va, net.variants["qt"].levels2)
     records = list(power.run(va, power.plan(power.PowerSettings(), p, va)))
     g = power.measure_conductances(va, p.wordlines, p.bitlines, 1.0)
     expected = power.image_power(p, g)

@@ -36,6 +36,20 @@ def test_reproduce_holds_the_papers_claims(tmp_path, capsys):
         assert s["programmed_cells"] <= round((1 - s["prune_ratio"]) * 240)
     assert r["sweep"][-1]["power_w"] < r["sweep"][0]["power_w"]
     assert r["wall_time_s"] > 0
+    # every layer went in by the transfer protocol, each transfer a finished run in the store
+    import os
+
+    from rramlab.protocols.store import RunStore
+
+    with RunStore(os.environ["RRAMLAB_STORE"]) as store:
+        runs = store.runs()
+        assert [x.protocol for x in runs] == ["transfer"] * (2 + len(r["sweep"]))
+        assert all(x.status == "finished" for x in runs)
+        for k in ("qt", "qtpr"):
+            info = store.run(r["transfer"][k]["run_id"])
+            assert info.settings["transfer"]["scheme"] == r["transfer"][k]["scheme"] == "fast"
+            assert info.settings["level_spacing_s"] == pytest.approx(10e-9)
+            assert np.count_nonzero(info.settings["levels"]) == r["transfer"][k]["cells"]
     for name in REPORT_FILES:
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
@@ -49,6 +63,7 @@ def test_train_then_infer_then_reuse_the_chip(tmp_path, capsys):
     assert main(["infer", "--network", str(net), "--images", "20", "--save-chip", str(chip)]) == 0
     first = capsys.readouterr().out
     assert "wrote the QT second layer" in first and "array accuracy" in first and "confusion matrix" in first
+    assert "by the transfer (fast)" in first and "run 1 in" in first
     # the saved chip already holds the weights: no second write, the same answers
     assert main(["infer", "--network", str(net), "--images", "20", "--chip", str(chip)]) == 0
     second = capsys.readouterr().out
@@ -92,7 +107,10 @@ def test_infer_on_the_pyvisa_sim_bench_runs_and_ends_safely(tmp_path, capsys):
     (["infer", "--network", "missing.npz"], "rramlab train --out missing.npz"),
     (["infer", "--mnist", "/nonexistent/mnist"], "no such folder"),
     (["infer", "--spike-v", "2.0"], "read limit"),
-    (["infer", "--first-level-v", "4.0"], "set limit"),
+    (["infer", "--set-max", "4.5"], "set limit"),
+    (["infer", "--mapping", "interleaved"], "the blocked mapping"),
+    (["infer", "--bench", str(SIM_BENCH), "--program", "--width", "2e-3"], "--scheme half-bias"),
+    (["power", "--bench", str(SIM_BENCH), "--program", "--scheme", "half-bias"], "--width"),
     (["infer", "--index", "1000"], "outside the test set"),
     (["power", "--per-class", "0"], "at least one image per digit"),
     (["train", "--out", "x.npz", "--bits", "5"], "--bits"),

@@ -19,8 +19,8 @@ from rramlab.protocols import transfer
 from rramlab.protocols.ispva import IspvaPulse, IspvaResult, IspvaSettings
 from rramlab.protocols.store import RunStore
 from rramlab.protocols.transfer import CellRead, Disturbed, RowPulse, TransferSettings
-from rramlab.protocols.weights import (WeightFileError, differential_targets, load_weights, pair_bitlines,
-                                       save_weights, weight_map)
+from rramlab.protocols.weights import (WeightFileError, differential_targets, load_weight_file, load_weights,
+                                      pair_bitlines, save_weights, weight_map)
 from rramlab.sim.virtual_array import VirtualArray
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +78,39 @@ def test_blocked_and_interleaved_mappings():
 def test_save_weights_round_trips(tmp_path):
     save_weights(tmp_path / "w.npz", SMALL, "small")
     assert (load_weights(tmp_path / "w.npz") == SMALL).all()
+    wf = load_weight_file(save_weights(tmp_path / "w20.npz", SMALL // 2, level_spacing_s=20e-9))
+    assert (wf.levels == SMALL // 2).all() and wf.level_spacing_s == 20e-9
+
+
+@pytest.mark.parametrize("spacing, levels, message", [
+    (20e-9, SMALL, "'conductance_step_s' 20 nS with levels up to 8 gives targets up to 160 nS"),
+    (5e-9, SMALL, "'conductance_step_s' 5 nS"),
+    (np.array([1e-8, 2e-8]), SMALL, "must be one number"),
+])
+def test_a_level_spacing_beyond_the_devices_states_is_refused(tmp_path, spacing, levels, message):
+    path = tmp_path / "w.npz"
+    np.savez(path, levels=levels, conductance_step_s=spacing)
+    with pytest.raises(WeightFileError) as exc:
+        load_weight_file(path)
+    assert message in str(exc.value) and str(path) in str(exc.value)
+
+
+@pytest.mark.parametrize("bits", [3, 2])
+def test_the_weight_files_rramlab_train_writes_are_what_rramlab_transfer_programs(tmp_path, capsys, bits):
+    """One format: train's NET.qt.weights.npz goes straight into transfer, and the targets the transfer
+    programs are the network's own conductance targets (2 bits: 20 nS per level)."""
+    net = tmp_path / "net.npz"
+    assert main(["train", "--out", str(net), "--epochs", "1", "--finetune-epochs", "0", "--bits", str(bits)]) == 0
+    js = tmp_path / "t.json"
+    assert main(["transfer", str(tmp_path / "net.qtpr.weights.npz"), "--scheme", "fast", "--no-progress",
+                 "--json", str(js)]) == 0
+    capsys.readouterr()
+    rep = json.loads(js.read_text())
+    with np.load(tmp_path / "net.qtpr.weights.npz") as d:
+        assert float(d["conductance_step_s"]) == pytest.approx(80e-9 / 2 ** bits)
+        assert np.allclose(rep["target_conductance_map_s"], d["targets_s"], atol=1e-15)
+        assert rep["programmed_cells"] == int(np.count_nonzero(d["levels"]))
+    assert rep["within_2ns"] == 1.0 and rep["left_out_of_tolerance"] == 0
 
 
 def test_row_pulse_voltages_hold_written_cells_at_v_and_the_rest_below_it():
@@ -347,4 +380,30 @@ def test_the_twins_pulse_width_is_refused_on_the_bench_before_any_pulse(tmp_path
     rc = main(["transfer", str(w), "--bench", str(SIM_BENCH), "--visa-log", str(log), "--no-progress"])
     assert rc == 1
     assert "allowed 0.0005 to 0.1 s" in capsys.readouterr().err
-    assert not any("'XE'" in ln for ln in log.read_text().splitlines())
+    assert not log.exists()  # planned against the bench file: nothing was connected, not one VISA write
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("max_set_voltage = 4.3", "max_set_voltage = 3.5"), "3.5"),                 # the bench's own limit
+    (("max_line_voltage = 2.2", "max_line_voltage = 1.5"), "1.5"),              # its line limit: V/2 > 1.5 V
+])
+def test_transfer_plans_against_the_bench_file_before_connecting(tmp_path, capsys, monkeypatch, edit, message):
+    """What only the bench file forbids (its set limit, its line limit) is refused with zero VISA
+    writes: the station is never built."""
+    import rramlab.drivers.probe_station as ps
+
+    text = (SIM_BENCH.parent / "virtual.toml").read_text()
+    assert edit[0] in text
+    bench = tmp_path / "bench.toml"
+    bench.write_text(text.replace(*edit))
+    connects = []
+    monkeypatch.setattr(ps, "connect_bench", lambda *a, **k: connects.append(1) or pytest.fail("connected"))
+    w = tmp_path / "w.npz"
+    save_weights(w, [[8, 3], [-5, 1]])
+    log = tmp_path / "visa.log"
+    rc = main(["transfer", str(w), "--bench", str(bench), "--scheme", "half-bias", "--width", "20e-3",
+               "--visa-log", str(log), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and message in err, err
+    assert connects == [] and not log.exists()
+    assert main(["transfer", str(w), "--scheme", "half-bias", "--width", "20e-3", "--no-progress"]) == 0  # the twin takes it

@@ -13,7 +13,10 @@ from rramlab.drivers.interface import InstrumentError
 from rramlab.drivers.keysight_4156c import parse_flex_data
 from rramlab.drivers.keysight_e5250a import KeysightE5250A
 from rramlab.drivers.probe_station import BENCH_DIR, connect_bench, load_bench
-from rramlab.protocols import ispp
+from rramlab.protocols import ispp, ispva, transfer
+from rramlab.protocols.ispva import IspvaPulse, IspvaResult, IspvaSettings
+from rramlab.protocols.store import RunStore
+from rramlab.protocols.weights import save_weights
 from rramlab.sim.instruments import (BenchClock, BenchWiring, VirtualAnalyzer, VirtualBench, VirtualMatrix,
                                      VirtualTimeoutError, format_duration)
 from rramlab.sim.virtual_array import VirtualArray
@@ -279,7 +282,10 @@ def _virtual_station(config, chip, wiring=None):
 def virtual():
     config = load_bench(VIRTUAL_BENCH)
     station, bench = _virtual_station(config, VirtualArray(seed=SEED, engine="fast"))
-    yield station, bench, VirtualArray(seed=SEED, engine="fast")
+    # the same chip, used directly. A probe station's programming_done does nothing (the real device's
+    # programming error is in its physics), so the twin's model of that error is off here to compare
+    # like with like; it draws nothing at construction, so the chip is the same.
+    yield station, bench, VirtualArray(seed=SEED, engine="fast", programming_error_sigma=0.0)
     station.close()
 
 
@@ -308,12 +314,35 @@ def _ispp(inst, cell):
     return np.array([r.read_a for r in ispp.run(inst, ispp.plan(s, cell, inst))]) / s.read_v
 
 
+#: pulses the 4156C can make (0.5 to 100 ms), rectangular: the settings of every bench sequence below
+BENCH_ISPVA = IspvaSettings(pulse_width_s=2e-3)
+#: a 4 x 4 region: 4 wordlines x 2 differential pairs, every level sign and an HRS pair
+REGION_4X4 = np.array([[3, -8], [0, 5], [-2, 7], [8, -1]])
+
+
+def _ispva(inst, cells, targets):
+    """ISPVA on a few cells: every verify read and every final conductance (S)."""
+    out = []
+    for r in ispva.run(inst, ispva.plan(BENCH_ISPVA, cells, targets, inst)):
+        out.append(r.conductance_s)
+    return np.array(out)
+
+
+def _transfer(inst, levels):
+    """A half-bias transfer: every conductance it read (start, verify, final re-read), in order (S)."""
+    _, records, _ = transfer.write_levels(inst, levels, transfer.TransferSettings(scheme="half-bias"), BENCH_ISPVA)
+    assert any(isinstance(r, IspvaPulse) for r in records)
+    return np.array([r.conductance_s for r in records if hasattr(r, "conductance_s")])
+
+
 x_vmm = np.zeros((2, 24))
 x_vmm[0, [1, 3, 6]] = 1.0
 x_vmm[1, [3, 4]] = 1.0
 
-#: one entry per protocol or sequence; ISPVA and transfer join as one entry each when they land
+#: one entry per protocol or sequence
 SEQUENCES = {
+    "ispva 3 cells": lambda inst: _ispva(inst, [(3, 7), (10, 2), (22, 19)], [20e-9, 50e-9, 80e-9]),
+    "transfer 4 x 4 region": lambda inst: _transfer(inst, REGION_4X4),
     "ispp cell 3,7": lambda inst: _ispp(inst, (3, 7)),
     "ispp corner cell 23,23": lambda inst: _ispp(inst, (23, 23)),
     "pulse/read/vmm": lambda inst: _conductance_steps(inst, [
@@ -351,6 +380,38 @@ def test_wrong_pin_map_programs_the_wrong_cell(tmp_path):
     after = chip.read([(3, 7), (4, 7)], 1.0)
     assert after[0] == pytest.approx(before[0], abs=1e-12)   # the addressed cell stays
     assert after[1] > before[1] + 20e-9                       # its neighbour on the swapped wordline is set
+
+
+def test_the_transfers_verify_catches_a_wrong_pin_map(tmp_path):
+    """The bench file puts wordline 3 on matrix output 30, which the probe card wires to bitline 5 (the
+    file leaves bitline 5 unwired, so it is a valid file). Every pulse meant for a cell of wordline 3
+    lands on the cells of bitline 5 instead (-V/2 across them: a reset) and the verify reads of
+    wordline 3 see no current, so the transfer reports those cells as not converged and out of
+    tolerance while the rest of the region is programmed."""
+    text = VIRTUAL_BENCH.read_text()
+    wrong = text.replace("wordlines = [1, 2, 3, 4, 5,", "wordlines = [1, 2, 3, 30, 5,")
+    wrong = wrong.replace("bitlines = [25, 26, 27, 28, 29, 30, 31,", "bitlines = [25, 26, 27, 28, 29, 0, 31,")
+    assert wrong.count("30") == text.count("30")
+    path = tmp_path / "wrong.toml"
+    path.write_text(wrong)
+    chip = VirtualArray(seed=SEED, engine="fast")
+    for w in range(8):
+        chip.pulse_cell(w, 5, 3.6, 2e-3)     # cells on bitline 5 an earlier experiment left at about 40 nS
+    before = chip.read([(w, 5) for w in range(8)], 1.0)
+    station, bench = _virtual_station(load_bench(path), chip, BenchWiring.from_config(load_bench(VIRTUAL_BENCH)))
+    with station:
+        plan_, records, _ = transfer.write_levels(station, REGION_4X4, transfer.TransferSettings(final_rounds=1),
+                                                  IspvaSettings(pulse_width_s=2e-3, max_pulses=6))
+    rep = transfer.summarise(plan_, records, 0.0)
+    bad = {(r.wordline, r.bitline) for r in records if isinstance(r, IspvaResult) and not r.converged}
+    wordline3 = {c for c in plan_.cells if c[0] == 3 and plan_.target(c) > 0}
+    assert wordline3 and bad == wordline3                       # exactly the miswired wordline's cells
+    assert rep["left_out_of_tolerance"] == len(wordline3) and rep["within_2ns"] < 1.0
+    others = [c for c in plan_.cells if c[0] != 3]
+    assert np.all(np.abs(chip.read(others, 1.0) - plan_.targets_s[tuple(np.array(others).T)]) <= 5e-9)
+    after = chip.read([(w, 5) for w in range(8)], 1.0)
+    assert np.all(before > 30e-9) and np.all(after < 5e-9)      # the pulses reset the wrong cells
+    assert bench.is_safe()
 
 
 def test_unrouted_bitline_reads_nothing_and_floating_lines_add_sneak_current(virtual):
@@ -461,6 +522,70 @@ def test_fault_mid_run_stops_safe_and_keeps_the_records(virtual, kind, match, oc
     assert len(records) == expected
     assert bench.is_safe(), (bench.analyzer.source_voltages(), bench.matrix.closed)
     assert all(not u.on for u in bench.analyzer.units.values())
+
+
+@pytest.mark.parametrize("kind, match, occurrence, message", [
+    ("timeout", r"^TI\?", 40, "no answer"),
+    ("error", r"^PV", 5, "reported error -300"),
+    ("compliance", r"^XE", 4, "compliance"),
+])
+def test_fault_mid_transfer_stops_safe_keeps_the_records_and_resume_finishes(tmp_path, monkeypatch, capsys, kind,
+                                                                             match, occurrence, message):
+    """rramlab transfer on the virtual bench, a fault injected part-way: a clear message naming the run
+    and --resume, every output at 0 V and crosspoint open, the records in the store; then --resume
+    (with the chip saved at the fault) finishes the job."""
+    from rramlab.app import virtual_bench
+    from rramlab.app.cli import main
+
+    opened = []
+    original = virtual_bench.open_virtual_bench
+
+    def with_fault(config, args, visa_log=None):
+        station = original(config, args, visa_log)
+        if not opened:
+            station.virtual_bench.analyzer.inject(kind, match, occurrence)
+        opened.append(station.virtual_bench)
+        return station
+
+    monkeypatch.setattr(virtual_bench, "open_virtual_bench", with_fault)
+    weights, store_path, chip = tmp_path / "w.npz", tmp_path / "s.sqlite", tmp_path / "chip.npz"
+    save_weights(weights, REGION_4X4)
+    common = ["--bench", str(VIRTUAL_BENCH), "--scheme", "half-bias", "--width", "2e-3", "--seed", str(SEED),
+              "--engine", "fast", "--store", str(store_path), "--no-progress", "--save-chip", str(chip)]
+    assert main(["transfer", str(weights), *common]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "outputs are at 0 V and the matrix is open" in err and "--resume 1" in err, err
+    assert opened[0].is_safe() and all(not u.on for u in opened[0].analyzer.units.values())
+    with RunStore(store_path) as store:
+        info = store.run(1)
+        assert info.status == "failed" and message in info.error
+        kept = store.records(1)
+    assert any(r.type == "IspvaPulse" for r in kept)                  # it stopped part-way, records kept
+    assert main(["transfer", "--resume", "1", *common, "--chip", str(chip)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"RMSE \d\.\d\d nS", out) and "0 left out of tolerance" in out
+    assert opened[1].is_safe()
+    with RunStore(store_path) as store:
+        assert store.run(1).status == "finished" and len(store.runs()) == 1
+        finals = [r.data for r in store.records(1, "CellRead") if r.data["stage"] == "final"]
+    last = max(f["round"] for f in finals)
+    region = [f for f in finals if f["round"] == last and f["target_s"] > 0]
+    assert len(region) == int(np.count_nonzero(REGION_4X4))
+    assert all(abs(f["conductance_s"] - f["target_s"]) <= 2e-9 for f in region)
+
+
+def test_cli_transfer_on_the_virtual_bench_prints_the_bench_time(tmp_path, capsys):
+    from rramlab.app.cli import main
+
+    weights = tmp_path / "w.npz"
+    save_weights(weights, REGION_4X4)
+    assert main(["transfer", str(weights), "--bench", str(VIRTUAL_BENCH), "--scheme", "half-bias", "--width",
+                 "20e-3", "--seed", str(SEED), "--engine", "fast", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"virtual bench: estimated bench time (\d+\.\d+) s \((\d+) pulses", out)
+    pulses = int(re.search(r"(\d+) pulses \(0 row pulses\)", out).group(1))
+    assert m and int(m.group(2)) == pulses
+    assert float(m.group(1)) > pulses * 24e-3                    # at least every pulse's 20 ms + 4 ms period
 
 
 def test_matrix_timeout_mid_run_leaves_the_bench_safe(virtual):
