@@ -259,9 +259,9 @@ def _write(instrument, variant, writer, open_store) -> dict:
 def _check_outputs(args, *outputs) -> None:
     """Every path the command writes, with the backend's --save-chip and --visa-log: refused before
     any data is read, network trained or pulse sent (see ``app/outputs.py``)."""
-    from rramlab.app.outputs import OutputPath, check_output_paths
+    from rramlab.app.outputs import OutputPath, check_output_paths, chip_output
 
-    extra = [OutputPath("--save-chip", getattr(args, "save_chip", None)),
+    extra = [chip_output(args),
              OutputPath("--visa-log", getattr(args, "visa_log", None), append=True)]
     check_output_paths([*outputs, *extra], force=args.force)
 

@@ -73,14 +73,14 @@ def cmd_transfer(args) -> int:
 
     from rramlab.app.cli import EXIT_OK, Stopped, check_backend_flags, interrupt_exit_code, open_backend, say, \
         safe_state_text
-    from rramlab.app.outputs import OutputError, OutputPath, check_output_paths, describe_os_error, now, \
-        provenance_dict, write_json
+    from rramlab.app.outputs import OutputError, OutputPath, check_output_paths, chip_output, describe_os_error, \
+        now, provenance_dict, write_json
 
     from rramlab import __version__
 
     check_backend_flags(args, True)
     # every output path before the store, the weights or a backend is opened: a typo costs no pulse
-    check_output_paths([OutputPath("--json", args.json), OutputPath("--save-chip", args.save_chip),
+    check_output_paths([OutputPath("--json", args.json), chip_output(args),
                         OutputPath("--visa-log", args.visa_log, append=True)], force=args.force)
     store = RunStore(args.store)  # a bad store path is refused before anything is connected
     instrument = None

@@ -39,6 +39,14 @@ class OutputPath:
     append: bool = False
 
 
+def chip_output(args) -> OutputPath:
+    """``--save-chip`` as an output path. Saving over the chip file the run started from (``--chip``)
+    updates that chip, the way a resumed run is meant to be continued, so it needs no ``--force``."""
+    save, load = getattr(args, "save_chip", None), getattr(args, "chip", None)
+    updates = bool(save and load and Path(save).resolve() == Path(load).resolve())
+    return OutputPath("--save-chip", save, append=updates)
+
+
 def describe_os_error(exc: OSError) -> str:
     """What an OS error means for the user, and what to do, in one line (no traceback)."""
     what = {
