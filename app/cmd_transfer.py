@@ -140,10 +140,13 @@ def cmd_transfer(args) -> int:
         except KeyboardInterrupt as exc:
             save_chip()
             by = f" by {exc}" if isinstance(exc, Stopped) else ""
-            where = (f"every record is in {store.path} as run {run_id}: continue with --resume {run_id}"
-                     + (f" --chip {args.save_chip}" if args.save_chip else "")) if run_id is not None else \
-                "no run was started"
-            say(f"\ninterrupted{by} after {len(records)} records; {safe_state_text(instrument, args)}; {where}")
+            if run_id is None:
+                where = "no run was started"
+            else:
+                # the store's count: a signal between storing a record and counting it here cannot skew it
+                where = (f"run {run_id} holds {store.run(run_id).records} records in {store.path}: continue with "
+                         f"--resume {run_id}" + (f" --chip {args.save_chip}" if args.save_chip else ""))
+            say(f"\ninterrupted{by}; {safe_state_text(instrument, args)}; {where}")
             return interrupt_exit_code(exc)
         except RramlabError as exc:
             if run_id is None:
