@@ -46,7 +46,13 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
                         "ngspice can settle")
     g.add_argument("--wire-resistance", type=float, metavar="OHM", default=None,
                    help="twin array only: wire resistance per line segment (ohm, default 2)")
-    g.add_argument("--seed", type=int, default=0, help="twin only: random seed of the chip (default 0)")
+    g.add_argument("--device", choices=("measured", "table1"), default=None,
+                   help="twin only: device preset; 'measured' (default) fits the measured ISPP (abrupt reset), "
+                        "'table1' takes the paper's Table 1 literally (staircase reset)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="twin only: draw a chip with device-to-device variability from this seed (VT 20 mV, "
+                        "RON 10 %%, Ri 3 %%; different seeds, different chips); without it the twin is the "
+                        "paper's exact device, the same every run")
     g.add_argument("--chip", metavar="FILE", help="twin only: start from a chip state saved with --save-chip")
     g.add_argument("--save-chip", metavar="FILE", help="twin only: save the chip state at the end of the run")
 
@@ -95,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 def open_backend(args, cell_requested: bool):
     """The instrument the user asked for: a probe station from --bench, else the twin
     (a lone device, or the 24 x 24 array when a cell is named)."""
-    twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip")
+    twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip", "device", "seed")
                  if getattr(args, name, None) is not None]
     if args.bench:
         if not cell_requested:
@@ -109,12 +115,18 @@ def open_backend(args, cell_requested: bool):
     if args.visa_log:
         raise RramlabError("--visa-log needs --bench: the twin sends no VISA commands")
     from rramlab.sim.array import ArrayParameters
-    from rramlab.sim.virtual_array import VirtualArray
+    from rramlab.sim.virtual_array import VirtualArray, Variability
 
-    kwargs = {"seed": args.seed}
+    kwargs = {}
+    if args.seed is not None:
+        kwargs.update(seed=args.seed, variability=Variability.typical())
+    if args.device is not None:
+        kwargs["device"] = args.device
     if args.engine is not None:
         kwargs["engine"] = args.engine
     if args.chip:
+        if args.seed is not None or args.device is not None:
+            raise RramlabError("--seed and --device make a new chip; a chip loaded with --chip keeps its own")
         return VirtualArray.load_chip(args.chip, engine=args.engine)
     if cell_requested:
         if args.wire_resistance is not None:
