@@ -132,7 +132,9 @@ def _run_interruptibly(ng) -> None:
         while not done.wait(POLL_S):
             pass
     except BaseException:
-        ng.exec_command("bg_halt")
+        # straight to the library: PySpice's exec_command reads ngspice's "simulation interrupted"
+        # notice as a failure of the command
+        ng._ngspice_shared.ngSpice_Command(b"bg_halt")
         deadline = time.monotonic() + 5.0
         running = ng._ngspice_shared.ngSpice_running
         while running() and time.monotonic() < deadline:

@@ -537,6 +537,9 @@ class VirtualArray(CrossbarInstrument):
         except ChipFileError:
             raise
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError, RramlabError) as exc:
+            if "pickle" in str(exc):
+                raise ChipFileError(f"chip file {path} holds Python objects, which rramlab never loads from a "
+                                    "file (loading them could run code): it is not a rramlab chip") from None
             raise ChipFileError(f"chip file {path} is damaged or truncated ({type(exc).__name__}: {exc}); "
                                 "save the chip again") from None
 
@@ -548,8 +551,8 @@ class VirtualArray(CrossbarInstrument):
                 raise ChipFileError(f"chip file {path} has no {needed!r} field: it is not a rramlab chip file "
                                     "(or was written by another program)")
         try:
-            meta = json.loads(str(data["meta"]))
-        except (json.JSONDecodeError, ValueError) as exc:
+            meta = json.loads(str(_field(path, data, "meta")))
+        except json.JSONDecodeError as exc:
             raise ChipFileError(f"chip file {path}: its 'meta' field is not valid JSON ({exc})") from None
         if not isinstance(meta, dict):
             raise ChipFileError(f"chip file {path}: its 'meta' field is not a JSON object")
@@ -577,7 +580,7 @@ class VirtualArray(CrossbarInstrument):
         for name, shape in expected.items():
             if name not in names:
                 continue
-            arr = np.asarray(data[name])
+            arr = np.asarray(_field(path, data, name))
             if arr.shape != shape:
                 raise ChipFileError(f"chip file {path}: {name} has shape {arr.shape}, but its {W} x {B} array of "
                                     f"{n}-switch devices needs {shape}; the file is damaged or was edited")
@@ -639,6 +642,17 @@ def truncated_normal(rng: np.random.Generator, sigma: float, lower: float, tries
         if x >= lower:
             return x
     return float(lower)
+
+
+def _field(path, data, name: str):
+    """One array of an open chip file; Python objects in it are refused, never unpickled."""
+    try:
+        return data[name]
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ChipFileError(f"chip file {path}: its {name!r} field holds Python objects, which rramlab never "
+                                "loads from a file (loading them could run code): it is not a rramlab chip") from None
+        raise
 
 
 def _lowest_positive(x: np.ndarray) -> float:
