@@ -144,6 +144,34 @@ class Variability:
         return cls(threshold_sigma_v=0.02, on_resistance_sigma=0.10, insulator_r0_sigma=0.03)
 
 
+PROGRAMMING_ERRORS = ("paper", "device")
+
+
+@dataclass(frozen=True)
+class CycleToCycle:
+    """Cycle-to-cycle spread of the "device" programming-error mode: every time a switch flips, its
+    VT (both thresholds move together, VH kept) and its RON for the next on-period are drawn anew
+    about the cell's own (device-to-device) values, from the chip's seed.
+
+    threshold_sigma_v: standard deviation (V) of VT about the cell's value, per switching event.
+    on_resistance_sigma: standard deviation of ln(RON) about the cell's value, per switching event.
+
+    Defaults (assumed, not measured: the paper reports only the end result of write-verify, 94 %
+    within +-2 nS): 10 mV, a tenth of the 0.1 V spacing of the turn-on thresholds, so a set ramp's
+    levels keep their order; 10 % on RON, about 1 nS at the 10 nS level and up to a few nS in the
+    middle levels, so a single pulse often misses +-2 nS and the verify loop has work to do.
+    """
+
+    threshold_sigma_v: float = 0.01
+    on_resistance_sigma: float = 0.10
+
+    def __post_init__(self):
+        for name in ("threshold_sigma_v", "on_resistance_sigma"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v) and v >= 0):
+                raise ValueError(f"CycleToCycle.{name} must be a finite number >= 0, got {v!r}")
+
+
 class VirtualArray(CrossbarInstrument):
     """A simulated HT-RRAM crossbar that answers the seam's calls.
 
@@ -153,9 +181,14 @@ class VirtualArray(CrossbarInstrument):
         thresholds fitted to the measured ISPP) or "table1" (Table 1 literally).
     array: wire and contact resistance.
     variability: device-to-device spread, drawn from ``seed``.
-    programming_error_sigma: Gaussian conductance error (S) added to a cell when its transfer
-        completes (``programming_done``), bounded so no cell's conductance falls below its own
-        all-switches-off value (a device has no negative conductance); 0 turns it off.
+    programming_error: where the error of a programmed cell comes from. "paper" (default, the
+        paper's simulation): the levels are exact and a Gaussian conductance error of
+        ``programming_error_sigma`` (S) is added when a cell's transfer completes
+        (``programming_done``), bounded so no cell's conductance falls below its own all-switches-off
+        value (a device has no negative conductance); sigma 0 turns it off. "device": nothing is
+        added; every switching event redraws the flipped switch's VT and RON (``cycle_to_cycle``),
+        so a pulse lands a cell near, not on, a level and write-verify must correct it.
+    cycle_to_cycle: the spreads of the "device" mode (CycleToCycle defaults if None).
     seed: the random seed; the same seed gives the same chip and the same programming errors.
     engine: "auto" (default), "fast" or "spice", see the module docstring. All three carry the same
         chip state, so the engine can be changed between calls (``va.engine = "spice"``).
@@ -171,7 +204,8 @@ class VirtualArray(CrossbarInstrument):
                  device: DeviceParameters | str | None = None, array: ArrayParameters | None = None,
                  variability: Variability | None = None,
                  programming_error_sigma: float = DEFAULT_PROGRAMMING_ERROR_SIGMA,
-                 seed: int | None = 0, engine: str = DEFAULT_ENGINE):
+                 seed: int | None = 0, engine: str = DEFAULT_ENGINE, programming_error: str = "paper",
+                 cycle_to_cycle: CycleToCycle | None = None):
         super().__init__(geometry, limits)
         self.engine = engine
         if isinstance(device, str):
@@ -182,6 +216,10 @@ class VirtualArray(CrossbarInstrument):
         if not (np.isfinite(programming_error_sigma) and programming_error_sigma >= 0):
             raise ValueError(f"programming_error_sigma must be >= 0 S, got {programming_error_sigma!r}")
         self.programming_error_sigma = float(programming_error_sigma)
+        if programming_error not in PROGRAMMING_ERRORS:
+            raise RequestError(f"programming_error {programming_error!r} is unknown: use one of {PROGRAMMING_ERRORS}")
+        self.programming_error = programming_error
+        self.cycle_to_cycle = cycle_to_cycle or CycleToCycle()
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         W, B, n = self.geometry.wordlines, self.geometry.bitlines, self.device.n_switches
@@ -189,6 +227,15 @@ class VirtualArray(CrossbarInstrument):
         self.conductance_offset = np.zeros((W, B))
         self.cell_switches = self._draw_cell_switches() if self.variability.any else None
         self.cell_insulator_r0 = self._draw_insulator_r0() if self.variability.insulator_r0_sigma > 0 else None
+        #: each cell's own (device-to-device) switch values; in "device" mode cell_switches holds the
+        #: values of the present cycle, drawn about these at every switching event
+        self.cell_switches_nominal = None
+        if programming_error == "device":
+            if self.cell_switches is None:
+                self.cell_switches = np.broadcast_to(
+                    np.array([(sw.turn_on_v, sw.turn_off_v, sw.on_resistance) for sw in self.device.switches]),
+                    (W, B, n, 3)).copy()
+            self.cell_switches_nominal = self.cell_switches.copy()
         self.pulse_count = 0
         #: pulses the "auto" engine handed to ngspice (flip order not settled by the fast engine)
         self.spice_pulses = 0
@@ -339,13 +386,29 @@ class VirtualArray(CrossbarInstrument):
     def _commit_states(self, new: np.ndarray, targets: np.ndarray | None) -> list[tuple[int, int]]:
         """Keep ``new`` switch states; return the cells that changed outside ``targets`` (W, B) bool
         (None: no target, every change is a disturb)."""
-        changed = np.any(new != self.switch_states, axis=2)
+        flipped = new != self.switch_states
+        changed = np.any(flipped, axis=2)
         self.conductance_offset[changed] = 0.0  # a new physical state: the old error no longer applies
+        if self.programming_error == "device" and flipped.any():
+            self._redraw_cycle(flipped)
         self.switch_states = np.array(new, dtype=bool)
         disturbed = changed if targets is None else changed & ~targets
         cells = [(int(w), int(b)) for w, b in zip(*np.nonzero(disturbed))]
         self.disturb_count += len(cells)
         return cells
+
+    def _redraw_cycle(self, flipped: np.ndarray):
+        """Cycle-to-cycle: new VT and RON, about the cell's own values, for every switch that just
+        flipped ((W, B, n) bool), drawn in array order from the chip's generator."""
+        c2c, nominal = self.cycle_to_cycle, self.cell_switches_nominal
+        k = int(flipped.sum())
+        dvt = self.rng.normal(0.0, c2c.threshold_sigma_v, k) if c2c.threshold_sigma_v > 0 else np.zeros(k)
+        scale = np.exp(self.rng.normal(0.0, c2c.on_resistance_sigma, k)) if c2c.on_resistance_sigma > 0 else np.ones(k)
+        cs = self.cell_switches
+        cs[flipped, 0] = nominal[flipped, 0] + dvt
+        cs[flipped, 1] = nominal[flipped, 1] + dvt
+        cs[flipped, 2] = nominal[flipped, 2] * scale
+        self._imax_cache.clear()
 
     # ----- read and VMM disturb -----
     def _max_device_current(self, v: float) -> float:
@@ -466,8 +529,8 @@ class VirtualArray(CrossbarInstrument):
         self.pulse_count += 1
 
     def _programming_done(self, cells):
-        if self.programming_error_sigma <= 0:
-            return
+        if self.programming_error == "device" or self.programming_error_sigma <= 0:
+            return  # in "device" mode the error is already in the switches
         g_sw = self._g_switch()
         g_off_all = np.full_like(g_sw, float(self._off_conductance().sum()))
         r0 = self.cell_insulator_r0
@@ -497,6 +560,8 @@ class VirtualArray(CrossbarInstrument):
             "array": asdict(self.array),
             "variability": asdict(self.variability),
             "programming_error_sigma": self.programming_error_sigma,
+            "programming_error": self.programming_error,
+            "cycle_to_cycle": asdict(self.cycle_to_cycle),
             "seed": self.seed,
             "rng_state": self.rng.bit_generator.state,
             "pulse_count": self.pulse_count,
@@ -509,6 +574,8 @@ class VirtualArray(CrossbarInstrument):
             arrays["cell_switches"] = self.cell_switches
         if self.cell_insulator_r0 is not None:
             arrays["cell_insulator_r0"] = self.cell_insulator_r0
+        if self.cell_switches_nominal is not None:
+            arrays["cell_switches_nominal"] = self.cell_switches_nominal
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
         return path
@@ -574,11 +641,13 @@ class VirtualArray(CrossbarInstrument):
         chip = cls(geometry=geometry, limits=limits, device=device,
                    array=ArrayParameters(**meta["array"]), variability=Variability(),
                    programming_error_sigma=meta["programming_error_sigma"], seed=meta["seed"],
-                   engine=engine or meta.get("engine", DEFAULT_ENGINE))
+                   engine=engine or meta.get("engine", DEFAULT_ENGINE),
+                   programming_error=meta.get("programming_error", "paper"),
+                   cycle_to_cycle=CycleToCycle(**meta.get("cycle_to_cycle", {})))
         chip.variability = Variability(**meta["variability"])
         W, B, n = geometry.wordlines, geometry.bitlines, device.n_switches
         expected = {"switch_states": (W, B, n), "conductance_offset": (W, B), "cell_switches": (W, B, n, 3),
-                    "cell_insulator_r0": (W, B)}
+                    "cell_insulator_r0": (W, B), "cell_switches_nominal": (W, B, n, 3)}
         arrays = {}
         for name, shape in expected.items():
             if name not in names:
@@ -595,6 +664,11 @@ class VirtualArray(CrossbarInstrument):
         chip.cell_switches = np.array(arrays["cell_switches"], dtype=float) if "cell_switches" in arrays else None
         chip.cell_insulator_r0 = (np.array(arrays["cell_insulator_r0"], dtype=float)
                                   if "cell_insulator_r0" in arrays else None)
+        if chip.programming_error == "device":
+            if "cell_switches_nominal" not in arrays or chip.cell_switches is None:
+                raise ChipFileError(f"chip file {path}: a 'device'-mode chip needs cell_switches and "
+                                    "cell_switches_nominal; the file is damaged or was edited")
+            chip.cell_switches_nominal = np.array(arrays["cell_switches_nominal"], dtype=float)
         chip.rng.bit_generator.state = meta["rng_state"]
         chip.pulse_count = int(meta.get("pulse_count", 0))
         chip.disturb_count = int(meta.get("disturb_count", 0))
@@ -607,7 +681,9 @@ class VirtualArray(CrossbarInstrument):
             "device": preset_name(self.device),
             "wire_resistance": self.array.wire_resistance,
             "contact_resistance": self.array.contact_resistance,
+            "programming_error": self.programming_error,
             "programming_error_sigma": self.programming_error_sigma,
+            "cycle_to_cycle": asdict(self.cycle_to_cycle) if self.programming_error == "device" else None,
             "variability": asdict(self.variability),
             "seed": self.seed,
         }

@@ -305,3 +305,55 @@ def test_variability_of_ri_spreads_the_top_level():
         chip.switch_states[:] = True
     cells = [(0, 0), (0, 1), (1, 0), (1, 1)]
     np.testing.assert_allclose(fast.read(cells), spice.read(cells), rtol=1e-6)
+
+
+# ----- programming error from the device (issue 10's device mode) -----------------------------------
+
+def _set_reset_cycles(mode, engine="fast", cycles=6, seed=5):
+    """Read after a 3.75 V set (about the 5th level) and after a -1.6 V reset, cycle after cycle."""
+    chip = VirtualArray.lone_device(programming_error=mode, seed=seed, engine=engine)
+    reads = []
+    for _ in range(cycles):
+        chip.pulse_cell(0, 0, 3.75, 2e-6)
+        reads.append(chip.read_cell(0, 0))
+        chip.pulse_cell(0, 0, -1.6, 2e-6)
+    return np.array(reads), chip
+
+
+def test_device_mode_spreads_each_set_cycle_to_cycle_and_paper_mode_does_not():
+    paper, _ = _set_reset_cycles("paper")
+    device, chip = _set_reset_cycles("device")
+    assert np.ptp(paper) == 0.0                                  # exact levels, every cycle
+    assert 0.5e-9 < np.std(device) < 6e-9                         # the same pulse lands differently
+    assert np.all(np.abs(device - paper[0]) < 12e-9)              # near the level, not on another one
+    # each redraw stays about the cell's own values
+    drift = chip.cell_switches[..., 2] / chip.cell_switches_nominal[..., 2]
+    assert np.all(np.abs(np.log(drift)) < 5 * 0.10)
+    again, _ = _set_reset_cycles("device")
+    np.testing.assert_array_equal(device, again)                  # drawn from the chip's seed
+    other, _ = _set_reset_cycles("device", seed=6)
+    assert not np.array_equal(device, other)
+
+
+def test_device_mode_adds_nothing_on_programming_done_and_paper_mode_does():
+    for mode, changes in (("device", False), ("paper", True)):
+        chip = VirtualArray.lone_device(programming_error=mode, seed=1, engine="fast")
+        chip.pulse_cell(0, 0, 3.75, 2e-6)
+        before = chip.read_cell(0, 0)
+        chip.programming_done([(0, 0)])
+        assert (chip.read_cell(0, 0) != before) is changes
+
+
+def test_device_mode_is_the_same_on_both_engines_and_survives_a_save(tmp_path):
+    spice_reads, spice = _set_reset_cycles("device", engine="spice", cycles=3)
+    fast_reads, fast = _set_reset_cycles("device", engine="fast", cycles=3)
+    np.testing.assert_allclose(fast_reads, spice_reads, rtol=1e-6)
+    np.testing.assert_array_equal(fast.cell_switches, spice.cell_switches)
+    loaded = VirtualArray.load_chip(fast.save_chip(tmp_path / "c2c.npz"))
+    assert loaded.programming_error == "device"
+    np.testing.assert_array_equal(loaded.cell_switches_nominal, fast.cell_switches_nominal)
+    for chip in (fast, loaded):
+        chip.pulse_cell(0, 0, 3.75, 2e-6)
+    assert loaded.read_cell(0, 0) == fast.read_cell(0, 0)
+    with pytest.raises(Exception, match="programming_error"):
+        VirtualArray.lone_device(programming_error="gaussian")
