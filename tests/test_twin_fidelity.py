@@ -234,7 +234,7 @@ def test_table1_ispp_resets_in_a_staircase_and_measured_in_a_cliff():
 
 def test_no_cell_of_any_chip_reads_below_zero_at_a_positive_read_voltage():
     lowest = np.inf
-    for seed in range(40):
+    for seed in range(20):
         rng = np.random.default_rng(seed)
         chip = VirtualArray(ArrayGeometry(12, 12), variability=Variability.typical(), seed=seed, engine="fast")
         k = rng.integers(0, 9, chip.geometry.shape)
@@ -245,13 +245,16 @@ def test_no_cell_of_any_chip_reads_below_zero_at_a_positive_read_voltage():
         for v in (0.05, 0.2, 1.0):
             lowest = min(lowest, float(chip.read(cells, v).min()))
     assert lowest > 0
-    # lone devices in HRS, 200 of them: the case the issue found 11 negative reads in
+    # 2,000 lone devices in HRS (a row without parasitics: its devices do not interact), the case in
+    # which the issue found 11 of 200 reading below 0 A at +1 V
     reads = []
-    for seed in range(200):
-        device = VirtualArray.lone_device(seed=seed, engine="fast")
-        device.programming_done([(0, 0)])
-        reads.append(device.read_cell(0, 0, 1.0))
-    assert min(reads) > 0 and np.mean(np.array(reads) > 1.6e-9) > 0.4   # the error still spreads them
+    for seed in range(10):
+        row = VirtualArray(ArrayGeometry(1, 200), array=ArrayParameters(0.0, 0.0), seed=seed, engine="fast")
+        cells = [(0, b) for b in range(200)]
+        row.programming_done(cells)
+        reads.append(row.read(cells, 1.0))
+    reads = np.concatenate(reads)
+    assert reads.min() > 0 and np.mean(reads > 1.6e-9) > 0.4   # the error still spreads them upwards
 
 
 def test_the_programming_error_never_takes_a_cell_below_its_hrs_floor():
