@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from rramlab.drivers.interface import ArrayGeometry, half_bias_voltages
-from rramlab.sim.array import ArrayNodes, ArrayParameters, wordline_source
+from rramlab.sim.array import ArrayNodes, ArrayParameters
 from rramlab.sim.device import _num
 from rramlab.sim.spice import simulate
 from rramlab.sim.virtual_array import VirtualArray, pulse_sequence

@@ -322,11 +322,10 @@ class VirtualArray(CrossbarInstrument):
         positive = on_v[on_v > 0]
         return float(min(PROBE_V, 0.5 * positive.min())) if positive.size else PROBE_V
 
-    def _spice_transient(self, pulses, measure_bitlines=None):
+    def _spice_transient(self, pulses) -> list[np.ndarray]:
         """Run ``pulses`` [(wordline_v, bitline_v, width, shape), ...] as one ngspice transient from
-        the present chip state, each followed by its state probe. Returns (switch states (W, B, n)
-        after each pulse as ngspice reports them, bitline currents (A) at the end of each pulse's
-        flat top for ``measure_bitlines`` or None)."""
+        the present chip state, each followed by its state probe. Returns the switch states
+        (W, B, n) after each pulse, as ngspice reports them."""
         W, B = self.geometry.shape
         probe_v = self.probe_voltage()
         on_v, off_v = self.thresholds()
@@ -341,24 +340,18 @@ class VirtualArray(CrossbarInstrument):
         sw_vecs = [f"@{switch_name(f'x{w}_{b}', k)}[i]" for w, b in cells for k in range(n)]
         saves = ["time"] + [f"v({x})" for x in area_nodes] + sw_vecs
         vecs = ["time"] + [f"v({x})" for x in area_nodes] + sw_vecs
-        if measure_bitlines is not None:
-            saves += [f"i({bitline_source(b)})" for b in measure_bitlines]
-            vecs += [f"{bitline_source(b)}#branch" for b in measure_bitlines]
         tmax = min(p[2] for p in pulses) / 50
         analysis = f".tran {_num(tmax)} {_num(seq.stop)} 0 {_num(tmax)}"
         result = simulate(self._netlist(seq.wordline_sources, seq.bitline_sources, analysis, saves), vecs)
         t = result["time"]
         g_on, g_off = self._on_conductance(), self._off_conductance()
-        states, currents = [], []
+        states = []
         for k in range(len(pulses)):
             i = _index_at(t, seq.probe_times[k])
             v_area = np.array([result[f"v({a})"][i] - result[f"v({c})"][i] for a, c in area]).reshape(W, B)
             i_sw = np.array([result[v][i] for v in sw_vecs]).reshape(W, B, n)
             states.append(states_from_switch_currents(i_sw, v_area, g_on, g_off))
-            if measure_bitlines is not None:
-                j = _index_at(t, seq.top_end_times[k])
-                currents.append(np.array([result[f"{bitline_source(b)}#branch"][j] for b in measure_bitlines]))
-        return states, (np.array(currents) if measure_bitlines is not None else None)
+        return states
 
     # ----- the fast engine -----
     def _fast(self) -> NodalArray:
@@ -480,8 +473,7 @@ class VirtualArray(CrossbarInstrument):
     def _disturbing_step(self, step, bitlines):
         zeros = np.zeros(self.geometry.bitlines)
         if self.engine == "spice":
-            states, _ = self._spice_transient([(step, zeros, READ_PULSE_WIDTH_S, "rect")])
-            new = states[0]
+            new = self._spice_transient([(step, zeros, READ_PULSE_WIDTH_S, "rect")])[0]
         else:
             new, _, _ = self._fast_pulse(step, zeros)
         cells = self._commit_states(new, None)
@@ -523,8 +515,7 @@ class VirtualArray(CrossbarInstrument):
         if engine == "spice":
             if self.engine == "auto":
                 self.spice_pulses += 1
-            states, _ = self._spice_transient([(wordline_v, bitline_v, width, shape)])
-            new = states[0]
+            new = self._spice_transient([(wordline_v, bitline_v, width, shape)])[0]
         self.last_pulse_disturbed = self._commit_states(new, targets)
         self.pulse_count += 1
 

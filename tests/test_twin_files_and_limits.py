@@ -4,19 +4,17 @@ Ctrl-C while ngspice runs, and a --seed that means something."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-import zipfile
 
 import numpy as np
 import pytest
 
 from rramlab.app.cli import main
-from rramlab.drivers.interface import ArrayGeometry, RramlabError
+from rramlab.drivers.interface import ArrayGeometry
 from rramlab.sim.array import MAX_CONTACT_RESISTANCE, MAX_WIRE_RESISTANCE, ArrayParameterError, ArrayParameters
 from rramlab.sim.virtual_array import ChipFileError, VirtualArray
 
