@@ -472,10 +472,13 @@ class VirtualArray(CrossbarInstrument):
 
     def _disturbing_step(self, step, bitlines):
         zeros = np.zeros(self.geometry.bitlines)
-        if self.engine == "spice":
+        engine = self.engine
+        if engine != "spice":
+            new, estimated, _ = self._fast_pulse(step, zeros)
+            if estimated and engine == "auto":  # as for a pulse: ngspice settles the flip order
+                engine = "spice"
+        if engine == "spice":
             new = self._spice_transient([(step, zeros, READ_PULSE_WIDTH_S, "rect")])[0]
-        else:
-            new, _, _ = self._fast_pulse(step, zeros)
         cells = self._commit_states(new, None)
         self.last_read_disturbed += cells
         if cells:
