@@ -204,3 +204,22 @@ def test_device_flag_picks_the_preset(tmp_path, capsys):
 def test_seed_and_device_are_refused_with_a_bench_or_a_loaded_chip(good_chip, capsys):
     assert main(["ispp", "--chip", str(good_chip), "--seed", "3", "--no-progress"]) == 1
     assert "keeps its own" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_rramlab_ispp_on_ngspice_at_once():
+    """The user's case: `rramlab ispp --engine spice` on an array cell, Ctrl-C while ngspice runs."""
+    proc = subprocess.Popen([sys.executable, "-m", "rramlab.app.cli", "ispp", "--cell", "0,23", "--engine", "spice",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4.0)                                   # imports, then ngspice pulses and reads
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err
+    assert elapsed < 3.0, f"stopped {elapsed:.1f} s after Ctrl-C"
