@@ -331,7 +331,11 @@ class VirtualArray(CrossbarInstrument):
         on_v, off_v = self.thresholds()
         # every switch of the chip, whatever its state, so a sequence and its pulses one by one
         # are drawn with the same corners
-        seq = pulse_sequence(pulses, probe_v, turn_on_v=_lowest_positive(on_v), turn_off_v=-_lowest_positive(-off_v))
+        # a pulse in which no switch can flip is drawn with plain edges (most pulses of a ramp); the
+        # later pulses of a sequence always finely, as their starting states are not known here
+        fine = [self._pulse_may_flip(*pulses[0][:2])] + [True] * (len(pulses) - 1)
+        seq = pulse_sequence(pulses, probe_v, turn_on_v=_lowest_positive(on_v), turn_off_v=-_lowest_positive(-off_v),
+                             fine=fine)
         nodes = ArrayNodes(W, B, self.array)
         n = self.device.n_switches
         cells = [(w, b) for w in range(W) for b in range(B)]
@@ -415,6 +419,28 @@ class VirtualArray(CrossbarInstrument):
             self._imax_cache[key] = float(i)
         return self._imax_cache[key] + max(float(self.conductance_offset.max()), 0.0) * key
 
+    def _drop_bound(self, span: float) -> float:
+        """Largest IR drop (V) the two lines of any cell can take from it when no cell sees more
+        than ``span`` volts: each line's whole resistance times the most current all its cells
+        could carry."""
+        W, B = self.geometry.shape
+        a = self.array
+        i_cell = self._max_device_current(span)
+        return ((a.contact_resistance + a.wire_resistance * (B - 1)) * B * i_cell
+                + (a.contact_resistance + a.wire_resistance * (W - 1)) * W * i_cell)
+
+    def _pulse_may_flip(self, wordline_v, bitline_v) -> bool:
+        """Whether any switch could flip in this pulse: each cell's voltage follows its ramp from
+        0 V to V_wl - V_bl within the IR-drop bound (_drop_bound). False is certain."""
+        wl, bl = np.asarray(wordline_v, float), np.asarray(bitline_v, float)
+        v = wl[:, None] - bl[None, :]
+        sources = np.concatenate([wl, bl, [0.0]])
+        drop = self._drop_bound(float(sources.max() - sources.min())) + DISTURB_MARGIN_V
+        on_v, off_v = self.thresholds()
+        hi = (np.maximum(v, 0.0) + drop)[:, :, None]
+        lo = (np.minimum(v, 0.0) - drop)[:, :, None]
+        return bool(np.any((hi > on_v) & ~self.switch_states) or np.any((lo < off_v) & self.switch_states))
+
     def _steps_that_may_disturb(self, steps: np.ndarray) -> np.ndarray:
         """(n,) bool: steps (wordline volts, bitlines at 0 V) whose cell voltages could reach a
         threshold. A cell's voltage differs from its open-circuit value V_wl by at most the IR drop
@@ -424,12 +450,8 @@ class VirtualArray(CrossbarInstrument):
         off_sw = ~self.switch_states
         lowest_on = float(np.min(on_v[off_sw])) if off_sw.any() else np.inf
         highest_off = float(np.max(off_v[self.switch_states])) if self.switch_states.any() else -np.inf
-        W, B = self.geometry.shape
-        a = self.array
         span = float(np.max(np.abs(steps))) if steps.size else 0.0
-        i_cell = self._max_device_current(span)
-        drop = ((a.contact_resistance + a.wire_resistance * (B - 1)) * B * i_cell
-                + (a.contact_resistance + a.wire_resistance * (W - 1)) * W * i_cell)
+        drop = self._drop_bound(span)
         hi = steps.max(axis=1) + drop + DISTURB_MARGIN_V
         lo = steps.min(axis=1) - drop - DISTURB_MARGIN_V
         return (hi > lowest_on) | (lo < highest_off)
@@ -769,7 +791,7 @@ def rising_edge_fractions(wordline_v, bitline_v, turn_on_v: float, turn_off_v: f
 
 
 def pulse_sequence(pulses, probe_v: float, settle_s: float = SETTLE_S, turn_on_v: float = 0.0,
-                   turn_off_v: float = 0.0) -> PulseSequence:
+                   turn_off_v: float = 0.0, fine=None) -> PulseSequence:
     """PWL sources for ``pulses`` [(wordline_v, bitline_v, width, shape), ...] applied one after
     the other (volts, seconds).
 
@@ -778,16 +800,18 @@ def pulse_sequence(pulses, probe_v: float, settle_s: float = SETTLE_S, turn_on_v
     width. Then the state probe: every wordline at ``probe_v`` (bitlines at 0 V) for one edge time,
     back to 0 V, and one more edge time at 0 V; the next pulse follows ``settle_s`` later.
     The rising edge is drawn in fine segments (rising_edge_fractions) from just below the chip's
-    lowest turn-on threshold ``turn_on_v`` and highest turn-off threshold ``turn_off_v`` (V).
+    lowest turn-on threshold ``turn_on_v`` and highest turn-off threshold ``turn_off_v`` (V);
+    ``fine`` (one bool per pulse, default all True) False draws that pulse with plain edges.
     """
     W, B = len(pulses[0][0]), len(pulses[0][1])
     pts_w = [[(0.0, 0.0)] for _ in range(W)]
     pts_b = [[(0.0, 0.0)] for _ in range(B)]
     top_end, probes = [], []
     t0 = 0.0
-    for wordline_v, bitline_v, width, shape in pulses:
+    fine = [True] * len(pulses) if fine is None else list(fine)
+    for (wordline_v, bitline_v, width, shape), drawn_fine in zip(pulses, fine):
         edge = min(width * 0.01, 10e-9)
-        ramp = rising_edge_fractions(wordline_v, bitline_v, turn_on_v, turn_off_v)
+        ramp = rising_edge_fractions(wordline_v, bitline_v, turn_on_v, turn_off_v) if drawn_fine else np.ones(1)
         if shape == "rect":
             times = [*(t0 + edge * ramp), t0 + edge + width, t0 + 2 * edge + width]
             factors = [*ramp, 1.0, 0.0]

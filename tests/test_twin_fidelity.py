@@ -360,3 +360,23 @@ def test_device_mode_is_the_same_on_both_engines_and_survives_a_save(tmp_path):
     assert loaded.read_cell(0, 0) == fast.read_cell(0, 0)
     with pytest.raises(Exception, match="programming_error"):
         VirtualArray.lone_device(programming_error="gaussian")
+
+
+def test_a_pulse_that_cannot_flip_anything_is_known_to_be_safe():
+    """Such pulses get plain edges on ngspice (fewer time steps); the bound must never miss a flip."""
+    chip = VirtualArray(ArrayGeometry(6, 6), array=ArrayParameters(100.0), engine="fast")
+    g = chip.geometry
+    assert not chip._pulse_may_flip(*half_bias_voltages(g, 2, 3, 3.2))     # below 3.2625 V
+    assert chip._pulse_may_flip(*half_bias_voltages(g, 2, 3, 3.3))
+    chip.switch_states[2, 3] = True
+    assert not chip._pulse_may_flip(*half_bias_voltages(g, 2, 3, 4.2))     # all on already
+    assert chip._pulse_may_flip(*half_bias_voltages(g, 2, 3, -1.0))
+    # never wrong: over random pulses, whenever the bound says "safe", nothing flips
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        chip.switch_states = random_states(rng, g.shape, 8)
+        pulse = near_threshold_pulses(rng, chip, 1, 1e-5)[0]
+        safe = not chip._pulse_may_flip(*pulse[:2])
+        before = chip.switch_states.copy()
+        chip.pulse(*pulse)
+        assert not (safe and np.any(chip.switch_states != before))
