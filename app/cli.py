@@ -50,11 +50,21 @@ COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.cmd_iv", "rramlab.app.cmd_ispva
 DEFAULT_SEED = 0
 
 
-def twin_seed(args) -> int:
-    """The chip's seed: --seed, or DEFAULT_SEED when it was not given (None means "not given", so
-    that --seed can be refused where it does nothing)."""
+def twin_kwargs(args) -> dict:
+    """VirtualArray keyword arguments from the twin's flags: without --seed the paper's exact
+    device (DEFAULT_SEED, no variability); with --seed a chip drawn with typical device-to-device
+    variability from that seed; --device picks the preset; --engine the engine."""
+    from rramlab.sim.virtual_array import Variability
+
     seed = getattr(args, "seed", None)
-    return DEFAULT_SEED if seed is None else seed
+    kwargs: dict = {"seed": DEFAULT_SEED}
+    if seed is not None:
+        kwargs.update(seed=seed, variability=Variability.typical())
+    if getattr(args, "device", None) is not None:
+        kwargs["device"] = args.device
+    if getattr(args, "engine", None) is not None:
+        kwargs["engine"] = args.engine
+    return kwargs
 
 
 class Stopped(KeyboardInterrupt):
@@ -119,10 +129,13 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
                         "ngspice can settle")
     g.add_argument("--wire-resistance", type=float, metavar="OHM", default=None,
                    help="twin array only: wire resistance per line segment (ohm, default 2)")
+    g.add_argument("--device", choices=("measured", "table1"), default=None,
+                   help="twin only: device preset; 'measured' (default) fits the measured ISPP (abrupt reset), "
+                        "'table1' takes the paper's Table 1 literally (staircase reset)")
     g.add_argument("--seed", type=int, default=None,
-                   help=f"twin only: random seed of the chip's draws (device variability, programming error; "
-                        f"default {DEFAULT_SEED}). ISPP on the default chip draws nothing, so every seed gives "
-                        f"the same rows")
+                   help="twin only: draw a chip with device-to-device variability from this seed (VT 20 mV, "
+                        "RON 10 %%, Ri 3 %%; different seeds, different chips); without it the twin is the "
+                        "paper's exact device, the same every run")
     g.add_argument("--chip", metavar="FILE", help="twin only: start from a chip state saved with --save-chip")
     g.add_argument("--save-chip", metavar="FILE", help="twin only: save the chip state at the end of the run")
 
@@ -135,7 +148,7 @@ def add_force_flag(p: argparse.ArgumentParser) -> None:
 def check_backend_flags(args, cell_requested: bool) -> None:
     """Refuse flags that contradict each other or do nothing with the backend asked for, before
     anything is opened. Raises RramlabError naming the flag and the fix."""
-    twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip", "seed")
+    twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip", "seed", "device")
                  if getattr(args, name, None) is not None]
     if args.bench is not None:
         if not args.bench.strip():
@@ -218,10 +231,10 @@ def open_backend(args, cell_requested: bool):
     from rramlab.sim.array import ArrayParameters
     from rramlab.sim.virtual_array import VirtualArray
 
-    kwargs = {"seed": twin_seed(args)}
-    if args.engine is not None:
-        kwargs["engine"] = args.engine
+    kwargs = twin_kwargs(args)
     if args.chip:
+        if args.seed is not None or args.device is not None:
+            raise RramlabError("--seed and --device make a new chip; a chip loaded with --chip keeps its own")
         return VirtualArray.load_chip(args.chip, engine=args.engine)
     if cell_requested:
         if args.wire_resistance is not None:

@@ -35,11 +35,9 @@ def build_chip(args, geometry):
             raise RramlabError(f"the chip file {args.chip} is a {chip.geometry.shape[0]} x {chip.geometry.shape[1]} "
                                f"array but the bench's [array] is {geometry.shape[0]} x {geometry.shape[1]}")
         return chip
-    from rramlab.app.cli import twin_seed
+    from rramlab.app.cli import twin_kwargs
 
-    kwargs = {"seed": twin_seed(args)}
-    if getattr(args, "engine", None) is not None:
-        kwargs["engine"] = args.engine
+    kwargs = twin_kwargs(args)
     if getattr(args, "wire_resistance", None) is not None:
         kwargs["array"] = ArrayParameters(wire_resistance=args.wire_resistance)
     from rramlab.drivers.interface import ArrayGeometry

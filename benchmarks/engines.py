@@ -1,6 +1,6 @@
 """ngspice against the fast engine, measured in the same run, for the operations users repeat.
 
-Run by hand:  .venv/bin/python benchmarks/engines.py [--spice-trains 200] [--trains 10000] [--pulses 10000]
+Run by hand:  .venv/bin/python benchmarks/engines.py [--spice-trains 20] [--trains 10000] [--pulses 2000]
 Prints one table. Numbers are this machine's; compare runs on the same machine only.
 
 The chip: 24 x 24 HT-RRAM array, wire 2 ohm per segment, contact 10 ohm, random programmed states.
@@ -9,7 +9,11 @@ spikes at random rates per train. The ngspice reference for a spike train is wha
 VirtualArray(engine="spice") does for vmm: one operating point (.op) per time step, 25 per train;
 the fast engine solves all steps of all trains as one batch. A write-verify step is a half-bias
 pulse (random cell, 3.0..4.2 V set or -1.0..-1.6 V reset, 1 us rect) followed by a read of that cell.
-ngspice times of 10,000 trains and 10,000 pulses are extrapolated from the measured per-item time.
+ngspice times of 200 and 10,000 trains and of the write-verify pulses are extrapolated from the
+measured per-item time (defaults: 20 trains, 3 pulses on ngspice, a few minutes on a quiet 2-core
+machine; --spice-trains 200 measures all 200, about 20 minutes). An ngspice pulse is a transient whose
+rising edge is drawn in 50 mV segments and ends with the state probe (sim/virtual_array.py), so it
+costs more than a bare transient did; the fast engine's reads include the read-disturb check.
 """
 
 from __future__ import annotations
@@ -65,10 +69,10 @@ def class_currents(per_train):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spice-trains", type=int, default=200, help="trains run on ngspice (default 200)")
+    ap.add_argument("--spice-trains", type=int, default=20, help="trains run on ngspice (default 20)")
     ap.add_argument("--trains", type=int, default=10_000, help="trains on the fast engine (default 10000)")
-    ap.add_argument("--pulses", type=int, default=10_000, help="pulse+read pairs on the fast engine")
-    ap.add_argument("--spice-pulses", type=int, default=5, help="pulse+read pairs on ngspice")
+    ap.add_argument("--pulses", type=int, default=2_000, help="pulse+read pairs on the fast engine")
+    ap.add_argument("--spice-pulses", type=int, default=3, help="pulse+read pairs on ngspice")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(2024)

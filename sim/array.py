@@ -23,7 +23,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rramlab.drivers.interface import RequestError
 from rramlab.sim.device import DeviceParameters, _num, device_netlist, switch_model_lines
+
+
+#: Largest wire resistance per segment (ohm) the twin accepts. A Pt or Au line of one cell pitch is
+#: a few ohm; even 1 kohm per segment (24 kohm along a line) is a broken or badly thinned line.
+#: Beyond it the lines, not the devices, set the currents (a whole line approaches an LRS device's
+#: ~12 Mohm only near 1e5 ohm per segment) and the array solve loses its meaning and its conditioning.
+MAX_WIRE_RESISTANCE = 1e3
+#: Largest contact resistance (ohm): a probe needle on a pad is ohms to about a kohm when it scrubs
+#: badly; 100 kohm means the needle is not touching the pad.
+MAX_CONTACT_RESISTANCE = 1e5
 
 
 @dataclass(frozen=True)
@@ -31,18 +42,31 @@ class ArrayParameters:
     """Parasitics of the array (ohm).
 
     wire_resistance: one line segment between neighbouring cells, on wordlines and bitlines alike.
-        Not given in the paper; 2 ohm is a thin-film Pt line of about one cell pitch.
-    contact_resistance: probe needle and pad, between each line and its source.
+        Not given in the paper; 2 ohm is a thin-film Pt line of about one cell pitch. At most
+        MAX_WIRE_RESISTANCE.
+    contact_resistance: probe needle and pad, between each line and its source. At most
+        MAX_CONTACT_RESISTANCE.
     """
 
     wire_resistance: float = 2.0
     contact_resistance: float = 10.0
 
     def __post_init__(self):
-        for name in ("wire_resistance", "contact_resistance"):
+        for name, top, why in (("wire_resistance", MAX_WIRE_RESISTANCE,
+                                "a line segment of one cell pitch is a few ohm; beyond this the lines, "
+                                "not the devices, would set every current"),
+                               ("contact_resistance", MAX_CONTACT_RESISTANCE,
+                                "a probe needle on its pad is ohms to a kohm; beyond this it is not touching")):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
-                raise ValueError(f"ArrayParameters.{name} must be a finite resistance >= 0 ohm, got {v!r}")
+            if isinstance(v, bool) or not (isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v)
+                                           and v >= 0):
+                raise ArrayParameterError(f"{name} must be a finite resistance >= 0 ohm, got {v!r}")
+            if v > top:
+                raise ArrayParameterError(f"{name} {v:g} ohm is beyond the twin's limit of {top:g} ohm: {why}")
+
+
+class ArrayParameterError(RequestError):
+    """A wire or contact resistance outside the range the twin models."""
 
 
 class ArrayNodes:
@@ -74,7 +98,7 @@ def bitline_source(b: int) -> str:
 
 def array_netlist(device: DeviceParameters, array: ArrayParameters, switch_states: np.ndarray,
                   conductance_offset: np.ndarray, wordline_sources: list[str], bitline_sources: list[str],
-                  cell_switches: np.ndarray | None = None) -> list[str]:
+                  cell_switches: np.ndarray | None = None, insulator_r0: np.ndarray | None = None) -> list[str]:
     """Netlist lines of the whole array, without analysis cards.
 
     switch_states: (W, B, n) bool, the initial state of every switch.
@@ -110,7 +134,8 @@ def array_netlist(device: DeviceParameters, array: ArrayParameters, switch_state
                 prefix = f"sw{w}_{b}"
                 lines += _cell_models(prefix, cell_switches[w, b], device)
             lines += device_netlist(device, f"x{w}_{b}", nodes.wl(w, b), nodes.bl(w, b), switch_states[w, b],
-                                    prefix, float(conductance_offset[w, b]))
+                                    prefix, float(conductance_offset[w, b]),
+                                    None if insulator_r0 is None else float(insulator_r0[w, b]))
     return lines
 
 

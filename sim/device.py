@@ -57,18 +57,30 @@ class Switch:
         )
 
 
-# Calibrated so a 3.0 -> 4.2 V / 25 mV set ramp reads 10, 20, ... 80 nA at 1 V (one level about
-# every 4 pulses) and a -1.0 -> -1.6 V / 50 mV reset ramp loses 75 % after 3 pulses.
-# Turn-on thresholds VT + VH = 3.2625 ... 3.9625 V (Table 1: VT 0.85-1.55 V, VH 2.4 V) sit half a
-# step off the 25 mV pulse grid so that rounding noise never decides a flip. RON in turn-on order
-# from the feasibility study (twin-notes.md). Turn-off thresholds: the high-conductance switches
-# go first, near -1 V, so the reset is a cliff, not the mirror image of the set.
+# The "measured" preset (the default). Calibrated so a 3.0 -> 4.2 V / 25 mV set ramp reads 10, 20,
+# ... 80 nA at 1 V (one level about every 4 pulses) and a -1.0 -> -1.6 V / 50 mV reset ramp loses
+# 75 % after 3 pulses, as measured (Fig. 4a).
+# Turn-on thresholds VT + VH = 3.2625 ... 3.9625 V sit half a step off the 25 mV pulse grid so that
+# rounding noise never decides a flip. RON in turn-on order from the feasibility study
+# (twin-notes.md). Turn-off thresholds: the high-conductance switches go first, near -1 V, so the
+# reset is a cliff, not the mirror image of the set. This needs a per-switch VH (2.275-2.475 V) and
+# moves VT to 0.99-1.49 V, away from Table 1's literal values (the "table1" preset below).
 _DEFAULT_TURN_ON = tuple(3.2625 + 0.1 * k for k in range(8))
 _DEFAULT_RON = (61.5e6, 32.0e6, 19.8e6, 12.1e6, 6.88e6, 3.37e6, 1.17e6, 54.6e3)
 _DEFAULT_TURN_OFF = (-1.2875, -1.1875, -1.0875, -1.0375, -0.9875, -0.9875, -0.9875, -0.9875)
 DEFAULT_SWITCHES = tuple(
     Switch.from_thresholds(on, off, ron) for on, off, ron in zip(_DEFAULT_TURN_ON, _DEFAULT_TURN_OFF, _DEFAULT_RON)
 )
+MEASURED_SWITCHES = DEFAULT_SWITCHES
+
+# The "table1" preset: Table 1 taken literally. VT evenly spaced 0.85 ... 1.55 V, one VH of 2.4 V,
+# RON 30 kohm - 62 Mohm (the same 8 values as above), ROFF 1e12 ohm. Turn-on VT + VH = 3.25 ...
+# 3.95 V, turn-off VT - VH = -1.55 ... -0.85 V, in the same order: the switch that turns on first
+# turns off last, so the reset is a staircase down to about -1.6 V (where the paper stops its
+# simulated reset), not the measured cliff.
+TABLE1_THRESHOLDS_V = tuple(0.85 + 0.1 * k for k in range(8))
+TABLE1_HYSTERESIS_V = 2.4
+TABLE1_SWITCHES = tuple(Switch(vt, TABLE1_HYSTERESIS_V, ron) for vt, ron in zip(TABLE1_THRESHOLDS_V, _DEFAULT_RON))
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,45 @@ class DeviceParameters:
         return np.array([s.turn_off_v for s in self.switches])
 
 
+#: named device presets, selectable with ``VirtualArray(device="table1")`` and ``--device``
+DEVICE_PRESETS: dict[str, DeviceParameters] = {
+    "measured": DeviceParameters(switches=MEASURED_SWITCHES),
+    "table1": DeviceParameters(switches=TABLE1_SWITCHES),
+}
+DEFAULT_PRESET = "measured"
+
+
+def device_preset(name: str) -> DeviceParameters:
+    """The DeviceParameters of a named preset ("measured", the default, or "table1")."""
+    try:
+        return DEVICE_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"device preset {name!r} is unknown: use one of {sorted(DEVICE_PRESETS)}") from None
+
+
+def preset_name(params: DeviceParameters) -> str:
+    """The name of the preset ``params`` equals, or "custom"."""
+    for name, preset in DEVICE_PRESETS.items():
+        if preset == params:
+            return name
+    return "custom"
+
+
+def zero_bias_conductance(g_switch, params: DeviceParameters, insulator_r0=None):
+    """Small-signal conductance (S) of the device at 0 V with switch-bank conductance ``g_switch`` (S).
+
+    Every element's chord conductance I/V grows with its voltage (the switches are linear, Rs and
+    Ri fall exponentially), so a device's chord conductance I(V)/V is smallest at 0 V: this is the
+    lowest conductance the device shows at any read voltage. insulator_r0: per-cell Ri prefactor
+    (ohm, broadcast) when variability reaches Ri; None means ``params.insulator_r0``.
+    """
+    p = params
+    r0i = p.insulator_r0 if insulator_r0 is None else np.asarray(insulator_r0, dtype=float)
+    g_rs = np.exp(-p.switching_v0 / p.switching_k) / p.switching_r0
+    r_ri = r0i * np.exp(p.insulator_v0 / p.insulator_k)
+    return 1.0 / (2.0 * p.contact_r + 1.0 / (np.asarray(g_switch, dtype=float) + g_rs) + r_ri)
+
+
 def next_switch_states(states: np.ndarray, turn_on_v: np.ndarray, turn_off_v: np.ndarray,
                        terminal_v: np.ndarray) -> np.ndarray:
     """Switch states after the terminal voltage has followed ``terminal_v`` (V, in time order).
@@ -162,23 +213,36 @@ def switch_model_lines(params: DeviceParameters, prefix: str) -> list[str]:
     ]
 
 
+def switch_nodes(params: DeviceParameters, name: str, top: str, bottom: str) -> tuple[str, str]:
+    """The two nodes the switch bank of device ``name`` sits between (n1, n2)."""
+    n1 = f"{name}_1" if params.contact_r > 0 else top
+    return n1, f"{name}_2"
+
+
+def switch_name(name: str, k: int) -> str:
+    """ngspice instance name of switch k of device ``name`` (its current is ``@<name>[i]``)."""
+    return f"s{name}_{k}"
+
+
 def device_netlist(params: DeviceParameters, name: str, top: str, bottom: str, switch_on,
-                   model_prefix: str, conductance_offset: float = 0.0) -> list[str]:
+                   model_prefix: str, conductance_offset: float = 0.0, insulator_r0: float | None = None) -> list[str]:
     """Netlist lines of one device between nodes ``top`` and ``bottom``.
 
     switch_on: initial state of each switch (ngspice honours ON/OFF on the instance line, also
     in .op), which is how the twin carries a cell's state from one call to the next.
     conductance_offset: a linear conductance (S) across the terminals standing for the programming
-    error of the last weight transfer; may be negative (0 means no element).
+    error of the last weight transfer (0 means no element; bounded so the cell's conductance stays
+    positive, see VirtualArray.programming_done).
+    insulator_r0: this device's Ri prefactor (ohm) when variability reaches Ri; None: the model's.
     """
     p = params
-    n1, n2, n3 = f"{name}_1", f"{name}_2", f"{name}_3"
+    n1, n2 = switch_nodes(p, name, top, bottom)
+    n3 = f"{name}_3" if p.contact_r > 0 else bottom
+    r0i = p.insulator_r0 if insulator_r0 is None else float(insulator_r0)
     lines = []
     if p.contact_r > 0:
         lines.append(f"R{name}t {top} {n1} {_num(p.contact_r)}")
         lines.append(f"R{name}b {n3} {bottom} {_num(p.contact_r)}")
-    else:
-        n1, n3 = top, bottom
     for k, on in enumerate(switch_on):
         state = "ON" if on else "OFF"
         lines.append(f"S{name}_{k} {n1} {n2} {top} {bottom} {model_prefix}_{k} {state}")
@@ -188,7 +252,7 @@ def device_netlist(params: DeviceParameters, name: str, top: str, bottom: str, s
     )
     lines.append(f"C{name}s {n1} {n2} {_num(p.switching_c)}")
     lines.append(
-        f"B{name}i {n2} {n3} I=V({n2},{n3})/{_num(p.insulator_r0)}"
+        f"B{name}i {n2} {n3} I=V({n2},{n3})/{_num(r0i)}"
         f"*exp((abs(V({n2},{n3}))-{_num(p.insulator_v0)})/{_num(p.insulator_k)})"
     )
     lines.append(f"C{name}i {n2} {n3} {_num(p.insulator_c)}")

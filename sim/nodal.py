@@ -72,10 +72,12 @@ THREADS = 2
 # one device
 # --------------------------------------------------------------------------------------------
 
-def _insulator_inverse(current, p: DeviceParameters):
+def _insulator_inverse(current, p: DeviceParameters, r0=None):
     """Voltage (V) across Ri carrying ``current`` (A, >= 0): I = V/R0 exp((V-V0)/k) inverted with
-    Lambert W, V = k W(I R0 exp(V0/k) / k). Returns (V, dI/dV at V)."""
-    k, r0, v0 = p.insulator_k, p.insulator_r0, p.insulator_v0
+    Lambert W, V = k W(I R0 exp(V0/k) / k). Returns (V, dI/dV at V). r0: Ri prefactor (ohm,
+    broadcast), default the model's."""
+    k, v0 = p.insulator_k, p.insulator_v0
+    r0 = p.insulator_r0 if r0 is None else r0
     arg = current * (r0 * np.exp(v0 / k) / k)
     v = k * np.real(lambertw(arg))
     dv = np.exp((v - v0) / k) / r0 * (1.0 + v / k)
@@ -83,13 +85,14 @@ def _insulator_inverse(current, p: DeviceParameters):
 
 
 def device_current_exact(v, g_switch, p: DeviceParameters, iterations: int = 100, v1_guess=None,
-                         bracket=None):
+                         bracket=None, insulator_r0=None):
     """Exact current (A) and dI/dV (S) of the compact model at terminal voltage ``v`` (V).
 
     g_switch: summed conductance (S) of the switch bank, broadcast against ``v``. Solves the internal
     nodes by safeguarded Newton on V1 (the switching-area voltage), bracketed in [0, |v|]; the
     device is odd in v. Vectorised; used to build the tables and as their reference.
     v1_guess, bracket: optional starting V1 (V) and (lo, hi) bracket of it, same shape as v.
+    insulator_r0: Ri prefactor (ohm), broadcast against v; None means the model's.
     """
     v, g = np.broadcast_arrays(np.asarray(v, dtype=float), np.asarray(g_switch, dtype=float))
     a = np.abs(v)
@@ -105,7 +108,7 @@ def device_current_exact(v, g_switch, p: DeviceParameters, iterations: int = 100
         es = np.exp((x - vs0) / ks) / rs0
         cur = g * x + x * es
         dcur = g + es * (1.0 + x / ks)
-        v2, dv2 = _insulator_inverse(cur, p)
+        v2, dv2 = _insulator_inverse(cur, p, insulator_r0)
         res = rc2 * cur + x + v2 - a
         dres = dcur * (rc2 + 1.0 / dv2) + 1.0
         # keep the bracket: the residual increases with x
@@ -121,12 +124,12 @@ def device_current_exact(v, g_switch, p: DeviceParameters, iterations: int = 100
     es = np.exp((x - vs0) / ks) / rs0
     cur = g * x + x * es
     dcur = g + es * (1.0 + x / ks)
-    v2, dv2 = _insulator_inverse(cur, p)
+    v2, dv2 = _insulator_inverse(cur, p, insulator_r0)
     dIdv = 1.0 / (rc2 + 1.0 / dcur + 1.0 / dv2)
     return np.sign(v) * cur, dIdv
 
 
-def _v1_guess(grid: np.ndarray, gs: np.ndarray, p: DeviceParameters, samples: int = 1500):
+def _v1_guess(grid: np.ndarray, gs: np.ndarray, p: DeviceParameters, samples: int = 1500, r0s=None):
     """Switching-area voltage V1 (V) at each terminal voltage of ``grid`` for each conductance of
     ``gs``, interpolated from an explicit sweep of V1 (terminal voltage as a function of V1 needs
     no solve), with the two sweep points that bracket it. Returns (guess, lo, hi), each
@@ -137,7 +140,7 @@ def _v1_guess(grid: np.ndarray, gs: np.ndarray, p: DeviceParameters, samples: in
     samples = v1.size
     es = np.exp((v1[None, :] - p.switching_v0) / p.switching_k) / p.switching_r0
     cur = gs[:, None] * v1[None, :] + v1[None, :] * es
-    v2, _ = _insulator_inverse(cur, p)
+    v2, _ = _insulator_inverse(cur, p, None if r0s is None else np.asarray(r0s)[:, None])
     vd = 2.0 * p.contact_r * cur + v1[None, :] + v2
     guess = np.empty((gs.size, grid.size))
     lo = np.empty_like(guess)
@@ -170,11 +173,16 @@ class DeviceTables:
     def v_max(self) -> float:
         return self.n * self.step
 
-    def rows_for(self, g_switch: np.ndarray) -> np.ndarray:
-        """Row index (same shape as g_switch) of each conductance, building missing rows."""
+    def rows_for(self, g_switch: np.ndarray, insulator_r0: np.ndarray | None = None) -> np.ndarray:
+        """Row index (same shape as g_switch) of each (switch-bank conductance, Ri prefactor) pair,
+        building missing rows. insulator_r0: per-cell Ri prefactor (ohm) or None for the model's."""
         g_switch = np.asarray(g_switch, dtype=float)
-        uniq, inverse = np.unique(g_switch, return_inverse=True)
-        missing = [g for g in uniq.tolist() if g not in self._rows]
+        r0 = np.broadcast_to(self.device.insulator_r0 if insulator_r0 is None else np.asarray(insulator_r0, float),
+                             g_switch.shape)
+        pairs = np.stack([g_switch.ravel(), r0.ravel()], axis=1)
+        uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        keys = [tuple(k) for k in uniq.tolist()]
+        missing = [k for k in keys if k not in self._rows]
         if missing and len(self._g) + len(missing) > MAX_TABLE_ROWS:
             # keep memory flat over long programming runs on a chip with variability, where every
             # state change of a cell is a new conductance: start again from the rows in use
@@ -182,35 +190,36 @@ class DeviceTables:
             self.current = np.zeros((0, self.n + 1))
             self.slope = np.zeros((0, self.n + 1))
             self._packed = None
-            missing = uniq.tolist()
+            missing = keys
         if missing:
             self._build(np.array(missing))
-        idx = np.array([self._rows[g] for g in uniq.tolist()], dtype=np.intp)
-        return idx[inverse].reshape(g_switch.shape)
+        idx = np.array([self._rows[k] for k in keys], dtype=np.intp)
+        return idx[np.ravel(inverse)].reshape(g_switch.shape)
 
-    def _build(self, gs: np.ndarray):
+    def _build(self, keys: np.ndarray):
+        gs, r0s = keys[:, 0], keys[:, 1]
         grid = np.arange(self.n + 1) * self.step
-        guess, lo, hi = _v1_guess(grid, gs, self.device)
+        guess, lo, hi = _v1_guess(grid, gs, self.device, r0s=r0s)
         cur, slope = device_current_exact(grid[None, :], gs[:, None], self.device, v1_guess=guess,
-                                          bracket=(lo, hi))
+                                          bracket=(lo, hi), insulator_r0=r0s[:, None])
         start = len(self._g)
-        for i, g in enumerate(gs.tolist()):
-            self._rows[g] = start + i
-            self._g.append(g)
+        for i, k in enumerate(keys.tolist()):
+            self._rows[tuple(k)] = start + i
+            self._g.append(tuple(k))
         self.current = np.concatenate([self.current, cur])
         self.slope = np.concatenate([self.slope, slope])
         self._packed = None
 
     def grow(self, v_needed: float):
         """Extend the grid to cover |V| up to v_needed (V); rebuilds every row."""
-        gs = np.array(self._g)
+        keys = np.array(self._g, dtype=float).reshape(-1, 2)
         self.n = int(np.ceil(v_needed * 1.1 / self.step)) + 1
         self._rows, self._g = {}, []
         self.current = np.zeros((0, self.n + 1))
         self.slope = np.zeros((0, self.n + 1))
         self._packed = None
-        if gs.size:
-            self._build(gs)
+        if keys.size:
+            self._build(keys)
 
     def evaluate(self, v: np.ndarray, rows: np.ndarray):
         """Current (A) and dI/dV (S) at voltages v (V) for cells whose table rows are ``rows``
@@ -310,15 +319,16 @@ class NodalArray:
 
     # ----- the solve -----
     def solve(self, v_open: np.ndarray, g_switch: np.ndarray, g_offset: np.ndarray | None = None,
-              v_start: np.ndarray | None = None):
+              v_start: np.ndarray | None = None, insulator_r0: np.ndarray | None = None):
         """Cell voltages (V) and currents (A), each (n, W, B), for open-circuit cell voltages
-        ``v_open`` (n, W, B) = V_wl[w] - V_bl[b] of each step."""
-        rows = self.tables.rows_for(g_switch)
+        ``v_open`` (n, W, B) = V_wl[w] - V_bl[b] of each step. insulator_r0: (W, B) Ri prefactor
+        per cell (ohm) or None."""
+        rows = self.tables.rows_for(g_switch, insulator_r0)
         while True:
             try:
                 return self._solve(v_open, rows, g_offset, v_start)
             except _TablesGrew:
-                rows = self.tables.rows_for(g_switch)
+                rows = self.tables.rows_for(g_switch, insulator_r0)
 
     def _solve(self, v_open, rows, g_offset, v_start):
         if g_offset is not None and not np.any(g_offset):
@@ -384,7 +394,8 @@ class NodalArray:
 
     # ----- operations -----
     def bitline_currents(self, wordline_v: np.ndarray, g_switch: np.ndarray, g_offset: np.ndarray | None,
-                         bitlines=None, bitline_v: np.ndarray | None = None) -> np.ndarray:
+                         bitlines=None, bitline_v: np.ndarray | None = None,
+                         insulator_r0: np.ndarray | None = None) -> np.ndarray:
         """Bitline currents (A), (steps, len(bitlines)), with wordlines at ``wordline_v``
         (steps, W) volts and bitlines at ``bitline_v`` (default 0 V). Positive: flowing out of the
         array into the bitline source. Solved in blocks of BATCH_BLOCK steps.
@@ -405,7 +416,7 @@ class NodalArray:
         levels = np.unique(wordline_v)
         local = None
         if steps >= TAYLOR_MIN_STEPS and levels.size <= TAYLOR_MAX_LEVELS:
-            local = self._local_cubics(levels, bl, g_switch, g_offset)
+            local = self._local_cubics(levels, bl, g_switch, g_offset, insulator_r0)
         blocks = [(start, wordline_v[start:start + BATCH_BLOCK]) for start in range(0, steps, BATCH_BLOCK)]
 
         def one(block):
@@ -415,7 +426,7 @@ class NodalArray:
                 cur = self._solve_local(x, levels, bl, local)
             if cur is None:
                 v_open = x[:, :, None] - bl[None, None, :]
-                _, cur = self.solve(v_open, g_switch, g_offset)
+                _, cur = self.solve(v_open, g_switch, g_offset, insulator_r0=insulator_r0)
             out[start:start + x.shape[0]] = cur.sum(axis=1)[:, bls]
 
         if len(blocks) > 1 and THREADS > 1:
@@ -428,9 +439,9 @@ class NodalArray:
                 one(block)
         return out
 
-    def _local_cubics(self, levels, bl, g_switch, g_offset):
+    def _local_cubics(self, levels, bl, g_switch, g_offset, insulator_r0=None):
         """Taylor coefficients (4, L, W, B) of every cell's current about V = level - V_bl[b]."""
-        rows = self.tables.rows_for(g_switch)
+        rows = self.tables.rows_for(g_switch, insulator_r0)
         v = levels[:, None, None] - bl[None, None, :] + np.zeros((1, self.W, 1))
         d = 0.5 * self.tables.step
         while True:
@@ -440,7 +451,7 @@ class NodalArray:
                 _, sm = self.tables.evaluate(v - d, rows)
                 break
             except _TablesGrew:
-                rows = self.tables.rows_for(g_switch)
+                rows = self.tables.rows_for(g_switch, insulator_r0)
         c = np.stack([i0, s0, (sp - sm) / (4 * d), (sp - 2 * s0 + sm) / (6 * d * d)])
         if g_offset is not None:
             c[0] += g_offset * v
@@ -471,7 +482,7 @@ class NodalArray:
 
     def pulse(self, wordline_v: np.ndarray, bitline_v: np.ndarray, states: np.ndarray,
               turn_on_v: np.ndarray, turn_off_v: np.ndarray, on_resistance: np.ndarray | None,
-              g_offset: np.ndarray | None):
+              g_offset: np.ndarray | None, insulator_r0: np.ndarray | None = None):
         """Switch states (W, B, n) after a pulse whose peak puts ``wordline_v`` (W,) and
         ``bitline_v`` (B,) volts on the lines, following the ramp event by event (module docstring).
 
@@ -486,7 +497,7 @@ class NodalArray:
         v = None
         for _ in range(W * B * states.shape[-1] + 1):
             g = self.switch_conductance(states, on_resistance)
-            v, _ = self.solve(v_open, g, g_offset, v_start=v)
+            v, _ = self.solve(v_open, g, g_offset, v_start=v, insulator_r0=insulator_r0)
             vc = v[0][:, :, None]
             want_on = (vc > turn_on_v) & ~states
             want_off = (vc < turn_off_v) & states

@@ -5,23 +5,36 @@ Engines (``VirtualArray(engine=...)``):
 
 - ``"spice"``: the reference. Every call builds the array netlist and solves it in ngspice (below).
 - ``"fast"``: sim/nodal.py, nodal analysis of the same netlist in numpy (same compact model, wire
-  and contact resistance, switch states): Newton for reads and VMM, quasi-static peak solve for
-  pulses. Held to ngspice by tests/test_fast_engine.py (currents within 1e-3 relative, in practice
-  about 1e-10; identical flipped switches).
-- ``"auto"`` (the default): fast for every read, VMM and pulse, except a pulse in which cells that
-  share a line cross switch thresholds in the same round (e.g. a whole row or the whole array
-  driven above a threshold): the order of those flips along the edge is only estimated by the fast
-  engine, so ngspice's transient decides such a pulse. Half-bias programming, reads and inference
-  never take that path, so write-verify, inference and power run at the fast engine's speed.
+  and contact resistance, switch states): Newton for reads and VMM, a quasi-static ramp for pulses
+  (Cs and Ci left out, valid for pulses of at least DC_MIN_WIDTH_S; shorter ones warn). Held to
+  ngspice by tests/test_fast_engine.py and tests/test_twin_fidelity.py.
+- ``"auto"`` (the default): fast for every read, VMM and pulse, except (a) a pulse in which cells
+  that share a line cross switch thresholds in the same round (e.g. a whole row driven above a
+  threshold): the order of those flips along the edge is only estimated by the fast engine, so
+  ngspice's transient decides such a pulse; (b) a pulse shorter than DC_MIN_WIDTH_S, where Cs and
+  Ci matter. Half-bias programming, reads and inference never take that path.
 
-With engine="spice", every call builds the array netlist (sim/array.py) with each switch's current
-state as its initial ON/OFF and solves it in ngspice:
+With engine="spice", a pulse is one ngspice transient of the array with each switch's current
+state as its initial ON/OFF: the pulse (rectangular with short edges, or triangular), a 0 V tail,
+then a small "state probe": every wordline at PROBE_V for a moment, far inside every switch's
+hysteresis window, so nothing can flip. At the probe ngspice reports each switch's current
+(``@s...[i]`` = V across the switch bank times the switch's present conductance) and the twin reads
+each switch's state as that current over the bank's voltage: RON or ROFF. The states the next call
+starts from are ngspice's own, not a re-evaluation of its saved node voltages (which misses a switch
+whose own turn-on pulls its cell back below the threshold: ngspice keeps it on, by hysteresis).
+Reads and VMM steps are operating points (.op) with the bitlines held at 0 V by their sense sources.
 
-- pulse: a transient of the pulse (rectangular with short edges, or triangular). ngspice's switches
-  follow their hysteresis rule during the pulse; the twin reads back the terminal voltage of every
-  cell at every accepted time point and applies the same rule (``sim.device.next_switch_states``),
-  so the states the next call starts from are the ones ngspice ended with.
-- read and vmm: an operating point with the bitlines held at 0 V by their sense sources.
+Read and VMM disturb: a read or VMM step whose cell voltages cross a switch threshold changes the
+chip, as a pulse would. Both engines detect it from the fast engine's cell voltages (a certified
+IR-drop bound first, so ordinary reads cost nothing extra); such a step is then applied like a
+rectangular pulse of its voltages (fast: the quasi-static ramp; spice: a transient with its state
+probe), its currents are those after the flips, and the new states are kept. Counted in
+``last_read_disturbed`` and ``disturb_count``.
+
+Pulse disturb: the target cells of a pulse are the cells that see its largest voltage magnitude
+(the selected cell of a half-bias pulse, the written cells of a row-parallel pulse). Every other
+cell whose switch states change is listed in ``last_pulse_disturbed`` and counted in
+``disturb_count`` (cumulative, pulses and reads, saved with the chip).
 
 The chip (switch states, per-cell device variants, programming error, random generator) saves to
 and loads from one ``.npz`` file. Units: volts, amperes, seconds, siemens.
@@ -30,22 +43,72 @@ and loads from one ``.npz`` file. Units: volts, amperes, seconds, siemens.
 from __future__ import annotations
 
 import json
+import logging
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rramlab.drivers.interface import ArrayGeometry, CrossbarInstrument, RequestError, SafeOperatingArea
+from rramlab.drivers.interface import (ArrayGeometry, CrossbarInstrument, RequestError, RramlabError,
+                                      SafeOperatingArea)
 from rramlab.sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
-from rramlab.sim.device import DeviceParameters, Switch, _num, next_switch_states
-from rramlab.sim.nodal import NodalArray
+from rramlab.sim.device import (DEFAULT_PRESET, DeviceParameters, Switch, _num, device_preset, preset_name,
+                                switch_name, switch_nodes, zero_bias_conductance)
+from rramlab.sim.nodal import NodalArray, device_current_exact
 from rramlab.sim.spice import simulate
+
+log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "fast", "spice")
 DEFAULT_ENGINE = "auto"
 
 CHIP_FILE_VERSION = 1
 DEFAULT_PROGRAMMING_ERROR_SIGMA = 1.06e-9  # S; paper: 94 % of transfers within +-2 nS
+
+#: Shortest pulse width (s) for which the fast engine's DC (quasi-static) view of a pulse holds.
+#: Measured by benchmarks/dc_width.py on the 24 x 24 array at 100 ohm per segment (the worst
+#: parasitics the tests use): the largest difference, over the whole pulse, between ngspice's cell
+#: voltages (with Cs, Ci) and the DC solution at the same instant of the ramp is 0.52 V at 1 ns,
+#: 6.9 mV at 100 ns and falls as 1/width for a rect pulse (edges of 1 % of the width, at most
+#: 10 ns), to below 1 mV at 1 us; a tri pulse stays under 1 mV from about 20 ns. 1 mV is a tenth of
+#: the 12.5 mV by which the measured preset's thresholds sit off the 25 mV pulse grid. Below this
+#: width "auto" uses ngspice and "fast" warns.
+DC_MIN_WIDTH_S = 1e-6
+
+#: Largest voltage (V) of the state probe at the end of every ngspice pulse transient.
+PROBE_V = 0.1
+
+#: Detection margin (V) when the fast engine's cell voltages decide whether an ngspice read may
+#: disturb: the engines' DC solutions agree to about 1e-9 V, so a step this close to a threshold is
+#: handed to the transient path on ngspice, where ngspice decides.
+DISTURB_MARGIN_V = 1e-6
+
+#: Width (s) of the rectangular pulse a disturbing read or VMM step is applied as (quasi-static).
+READ_PULSE_WIDTH_S = 1e-6
+
+#: Rest (s) at 0 V between two pulses of one transient (pulse_sequence): 30 times the slowest time
+#: constant of a device (Cs with an HRS device's Rs at 0 V, 0.1 fF x 6.8 Gohm = 0.68 us), so every
+#: pulse starts from the same quiescent state as a transient of that pulse alone, and ngspice takes
+#: the same time steps through it. (At the bench, pulses are milliseconds apart.)
+SETTLE_S = 20e-6
+
+#: Largest voltage step (V, of the pulse's peak cell voltage) of the straight segments the rising
+#: edge of a pulse is drawn with, from just below the lowest switch threshold up to the peak.
+#: ngspice never steps over a PWL corner and restarts with a small step after each, so its time
+#: steps stay this fine where switches flip. Coarser steps let a cell's voltage overshoot a second
+#: threshold before the first switch's own current has pulled it back (ngspice then ends with both
+#: switches on where a slowly rising edge turns on one; tests/test_twin_fidelity.py shows it).
+RAMP_STEP_V = 0.05
+
+
+class ChipFileError(RequestError):
+    """A chip file that cannot be read as a rramlab chip: names the file and what is wrong."""
+
+
+class ChipFileMissing(ChipFileError, FileNotFoundError):
+    """The chip file does not exist."""
 
 
 @dataclass(frozen=True)
@@ -54,21 +117,60 @@ class Variability:
 
     threshold_sigma_v: standard deviation (V) of each switch's VT shift.
     on_resistance_sigma: standard deviation of ln(RON) (a log-normal spread; 0.05 is about 5 %).
+    insulator_r0_sigma: standard deviation of ln(R0) of the insulator area Ri, per cell. Ri caps the
+        read current near 80 nA at 1 V, so this is what spreads the top (80 nS) level; the switches'
+        spreads barely move it.
     """
 
     threshold_sigma_v: float = 0.0
     on_resistance_sigma: float = 0.0
+    insulator_r0_sigma: float = 0.0
+
+    def __post_init__(self):
+        for name in ("threshold_sigma_v", "on_resistance_sigma", "insulator_r0_sigma"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v) and v >= 0):
+                raise ValueError(f"Variability.{name} must be a finite number >= 0, got {v!r}")
+
+    @property
+    def any(self) -> bool:
+        """True when any device-to-device spread is non-zero."""
+        return self.threshold_sigma_v > 0 or self.on_resistance_sigma > 0 or self.insulator_r0_sigma > 0
+
+    @classmethod
+    def typical(cls) -> "Variability":
+        """The spreads a chip drawn with ``--seed`` gets: VT 20 mV (a fifth of the 0.1 V spacing of
+        the turn-on thresholds, so the levels keep their order), RON 10 % and Ri's R0 3 % log-normal
+        (the 80 nS level spreads by about 2 nS). Assumed, not measured: the paper gives none."""
+        return cls(threshold_sigma_v=0.02, on_resistance_sigma=0.10, insulator_r0_sigma=0.03)
+
+
+PROGRAMMING_ERRORS = ("paper", "device")
+
+
+@dataclass(frozen=True)
+class CycleToCycle:
+    """Cycle-to-cycle spread of the "device" programming-error mode: every time a switch flips, its
+    VT (both thresholds move together, VH kept) and its RON for the next on-period are drawn anew
+    about the cell's own (device-to-device) values, from the chip's seed.
+
+    threshold_sigma_v: standard deviation (V) of VT about the cell's value, per switching event.
+    on_resistance_sigma: standard deviation of ln(RON) about the cell's value, per switching event.
+
+    Defaults (assumed, not measured: the paper reports only the end result of write-verify, 94 %
+    within +-2 nS): 10 mV, a tenth of the 0.1 V spacing of the turn-on thresholds, so a set ramp's
+    levels keep their order; 10 % on RON, about 1 nS at the 10 nS level and up to a few nS in the
+    middle levels, so a single pulse often misses +-2 nS and the verify loop has work to do.
+    """
+
+    threshold_sigma_v: float = 0.01
+    on_resistance_sigma: float = 0.10
 
     def __post_init__(self):
         for name in ("threshold_sigma_v", "on_resistance_sigma"):
             v = getattr(self, name)
-            if not (np.isfinite(v) and v >= 0):
-                raise ValueError(f"Variability.{name} must be >= 0, got {v!r}")
-
-    @property
-    def any(self) -> bool:
-        """True when either spread is non-zero."""
-        return self.threshold_sigma_v > 0 or self.on_resistance_sigma > 0
+            if not (isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(v) and v >= 0):
+                raise ValueError(f"CycleToCycle.{name} must be a finite number >= 0, got {v!r}")
 
 
 class VirtualArray(CrossbarInstrument):
@@ -76,43 +178,76 @@ class VirtualArray(CrossbarInstrument):
 
     geometry: array size (default 24 x 24). A 1 x 1 array with zero wire and contact resistance is
         a lone device between two probe needles.
-    device: the compact model (sim/device.py). array: wire and contact resistance.
+    device: the compact model (sim/device.py), or a preset name: "measured" (the default, switch
+        thresholds fitted to the measured ISPP) or "table1" (Table 1 literally).
+    array: wire and contact resistance.
     variability: device-to-device spread, drawn from ``seed``.
-    programming_error_sigma: Gaussian conductance error (S) added to a cell when its transfer
-        completes (``programming_done``); 0 turns it off.
+    programming_error: where the error of a programmed cell comes from. "paper" (default, the
+        paper's simulation): the levels are exact and a Gaussian conductance error of
+        ``programming_error_sigma`` (S) is added when a cell's transfer completes
+        (``programming_done``), bounded so no cell's conductance falls below its own all-switches-off
+        value (a device has no negative conductance); sigma 0 turns it off. "device": nothing is
+        added; every switching event redraws the flipped switch's VT and RON (``cycle_to_cycle``),
+        so a pulse lands a cell near, not on, a level and write-verify must correct it.
+    cycle_to_cycle: the spreads of the "device" mode (CycleToCycle defaults if None).
     seed: the random seed; the same seed gives the same chip and the same programming errors.
-    engine: "auto" (default), "fast" or "spice", see the module docstring: "spice" solves every
-        call in ngspice (the reference); "fast" solves every call with the nodal engine
-        (sim/nodal.py); "auto" uses the fast engine except for pulses whose flip order only ngspice
-        can settle (cells sharing a line crossing thresholds together). All three carry the same
+    engine: "auto" (default), "fast" or "spice", see the module docstring. All three carry the same
         chip state, so the engine can be changed between calls (``va.engine = "spice"``).
+
+    After every pulse, ``last_pulse_disturbed`` lists the cells other than its targets whose switch
+    states changed; after every read or VMM, ``last_read_disturbed`` lists the cells it changed;
+    ``disturb_count`` counts all such cell changes since the chip was made.
     """
 
     backend_name = "twin"
 
     def __init__(self, geometry: ArrayGeometry | None = None, limits: SafeOperatingArea | None = None,
-                 device: DeviceParameters | None = None, array: ArrayParameters | None = None,
+                 device: DeviceParameters | str | None = None, array: ArrayParameters | None = None,
                  variability: Variability | None = None,
                  programming_error_sigma: float = DEFAULT_PROGRAMMING_ERROR_SIGMA,
-                 seed: int | None = 0, engine: str = DEFAULT_ENGINE):
+                 seed: int | None = 0, engine: str = DEFAULT_ENGINE, programming_error: str = "paper",
+                 cycle_to_cycle: CycleToCycle | None = None):
         super().__init__(geometry, limits)
         self.engine = engine
-        self.device = device or DeviceParameters()
+        if isinstance(device, str):
+            device = device_preset(device)
+        self.device = device or device_preset(DEFAULT_PRESET)
         self.array = array or ArrayParameters()
         self.variability = variability or Variability()
         if not (np.isfinite(programming_error_sigma) and programming_error_sigma >= 0):
             raise ValueError(f"programming_error_sigma must be >= 0 S, got {programming_error_sigma!r}")
         self.programming_error_sigma = float(programming_error_sigma)
+        if programming_error not in PROGRAMMING_ERRORS:
+            raise RequestError(f"programming_error {programming_error!r} is unknown: use one of {PROGRAMMING_ERRORS}")
+        self.programming_error = programming_error
+        self.cycle_to_cycle = cycle_to_cycle or CycleToCycle()
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         W, B, n = self.geometry.wordlines, self.geometry.bitlines, self.device.n_switches
         self.switch_states = np.zeros((W, B, n), dtype=bool)  # every cell starts in HRS
         self.conductance_offset = np.zeros((W, B))
         self.cell_switches = self._draw_cell_switches() if self.variability.any else None
+        self.cell_insulator_r0 = self._draw_insulator_r0() if self.variability.insulator_r0_sigma > 0 else None
+        #: each cell's own (device-to-device) switch values; in "device" mode cell_switches holds the
+        #: values of the present cycle, drawn about these at every switching event
+        self.cell_switches_nominal = None
+        if programming_error == "device":
+            if self.cell_switches is None:
+                self.cell_switches = np.broadcast_to(
+                    np.array([(sw.turn_on_v, sw.turn_off_v, sw.on_resistance) for sw in self.device.switches]),
+                    (W, B, n, 3)).copy()
+            self.cell_switches_nominal = self.cell_switches.copy()
         self.pulse_count = 0
         #: pulses the "auto" engine handed to ngspice (flip order not settled by the fast engine)
         self.spice_pulses = 0
+        #: cells (wordline, bitline) other than the targets whose switch states the last pulse changed
+        self.last_pulse_disturbed: list[tuple[int, int]] = []
+        #: cells whose switch states the last read or VMM changed (a read disturb)
+        self.last_read_disturbed: list[tuple[int, int]] = []
+        #: every disturbed cell so far (pulses and reads), counted once per event
+        self.disturb_count = 0
         self._nodal: NodalArray | None = None
+        self._imax_cache: dict = {}
 
     @property
     def engine(self) -> str:
@@ -131,7 +266,7 @@ class VirtualArray(CrossbarInstrument):
         kwargs.setdefault("array", ArrayParameters(wire_resistance=0.0, contact_resistance=0.0))
         return cls(geometry=ArrayGeometry(1, 1), **kwargs)
 
-    # ----- per-cell switch thresholds -----
+    # ----- per-cell device variants -----
     def _draw_cell_switches(self) -> np.ndarray:
         W, B = self.geometry.shape
         out = np.empty((W, B, self.device.n_switches, 3))
@@ -142,6 +277,11 @@ class VirtualArray(CrossbarInstrument):
                 out[w, b] = [(s.turn_on_v, s.turn_off_v, s.on_resistance) for s in d.switches]
         return out
 
+    def _draw_insulator_r0(self) -> np.ndarray:
+        # drawn after the switches, so chips without an Ri spread keep the switches they always had
+        sigma = self.variability.insulator_r0_sigma
+        return self.device.insulator_r0 * np.exp(self.rng.normal(0.0, sigma, self.geometry.shape))
+
     def thresholds(self) -> tuple[np.ndarray, np.ndarray]:
         """(turn_on_v, turn_off_v), each (W, B, n) volts."""
         if self.cell_switches is not None:
@@ -150,10 +290,23 @@ class VirtualArray(CrossbarInstrument):
         return (np.broadcast_to(self.device.turn_on_thresholds(), shape),
                 np.broadcast_to(self.device.turn_off_thresholds(), shape))
 
+    def _on_resistance(self):
+        return None if self.cell_switches is None else self.cell_switches[..., 2]
+
+    def _on_conductance(self) -> np.ndarray:
+        """(W, B, n) siemens: each switch's conductance when on."""
+        ron = self._on_resistance()
+        if ron is None:
+            ron = np.broadcast_to(np.array([s.on_resistance for s in self.device.switches]), self.switch_states.shape)
+        return 1.0 / ron
+
+    def _off_conductance(self) -> np.ndarray:
+        return 1.0 / np.array([s.off_resistance for s in self.device.switches])
+
     # ----- netlists -----
     def _netlist(self, wordline_sources, bitline_sources, analysis: str, saves: list[str]) -> str:
         body = array_netlist(self.device, self.array, self.switch_states, self.conductance_offset,
-                             wordline_sources, bitline_sources, self.cell_switches)
+                             wordline_sources, bitline_sources, self.cell_switches, self.cell_insulator_r0)
         return "\n".join(["* rramlab virtual array", *body, ".save " + " ".join(saves), analysis, ".end", ""])
 
     def _op(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
@@ -163,6 +316,48 @@ class VirtualArray(CrossbarInstrument):
         vecs = [f"{bitline_source(b)}#branch" for b in bitlines]
         result = simulate(self._netlist(srcs_w, srcs_b, ".op", names), vecs)
         return np.array([result[v][0] for v in vecs])
+
+    def probe_voltage(self) -> float:
+        """Voltage (V) of the state probe: PROBE_V, or half the lowest positive turn-on threshold
+        if that is lower, so the probe sits inside every switch's hold window."""
+        on_v, _ = self.thresholds()
+        positive = on_v[on_v > 0]
+        return float(min(PROBE_V, 0.5 * positive.min())) if positive.size else PROBE_V
+
+    def _spice_transient(self, pulses) -> list[np.ndarray]:
+        """Run ``pulses`` [(wordline_v, bitline_v, width, shape), ...] as one ngspice transient from
+        the present chip state, each followed by its state probe. Returns the switch states
+        (W, B, n) after each pulse, as ngspice reports them."""
+        W, B = self.geometry.shape
+        probe_v = self.probe_voltage()
+        on_v, off_v = self.thresholds()
+        # every switch of the chip, whatever its state, so a sequence and its pulses one by one
+        # are drawn with the same corners
+        # a pulse in which no switch can flip is drawn with plain edges (most pulses of a ramp); the
+        # later pulses of a sequence always finely, as their starting states are not known here
+        fine = [self._pulse_may_flip(*pulses[0][:2])] + [True] * (len(pulses) - 1)
+        seq = pulse_sequence(pulses, probe_v, turn_on_v=_lowest_positive(on_v), turn_off_v=-_lowest_positive(-off_v),
+                             fine=fine)
+        nodes = ArrayNodes(W, B, self.array)
+        n = self.device.n_switches
+        cells = [(w, b) for w in range(W) for b in range(B)]
+        area = [switch_nodes(self.device, f"x{w}_{b}", nodes.wl(w, b), nodes.bl(w, b)) for w, b in cells]
+        area_nodes = sorted({x for pair in area for x in pair})
+        sw_vecs = [f"@{switch_name(f'x{w}_{b}', k)}[i]" for w, b in cells for k in range(n)]
+        saves = ["time"] + [f"v({x})" for x in area_nodes] + sw_vecs
+        vecs = ["time"] + [f"v({x})" for x in area_nodes] + sw_vecs
+        tmax = min(p[2] for p in pulses) / 50
+        analysis = f".tran {_num(tmax)} {_num(seq.stop)} 0 {_num(tmax)}"
+        result = simulate(self._netlist(seq.wordline_sources, seq.bitline_sources, analysis, saves), vecs)
+        t = result["time"]
+        g_on, g_off = self._on_conductance(), self._off_conductance()
+        states = []
+        for k in range(len(pulses)):
+            i = _index_at(t, seq.probe_times[k])
+            v_area = np.array([result[f"v({a})"][i] - result[f"v({c})"][i] for a, c in area]).reshape(W, B)
+            i_sw = np.array([result[v][i] for v in sw_vecs]).reshape(W, B, n)
+            states.append(states_from_switch_currents(i_sw, v_area, g_on, g_off))
+        return states
 
     # ----- the fast engine -----
     def _fast(self) -> NodalArray:
@@ -174,84 +369,194 @@ class VirtualArray(CrossbarInstrument):
                                      self.array, v_max=v_max)
         return self._nodal
 
-    def _on_resistance(self):
-        return None if self.cell_switches is None else self.cell_switches[..., 2]
+    def _g_switch(self) -> np.ndarray:
+        return self._fast().switch_conductance(self.switch_states, self._on_resistance())
 
     def _fast_currents(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
         na = self._fast()
-        g = na.switch_conductance(self.switch_states, self._on_resistance())
-        return na.bitline_currents(wordline_v, g, self.conductance_offset, bitlines)
+        return na.bitline_currents(wordline_v, self._g_switch(), self.conductance_offset, bitlines,
+                                   insulator_r0=self.cell_insulator_r0)
 
-    def _commit_states(self, new: np.ndarray):
-        changed = np.any(new != self.switch_states, axis=2)
+    def _fast_pulse(self, wordline_v, bitline_v):
+        on_v, off_v = self.thresholds()
+        return self._fast().pulse(wordline_v, bitline_v, self.switch_states, on_v, off_v, self._on_resistance(),
+                                  self.conductance_offset, self.cell_insulator_r0)
+
+    def _commit_states(self, new: np.ndarray, targets: np.ndarray | None) -> list[tuple[int, int]]:
+        """Keep ``new`` switch states; return the cells that changed outside ``targets`` (W, B) bool
+        (None: no target, every change is a disturb)."""
+        flipped = new != self.switch_states
+        changed = np.any(flipped, axis=2)
         self.conductance_offset[changed] = 0.0  # a new physical state: the old error no longer applies
-        self.switch_states = new
-        self.pulse_count += 1
+        if self.programming_error == "device" and flipped.any():
+            self._redraw_cycle(flipped)
+        self.switch_states = np.array(new, dtype=bool)
+        disturbed = changed if targets is None else changed & ~targets
+        cells = [(int(w), int(b)) for w, b in zip(*np.nonzero(disturbed))]
+        self.disturb_count += len(cells)
+        return cells
+
+    def _redraw_cycle(self, flipped: np.ndarray):
+        """Cycle-to-cycle: new VT and RON, about the cell's own values, for every switch that just
+        flipped ((W, B, n) bool), drawn in array order from the chip's generator."""
+        c2c, nominal = self.cycle_to_cycle, self.cell_switches_nominal
+        k = int(flipped.sum())
+        dvt = self.rng.normal(0.0, c2c.threshold_sigma_v, k) if c2c.threshold_sigma_v > 0 else np.zeros(k)
+        scale = np.exp(self.rng.normal(0.0, c2c.on_resistance_sigma, k)) if c2c.on_resistance_sigma > 0 else np.ones(k)
+        cs = self.cell_switches
+        cs[flipped, 0] = nominal[flipped, 0] + dvt
+        cs[flipped, 1] = nominal[flipped, 1] + dvt
+        cs[flipped, 2] = nominal[flipped, 2] * scale
+        self._imax_cache.clear()
+
+    # ----- read and VMM disturb -----
+    def _max_device_current(self, v: float) -> float:
+        """Upper bound (A) of any cell's current at |V| <= v: all switches on, lowest Ri, largest
+        positive programming error. Cached on a 0.1 V grid."""
+        key = float(np.ceil(v * 10.0) / 10.0)
+        if key not in self._imax_cache:
+            g_max = float(self._on_conductance().sum(axis=-1).max())
+            r0 = self.device.insulator_r0 if self.cell_insulator_r0 is None else float(self.cell_insulator_r0.min())
+            i, _ = device_current_exact(key, g_max, self.device, insulator_r0=r0)
+            self._imax_cache[key] = float(i)
+        return self._imax_cache[key] + max(float(self.conductance_offset.max()), 0.0) * key
+
+    def _drop_bound(self, span: float) -> float:
+        """Largest IR drop (V) the two lines of any cell can take from it when no cell sees more
+        than ``span`` volts: each line's whole resistance times the most current all its cells
+        could carry."""
+        W, B = self.geometry.shape
+        a = self.array
+        i_cell = self._max_device_current(span)
+        return ((a.contact_resistance + a.wire_resistance * (B - 1)) * B * i_cell
+                + (a.contact_resistance + a.wire_resistance * (W - 1)) * W * i_cell)
+
+    def _pulse_may_flip(self, wordline_v, bitline_v) -> bool:
+        """Whether any switch could flip in this pulse: each cell's voltage follows its ramp from
+        0 V to V_wl - V_bl within the IR-drop bound (_drop_bound). False is certain."""
+        wl, bl = np.asarray(wordline_v, float), np.asarray(bitline_v, float)
+        v = wl[:, None] - bl[None, :]
+        sources = np.concatenate([wl, bl, [0.0]])
+        drop = self._drop_bound(float(sources.max() - sources.min())) + DISTURB_MARGIN_V
+        on_v, off_v = self.thresholds()
+        hi = (np.maximum(v, 0.0) + drop)[:, :, None]
+        lo = (np.minimum(v, 0.0) - drop)[:, :, None]
+        return bool(np.any((hi > on_v) & ~self.switch_states) or np.any((lo < off_v) & self.switch_states))
+
+    def _steps_that_may_disturb(self, steps: np.ndarray) -> np.ndarray:
+        """(n,) bool: steps (wordline volts, bitlines at 0 V) whose cell voltages could reach a
+        threshold. A cell's voltage differs from its open-circuit value V_wl by at most the IR drop
+        of its two lines, bounded by the line's resistance times the most current its cells could
+        carry; a step is safe when that interval holds no threshold of a switch that could flip."""
+        on_v, off_v = self.thresholds()
+        off_sw = ~self.switch_states
+        lowest_on = float(np.min(on_v[off_sw])) if off_sw.any() else np.inf
+        highest_off = float(np.max(off_v[self.switch_states])) if self.switch_states.any() else -np.inf
+        span = float(np.max(np.abs(steps))) if steps.size else 0.0
+        drop = self._drop_bound(span)
+        hi = steps.max(axis=1) + drop + DISTURB_MARGIN_V
+        lo = steps.min(axis=1) - drop - DISTURB_MARGIN_V
+        return (hi > lowest_on) | (lo < highest_off)
+
+    def _crossing(self, step: np.ndarray, margin: float) -> bool:
+        """Whether the DC cell voltages of one step (wordline volts) cross a threshold of a switch
+        that would flip (within ``margin`` volts)."""
+        na = self._fast()
+        v, _ = na.solve((step[:, None] - np.zeros(self.geometry.bitlines)[None, :])[None], self._g_switch(),
+                        self.conductance_offset, insulator_r0=self.cell_insulator_r0)
+        on_v, off_v = self.thresholds()
+        vc = v[0][:, :, None]
+        return bool(np.any((vc > on_v - margin) & ~self.switch_states)
+                    or np.any((vc < off_v + margin) & self.switch_states))
+
+    def _steps(self, steps: np.ndarray, bitlines: list[int]) -> np.ndarray:
+        """Bitline currents (A), (n, len(bitlines)), of read/VMM steps (wordline volts, bitlines at
+        0 V), applying and keeping any read disturb in step order."""
+        self.last_read_disturbed = []
+        risky = self._steps_that_may_disturb(steps)
+        out = np.empty((steps.shape[0], len(bitlines)))
+        start = 0
+        for k in np.flatnonzero(risky).tolist() + [steps.shape[0]]:
+            if k > start:
+                out[start:k] = self._plain_steps(steps[start:k], bitlines)
+            if k == steps.shape[0]:
+                break
+            margin = DISTURB_MARGIN_V if self.engine == "spice" else 0.0
+            if self._crossing(steps[k], margin):
+                out[k] = self._disturbing_step(steps[k], bitlines)
+            else:
+                out[k] = self._plain_steps(steps[k:k + 1], bitlines)[0]
+            start = k + 1
+        return out
+
+    def _plain_steps(self, steps, bitlines):
+        if self.engine != "spice":
+            return self._fast_currents(steps, bitlines)
+        return np.array([self._op(step, bitlines) for step in steps])
+
+    def _disturbing_step(self, step, bitlines):
+        zeros = np.zeros(self.geometry.bitlines)
+        engine = self.engine
+        if engine != "spice":
+            new, estimated, _ = self._fast_pulse(step, zeros)
+            if estimated and engine == "auto":  # as for a pulse: ngspice settles the flip order
+                engine = "spice"
+        if engine == "spice":
+            new = self._spice_transient([(step, zeros, READ_PULSE_WIDTH_S, "rect")])[0]
+        cells = self._commit_states(new, None)
+        self.last_read_disturbed += cells
+        if cells:
+            log.info("read disturb: %d cell(s) changed by a read/VMM step", len(cells))
+        # the currents a sense amplifier settles to once the switches have flipped: the DC solution
+        # of the new state (an operating point on ngspice, tighter than its transient's 1e-3 tolerance)
+        return self._plain_steps(step[None], bitlines)[0]
 
     # ----- the seam -----
     def _read(self, cells, v_read):
-        if self.engine != "spice":
-            rows = sorted({w for w, _ in cells})
-            x = np.zeros((len(rows), self.geometry.wordlines))
-            x[np.arange(len(rows)), rows] = v_read
-            cur = self._fast_currents(x, list(range(self.geometry.bitlines)))
-            where = {w: i for i, w in enumerate(rows)}
-            return [cur[where[w], b] for w, b in cells]
-        by_wordline: dict[int, list[int]] = {}
-        for w, b in cells:
-            by_wordline.setdefault(w, []).append(b)
-        currents = {}
-        for w, bls in by_wordline.items():
-            wl = np.zeros(self.geometry.wordlines)
-            wl[w] = v_read
-            uniq = sorted(set(bls))
-            for b, i in zip(uniq, self._op(wl, uniq)):
-                currents[(w, b)] = i
-        return [currents[c] for c in cells]
+        rows = sorted({w for w, _ in cells})
+        x = np.zeros((len(rows), self.geometry.wordlines))
+        x[np.arange(len(rows)), rows] = v_read
+        bitlines = sorted({b for _, b in cells})
+        cur = self._steps(x, bitlines)
+        where_w = {w: i for i, w in enumerate(rows)}
+        where_b = {b: i for i, b in enumerate(bitlines)}
+        return [cur[where_w[w], where_b[b]] for w, b in cells]
 
     def _vmm(self, wordline_v, bitlines):
-        if self.engine != "spice":
-            return self._fast_currents(wordline_v, bitlines)
-        return np.array([self._op(step, bitlines) for step in wordline_v])
+        return self._steps(np.asarray(wordline_v, dtype=float), list(bitlines))
 
     def _pulse(self, wordline_v, bitline_v, width, shape):
-        if self.engine != "spice":
-            # Quasi-static: Cs, Ci = 0.1 fF settle in well under the 1 ns shortest pulse, so the
-            # switches see the DC cell voltages of the flat top (rect) or of the apex (tri).
-            on_v, off_v = self.thresholds()
-            new, estimated, _ = self._fast().pulse(wordline_v, bitline_v, self.switch_states, on_v, off_v,
-                                                   self._on_resistance(), self.conductance_offset)
-            if not (estimated and self.engine == "auto"):
-                self._commit_states(new)
-                return
-            self.spice_pulses += 1
-        self._spice_pulse(wordline_v, bitline_v, width, shape)
-
-    def _spice_pulse(self, wordline_v, bitline_v, width, shape):
-        t, waves_w, waves_b = pulse_waveforms(wordline_v, bitline_v, width, shape)
-        nodes = ArrayNodes(*self.geometry.shape, self.array)
-        W, B = self.geometry.shape
-        top = [[nodes.wl(w, b) for b in range(B)] for w in range(W)]
-        bottom = [[nodes.bl(w, b) for b in range(B)] for w in range(W)]
-        node_names = sorted({n for row in top + bottom for n in row})
-        tstop = t[-1]
-        # A coarse print step: ngspice still lands on every PWL corner and cuts steps at switch events.
-        analysis = f".tran {_num(tstop / 10)} {_num(tstop)}"
-        result = simulate(self._netlist(waves_w, waves_b, analysis, [f"v({n})" for n in node_names]),
-                          [f"v({n})" for n in node_names])
-        v_top = np.array([[result[f"v({n})"] for n in row] for row in top])       # (W, B, time)
-        v_bottom = np.array([[result[f"v({n})"] for n in row] for row in bottom])
-        terminal = (v_top - v_bottom)[:, :, None, :]
-        on_v, off_v = self.thresholds()
-        new = next_switch_states(self.switch_states, on_v, off_v,
-                                 np.broadcast_to(terminal, self.switch_states.shape + terminal.shape[-1:]))
-        self._commit_states(new)
+        targets = pulse_targets(wordline_v, bitline_v)
+        engine = self.engine
+        if engine != "spice" and width < DC_MIN_WIDTH_S:
+            if engine == "auto":
+                engine = "spice"
+            else:
+                warnings.warn(f"a {width:g} s pulse is shorter than {DC_MIN_WIDTH_S:g} s, below which the fast "
+                              "engine's DC view of a pulse (no Cs, Ci) is not checked against ngspice: use "
+                              "engine='spice' or 'auto' for it", RuntimeWarning, stacklevel=3)
+        if engine != "spice":
+            new, estimated, _ = self._fast_pulse(wordline_v, bitline_v)
+            if estimated and engine == "auto":
+                engine = "spice"
+        if engine == "spice":
+            if self.engine == "auto":
+                self.spice_pulses += 1
+            new = self._spice_transient([(wordline_v, bitline_v, width, shape)])[0]
+        self.last_pulse_disturbed = self._commit_states(new, targets)
+        self.pulse_count += 1
 
     def _programming_done(self, cells):
-        if self.programming_error_sigma <= 0:
-            return
+        if self.programming_error == "device" or self.programming_error_sigma <= 0:
+            return  # in "device" mode the error is already in the switches
+        g_sw = self._g_switch()
+        g_off_all = np.full_like(g_sw, float(self._off_conductance().sum()))
+        r0 = self.cell_insulator_r0
+        g0 = zero_bias_conductance(g_sw, self.device, r0)
+        g0_hrs = zero_bias_conductance(g_off_all, self.device, r0)
         for w, b in cells:
-            self.conductance_offset[w, b] = self.rng.normal(0.0, self.programming_error_sigma)
+            floor = -(g0[w, b] - g0_hrs[w, b])
+            self.conductance_offset[w, b] = truncated_normal(self.rng, self.programming_error_sigma, floor)
 
     def _reset_outputs(self):
         # Sources exist only during a call: between calls every line of the twin is at 0 V.
@@ -273,15 +578,22 @@ class VirtualArray(CrossbarInstrument):
             "array": asdict(self.array),
             "variability": asdict(self.variability),
             "programming_error_sigma": self.programming_error_sigma,
+            "programming_error": self.programming_error,
+            "cycle_to_cycle": asdict(self.cycle_to_cycle),
             "seed": self.seed,
             "rng_state": self.rng.bit_generator.state,
             "pulse_count": self.pulse_count,
+            "disturb_count": self.disturb_count,
             "engine": self.engine,
         }
         arrays = {"switch_states": self.switch_states, "conductance_offset": self.conductance_offset,
                   "meta": np.array(json.dumps(meta))}
         if self.cell_switches is not None:
             arrays["cell_switches"] = self.cell_switches
+        if self.cell_insulator_r0 is not None:
+            arrays["cell_insulator_r0"] = self.cell_insulator_r0
+        if self.cell_switches_nominal is not None:
+            arrays["cell_switches_nominal"] = self.cell_switches_nominal
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
         return path
@@ -289,30 +601,95 @@ class VirtualArray(CrossbarInstrument):
     @classmethod
     def load_chip(cls, path, engine: str | None = None) -> "VirtualArray":
         """Rebuild a VirtualArray saved by ``save_chip``; reads give the same currents as before.
-        engine: override the engine saved with the chip (files without one get the default)."""
+        engine: override the engine saved with the chip (files without one get the default).
+        Raises ChipFileError (ChipFileMissing if there is no such file) naming what is wrong."""
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"chip file {path} does not exist: save one with VirtualArray.save_chip")
-        with np.load(path, allow_pickle=False) as data:
-            try:
-                meta = json.loads(str(data["meta"]))
-            except KeyError as exc:
-                raise RequestError(f"{path} is not a rramlab chip file (no 'meta' entry)") from exc
-            if meta.get("version") != CHIP_FILE_VERSION:
-                raise RequestError(f"{path} has chip file version {meta.get('version')}, this rramlab reads {CHIP_FILE_VERSION}")
-            g = meta["geometry"]
-            geometry = ArrayGeometry(g["wordlines"], g["bitlines"], tuple(g["used_wordlines"]), tuple(g["used_bitlines"]))
-            device = DeviceParameters(**meta["device"], switches=tuple(Switch(**s) for s in meta["switches"]))
-            chip = cls(geometry=geometry, limits=SafeOperatingArea(**meta["limits"]), device=device,
-                       array=ArrayParameters(**meta["array"]), variability=Variability(),
-                       programming_error_sigma=meta["programming_error_sigma"], seed=meta["seed"],
-                       engine=engine or meta.get("engine", DEFAULT_ENGINE))
-            chip.variability = Variability(**meta["variability"])
-            chip.switch_states = np.array(data["switch_states"], dtype=bool)
-            chip.conductance_offset = np.array(data["conductance_offset"], dtype=float)
-            chip.cell_switches = np.array(data["cell_switches"]) if "cell_switches" in data else None
-            chip.rng.bit_generator.state = meta["rng_state"]
-            chip.pulse_count = int(meta.get("pulse_count", 0))
+            raise ChipFileMissing(f"chip file {path} does not exist: save one with --save-chip "
+                                  "(VirtualArray.save_chip)")
+        if path.is_dir():
+            raise ChipFileError(f"chip file {path} is a directory: give the .npz file saved with --save-chip")
+        if path.stat().st_size == 0:
+            raise ChipFileError(f"chip file {path} is empty: it was not saved completely; save the chip again")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise ChipFileError(f"chip file {path} is not a rramlab chip (.npz saved with --save-chip): "
+                                f"it cannot be read as an npz archive ({type(exc).__name__})") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ChipFileError(f"chip file {path} holds a single array, not a rramlab chip (.npz saved "
+                                "with --save-chip)")
+        try:
+            with data:
+                return cls._from_npz(path, data, engine)
+        except ChipFileError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError, RramlabError) as exc:
+            if "pickle" in str(exc):
+                raise ChipFileError(f"chip file {path} holds Python objects, which rramlab never loads from a "
+                                    "file (loading them could run code): it is not a rramlab chip") from None
+            raise ChipFileError(f"chip file {path} is damaged or truncated ({type(exc).__name__}: {exc}); "
+                                "save the chip again") from None
+
+    @classmethod
+    def _from_npz(cls, path: Path, data, engine):
+        names = set(data.files)
+        for needed in ("meta", "switch_states", "conductance_offset"):
+            if needed not in names:
+                raise ChipFileError(f"chip file {path} has no {needed!r} field: it is not a rramlab chip file "
+                                    "(or was written by another program)")
+        try:
+            meta = json.loads(str(_field(path, data, "meta")))
+        except json.JSONDecodeError as exc:
+            raise ChipFileError(f"chip file {path}: its 'meta' field is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise ChipFileError(f"chip file {path}: its 'meta' field is not a JSON object")
+        if meta.get("version") != CHIP_FILE_VERSION:
+            raise ChipFileError(f"chip file {path} has chip file version {meta.get('version')!r}, this rramlab "
+                                f"reads {CHIP_FILE_VERSION}")
+        for needed in ("geometry", "limits", "device", "switches", "array", "variability",
+                       "programming_error_sigma", "seed", "rng_state"):
+            if needed not in meta:
+                raise ChipFileError(f"chip file {path}: its 'meta' field lacks {needed!r}; save the chip again")
+        g = meta["geometry"]
+        geometry = ArrayGeometry(g["wordlines"], g["bitlines"], tuple(g["used_wordlines"]), tuple(g["used_bitlines"]))
+        device = DeviceParameters(**meta["device"], switches=tuple(Switch(**s) for s in meta["switches"]))
+        # a chip file may narrow the device's limits, never widen them
+        limits = SafeOperatingArea().narrowed(SafeOperatingArea(**meta["limits"]))
+        chip = cls(geometry=geometry, limits=limits, device=device,
+                   array=ArrayParameters(**meta["array"]), variability=Variability(),
+                   programming_error_sigma=meta["programming_error_sigma"], seed=meta["seed"],
+                   engine=engine or meta.get("engine", DEFAULT_ENGINE),
+                   programming_error=meta.get("programming_error", "paper"),
+                   cycle_to_cycle=CycleToCycle(**meta.get("cycle_to_cycle", {})))
+        chip.variability = Variability(**meta["variability"])
+        W, B, n = geometry.wordlines, geometry.bitlines, device.n_switches
+        expected = {"switch_states": (W, B, n), "conductance_offset": (W, B), "cell_switches": (W, B, n, 3),
+                    "cell_insulator_r0": (W, B), "cell_switches_nominal": (W, B, n, 3)}
+        arrays = {}
+        for name, shape in expected.items():
+            if name not in names:
+                continue
+            arr = np.asarray(_field(path, data, name))
+            if arr.shape != shape:
+                raise ChipFileError(f"chip file {path}: {name} has shape {arr.shape}, but its {W} x {B} array of "
+                                    f"{n}-switch devices needs {shape}; the file is damaged or was edited")
+            if arr.dtype != bool and not np.all(np.isfinite(arr)):
+                raise ChipFileError(f"chip file {path}: {name} holds NaN or infinite values")
+            arrays[name] = arr
+        chip.switch_states = np.array(arrays["switch_states"], dtype=bool)
+        chip.conductance_offset = np.array(arrays["conductance_offset"], dtype=float)
+        chip.cell_switches = np.array(arrays["cell_switches"], dtype=float) if "cell_switches" in arrays else None
+        chip.cell_insulator_r0 = (np.array(arrays["cell_insulator_r0"], dtype=float)
+                                  if "cell_insulator_r0" in arrays else None)
+        if chip.programming_error == "device":
+            if "cell_switches_nominal" not in arrays or chip.cell_switches is None:
+                raise ChipFileError(f"chip file {path}: a 'device'-mode chip needs cell_switches and "
+                                    "cell_switches_nominal; the file is damaged or was edited")
+            chip.cell_switches_nominal = np.array(arrays["cell_switches_nominal"], dtype=float)
+        chip.rng.bit_generator.state = meta["rng_state"]
+        chip.pulse_count = int(meta.get("pulse_count", 0))
+        chip.disturb_count = int(meta.get("disturb_count", 0))
         return chip
 
     def describe(self) -> dict:
@@ -320,34 +697,154 @@ class VirtualArray(CrossbarInstrument):
         return {
             **super().describe(),
             "engine": self.engine,
+            "device": preset_name(self.device),
             "wire_resistance": self.array.wire_resistance,
             "contact_resistance": self.array.contact_resistance,
+            "programming_error": self.programming_error,
             "programming_error_sigma": self.programming_error_sigma,
+            "cycle_to_cycle": asdict(self.cycle_to_cycle) if self.programming_error == "device" else None,
             "variability": asdict(self.variability),
             "seed": self.seed,
         }
 
 
-def pulse_waveforms(wordline_v, bitline_v, width: float, shape: str):
-    """PWL source values for a pulse; returns (time points, wordline sources, bitline sources).
+# ----- small pure functions ---------------------------------------------------------------------
 
-    rect: edges of 1 % of the width (at most 10 ns), flat top for ``width``; tri: linear up to the
-    peak at width/2 and back to 0 V at ``width``. A short 0 V tail lets every node settle.
+def pulse_targets(wordline_v, bitline_v, tol_v: float = 1e-9) -> np.ndarray:
+    """(W, B) bool: the cells a pulse is aimed at, those whose open-circuit voltage V_wl - V_bl has
+    the pulse's largest magnitude (the selected cell of a half-bias pulse, the written cells of a
+    row-parallel pulse). All False for a pulse of 0 V."""
+    v = np.asarray(wordline_v, float)[:, None] - np.asarray(bitline_v, float)[None, :]
+    peak = float(np.max(np.abs(v))) if v.size else 0.0
+    if peak == 0.0:
+        return np.zeros(v.shape, dtype=bool)
+    return np.abs(v) >= peak - tol_v
+
+
+def states_from_switch_currents(i_switch, v_area, g_on, g_off) -> np.ndarray:
+    """Switch states (bool, like i_switch) from ngspice's switch currents (A) at a probe instant.
+
+    i_switch: (..., n) current of each switch; v_area: (...) voltage (V) across the switch bank;
+    g_on: (..., n) conductance (S) of each switch when on; g_off: (n,) when off. A switch is on when
+    its conductance I / V is nearer (on a log scale) to its on- than to its off-conductance.
     """
-    if shape == "rect":
+    g = np.abs(np.asarray(i_switch, float)) / np.abs(np.asarray(v_area, float))[..., None]
+    return g > np.sqrt(np.asarray(g_on, float) * np.asarray(g_off, float))
+
+
+def truncated_normal(rng: np.random.Generator, sigma: float, lower: float, tries: int = 1000) -> float:
+    """A draw of N(0, sigma) conditioned on being above ``lower`` (redrawn until it is; after
+    ``tries`` draws, ``lower`` itself). Units of sigma."""
+    for _ in range(tries):
+        x = float(rng.normal(0.0, sigma))
+        if x >= lower:
+            return x
+    return float(lower)
+
+
+def _field(path, data, name: str):
+    """One array of an open chip file; Python objects in it are refused, never unpickled."""
+    try:
+        return data[name]
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ChipFileError(f"chip file {path}: its {name!r} field holds Python objects, which rramlab never "
+                                "loads from a file (loading them could run code): it is not a rramlab chip") from None
+        raise
+
+
+def _lowest_positive(x: np.ndarray) -> float:
+    """The smallest positive value of x (0.0 if none)."""
+    pos = x[x > 0]
+    return float(pos.min()) if pos.size else 0.0
+
+
+def _index_at(t: np.ndarray, when: float) -> int:
+    """Index of the last time point at or before ``when`` (ngspice lands on PWL breakpoints)."""
+    return int(max(np.searchsorted(t, when * (1 + 1e-12), side="right") - 1, 0))
+
+
+@dataclass(frozen=True)
+class PulseSequence:
+    """PWL sources of a sequence of pulses, each followed by a 0 V tail and a state probe."""
+
+    wordline_sources: list[str]
+    bitline_sources: list[str]
+    top_end_times: list[float]   # end of each pulse's flat top (rect) or its apex (tri), s
+    probe_times: list[float]     # an instant inside each state probe, s
+    stop: float                  # end of the sequence, s
+
+
+def rising_edge_fractions(wordline_v, bitline_v, turn_on_v: float, turn_off_v: float) -> np.ndarray:
+    """Corner points of a pulse's rising edge as fractions of its peak (the last is 1.0): one
+    segment up to 90 % of the fraction at which the first cell could meet a threshold (the lowest
+    turn-on ``turn_on_v`` > 0 for cells driven positive, the highest turn-off ``turn_off_v`` < 0
+    for cells driven negative, volts), then segments of at most RAMP_STEP_V of the peak."""
+    v = np.asarray(wordline_v, float)[:, None] - np.asarray(bitline_v, float)[None, :]
+    up = float(max(v.max(), 0.0)) if v.size else 0.0
+    down = float(max(-v.min(), 0.0)) if v.size else 0.0
+    peak = max(up, down)
+    if peak == 0.0:
+        return np.array([1.0])
+    reach = [abs(turn_on_v) / up if up > 0 else np.inf, abs(turn_off_v) / down if down > 0 else np.inf]
+    s0 = min(max(0.9 * min(reach), 0.0), 1.0)
+    n = max(1, int(np.ceil((1.0 - s0) * peak / RAMP_STEP_V)))
+    fine = np.linspace(s0, 1.0, n + 1)[1:]
+    return np.concatenate([[s0], fine]) if s0 > 0 else fine
+
+
+def pulse_sequence(pulses, probe_v: float, settle_s: float = SETTLE_S, turn_on_v: float = 0.0,
+                   turn_off_v: float = 0.0, fine=None) -> PulseSequence:
+    """PWL sources for ``pulses`` [(wordline_v, bitline_v, width, shape), ...] applied one after
+    the other (volts, seconds).
+
+    rect: edges of 1 % of the width (at most 10 ns), flat top for ``width``, a 0 V tail of one edge;
+    tri: linear up to the peak at width/2 and back to 0 V at ``width``, a 0 V tail of 1 % of the
+    width. Then the state probe: every wordline at ``probe_v`` (bitlines at 0 V) for one edge time,
+    back to 0 V, and one more edge time at 0 V; the next pulse follows ``settle_s`` later.
+    The rising edge is drawn in fine segments (rising_edge_fractions) from just below the chip's
+    lowest turn-on threshold ``turn_on_v`` and highest turn-off threshold ``turn_off_v`` (V);
+    ``fine`` (one bool per pulse, default all True) False draws that pulse with plain edges.
+    """
+    W, B = len(pulses[0][0]), len(pulses[0][1])
+    pts_w = [[(0.0, 0.0)] for _ in range(W)]
+    pts_b = [[(0.0, 0.0)] for _ in range(B)]
+    top_end, probes = [], []
+    t0 = 0.0
+    fine = [True] * len(pulses) if fine is None else list(fine)
+    for (wordline_v, bitline_v, width, shape), drawn_fine in zip(pulses, fine):
         edge = min(width * 0.01, 10e-9)
-        t = np.array([0.0, edge, edge + width, 2 * edge + width, 3 * edge + width])
-        shape_factor = np.array([0.0, 1.0, 1.0, 0.0, 0.0])
-    elif shape == "tri":
-        tail = width * 0.01
-        t = np.array([0.0, width / 2.0, width, width + tail])
-        shape_factor = np.array([0.0, 1.0, 0.0, 0.0])
-    else:
-        raise RequestError(f"unknown pulse shape {shape!r}")
+        ramp = rising_edge_fractions(wordline_v, bitline_v, turn_on_v, turn_off_v) if drawn_fine else np.ones(1)
+        if shape == "rect":
+            times = [*(t0 + edge * ramp), t0 + edge + width, t0 + 2 * edge + width]
+            factors = [*ramp, 1.0, 0.0]
+            top = t0 + edge + width
+            end = t0 + 3 * edge + width
+        elif shape == "tri":
+            times = [*(t0 + 0.5 * width * ramp), t0 + width]
+            factors = [*ramp, 0.0]
+            top = t0 + width / 2.0
+            end = t0 + width + width * 0.01
+        else:
+            raise RequestError(f"unknown pulse shape {shape!r}")
+        for pts, v in list(zip(pts_w, wordline_v)) + list(zip(pts_b, bitline_v)):
+            if t0 > 0:
+                pts.append((t0, 0.0))  # every line rests at 0 V until its pulse starts
+            pts += [(ti, float(v) * f) for ti, f in zip(times, factors)]
+        # the state probe, on the wordlines only
+        p_on, p_hold, p_off, nxt = end + edge, end + 2 * edge, end + 3 * edge, end + 4 * edge
+        for pts in pts_w:
+            pts += [(end, 0.0), (p_on, probe_v), (p_hold, probe_v), (p_off, 0.0)]
+        top_end.append(top)
+        probes.append(p_hold)
+        t0 = nxt + settle_s
+    t0 -= settle_s
+    for pts in pts_w + pts_b:
+        pts.append((t0, pts[-1][1]))
 
-    def pwl(v):
-        if v == 0:
+    def pwl(pts):
+        if all(v == 0.0 for _, v in pts):
             return "DC 0"
-        return "PWL(" + " ".join(f"{_num(ti)} {_num(v * f)}" for ti, f in zip(t, shape_factor)) + ")"
+        return "PWL(" + " ".join(f"{_num(t)} {_num(v)}" for t, v in pts) + ")"
 
-    return t, [pwl(v) for v in wordline_v], [pwl(v) for v in bitline_v]
+    return PulseSequence([pwl(p) for p in pts_w], [pwl(p) for p in pts_b], top_end, probes, t0)

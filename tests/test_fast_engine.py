@@ -15,7 +15,7 @@ from rramlab.drivers.interface import DEVICE_CEILING, ArrayGeometry, RequestErro
 from rramlab.sim.array import ArrayParameters
 from rramlab.sim.device import DeviceParameters, Switch
 from rramlab.sim.nodal import TAYLOR_MIN_STEPS, DeviceTables, NodalArray, device_current_exact
-from rramlab.sim.virtual_array import VirtualArray, Variability
+from rramlab.sim.virtual_array import DC_MIN_WIDTH_S, VirtualArray, Variability
 
 RTOL, ATOL = 1e-3, 0.05e-9
 WIRES = (0.0, 2.0, 100.0)
@@ -142,7 +142,7 @@ def random_pulse(rng, geometry, limits):
     """A half-bias set or reset of a random cell, or (one in three) random voltages on every line."""
     W, B = geometry.shape
     shape = str(rng.choice(["rect", "tri"]))
-    width = float(10 ** rng.uniform(-8, -4))
+    width = float(10 ** rng.uniform(np.log10(DC_MIN_WIDTH_S), -4))  # below it "fast" warns, "auto" uses ngspice
     if rng.random() < 0.33:
         bl = rng.uniform(-2.1, 1.0, B)
         wl = np.clip(rng.uniform(-1.0, 2.1, W), bl.max() - 2.4, bl.min() + 4.25)

@@ -179,7 +179,10 @@ def test_the_same_seed_gives_the_same_chip():
 
 
 def test_programming_error_has_the_papers_spread():
+    # cells programmed to the 8 levels (10 ... 80 nS): the bound that keeps HRS cells positive is
+    # 8 sigma away from every level, so the paper's Gaussian is untouched there
     twin = VirtualArray(ArrayGeometry(24, 24), seed=3)
+    set_cells(twin, np.random.default_rng(3).integers(1, 9, (24, 24)))
     cells = [(w, b) for w in range(24) for b in range(24)]
     twin.programming_done(cells)
     err = twin.conductance_offset.ravel()
