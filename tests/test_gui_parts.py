@@ -111,7 +111,7 @@ def test_session_history_keeps_runs_and_exports_them(tmp_path):
     a.records.extend([IsppRecord(1, "set", 0, 3.0, 1.6e-9, 0, 0), IsppRecord(1, "set", 1, 3.1, 1.1e-8, 0, 0)])
     a.status = ABORTED
     h.update(a)
-    assert "2/3 records, aborted" in h.get(1).title()
+    assert "2 records, aborted" in h.get(1).title()
     with pytest.raises(KeyError, match="no run #9"):
         h.get(9)
     lines = export_csv(a, tmp_path / "a.csv").read_text().splitlines()

@@ -52,9 +52,8 @@ class Run:
 
     def title(self) -> str:
         when = f"{self.started:%Y-%m-%d %H:%M}" if self.past else f"{self.started:%H:%M:%S}"
-        total = f"/{self.total}" if self.total and not self.past else ""
         return (f"#{self.run_id} {self.protocol} {when} on {self.backend.get('backend', '?')}: "
-                f"{self.count}{total} records, {self.status}")
+                f"{self.count} records, {self.status}")
 
 
 class RunHistory(ABC):
