@@ -72,7 +72,10 @@ class HistoryPanel(QtWidgets.QWidget):
         item = self.list.currentItem()
         if item is None:
             return None
-        return self.history.get(item.data(QtCore.Qt.ItemDataRole.UserRole))
+        try:
+            return self.history.get(item.data(QtCore.Qt.ItemDataRole.UserRole))
+        except KeyError:  # listed from another store, or gone
+            return None
 
     def select(self, run_id: int) -> None:
         for i in range(self.list.count()):
