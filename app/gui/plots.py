@@ -175,11 +175,16 @@ class ImagePlot:
         self.bar = pg.ColorBarItem(values=levels, colorMap=pg.colormap.get(colormap), label=label,
                                    interactive=False)
         self.bar.setImageItem(self.image, insert_in=self.widget.getPlotItem())
+        self._shape = None
 
     def show(self, values: np.ndarray, levels: tuple[float, float] | None = None) -> None:
         values = np.asarray(values, dtype=float)
         self.image.setImage(values, autoLevels=False)
         self.image.setRect(-0.5, -0.5, values.shape[1], values.shape[0])
+        if values.shape != self._shape:  # the view fits the array, not the autorange's guess
+            self._shape = values.shape
+            self.widget.setRange(xRange=(-0.5, values.shape[1] - 0.5), yRange=(-0.5, values.shape[0] - 0.5),
+                                 padding=0.02)
         if levels is not None:
             self.bar.setLevels(levels)
 
@@ -225,50 +230,53 @@ class LevelCdf:
 
 
 class IspvaPlots(PlotSet):
-    """Cumulative distribution of the tuned (final) conductances per level, and the conductance of
-    the cell being programmed after each pulse."""
+    """Cumulative distribution of the tuned (final) conductances per level, and the conductance
+    after every pulse of the run, coloured by the cell's target level (dashed: the levels)."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.cdf = LevelCdf("tuned conductance per level (cumulative)")
-        self.cell = _plot("conductance after each pulse (cell being programmed)", "pulse", "conductance",
-                          left_units="S")
-        self.cell_curve = self.cell.plot([], [], pen=pg.mkPen("#555"), symbol="o", symbolSize=5, symbolBrush="#555")
-        self.target_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c0392b", style=QtCore.Qt.PenStyle.DashLine))
-        self.cell.addItem(self.target_line)
-        layout.addWidget(self.cdf.widget)
-        layout.addWidget(self.cell)
+        self.pulses = _plot("conductance after each pulse", "pulse (whole run)", "conductance", left_units="S")
+        self.scatter = pg.ScatterPlotItem(size=4, pen=None)
+        self.pulses.addItem(self.scatter)
+        for k in range(1, 9):
+            self.pulses.addItem(pg.InfiniteLine(k * 10e-9, angle=0, pen=pg.mkPen(
+                LEVEL_COLOURS[k - 1], width=1, style=QtCore.Qt.PenStyle.DashLine)))
+        layout.addWidget(self.cdf.widget, 3)
+        layout.addWidget(self.pulses, 2)
         self.clear()
 
     def clear(self) -> None:
         self.by_level: dict[float, list[float]] = {}
-        self._cell: list[float] = []
-        self._target = None
-        self._new_cell = True
+        self._g: list[float] = []
+        self._level: list[int] = []
+        self._dirty = True
         self.redraw()
 
     def add_records(self, records) -> None:
         for r in records:
             if hasattr(r, "converged"):  # IspvaResult
                 self.by_level.setdefault(round(r.target_s, 12), []).append(r.conductance_s)
-                self._new_cell = True
             elif hasattr(r, "pulse_v") and hasattr(r, "conductance_s"):  # IspvaPulse
-                if self._new_cell:
-                    self._cell, self._new_cell = [], False
-                self._cell.append(r.conductance_s)
-                self._target = r.target_s
+                self._g.append(r.conductance_s)
+                self._level.append(min(max(int(round(r.target_s / 10e-9)), 1), 8))
+            else:
+                continue
+            self._dirty = True
 
     def redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
         self.cdf.show(self.by_level)
-        self.cell_curve.setData(np.arange(1, len(self._cell) + 1), np.asarray(self._cell, dtype=float))
-        if self._target is not None:
-            self.target_line.setValue(self._target)
+        brushes = [pg.mkBrush(LEVEL_COLOURS[k - 1]) for k in self._level]
+        self.scatter.setData(x=np.arange(1, len(self._g) + 1), y=np.asarray(self._g, dtype=float), brush=brushes)
 
     def plot_items(self):
         return {"tuned conductance per level": self.cdf.widget.getPlotItem(),
-                "conductance after each pulse": self.cell.getPlotItem()}
+                "conductance after each pulse": self.pulses.getPlotItem()}
 
 
 class TransferPlots(PlotSet):
@@ -285,7 +293,7 @@ class TransferPlots(PlotSet):
         self.target = ImagePlot("target weights (levels)", "weight column", "wordline", "CET-D1", "level", (-8, 8))
         self.achieved = ImagePlot("achieved weights: (G+ - G-) / 10 nS", "weight column", "wordline", "CET-D1",
                                   "level", (-8, 8))
-        self.cdf = LevelCdf("programmed cells per level (cumulative)")
+        self.cdf = LevelCdf("programmed cells per level, as verified (cumulative)")
         grid.addWidget(self.chip.widget, 0, 0)
         grid.addWidget(self.cdf.widget, 0, 1)
         grid.addWidget(self.target.widget, 1, 0)
@@ -304,7 +312,7 @@ class TransferPlots(PlotSet):
 
     def clear(self) -> None:
         self.g = np.full(self.shape, np.nan)
-        self.targets: dict[tuple[int, int], float] = {}
+        self.tuned: dict[tuple[int, int], tuple[float, float]] = {}  # cell -> (target, verified G) (S)
         self._dirty = True
         self.redraw()
 
@@ -319,7 +327,8 @@ class TransferPlots(PlotSet):
                 grown[:self.g.shape[0], :self.g.shape[1]] = self.g
                 self.g = grown
             self.g[w, b] = g
-            self.targets[(w, b)] = r.target_s
+            if r.target_s > 0 and (hasattr(r, "converged") or getattr(r, "stage", "") in ("settled", "final")):
+                self.tuned[(w, b)] = (r.target_s, g)  # a verified end of programming, not a first read
             self._dirty = True
 
     def achieved_levels(self) -> np.ndarray | None:
@@ -343,9 +352,8 @@ class TransferPlots(PlotSet):
             self.target.show(self.levels, (-8, 8))
             self.achieved.show(self.achieved_levels(), (-8, 8))
         by_level: dict[float, list[float]] = {}
-        for cell, t in self.targets.items():
-            if t > 0 and np.isfinite(self.g[cell]):
-                by_level.setdefault(round(t, 12), []).append(self.g[cell])
+        for t, g in self.tuned.values():
+            by_level.setdefault(round(t, 12), []).append(g)
         self.cdf.show(by_level)
 
     def plot_items(self):
@@ -385,6 +393,8 @@ class InferencePlots(PlotSet):
         grid.addLayout(row, 0, 0, 1, 2)
         self.digit = ImagePlot("test image", "", "", "CET-L1", "pixel", (0, 1))
         self.digit.bar.setVisible(False)
+        for axis in ("left", "bottom"):
+            self.digit.widget.getPlotItem().hideAxis(axis)
         self.steps = _plot("output currents per step", "time step", "I+ - I-", left_units="A")
         self.steps.addLegend(offset=(5, 5), colCount=5)
         self.step_curves = [self.steps.plot([], [], pen=pg.mkPen(CLASS_COLOURS[c], width=1.5), name=str(c))
