@@ -190,3 +190,18 @@ def test_the_history_lists_runs_of_the_store_and_reopens_them(qtbot, tmp_path):
     # another store file: the list follows it
     window.use_store(tmp_path / "other.sqlite")
     assert listed.count() == 0 and "other.sqlite" in window.history_dock.windowTitle()
+
+
+def test_a_bad_weights_or_network_file_is_a_message_and_nothing_runs(qtbot, window, tmp_path):
+    window.backend.select_twin(array=True, engine="fast")
+    bad = tmp_path / "levels.npz"
+    np.savez(bad, weights=np.zeros((2, 2)))
+    window.panel("Transfer").extra.weights.setText(str(bad))
+    assert window.run_protocol("Transfer") is None and not window.running
+    title, text = window.last_error
+    assert title == "Request refused" and "has no 'levels' array" in text and "Nothing was sent" in text
+    window.panel("Inference").extra.network.setText(str(tmp_path / "missing.npz"))
+    assert window.run_protocol("Inference") is None
+    title, text = window.last_error
+    assert title == "File not found" and "rramlab train --out" in text
+    assert window.history.runs() == [] and window.instrument() is None  # refused before the twin was built
