@@ -152,3 +152,34 @@ def test_ctrl_c_in_the_terminal_closes_the_window_and_exits_0():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_stored_record_is_rebuilt_as_the_dataclass_it_was():
+    import json
+
+    import numpy as np
+
+    from rramlab.app.gui.history import rebuild_record
+    from rramlab.protocols.inference import ImageRecord
+    from rramlab.protocols.store import record_to_json
+
+    rec = ImageRecord(3, 1, 7, np.arange(6.0).reshape(3, 2) * 1e-9, np.ones((3, 4)) * 1e-9, np.eye(3, dtype=bool))
+    kind, data = record_to_json(rec)
+    back = rebuild_record(kind, json.loads(data))
+    assert isinstance(back, ImageRecord) and back.prediction == 7
+    assert np.array_equal(back.class_currents, rec.class_currents) and back.totals.shape == (2,)
+    other = rebuild_record("SomethingNew", {"wordline": 2, "x": [1, 2]})
+    assert other.wordline == 2 and other.x == [1, 2]
+
+
+def test_ispva_cells_follow_the_chosen_cell_and_refuse_to_run_off_the_array():
+    from rramlab.app.gui.specs import ispva_cells
+    from rramlab.drivers.interface import RequestError
+
+    cells, targets = ispva_cells({"mode": "levels", "devices_per_level": 2, "cell": (0, 22)}, ArrayGeometry())
+    assert cells[:4] == [(0, 22), (0, 23), (1, 0), (1, 1)] and len(cells) == 16
+    assert targets[:3] == [10e-9, 10e-9, 20e-9]
+    lone, _ = ispva_cells({"mode": "levels", "devices_per_level": 3, "cell": (0, 0)}, ArrayGeometry(1, 1))
+    assert lone == [(0, 0)] * 24
+    with pytest.raises(RequestError, match="run past the end of the array"):
+        ispva_cells({"mode": "levels", "devices_per_level": 2, "cell": (23, 20)}, ArrayGeometry())
