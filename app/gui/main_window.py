@@ -154,6 +154,7 @@ class MainWindow(QtWidgets.QMainWindow):
         splitter.addWidget(self.plot_tabs)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
+        splitter.setSizes([450, 950])  # wide enough for the forms' labels and the panels' tabs
 
         central = QtWidgets.QWidget()
         central_layout = QtWidgets.QVBoxLayout(central)
