@@ -184,6 +184,14 @@ def test_the_history_lists_runs_of_the_store_and_reopens_them(qtbot, tmp_path):
     run = window.history.get(rec.run_id)
     assert [type(r).__name__ for r in run.records] == [type(r).__name__ for r in records]
     assert run.records == records  # rebuilt as the records they were
+    window.export_run_csv(run, tmp_path / "past.csv")
+    rows = [line for line in (tmp_path / "past.csv").read_text().splitlines() if not line.startswith("#")]
+    assert len(rows) == len(records) + 1 and rows[0].startswith("record,wordline,bitline,target_s")
+    assert rows[-1].startswith("IspvaResult,0,0,6e-08")
+    window.export_run_npz(run, tmp_path / "past.npz")
+    with np.load(tmp_path / "past.npz") as data:
+        assert np.allclose(data["IspvaResult.conductance_s"], [r.conductance_s for r in records
+                                                                if hasattr(r, "converged")])
     png = tmp_path / "cdf.png"
     window.export_plot_png(run, png, "tuned conductance per level")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

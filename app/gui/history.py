@@ -293,19 +293,51 @@ def open_history(path=None) -> tuple[RunHistory, Exception | None]:
 
 
 def record_fields(records) -> list[str]:
-    """Column names of a list of dataclass records (those of the first record)."""
+    """Column names of a list of records (those of the first record): a dataclass's fields, or the
+    attributes of a record rebuilt from the store without its class."""
     if not records:
         return []
-    return [f.name for f in dataclasses.fields(records[0])]
+    first = records[0]
+    if dataclasses.is_dataclass(first):
+        return [f.name for f in dataclasses.fields(first)]
+    return list(vars(first))
 
 
 def _cell(value: Any) -> Any:
-    return repr(value) if isinstance(value, float) else value
+    """A CSV cell: floats at full precision, arrays as one JSON list (a row stays one line)."""
+    if isinstance(value, float):
+        return repr(value)
+    if hasattr(value, "tolist"):
+        import json
+
+        return json.dumps(value.tolist())
+    return value
+
+
+def _kinds(records) -> dict[str, list]:
+    """Records grouped by their type name, in first-seen order."""
+    out: dict[str, list] = {}
+    for r in records:
+        out.setdefault(type(r).__name__, []).append(r)
+    return out
+
+
+def csv_columns(records) -> list[str]:
+    """The CSV columns of a run: its records' fields; with several record types (a transfer's reads,
+    pulses and results), ``record`` (the type) first and the union of their fields, first seen first."""
+    kinds = _kinds(records)
+    if len(kinds) <= 1:
+        return record_fields(records)
+    names = ["record"]
+    for group in kinds.values():
+        names += [n for n in record_fields(group) if n not in names]
+    return names
 
 
 def export_csv(run: Run, path) -> Path:
     """Write the run's records to ``path``: a commented provenance header, then one row per record
-    with the record's own field names (SI units, as recorded)."""
+    with the record's own field names (SI units, as recorded; blank where a record type has no
+    such field)."""
     from rramlab import __version__
 
     path = Path(path)
@@ -315,16 +347,17 @@ def export_csv(run: Run, path) -> Path:
                  f"started {run.started.isoformat(timespec='seconds')}\n")
         fh.write(f"# backend: {run.backend}\n# settings: {run.settings}\n")
         writer = csv.writer(fh)
-        names = record_fields(records)
+        names = csv_columns(records)
         writer.writerow(names)
         for r in records:
-            writer.writerow([_cell(getattr(r, n)) for n in names])
+            writer.writerow([type(r).__name__ if n == "record" else _cell(getattr(r, n, "")) for n in names])
     return path
 
 
 def export_npz(run: Run, path) -> Path:
-    """Write the run to ``path`` (.npz): one array per record field (SI units, as recorded) and
-    ``meta``, a JSON string with the run's protocol, status, settings, backend and inputs."""
+    """Write the run to ``path`` (.npz): one array per record field (SI units, as recorded), named
+    ``Type.field`` when the run has several record types, and ``meta``, a JSON string with the
+    run's protocol, status, settings, backend and inputs."""
     import json
 
     import numpy as np
@@ -333,7 +366,15 @@ def export_npz(run: Run, path) -> Path:
 
     path = Path(path)
     records = list(run.records)
-    arrays = {n: np.asarray([getattr(r, n) for r in records]) for n in record_fields(records)}
+    kinds = _kinds(records)
+    arrays = {}
+    for kind, group in kinds.items():
+        prefix = f"{kind}." if len(kinds) > 1 else ""
+        for n in record_fields(group):
+            try:
+                arrays[prefix + n] = np.asarray([getattr(r, n) for r in group])
+            except ValueError:  # ragged (e.g. a row pulse's bitlines): one object per record
+                arrays[prefix + n] = np.array([json.dumps(getattr(r, n), default=str) for r in group])
     meta = {"rramlab": __version__, "run_id": run.run_id, "protocol": run.protocol, "status": run.status,
             "started": run.started.isoformat(timespec="seconds"), "settings": run.settings,
             "backend": run.backend, "inputs": run.extra, "records": len(records)}
