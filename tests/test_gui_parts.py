@@ -124,11 +124,13 @@ def _gui_env():
     return env
 
 
-def test_rramlab_gui_starts_offscreen_stays_up_and_exits_0_when_closed():
-    proc = subprocess.run([sys.executable, "-m", "rramlab", "gui", "--quit-after", "2"], env=_gui_env(),
-                          capture_output=True, text=True, timeout=120)
+def test_rramlab_gui_starts_offscreen_stays_up_and_exits_0_when_closed(tmp_path):
+    store = tmp_path / "chosen" / "runs.sqlite"
+    proc = subprocess.run([sys.executable, "-m", "rramlab", "gui", "--quit-after", "2", "--store", str(store)],
+                          env=_gui_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "Error" not in proc.stderr
+    assert store.read_bytes()[:16] == b"SQLite format 3\x00"  # the window opened the store it was given
 
 
 def test_rramlab_gui_help_lists_the_window():

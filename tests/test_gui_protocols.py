@@ -70,6 +70,7 @@ def test_a_transfer_aborted_on_the_virtual_bench_leaves_it_safe_and_resumes_from
     assert bench.is_safe()  # every output of the virtual 4156C at 0 V, every E5250A crosspoint open
     assert bench.clock.counts["pulse"] > 0  # it did pulse before
     assert run.status == ABORTED and window.last_error is None and "a real bench" in run.message
+    assert "virtual bench, estimated bench time" in window.backend.status.text()
     info, records = stored(run.run_id)
     assert info.protocol == "transfer" and info.status == "aborted"
     assert len(records) == len(run.records) > 120 and records[0].type == "CellRead"
