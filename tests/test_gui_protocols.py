@@ -52,20 +52,26 @@ def stored(run_id):
         return store.run(run_id), store.records(run_id)
 
 
-def test_a_transfer_aborted_on_the_virtual_bench_leaves_it_safe_and_resumes_from_the_store(qtbot, window, tmp_path):
-    levels = np.random.default_rng(3).integers(-8, 9, (6, 10))
-    weights = save_weights(tmp_path / "w.npz", levels)
-    window.backend.select_virtual_bench(seed=1)
+def start_transfer(qtbot, window, weights, pulses=10):
+    """Start a transfer of ``weights`` from the panel and abort it after ``pulses`` verify pulses."""
     panel = window.panel("Transfer")
     panel.extra.weights.setText(str(weights))
     run = window.run_protocol("Transfer")
-    assert run is None and window.connecting  # the bench connects first, then the transfer starts
-    qtbot.waitUntil(lambda: window.running and window.current_run is not None, timeout=20000)
-    run = window.current_run
-    qtbot.waitUntil(lambda: sum(type(r).__name__ == "IspvaPulse" for r in run.records) >= 10, timeout=20000)
+    if run is None:  # a bench connects first, then the transfer starts
+        assert window.connecting, window.last_error
+        qtbot.waitUntil(lambda: window.running and window.current_run is not None, timeout=20000)
+        run = window.current_run
+    qtbot.waitUntil(lambda: sum(type(r).__name__ == "IspvaPulse" for r in run.records) >= pulses, timeout=30000)
     qtbot.mouseClick(window.abort_button, QtCore.Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not window.running, timeout=20000)
+    return run
 
+
+def test_a_transfer_aborted_on_the_virtual_bench_leaves_it_safe_with_its_records_in_the_store(qtbot, window,
+                                                                                              tmp_path):
+    levels = np.random.default_rng(3).integers(-8, 9, (6, 10))
+    window.backend.select_virtual_bench(seed=1)
+    run = start_transfer(qtbot, window, save_weights(tmp_path / "w.npz", levels))
     bench = window.instrument().virtual_bench
     assert bench.is_safe()  # every output of the virtual 4156C at 0 V, every E5250A crosspoint open
     assert bench.clock.counts["pulse"] > 0  # it did pulse before
@@ -75,26 +81,32 @@ def test_a_transfer_aborted_on_the_virtual_bench_leaves_it_safe_and_resumes_from
     assert info.protocol == "transfer" and info.status == "aborted"
     assert len(records) == len(run.records) > 120 and records[0].type == "CellRead"
     assert info.settings["levels"] == levels.tolist() and info.settings["transfer"]["scheme"] == "half-bias"
-    # the map on screen holds what was read, cell by cell
+    # the map on screen holds the latest read of every cell, cell by cell
     plots = window.plots["Transfer"]
     latest = latest_by_cell(run.records)
     assert len(latest) == 120
     assert all(plots.g[cell] == g for cell, g in latest.items())
     assert np.isnan(plots.g[6:, :]).all() and np.isnan(plots.g[:, 20:]).all()
 
-    # continue it: the stopped run is offered, its weights and settings come back
+
+def test_a_stopped_transfer_continues_from_the_store(qtbot, window, tmp_path):
+    levels = np.random.default_rng(5).integers(-8, 9, (6, 10))
+    window.backend.select_twin(array=True, engine="fast", seed=2)
+    run = start_transfer(qtbot, window, save_weights(tmp_path / "w.npz", levels))
+    assert run.status == ABORTED
+    panel = window.panel("Transfer")
     combo = panel.extra.resume
     index = combo.findData(run.run_id)
-    assert index > 0
+    assert index > 0  # the stopped run is offered; its weights and settings come back
     panel.form.set_value("scheme", "fast")
     combo.setCurrentIndex(index)
     assert panel.form.value("scheme") == "half-bias" and not panel.extra.weights.isEnabled()
     resumed = run_and_wait(qtbot, window, "Transfer", timeout=60000)
     assert resumed.run_id == run.run_id and resumed.status == DONE, window.last_error
     info, records = stored(run.run_id)
-    assert info.status == "finished" and len(records) == len(resumed.records) > 120
+    assert info.status == "finished" and len(records) == len(resumed.records) > len(run.records) > 120
     assert [r.seq for r in records] == list(range(len(records)))
-    achieved = plots.achieved_levels()
+    achieved = window.plots["Transfer"].achieved_levels()
     assert np.abs(achieved - levels).max() < 0.5  # every pair within half a level of its weight
     assert combo.findData(run.run_id) < 0  # finished: no longer offered
 
