@@ -168,8 +168,10 @@ def check_backend_flags(args, cell_requested: bool) -> None:
         raise RramlabError("--visa-log needs --bench: the twin sends no VISA commands")
     if args.wire_resistance is not None and not cell_requested:
         raise RramlabError("--wire-resistance applies to the array: add --cell WL,BL")
-    if args.chip is not None and (args.seed is not None or args.wire_resistance is not None):
-        raise RramlabError("--chip loads a saved chip with its own seed and wires: drop --seed and --wire-resistance")
+    if args.chip is not None and (args.seed is not None or args.wire_resistance is not None
+                                  or getattr(args, "device", None) is not None):
+        raise RramlabError("--chip loads a saved chip, which keeps its own seed, device and wires: "
+                           "drop --seed, --device and --wire-resistance")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,8 +235,6 @@ def open_backend(args, cell_requested: bool):
 
     kwargs = twin_kwargs(args)
     if args.chip:
-        if args.seed is not None or args.device is not None:
-            raise RramlabError("--seed and --device make a new chip; a chip loaded with --chip keeps its own")
         return VirtualArray.load_chip(args.chip, engine=args.engine)
     if cell_requested:
         if args.wire_resistance is not None:

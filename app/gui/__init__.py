@@ -1,9 +1,10 @@
 """The desktop GUI (PySide6 + pyqtgraph): ``rramlab gui``.
 
-Modules: ``main_window`` (the window), ``backend_panel`` / ``backends`` (twin or bench file),
-``panels`` (a generic protocol panel; one ``ProtocolSpec`` per protocol), ``settings_form`` (forms
-from settings declarations), ``worker`` (runs on a QThread), ``plots`` (pyqtgraph), ``history`` /
-``history_panel`` (the session's runs, CSV/PNG export). Only this package imports Qt.
+Modules: ``main_window`` (the window), ``backend_panel`` / ``backends`` (twin, virtual bench or
+bench file), ``panels`` (a generic protocol panel; one ``ProtocolSpec`` per protocol), ``specs``
+(the ISPVA, transfer, inference and power panels), ``settings_form`` (forms from settings
+declarations), ``worker`` (runs on a QThread), ``plots`` (pyqtgraph), ``history`` /
+``history_panel`` (the run store's runs, CSV/NPZ/PNG export). Only this package imports Qt.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import sys
 
 
-def run_gui(quit_after: float | None = None, argv: list[str] | None = None) -> int:
+def run_gui(quit_after: float | None = None, argv: list[str] | None = None, store=None) -> int:
     """Open the main window and run the Qt event loop; returns the exit code (0 when closed).
 
     ``quit_after``: close the window after this many seconds (a run in progress is stopped safely
@@ -26,7 +27,14 @@ def run_gui(quit_after: float | None = None, argv: list[str] | None = None) -> i
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(argv or sys.argv[:1])
     app.setApplicationName("rramlab")
-    window = MainWindow()
+    history = None
+    if store is not None:
+        from rramlab.app.gui.history import open_history
+
+        history, error = open_history(store)
+        if error is not None:
+            logging.getLogger("rramlab.app.gui").error("run store %s: %s; runs are kept in memory only", store, error)
+    window = MainWindow(history=history)
 
     previous_hook = sys.excepthook
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
 
-from rramlab.app.gui.backends import ENGINES, BenchChoice, TwinChoice
+from rramlab.app.gui.backends import ENGINES, BenchChoice, TwinChoice, VirtualBenchChoice, default_virtual_bench
 
 
 class BackendPanel(QtWidgets.QGroupBox):
@@ -22,9 +22,13 @@ class BackendPanel(QtWidgets.QGroupBox):
 
         row = QtWidgets.QHBoxLayout()
         self.twin_radio = QtWidgets.QRadioButton("Simulation twin")
+        self.virtual_radio = QtWidgets.QRadioButton("Virtual bench (the twin behind the 4156C/E5250A commands)")
+        self.virtual_radio.setToolTip("every command goes through the drivers and the instruments' own command "
+                                      "sets to the twin; the status line shows the time a real bench would take")
         self.bench_radio = QtWidgets.QRadioButton("Probe station (bench file)")
         self.twin_radio.setChecked(True)
         row.addWidget(self.twin_radio)
+        row.addWidget(self.virtual_radio)
         row.addWidget(self.bench_radio)
         row.addStretch(1)
         outer.addLayout(row)
@@ -98,7 +102,14 @@ class BackendPanel(QtWidgets.QGroupBox):
         self.status.setWordWrap(True)
         outer.addWidget(self.status)
 
-        for signal in (self.twin_radio.toggled, self.geometry_combo.currentIndexChanged, self.wire.valueChanged,
+        self.virtual_path = QtWidgets.QLineEdit(str(default_virtual_bench()))
+        self.virtual_path.setToolTip("a bench file with [bench] visa_library = \"@rramlab-twin\"")
+        self._virtual_label = QtWidgets.QLabel("virtual bench file")
+        b.insertWidget(0, self._virtual_label)
+        b.insertWidget(1, self.virtual_path, 1)
+
+        for signal in (self.twin_radio.toggled, self.virtual_radio.toggled, self.virtual_path.editingFinished,
+                       self.geometry_combo.currentIndexChanged, self.wire.valueChanged,
                        self.seed.valueChanged, self.vt_sigma.valueChanged, self.ron_sigma.valueChanged,
                        self.engine.currentIndexChanged, self.chip.editingFinished,
                        self.bench_path.editingFinished):
@@ -106,13 +117,20 @@ class BackendPanel(QtWidgets.QGroupBox):
         self._on_edit()
 
     def _on_edit(self, *_):
-        twin = self.twin_radio.isChecked()
-        self.twin_box.setVisible(twin)
+        twin, virtual = self.twin_radio.isChecked(), self.virtual_radio.isChecked()
+        self.twin_box.setVisible(twin or virtual)
         self.bench_box.setVisible(not twin)
+        for w in (self._virtual_label, self.virtual_path):
+            w.setVisible(virtual)
+        self.bench_path.setVisible(not virtual and not twin)
+        self.connect_button.setVisible(True)
         from_chip = bool(self.chip.text().strip())
-        self.wire.setEnabled(bool(self.geometry_combo.currentData()) and not from_chip)
-        for w in (self.geometry_combo, self.seed, self.vt_sigma, self.ron_sigma):
+        # the virtual bench's chip is the bench file's [array] (24 x 24), without variability
+        self.wire.setEnabled((virtual or bool(self.geometry_combo.currentData())) and not from_chip)
+        for w in (self.seed,):
             w.setEnabled(not from_chip)  # a chip file carries its own
+        for w in (self.geometry_combo, self.vt_sigma, self.ron_sigma):
+            w.setEnabled(not from_chip and not virtual)
         self.changed.emit()
 
     def _browse_chip(self):
@@ -124,7 +142,7 @@ class BackendPanel(QtWidgets.QGroupBox):
     def _browse_bench(self):
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Bench file", "", "bench files (*.toml)")
         if path:
-            self.bench_path.setText(path)
+            (self.virtual_path if self.virtual_radio.isChecked() else self.bench_path).setText(path)
             self._on_edit()
 
     def choice(self):
@@ -134,6 +152,10 @@ class BackendPanel(QtWidgets.QGroupBox):
                               seed=self.seed.value(), chip_file=self.chip.text().strip() or None,
                               engine=self.engine.currentText(), threshold_sigma_v=self.vt_sigma.value() * 1e-3,
                               on_resistance_sigma=self.ron_sigma.value() / 100)
+        if self.virtual_radio.isChecked():
+            return VirtualBenchChoice(self.virtual_path.text().strip(), seed=self.seed.value(),
+                                      wire_resistance=self.wire.value(), engine=self.engine.currentText(),
+                                      chip_file=self.chip.text().strip() or None)
         return BenchChoice(self.bench_path.text().strip())
 
     # ----- for scripts and tests: set a choice as a user would -----
@@ -148,6 +170,18 @@ class BackendPanel(QtWidgets.QGroupBox):
         self.engine.setCurrentText(engine)
         self.chip.setText(chip_file)
         self.twin_radio.setChecked(True)
+        self.blockSignals(False)
+        self._on_edit()
+
+    def select_virtual_bench(self, path: str | None = None, seed: int = 0, engine: str = "fast",
+                             wire_resistance: float = 2.0, chip_file: str = "") -> None:
+        self.blockSignals(True)
+        self.virtual_path.setText(str(path or default_virtual_bench()))
+        self.seed.setValue(seed)
+        self.engine.setCurrentText(engine)
+        self.wire.setValue(wire_resistance)
+        self.chip.setText(chip_file)
+        self.virtual_radio.setChecked(True)
         self.blockSignals(False)
         self._on_edit()
 

@@ -97,9 +97,68 @@ class BenchChoice:
         return f"[limits] of {Path(self.path).name} and the 4156C's pulse widths"
 
     def open(self) -> CrossbarInstrument:
-        from rramlab.drivers.probe_station import open_bench
+        from rramlab.app import virtual_bench
+        from rramlab.drivers.probe_station import connect_bench, load_bench
 
-        return open_bench(self.path)
+        config = load_bench(self.path)
+        if virtual_bench.is_virtual(config):  # a virtual bench file chosen as a bench: a default chip
+            return VirtualBenchChoice(self.path).open()
+        return connect_bench(config)
+
+
+def default_virtual_bench() -> Path:
+    """``drivers/benches/virtual.toml`` as installed with rramlab."""
+    import rramlab.drivers
+
+    return Path(rramlab.drivers.__file__).resolve().parent / "benches" / "virtual.toml"
+
+
+@dataclass(frozen=True)
+class VirtualBenchChoice(BenchChoice):
+    """The virtual bench: a bench file whose ``visa_library`` is ``@rramlab-twin``, its 4156C and
+    E5250A parsing their own commands in front of a twin chip (seed, wire resistance, engine or a
+    chip file, as for the twin). The station carries the bench clock: the time a real bench would
+    have taken (``bench_time_text``)."""
+
+    seed: int = 0
+    wire_resistance: float | None = None
+    engine: str = "fast"
+    chip_file: str | None = None
+
+    kind = "virtual bench"
+
+    def label(self) -> str:
+        chip = f"chip file {Path(self.chip_file).name}" if self.chip_file else f"seed {self.seed}"
+        return f"virtual bench {Path(self.path).name} ({chip}, {self.engine} engine)"
+
+    def limits_source(self) -> str:
+        return f"[limits] of {Path(self.path).name} and the 4156C's pulse widths"
+
+    def open(self) -> CrossbarInstrument:
+        from types import SimpleNamespace
+
+        from rramlab.app import virtual_bench
+        from rramlab.drivers.probe_station import load_bench
+
+        if self.engine not in ENGINES:
+            raise RramlabError(f"engine {self.engine!r} is unknown: choose one of {', '.join(ENGINES)}")
+        config = load_bench(self.path)
+        if not virtual_bench.is_virtual(config):
+            raise RramlabError(f"{self.path} is not a virtual bench file ([bench] visa_library is not "
+                               "'@rramlab-twin'): choose drivers/benches/virtual.toml, or choose the file as a "
+                               "probe station")
+        args = SimpleNamespace(seed=self.seed, engine=self.engine, wire_resistance=self.wire_resistance,
+                               chip=self.chip_file)
+        station = virtual_bench.open_virtual_bench(config, args)
+        if station.virtual_bench in virtual_bench.OPENED:  # the command line prints and forgets these; not here
+            virtual_bench.OPENED.remove(station.virtual_bench)
+        return station
+
+
+def bench_time_text(instrument) -> str:
+    """The virtual bench's clock: the time a real bench would have spent so far ('' for others)."""
+    bench = getattr(instrument, "virtual_bench", None)
+    return bench.clock.summary() if bench is not None else ""
 
 
 def status_text(instrument: CrossbarInstrument) -> str:
@@ -109,4 +168,7 @@ def status_text(instrument: CrossbarInstrument) -> str:
     identities = getattr(instrument, "identities", None)
     if identities:
         text += "; " + "; ".join(f"{k}: {v}" for k, v in identities.items())
+    bench_time = bench_time_text(instrument)
+    if bench_time:
+        text += f"; virtual bench, {bench_time}"
     return text

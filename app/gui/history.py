@@ -1,8 +1,9 @@
-"""The runs of this session, behind one small interface a run store can take over.
+"""Where the window keeps its runs, behind one small interface: ``RunHistory``.
 
-The window talks to a ``RunHistory``: ``add(run)``, ``runs()``, ``get(run_id)``, ``update(run)``.
-``SessionHistory`` keeps them in memory; a store-backed history (SQLite, when the run store lands)
-implements the same four methods and the history panel does not change. No Qt here.
+``StoreHistory`` (the window's default) is the command line's run store (``protocols/store.py``, an
+SQLite file): every record is written there by the worker thread as it is taken, the run row ends
+as finished, aborted or failed, and runs of past sessions (and of the command line) are listed and
+can be opened again. ``SessionHistory`` keeps the runs of this window in memory only. No Qt here.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import csv
 import dataclasses
 import datetime as _dt
 import itertools
+import logging
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RUNNING, DONE, ABORTED, FAILED = "running", "done", "aborted", "failed"
+#: run statuses, the run store's words
+RUNNING, DONE, ABORTED, FAILED = "running", "finished", "aborted", "failed"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,10 +43,17 @@ class Run:
     records: list = field(default_factory=list)
     total: int = 0
     extra: dict = field(default_factory=dict)   # e.g. the cell and read voltage the plots need
+    stored_count: int | None = None             # a past run not opened yet: its record count in the store
+    past: bool = False                          # from an earlier session (or the command line)
+
+    @property
+    def count(self) -> int:
+        return self.stored_count if self.stored_count is not None else len(self.records)
 
     def title(self) -> str:
-        return (f"#{self.run_id} {self.protocol} {self.started:%H:%M:%S} on {self.backend.get('backend', '?')}: "
-                f"{len(self.records)}/{self.total} {self.status}")
+        when = f"{self.started:%Y-%m-%d %H:%M}" if self.past else f"{self.started:%H:%M:%S}"
+        return (f"#{self.run_id} {self.protocol} {when} on {self.backend.get('backend', '?')}: "
+                f"{self.count} records, {self.status}")
 
 
 class RunHistory(ABC):
@@ -58,6 +71,27 @@ class RunHistory(ABC):
 
     @abstractmethod
     def get(self, run_id: int) -> Run: ...
+
+    def sink(self, run: Run) -> "RecordSink":
+        """Where the worker thread puts the run's records (called in the window's thread)."""
+        return RecordSink(run)
+
+    def location(self) -> str:
+        return "this session (memory)"
+
+
+class RecordSink:
+    """Takes a run's records on the worker thread: ``add(record)`` keeps it (before the plots see
+    it), ``close()`` when the run has ended. This one keeps them in the Run only."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def add(self, record) -> None:
+        self.run.records.append(record)
+
+    def close(self) -> None:
+        pass
 
 
 class SessionHistory(RunHistory):
@@ -86,20 +120,224 @@ class SessionHistory(RunHistory):
             raise KeyError(f"no run #{run_id} in this session") from None
 
 
+# ----- the run store -----
+
+@dataclasses.dataclass(frozen=True)
+class PlainRecord:
+    """A record that is not a dataclass (a tuple, say), as the store keeps it."""
+
+    value: Any
+
+
+def _record_types() -> dict[str, type]:
+    """Record classes by name, for rebuilding stored records as the objects the plots take."""
+    from rramlab.app.gui import jobs
+    from rramlab.protocols import inference, ispp, ispva, power, transfer
+
+    types = [jobs.ArrayReadRecord, jobs.PowerRecord, ispva.IspvaPulse, ispva.IspvaResult, transfer.CellRead,
+             transfer.RowPulse, transfer.Disturbed, inference.ImageRecord, power.ImagePower, PlainRecord]
+    types.append(ispp.IsppRecord)
+    return {t.__name__: t for t in types if dataclasses.is_dataclass(t)}
+
+
+def _as_field(value, annotation: str):
+    if isinstance(value, list):
+        if "ndarray" in annotation:
+            import numpy as np
+
+            return np.asarray(value, dtype=float if "bool" not in annotation else bool)
+        if "tuple" in annotation:
+            return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    if value is None and ("float" in annotation):
+        return float("nan")  # the store writes NaN as null
+    return value
+
+
+def rebuild_record(kind: str, data: dict, types: dict[str, type] | None = None):
+    """A stored record (its type name and JSON fields) as the dataclass it was; an unknown type as a
+    namespace with the same attributes."""
+    import types as _types
+
+    cls = (types if types is not None else _record_types()).get(kind)
+    if cls is None:
+        return _types.SimpleNamespace(**data)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: _as_field(v, str(fields[k].type)) for k, v in data.items() if k in fields})
+    except TypeError:
+        return _types.SimpleNamespace(**data)
+
+
+def _started(iso: str) -> _dt.datetime:
+    try:
+        return _dt.datetime.fromisoformat(iso).astimezone()
+    except ValueError:
+        return _dt.datetime.now()
+
+
+class StoreHistory(RunHistory):
+    """The run store as the window's history (the file the command line uses, or another).
+
+    Runs of this window are kept as live ``Run`` objects; runs of past sessions are listed from the
+    store (the newest ``limit``) and their records read when one is opened. ``new_run(...,
+    resume=RUN)`` continues a stored run (its records first, new ones after)."""
+
+    def __init__(self, path=None, limit: int = 200):
+        from rramlab.protocols.store import RunStore
+
+        self.store = RunStore(path)  # raises StoreError naming the path and the fix
+        self.path = self.store.path
+        self.limit = limit
+        self._live: dict[int, Run] = {}
+        self._opened: dict[int, Run] = {}
+
+    def location(self) -> str:
+        return str(self.path)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def new_run(self, protocol, settings, backend, total, extra=None, resume: int | None = None) -> Run:
+        if resume is not None:
+            old = self.get(resume)
+            self.store.reopen_run(resume)
+            run = Run(resume, protocol, dict(settings), dict(backend), old.started, total=total,
+                      extra=dict(extra or {}), records=list(old.records))
+            self._opened.pop(resume, None)
+        else:
+            stored = {**settings, "gui_inputs": dict(extra or {})} if extra else dict(settings)
+            run_id = self.store.start_run(protocol, stored, backend.get("backend", "unknown"), backend)
+            run = Run(run_id, protocol, dict(settings), dict(backend), _dt.datetime.now(), total=total,
+                      extra=dict(extra or {}))
+        self._live[run.run_id] = run
+        return run
+
+    def sink(self, run: Run) -> "StoreSink":
+        return StoreSink(run, self.path)
+
+    def update(self, run: Run) -> None:
+        if run.status != RUNNING:
+            error = None if run.status == DONE else (run.message or None)
+            self.store.end_run(run.run_id, run.status, error)
+
+    def runs(self) -> list[Run]:
+        out = []
+        for info in reversed(self.store.runs(limit=self.limit)):
+            live = self._live.get(info.id)
+            out.append(live if live is not None else self._past(info))
+        return out
+
+    def _past(self, info) -> Run:
+        status = info.shown_status
+        settings = dict(info.settings)
+        extra = settings.pop("gui_inputs", {}) if isinstance(settings.get("gui_inputs"), dict) else {}
+        return Run(info.id, info.protocol, settings, dict(info.backend_describe), _started(info.started_at),
+                   status=status, message=info.error or "", total=info.records, extra=extra,
+                   stored_count=info.records, past=True)
+
+    def get(self, run_id: int) -> Run:
+        if run_id in self._live:
+            return self._live[run_id]
+        if run_id in self._opened:
+            return self._opened[run_id]
+        from rramlab.protocols.store import StoreError
+
+        try:
+            info = self.store.run(run_id)
+        except StoreError:
+            raise KeyError(f"no run #{run_id} in the run store {self.path}") from None
+        run = self._past(info)
+        types = _record_types()
+        run.records = [rebuild_record(r.type, r.data, types) for r in self.store.records(run_id)]
+        run.stored_count = None
+        if len(self._opened) >= 4:  # a few opened past runs stay in memory, not the whole store
+            self._opened.pop(next(iter(self._opened)))
+        self._opened[run_id] = run
+        return run
+
+
+class StoreSink(RecordSink):
+    """Writes each record to the store on the worker thread (its own SQLite connection, opened
+    there on the first record), then keeps it in the Run."""
+
+    def __init__(self, run: Run, path):
+        super().__init__(run)
+        self.path = path
+        self._store = None
+        self._thread = None
+
+    def add(self, record) -> None:
+        from rramlab.protocols.store import RunStore
+
+        if self._store is None:
+            self._store = RunStore(self.path)
+            self._thread = threading.get_ident()
+        stored = record if dataclasses.is_dataclass(record) and not isinstance(record, type) else PlainRecord(record)
+        self._store.append(self.run.run_id, stored)
+        self.run.records.append(record)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def open_history(path=None) -> tuple[RunHistory, Exception | None]:
+    """The store at ``path`` (default: the command line's), or this session's memory when it cannot
+    be opened (with the reason, for a message)."""
+    try:
+        return StoreHistory(path), None
+    except Exception as exc:  # noqa: BLE001 - a store that cannot be opened must not stop the window
+        log.warning("run store not available: %s", exc)
+        return SessionHistory(), exc
+
+
 def record_fields(records) -> list[str]:
-    """Column names of a list of dataclass records (those of the first record)."""
+    """Column names of a list of records (those of the first record): a dataclass's fields, or the
+    attributes of a record rebuilt from the store without its class."""
     if not records:
         return []
-    return [f.name for f in dataclasses.fields(records[0])]
+    first = records[0]
+    if dataclasses.is_dataclass(first):
+        return [f.name for f in dataclasses.fields(first)]
+    return list(vars(first))
 
 
 def _cell(value: Any) -> Any:
-    return repr(value) if isinstance(value, float) else value
+    """A CSV cell: floats at full precision, arrays as one JSON list (a row stays one line)."""
+    if isinstance(value, float):
+        return repr(value)
+    if hasattr(value, "tolist"):
+        import json
+
+        return json.dumps(value.tolist())
+    return value
+
+
+def _kinds(records) -> dict[str, list]:
+    """Records grouped by their type name, in first-seen order."""
+    out: dict[str, list] = {}
+    for r in records:
+        out.setdefault(type(r).__name__, []).append(r)
+    return out
+
+
+def csv_columns(records) -> list[str]:
+    """The CSV columns of a run: its records' fields; with several record types (a transfer's reads,
+    pulses and results), ``record`` (the type) first and the union of their fields, first seen first."""
+    kinds = _kinds(records)
+    if len(kinds) <= 1:
+        return record_fields(records)
+    names = ["record"]
+    for group in kinds.values():
+        names += [n for n in record_fields(group) if n not in names]
+    return names
 
 
 def export_csv(run: Run, path) -> Path:
     """Write the run's records to ``path``: a commented provenance header, then one row per record
-    with the record's own field names (SI units, as recorded)."""
+    with the record's own field names (SI units, as recorded; blank where a record type has no
+    such field)."""
     from rramlab import __version__
 
     path = Path(path)
@@ -109,16 +347,17 @@ def export_csv(run: Run, path) -> Path:
                  f"started {run.started.isoformat(timespec='seconds')}\n")
         fh.write(f"# backend: {run.backend}\n# settings: {run.settings}\n")
         writer = csv.writer(fh)
-        names = record_fields(records)
+        names = csv_columns(records)
         writer.writerow(names)
         for r in records:
-            writer.writerow([_cell(getattr(r, n)) for n in names])
+            writer.writerow([type(r).__name__ if n == "record" else _cell(getattr(r, n, "")) for n in names])
     return path
 
 
 def export_npz(run: Run, path) -> Path:
-    """Write the run to ``path`` (.npz): one array per record field (SI units, as recorded) and
-    ``meta``, a JSON string with the run's protocol, status, settings, backend and inputs."""
+    """Write the run to ``path`` (.npz): one array per record field (SI units, as recorded), named
+    ``Type.field`` when the run has several record types, and ``meta``, a JSON string with the
+    run's protocol, status, settings, backend and inputs."""
     import json
 
     import numpy as np
@@ -127,7 +366,15 @@ def export_npz(run: Run, path) -> Path:
 
     path = Path(path)
     records = list(run.records)
-    arrays = {n: np.asarray([getattr(r, n) for r in records]) for n in record_fields(records)}
+    kinds = _kinds(records)
+    arrays = {}
+    for kind, group in kinds.items():
+        prefix = f"{kind}." if len(kinds) > 1 else ""
+        for n in record_fields(group):
+            try:
+                arrays[prefix + n] = np.asarray([getattr(r, n) for r in group])
+            except ValueError:  # ragged (e.g. a row pulse's bitlines): one object per record
+                arrays[prefix + n] = np.array([json.dumps(getattr(r, n), default=str) for r in group])
     meta = {"rramlab": __version__, "run_id": run.run_id, "protocol": run.protocol, "status": run.status,
             "started": run.started.isoformat(timespec="seconds"), "settings": run.settings,
             "backend": run.backend, "inputs": run.extra, "records": len(records)}

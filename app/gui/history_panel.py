@@ -1,5 +1,5 @@
-"""The run history dock: the runs of this session (any ``RunHistory``), shown again on selection,
-exported to CSV or a plot to PNG."""
+"""The run history dock: the runs of the run store (any ``RunHistory``), this session's and past
+ones, shown again on selection, exported to CSV or NPZ, or a plot to PNG; *Store…* picks the file."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ class HistoryPanel(QtWidgets.QWidget):
     export_csv_requested = QtCore.Signal(object)
     export_png_requested = QtCore.Signal(object)
     export_npz_requested = QtCore.Signal(object)
+    store_requested = QtCore.Signal()
 
     def __init__(self, history: RunHistory, parent=None):
         super().__init__(parent)
@@ -34,6 +35,10 @@ class HistoryPanel(QtWidgets.QWidget):
         buttons.addWidget(self.csv_button)
         buttons.addWidget(self.npz_button)
         buttons.addWidget(self.png_button)
+        self.store_button = QtWidgets.QPushButton("Store…")
+        self.store_button.setToolTip("the run store (SQLite file) runs are kept in and listed from")
+        self.store_button.clicked.connect(self.store_requested)
+        buttons.addWidget(self.store_button)
         buttons.addStretch(1)
         layout.addLayout(buttons)
         self.refresh()
@@ -67,7 +72,10 @@ class HistoryPanel(QtWidgets.QWidget):
         item = self.list.currentItem()
         if item is None:
             return None
-        return self.history.get(item.data(QtCore.Qt.ItemDataRole.UserRole))
+        try:
+            return self.history.get(item.data(QtCore.Qt.ItemDataRole.UserRole))
+        except KeyError:  # listed from another store, or gone
+            return None
 
     def select(self, run_id: int) -> None:
         for i in range(self.list.count()):

@@ -62,3 +62,50 @@ def run(instrument: CrossbarInstrument, read_plan: ArrayReadPlan,
             return
         currents = instrument.read([(w, b) for b in read_plan.bitlines], v)
         yield ArrayReadRecord(w, read_plan.bitlines, tuple(float(i) for i in currents), v)
+
+
+# ----- inference and power on the array: plans built from a network file and the MNIST test set -----
+
+@dataclass(frozen=True)
+class PowerRecord:
+    """Power of one image's inference (W) with the prediction made from the same currents."""
+
+    image: int
+    label: int
+    prediction: int
+    average_w: float                 # P_avg,array (eqn 3)
+    array_power_w: tuple[float, ...]  # sum_i P_i(t) per time step: the power over time
+    spike_rate: float                # hidden spikes per wordline per step
+
+
+def balanced_order(labels, n: int, seed: int = 0):
+    """``n`` test image indices balanced over the digits, in the order 0, 1, ... 9, 0, 1, ..."""
+    import numpy as np
+
+    from rramlab.protocols.mnist import CLASSES, balanced_indices
+
+    per = -(-n // CLASSES)
+    return balanced_indices(labels, per, seed).reshape(CLASSES, per).T.ravel()[:n]
+
+
+def run_inference(instrument: CrossbarInstrument, inference_plan, should_stop=None) -> Iterator:
+    """``inference.run`` a few images per call, so records (and Abort) come between calls: the
+    twin takes 10 images per call, a probe station one."""
+    from rramlab.protocols import inference
+
+    chunk = 10 if instrument.backend_name == "twin" else 1
+    return inference.run(instrument, inference_plan, chunk, should_stop)
+
+
+def run_power(instrument: CrossbarInstrument, inference_plan, should_stop=None) -> Iterator[PowerRecord]:
+    """Measure the conductances of the network's cells at the spike voltage (eqn 1's G_ij), then run
+    the inference and yield each image's power (eqns 1-3) with its prediction."""
+    from rramlab.protocols import power
+
+    p = inference_plan
+    g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
+    powers = {pw.image: pw for pw in power.image_power(p, g)}
+    for record in run_inference(instrument, p, should_stop):
+        pw = powers[record.image]
+        yield PowerRecord(pw.image, pw.label, record.prediction, pw.average_w,
+                          tuple(float(x) for x in pw.array_power_w), pw.spike_rate)

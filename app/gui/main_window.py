@@ -19,12 +19,12 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from rramlab.app.gui.backend_panel import BackendPanel
 from rramlab.app.gui.backends import BenchChoice, TwinChoice, status_text
 from rramlab.app.gui.errors import explain
-from rramlab.app.gui.history import ABORTED, DONE, RUNNING, Run, RunHistory, SessionHistory, export_csv, export_npz
+from rramlab.app.gui.history import (ABORTED, DONE, RUNNING, Run, RunHistory, StoreHistory, export_csv, export_npz,
+                                    open_history)
 from rramlab.app.gui.history_panel import HistoryPanel
 from rramlab.app.gui.panels import ProtocolPanel, ProtocolSpec, protocols
 from rramlab.app.gui.plots import ConductanceMap
 from rramlab.app.gui.worker import Connector, RunThread, RunWorker
-from rramlab.protocols.settings import settings_dict
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,10 @@ class MainWindow(QtWidgets.QMainWindow):
         from rramlab import __version__
 
         self.setWindowTitle(f"rramlab {__version__}")
-        self.history = history or SessionHistory()
+        store_error = None
+        if history is None:
+            history, store_error = open_history()
+        self.history = history
         self.instruments: dict = {}            # backend choice -> open instrument
         self.maps: dict = {}                   # backend choice -> conductance array (S)
         self.last_error: tuple[str, str] | None = None
@@ -85,6 +88,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._current_plan = None
         self._current_choice = None
         self._started = 0.0
+        self._done = 0
+        self._count = None
+        self._bench_start = None
         self._close_pending = False
         self._message_box: QtWidgets.QMessageBox | None = None
 
@@ -99,7 +105,11 @@ class MainWindow(QtWidgets.QMainWindow):
         for spec in self.specs:
             panel = ProtocolPanel(spec)
             self.panels[spec.name] = panel
-            self.protocol_tabs.addTab(panel, spec.name)
+            scroll = QtWidgets.QScrollArea()
+            scroll.setWidget(panel)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+            self.protocol_tabs.addTab(scroll, spec.name)
 
         self.run_button = QtWidgets.QPushButton("Run")
         self.run_button.setObjectName("run_button")
@@ -144,6 +154,7 @@ class MainWindow(QtWidgets.QMainWindow):
         splitter.addWidget(self.plot_tabs)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
+        splitter.setSizes([450, 950])  # wide enough for the forms' labels and the panels' tabs
 
         central = QtWidgets.QWidget()
         central_layout = QtWidgets.QVBoxLayout(central)
@@ -156,7 +167,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.history_panel.export_csv_requested.connect(self._export_csv_dialog)
         self.history_panel.export_png_requested.connect(self._export_png_dialog)
         self.history_panel.export_npz_requested.connect(self._export_npz_dialog)
-        dock = QtWidgets.QDockWidget("Run history (this session)")
+        self.history_panel.store_requested.connect(self._choose_store_dialog)
+        dock = QtWidgets.QDockWidget(self._history_title())
+        self.history_dock = dock
         dock.setObjectName("history_dock")
         dock.setWidget(self.history_panel)
         dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
@@ -167,7 +180,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.setInterval(REDRAW_MS)
         self.timer.timeout.connect(self._tick)
         self.resize(1400, 860)
+        for panel in self.panels.values():
+            if panel.extra is not None:
+                panel.extra.attach(panel, self)
         self.on_backend_changed()
+        if store_error is not None:
+            self.show_error(store_error)
 
     # ----- backend -----
     @property
@@ -285,9 +303,9 @@ class MainWindow(QtWidgets.QMainWindow):
         on the worker thread. Returns the Run, or None when nothing started (the reason is shown)."""
         if self.running or self.connecting:
             raise RuntimeError("a run or a connection is in progress: wait for it (or abort the run) first")
-        panel = self.panels[name] if name else self.protocol_tabs.currentWidget()
+        panel = self.panels[name] if name else self.protocol_tabs.currentWidget().widget()
         spec = panel.spec
-        settings = panel.form.settings()
+        settings = panel.settings()
         inputs = panel.inputs()
         choice = self.backend.choice()
         spec.plan(settings, inputs, choice.checker())  # refuse a bad plan before connecting
@@ -304,20 +322,34 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
         plan = spec.plan(settings, inputs, instrument)  # and against the instrument itself
         total = spec.total(plan)
-        extra = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items()}
-        run = self.history.new_run(spec.name, settings_dict(settings), instrument.describe(), total, extra)
+        extra = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items() if not k.startswith("_")}
+        stored = spec.settings_for_store(settings, inputs)
+        resume = inputs.get("resume_run")
+        if resume is not None:
+            if not isinstance(self.history, StoreHistory):
+                raise RuntimeError("resuming needs the run store: choose a store file in the run history")
+            run = self.history.new_run(spec.stored_as, stored, instrument.describe(), total, extra, resume=resume)
+        else:
+            run = self.history.new_run(spec.stored_as, stored, instrument.describe(), total, extra)
         self.current_run, self._current_spec, self._current_plan = run, spec, plan
         self._current_choice = choice
+        self._count = spec.progress(plan) if spec.progress is not None else None
+        self._done = 0
         plots = self.plots.get(spec.name)
         if plots is not None:
             plots.clear()
+            plots.set_context(run.settings, run.extra)
             self.plot_tabs.setCurrentWidget(plots)
         else:
             self.plot_tabs.setCurrentIndex(self.plot_tabs.count() - 1)
+        for old in run.records:  # a resumed run's records so far
+            self._on_record(old)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(0)
         self._started = time.monotonic()
-        worker = RunWorker(instrument, lambda inst, should_stop: spec.run(inst, plan, should_stop), run)
+        self._bench_start = self._bench_clock(instrument)
+        worker = RunWorker(instrument, lambda inst, should_stop: spec.run(inst, plan, should_stop), run,
+                           self.history.sink(run))
         worker.record.connect(self._on_record)
         self.run_thread = RunThread(worker, self)
         self.run_thread.done.connect(self._on_run_done)
@@ -351,6 +383,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_record(self, record) -> None:
         spec, plan = self._current_spec, self._current_plan
+        self._done = self._count(record) if self._count is not None else self._done + 1
         plots = self.plots.get(spec.name)
         if plots is not None:
             plots.add_records([record])
@@ -362,10 +395,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.map.redraw()
         run = self.current_run
         if self.running and run is not None:
-            done = len(run.records)
+            done = min(self._done, run.total)
             self.progress.setValue(done)
-            self.progress_label.setText(progress_text(done, run.total, time.monotonic() - self._started,
-                                                      self._current_spec.unit))
+            text = progress_text(done, run.total, time.monotonic() - self._started, self._current_spec.unit)
+            bench = self._bench_text()
+            self.progress_label.setText(text + (f" · {bench}" if bench else ""))
             self.history_panel.update_run(run)
 
     def _on_run_done(self, status: str, error) -> None:
@@ -374,14 +408,22 @@ class MainWindow(QtWidgets.QMainWindow):
         elapsed = time.monotonic() - self._started
         self.timer.stop()
         run.status = status
-        done = len(run.records)
+        done = min(self._done, run.total)
+        bench = self._bench_text()
         if status == DONE:
             run.message = f"{done} {spec.unit}s in {_fmt_duration(elapsed)}"
         elif status == ABORTED:
             run.message = f"aborted after {done} of {run.total} {spec.unit}s; outputs at 0 V; records kept"
         else:
             run.message = f"stopped by an error after {done} of {run.total} {spec.unit}s; records kept"
-        self.history.update(run)
+            if error is not None:
+                run.message += f": {error}"
+        if bench:
+            run.message += f" ({bench})"
+        try:
+            self.history.update(run)
+        except Exception as exc:  # noqa: BLE001 - the run is over either way; say the store failed
+            self.show_error(exc)
         self.progress_label.setText(run.message)
         self.statusBar().showMessage(f"{spec.name}: {run.message}")
         self.run_thread.deleteLater()
@@ -389,6 +431,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_running(False)
         self.history_panel.refresh()
         self.history_panel.select(run.run_id)
+        for panel in self.panels.values():
+            if panel.extra is not None:
+                panel.extra.refresh()
+        self._show_backend_status()
         if error is not None:
             self.show_error(error)
         self.run_finished.emit(run)
@@ -404,13 +450,89 @@ class MainWindow(QtWidgets.QMainWindow):
             raise TimeoutError(f"the run did not finish within {timeout_s} s")
         return self.history.runs()[-1] if self.history.runs() else None
 
+    # ----- bench clock (virtual bench) -----
+    @staticmethod
+    def _bench_clock(instrument):
+        bench = getattr(instrument, "virtual_bench", None)
+        return bench.clock.now if bench is not None else None
+
+    def _bench_text(self) -> str:
+        """'a real bench: 3 min 2 s' for the run on a virtual bench, from its bench clock."""
+        from rramlab.sim.instruments import format_duration
+
+        run_thread_inst = self.instruments.get(self._current_choice) if self._current_choice is not None else None
+        now = self._bench_clock(run_thread_inst)
+        if now is None or self._bench_start is None:
+            return ""
+        return f"a real bench: {format_duration(now - self._bench_start)}"
+
+    def _show_backend_status(self) -> None:
+        inst = self.instrument()
+        if inst is not None:
+            self._set_backend_status(f"connected: {status_text(inst)}", ok=True)
+
+    # ----- panels -----
+    def show_panel(self, name: str) -> None:
+        """Bring a protocol's panel (and its plots) to the front."""
+        panel = self.panels[name]
+        for i in range(self.protocol_tabs.count()):
+            if self.protocol_tabs.widget(i).widget() is panel:
+                self.protocol_tabs.setCurrentIndex(i)
+        plots = self.plots.get(name)
+        if plots is not None:
+            self.plot_tabs.setCurrentWidget(plots)
+
+    def spec_for(self, protocol: str) -> ProtocolSpec | None:
+        """The panel of a stored run's protocol (its store name, or its panel name)."""
+        for spec in self.specs:
+            if protocol in (spec.stored_as, spec.name):
+                return spec
+        return None
+
     # ----- history -----
+    def _history_title(self) -> str:
+        return f"Run history: {self.history.location()}"
+
+    def use_store(self, path) -> None:
+        """Keep runs in (and list runs from) the run store at ``path`` from now on."""
+        if self.running:
+            raise RuntimeError("a run is in progress: choose the store when it has ended")
+        history = StoreHistory(path)
+        old = self.history
+        self.history = history
+        self.history_panel.history = history
+        self.history_panel.refresh()
+        self.history_dock.setWindowTitle(self._history_title())
+        for panel in self.panels.values():
+            if panel.extra is not None:
+                panel.extra.refresh()
+        if isinstance(old, StoreHistory):
+            old.close()
+        self.statusBar().showMessage(f"run store: {history.location()}")
+
+    @guarded
+    def _choose_store_dialog(self):
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Run store", str(self.history.location()), "run stores (*.sqlite);;all files (*)",
+            options=QtWidgets.QFileDialog.Option.DontConfirmOverwrite)
+        if path:
+            self.use_store(path)
+
+    def open_run(self, run_id: int) -> Run:
+        """Open a run of the store (this session's or a past one) and show its plots."""
+        run = self.history.get(run_id)
+        self.show_run(run)
+        return run
+
     def show_run(self, run: Run) -> None:
         """Show a past run's records in its protocol's plots (not while a run is drawing)."""
         if self.running or run.status == RUNNING:
             return
-        plots = self.plots.get(run.protocol)
+        spec = self.spec_for(run.protocol)
+        plots = self.plots.get(spec.name) if spec is not None else None
         if plots is not None:
+            plots.clear()
+            plots.set_context(run.settings, run.extra)
             plots.show_records(run.records)
             self.plot_tabs.setCurrentWidget(plots)
 
@@ -434,7 +556,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Draw the run in its plots and write one of them (default: the first) to a PNG file."""
         from pyqtgraph.exporters import ImageExporter
 
-        plots = self.plots.get(run.protocol)
+        spec = self.spec_for(run.protocol)
+        plots = self.plots.get(spec.name) if spec is not None else None
         if plots is None:
             items = self.map.plot_items()
         else:
@@ -454,7 +577,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     @guarded
     def _export_png_dialog(self, run: Run):
-        plots = self.plots.get(run.protocol)
+        spec = self.spec_for(run.protocol)
+        plots = self.plots.get(spec.name) if spec is not None else None
         names = list((plots or self.map).plot_items())
         name = names[0]
         if len(names) > 1:
@@ -516,4 +640,6 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         for choice in list(self.instruments):
             self._close_instrument(choice)
+        if isinstance(self.history, StoreHistory):
+            self.history.close()
         event.accept()

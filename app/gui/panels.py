@@ -29,6 +29,7 @@ from rramlab.app.gui import jobs
 from rramlab.app.gui.plots import IsppPlots, PlotSet
 from rramlab.app.gui.settings_form import SettingsForm
 from rramlab.drivers.interface import RequestChecker
+from rramlab.protocols.settings import settings_dict
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,21 @@ class ProtocolSpec:
     cell_updates: Callable[[object, object], Iterable] = lambda record, plan: ()
     make_plots: Callable[[], PlotSet] | None = None
     make_inputs: Callable[[], "ExtraInputs"] | None = None
+    more_settings: tuple = ()      # further settings classes: plan then gets (settings, *more) as settings
+    store_name: str = ""           # the protocol's name in the run store (the command line's); default name
+    store_settings: Callable | None = None  # (settings, inputs) -> the dict the run store keeps
+    progress: Callable | None = None  # plan -> counter(record) -> units done so far (default: records)
+
+    @property
+    def stored_as(self) -> str:
+        return self.store_name or self.name
+
+    def settings_for_store(self, settings, inputs: dict) -> dict:
+        if self.store_settings is not None:
+            return self.store_settings(settings, inputs)
+        if isinstance(settings, tuple):
+            return {type(s).__name__: settings_dict(s) for s in settings}
+        return settings_dict(settings)
 
 
 class ExtraInputs(QtWidgets.QWidget):
@@ -67,6 +83,12 @@ class ExtraInputs(QtWidgets.QWidget):
     def set_backend(self, checker: RequestChecker) -> None:
         """Re-bound the inputs for another backend's geometry and limits."""
 
+    def attach(self, panel: "ProtocolPanel", window) -> None:
+        """Called once the window is built: the panel (its forms) and the window (its history)."""
+
+    def refresh(self) -> None:
+        """The run history changed (a run ended): e.g. re-list the runs that can be resumed."""
+
 
 def _ispp_spec() -> ProtocolSpec:
     from rramlab.protocols import ispp
@@ -77,7 +99,7 @@ def _ispp_spec() -> ProtocolSpec:
         total=lambda p: p.total_pulses, unit="pulse", uses_cell=True,
         description="Incremental step pulse programming: a rising set ramp, then a falling reset ramp, "
                     "a read after every pulse. The whole plan is checked before the first pulse.",
-        cell_updates=ispp_cell_updates, make_plots=IsppPlots)
+        cell_updates=ispp_cell_updates, make_plots=IsppPlots, store_name="ispp")
 
 
 def ispp_cell_updates(record, ispp_plan):
@@ -96,7 +118,10 @@ ARRAY_READ = ProtocolSpec(
 
 def protocols() -> list[ProtocolSpec]:
     """The panels of the window, in tab order. Add a spec here when a protocol lands."""
-    return [_ispp_spec(), ARRAY_READ]
+    from rramlab.app.gui import specs
+
+    return [_ispp_spec(), specs.ispva_spec(), specs.transfer_spec(), specs.inference_spec(), specs.power_spec(),
+            ARRAY_READ]
 
 
 class ProtocolPanel(QtWidgets.QWidget):
@@ -112,7 +137,14 @@ class ProtocolPanel(QtWidgets.QWidget):
         layout.addWidget(about)
         self.form = SettingsForm(spec.settings_class, owner=spec.name)
         self.form.setObjectName(f"form_{spec.name}")
-        layout.addWidget(self.form)
+        self.forms = [self.form] + [SettingsForm(c, owner=spec.name) for c in spec.more_settings]
+        if spec.more_settings:
+            for form in self.forms:
+                box = QtWidgets.QGroupBox(form.settings_class.__doc__.strip().splitlines()[0].rstrip("."))
+                QtWidgets.QVBoxLayout(box).addWidget(form)
+                layout.addWidget(box)
+        else:
+            layout.addWidget(self.form)
         self.wordline = QtWidgets.QSpinBox()
         self.bitline = QtWidgets.QSpinBox()
         self.wordline.setObjectName("cell_wordline")
@@ -135,7 +167,7 @@ class ProtocolPanel(QtWidgets.QWidget):
     def set_backend(self, checker: RequestChecker, limits_source: str):
         """Bound the form and the cell choice by a backend's limits and geometry; returns the
         settings clamped into the new bounds, as ``SettingsForm.set_limits`` does."""
-        clamped = self.form.set_limits(checker.limits, limits_source)
+        clamped = [c for form in self.forms for c in form.set_limits(checker.limits, limits_source)]
         g = checker.geometry
         self.wordline.setRange(0, g.wordlines - 1)
         self.bitline.setRange(0, g.bitlines - 1)
@@ -153,6 +185,15 @@ class ProtocolPanel(QtWidgets.QWidget):
         if self.extra is not None:
             values.update(self.extra.values())
         return values
+
+    def settings(self):
+        """The form's settings instance, or (settings, *more) for a protocol with several forms."""
+        if len(self.forms) == 1:
+            return self.form.settings()
+        return tuple(form.settings() for form in self.forms)
+
+    def form_for(self, settings_class) -> SettingsForm:
+        return next(f for f in self.forms if f.settings_class is settings_class)
 
     def cell(self) -> tuple[int, int]:
         return self.wordline.value(), self.bitline.value()

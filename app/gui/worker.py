@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 from PySide6 import QtCore
 
-from rramlab.app.gui.history import ABORTED, DONE, FAILED, Run
+from rramlab.app.gui.history import ABORTED, DONE, FAILED, RecordSink, Run
 from rramlab.drivers.interface import CrossbarInstrument
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,11 @@ class RunWorker(QtCore.QObject):
     record = QtCore.Signal(object)
     finished = QtCore.Signal(str, object)
 
-    def __init__(self, instrument: CrossbarInstrument, start: Callable[..., Iterator], run: Run):
+    def __init__(self, instrument: CrossbarInstrument, start: Callable[..., Iterator], run: Run,
+                 sink: RecordSink | None = None):
         super().__init__()
         self.instrument, self._start, self.run = instrument, start, run
+        self.sink = sink if sink is not None else RecordSink(run)
         self._stop = threading.Event()
 
     def request_stop(self) -> None:
@@ -46,7 +48,7 @@ class RunWorker(QtCore.QObject):
         status, error = DONE, None
         try:
             for rec in self._start(self.instrument, self._stop.is_set):
-                self.run.records.append(rec)
+                self.sink.add(rec)  # kept (in the run store) before anything else looks at it
                 self.record.emit(rec)
             if self._stop.is_set():
                 status = ABORTED
@@ -60,6 +62,10 @@ class RunWorker(QtCore.QObject):
                 log.exception("reset_outputs after run #%s failed", self.run.run_id)
                 if error is None:
                     status, error = FAILED, exc
+            try:
+                self.sink.close()
+            except BaseException:  # noqa: BLE001
+                log.exception("closing the record sink of run #%s failed", self.run.run_id)
         self.finished.emit(status, error)
 
 
