@@ -74,7 +74,7 @@ def test_ispp_settings_are_flags(tmp_path):
                                    "allowed 0 to 1.5 V"),
     (["ispp", "--read-v", "-1.5"], "allowed 0 to 1.5 V"),
     (["ispp", "--read-v", "1.6"], "allowed 0 to 1.5 V"),
-    (["ispp", "--cell", "3,7", "--chip", "c.npz", "--seed", "4"], "--chip loads a saved chip with its own seed"),
+    (["ispp", "--cell", "3,7", "--chip", "c.npz", "--seed", "4"], "--chip loads a saved chip, which keeps its own seed, device and wires"),
     (["ispp", "--cycles", "1000000000"], "--cycles (cycles) = 1e+09 is out of range: allowed 1 to 100000"),
 ])
 def test_bad_input_is_a_clear_error_and_no_csv_is_started(tmp_path, capsys, argv, message):
