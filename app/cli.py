@@ -141,7 +141,8 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_force_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--force", action="store_true", help="overwrite existing output files (--csv, --save-chip)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files (a read-only one is still "
+                                                          "refused)")
 
 
 def check_backend_flags(args, cell_requested: bool) -> None:

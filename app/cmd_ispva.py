@@ -9,8 +9,6 @@ ISPVA (``protocols/ispva.py``) and reports, per level and overall, the fraction 
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 import time
 
@@ -22,6 +20,8 @@ CSV_HEADER = ("device", "target_s", "converged", "pulses", "conductance_s", "err
 
 
 def register(subparsers) -> None:
+    from rramlab.app.cli import add_force_flag
+
     p = subparsers.add_parser(
         "ispva", help="write-verify fresh lone twin devices to the 8 levels (the paper's Fig. 4b experiment)",
         description="ISPVA on fresh lone devices of the twin, --devices per level G1..G8 (10..80 nS): read at "
@@ -29,11 +29,14 @@ def register(subparsers) -> None:
                     "until within tolerance or the pulse budget is spent; the read after programming_done counts.")
     add_settings_flags(p, ispva.IspvaSettings, "ISPVA settings")
     p.add_argument("--devices", type=int, default=50, metavar="N", help="fresh devices per level (default 50)")
-    p.add_argument("--json", metavar="FILE", help="write the summary (keys in the README)")
-    p.add_argument("--csv", metavar="FILE", help="write the final conductance of every device")
+    p.add_argument("--json", metavar="FILE", help="write the summary (keys in the README), with a 'provenance' key")
+    p.add_argument("--csv", metavar="FILE", help="write the final conductance of every device, as it runs, after "
+                                                 "'#' lines saying what produced it (read with "
+                                                 "pandas.read_csv(FILE, comment='#'))")
     p.add_argument("--seed", type=int, default=0, help="seed of the first device; device i uses seed + i")
     p.add_argument("--engine", choices=("auto", "fast", "spice"), default="auto", help="twin engine (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_force_flag(p)
     add_store_flag(p)
     p.set_defaults(handler=cmd_ispva)
 
@@ -58,30 +61,40 @@ def summary_dict(results, wall_s: float, devices_per_level: int) -> dict:
 def cmd_ispva(args) -> int:
     from tqdm import tqdm
 
-    from rramlab.app.cli import EXIT_INTERRUPTED, EXIT_OK
+    from rramlab.app.cli import EXIT_OK, Stopped, interrupt_exit_code, say
+    from rramlab.app.outputs import OutputPath, RecordFile, check_output_paths, now, provenance_dict, \
+        provenance_lines, write_json
     from rramlab.drivers.interface import RequestError
     from rramlab.sim.virtual_array import VirtualArray
+
+    from rramlab import __version__
 
     settings = settings_from_args(ispva.IspvaSettings, args)
     if args.devices < 1:
         raise RequestError(f"--devices {args.devices}: give at least 1 device per level")
+    check_output_paths([OutputPath("--json", args.json), OutputPath("--csv", args.csv)], force=args.force)
     levels = ispva.PAPER_LEVELS_S
-    first = VirtualArray.lone_device(seed=args.seed, engine=args.engine)
-    ispva.plan(settings, [(0, 0)] * len(levels), levels, first)  # everything checked before any pulse
-    store = RunStore(args.store)
+    store = RunStore(args.store)  # a bad store path is refused before any device is made
+    started = now()
     results: list[ispva.IspvaResult] = []
-    csv_file = open(args.csv, "w", newline="") if args.csv else None
-    writer = csv.writer(csv_file) if csv_file else None
-    if writer:
-        writer.writerow(CSV_HEADER)
-    start = time.perf_counter()
+    record_file = None
     total = args.devices * len(levels)
     run_settings = {**ispva_settings_dict(settings), "devices_per_level": args.devices,
                     "levels_s": list(levels), "seed": args.seed}
+    run_id = None
     try:
+        first = VirtualArray.lone_device(seed=args.seed, engine=args.engine)
+        ispva.plan(settings, [(0, 0)] * len(levels), levels, first)  # everything checked before any pulse
+        command = ["rramlab", *args.argv]
+        if args.csv:
+            record_file = RecordFile(args.csv, "--csv")
+            record_file.start(provenance_lines(__version__, command, started, first.describe(), run_settings,
+                                               {"protocol": "ispva"}), CSV_HEADER)
+        start = time.perf_counter()
         with record_run(store, "ispva", run_settings, first) as rec, \
                 tqdm(total=total, desc="ISPVA", unit="device", disable=args.no_progress, file=sys.stderr,
                      leave=False) as bar:
+            run_id = rec.run_id
             for i in range(total):
                 target = levels[i // args.devices]
                 device = first if i == 0 else VirtualArray.lone_device(seed=args.seed + i, engine=args.engine)
@@ -90,18 +103,19 @@ def cmd_ispva(args) -> int:
                         rec.add(r)
                         if isinstance(r, ispva.IspvaResult):
                             results.append(r)
-                            if writer:
-                                writer.writerow((i, f"{r.target_s:.6g}", int(r.converged), r.pulses,
-                                                 f"{r.conductance_s:.6e}", f"{r.error_s:.6e}"))
-                                csv_file.flush()
+                            if record_file:
+                                record_file.write((i, f"{r.target_s:.6g}", int(r.converged), r.pulses,
+                                                   f"{r.conductance_s:.6e}", f"{r.error_s:.6e}"))
                 bar.update(1)
-            run_id = rec.run_id
-    except KeyboardInterrupt:
-        print(f"\ninterrupted after {len(results)} of {total} devices; their rows are kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        by = f" by {exc}" if isinstance(exc, Stopped) else ""
+        kept = f"; {record_file.rows} rows kept in {args.csv}" if record_file else ""
+        stored = f"; every record is in {store.path} as run {run_id}" if run_id is not None else ""
+        say(f"\ninterrupted{by} after {len(results)} of {total} devices{kept}{stored}")
+        return interrupt_exit_code(exc)
     finally:
-        if csv_file:
-            csv_file.close()
+        if record_file:
+            record_file.close()
         store.close()
     wall = time.perf_counter() - start
     summary = summary_dict(results, wall, args.devices)
@@ -113,11 +127,13 @@ def cmd_ispva(args) -> int:
     print(f"  all: {summary['within_2ns'] * 100:.1f} % within +-2 nS, {summary['within_4ns'] * 100:.1f} % within "
           f"+-4 nS, {summary['mean_pulses']:.2f} pulses per device, {wall:.1f} s (run {run_id} in {store.path})")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(json_ready({**summary, "run_id": run_id, "settings": run_settings}), fh, indent=2)
+        provenance = provenance_dict(__version__, command, started, first.describe(), run_settings,
+                                     {"protocol": "ispva", "run_id": run_id})
+        write_json(args.json, json_ready({**summary, "run_id": run_id, "settings": run_settings,
+                                          "provenance": provenance}))
         print(f"  summary written to {args.json}")
     if args.csv:
-        print(f"  {len(results)} rows written to {args.csv}")
+        print(f"  {record_file.rows} rows written to {args.csv}")
     return EXIT_OK
 
 

@@ -8,7 +8,12 @@
 
 State between commands lives in two files: the network file (``train --out``; without
 ``--network`` infer and power train the default network first) and the chip file of the twin
-(``--save-chip`` / ``--chip``). The second layer is written into the array by the weight transfer
+(``--save-chip`` / ``--chip``).
+
+Every output path (``--out``, ``--csv``, ``--plot``, ``--json``, ``--report DIR``, ``--save-chip``) is
+checked before any data is read, network trained or pulse sent; an existing file is overwritten only
+with ``--force``. The infer CSV starts with ``#`` provenance lines, the reproduce JSON has a
+``"provenance"`` key. A stop by Ctrl-C, SIGTERM or SIGHUP exits 130, 143 or 129. The second layer is written into the array by the weight transfer
 (``protocols/transfer.py``, default scheme ``fast``, recorded in the run store like ``rramlab
 transfer``) when the array is a fresh twin, or when ``--program`` is given; a loaded chip
 (``--chip``) or a probe station (``--bench``) is used as it is.
@@ -16,8 +21,6 @@ transfer``) when the array is a fresh twin, or when ``--program`` is given; a lo
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +30,7 @@ import numpy as np
 from rramlab.app.settings_flags import add_settings_flags, settings_from_args
 from rramlab.drivers.interface import RequestChecker, RramlabError
 
-EXIT_OK, EXIT_INTERRUPTED = 0, 130
+EXIT_OK = 0
 CSV_HEADER = ("image", "label", "prediction", "step") + tuple(f"class_{c}_a" for c in range(10))
 
 
@@ -53,7 +56,7 @@ def _network_options(p) -> None:
 
 
 def register(subparsers) -> None:
-    from rramlab.app.cli import _add_backend_options
+    from rramlab.app.cli import _add_backend_options, add_force_flag
     from rramlab.protocols.inference import InferenceSettings
     from rramlab.protocols.network import NetworkSettings
     from rramlab.protocols.reproduce import ReproduceSettings
@@ -65,6 +68,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="FILE", required=True, help="network file to write (.npz)")
     _data_options(p)
     add_settings_flags(p, NetworkSettings, "network settings")
+    add_force_flag(p)
     p.set_defaults(handler=cmd_train)
 
     for name, text in (("infer", "spiking inference with the second layer in the array"),
@@ -80,7 +84,8 @@ def register(subparsers) -> None:
                            help="one image: the first test image of this digit the quantised ANN gets right")
             g.add_argument("--index", type=int, metavar="N", help="one image: test image number N")
             p.add_argument("--csv", metavar="FILE", help="one row per image and step: image, label, prediction, step, "
-                                                         "I+ - I- of each class (A), written as measured")
+                                                         "I+ - I- of each class (A), written as measured, after '#' "
+                                                         "lines saying what produced it")
             p.add_argument("--plot", metavar="FILE", help="PNG: output currents per step and class (one image) "
                                                           "or the confusion matrix (many)")
             p.set_defaults(handler=cmd_infer)
@@ -89,6 +94,7 @@ def register(subparsers) -> None:
             p.add_argument("--plot", metavar="FILE", help="PNG: power per class")
             p.set_defaults(handler=cmd_power)
         p.add_argument("--image-seed", type=int, default=0, help="random seed of the choice of test images")
+        add_force_flag(p)
         add_settings_flags(p, InferenceSettings, "inference settings")
         _transfer_options(p)
         _add_backend_options(p)
@@ -97,8 +103,11 @@ def register(subparsers) -> None:
                               description="Train, quantise, prune, write both networks into fresh twins, infer, "
                                           "estimate power, sweep the pruning ratio; print one table and the wall "
                                           "time.")
-    p.add_argument("--json", metavar="FILE", help="write the numbers as JSON (keys in the README)")
-    p.add_argument("--report", metavar="DIR", help="write the figures as PNG files into DIR")
+    p.add_argument("--json", metavar="FILE", help="write the numbers as JSON (keys in the README), with a "
+                                                  "'provenance' key")
+    p.add_argument("--report", metavar="DIR", help="write the figures as PNG files into DIR (created if its parent "
+                                                   "exists; figures already there are replaced only with --force)")
+    add_force_flag(p)
     _data_options(p)
     add_settings_flags(p, NetworkSettings, "network settings")
     add_settings_flags(p, ReproduceSettings, "experiment")
@@ -247,14 +256,49 @@ def _write(instrument, variant, writer, open_store) -> dict:
     return rep
 
 
+def _check_outputs(args, *outputs) -> None:
+    """Every path the command writes, with the backend's --save-chip and --visa-log: refused before
+    any data is read, network trained or pulse sent (see ``app/outputs.py``)."""
+    from rramlab.app.outputs import OutputPath, check_output_paths, chip_output
+
+    extra = [chip_output(args),
+             OutputPath("--visa-log", getattr(args, "visa_log", None), append=True)]
+    check_output_paths([*outputs, *extra], force=args.force)
+
+
+def _stopped(exc, instrument, args, what: str) -> int:
+    """Say how far a stopped command got and what state the instrument is in; the exit code."""
+    from rramlab.app.cli import Stopped, interrupt_exit_code, safe_state_text, say
+
+    by = f" by {exc}" if isinstance(exc, Stopped) else ""
+    say(f"\ninterrupted{by} {what}; {safe_state_text(instrument, args)}")
+    return interrupt_exit_code(exc)
+
+
+def _save_chip(instrument, args) -> None:
+    from rramlab.app.outputs import OutputError, describe_os_error
+
+    if args.save_chip:
+        try:
+            instrument.save_chip(args.save_chip)
+        except OSError as exc:
+            raise OutputError(f"cannot write --save-chip {args.save_chip}: {describe_os_error(exc)}") from None
+
+
 # ----- commands -----
 
 def cmd_train(args) -> int:
     from rramlab.protocols.network import (ARRAY_VARIANTS, NetworkSettings, save_network, save_weight_file,
                                            train_network)
 
+    from rramlab.app.outputs import OutputPath, check_output_paths
+
     settings = settings_from_args(NetworkSettings, args)
     settings.validate()
+    out = Path(args.out)
+    check_output_paths([OutputPath("--out", args.out)]
+                       + [OutputPath(f"--out (its {name} weight file)", str(out.with_name(f"{out.stem}.{name}.weights.npz")))
+                          for name in ARRAY_VARIANTS], force=args.force)
     data = _mnist(args)
     t = time.perf_counter()
     net = train_network(data, settings)
@@ -297,44 +341,53 @@ def _infer_plan(args, net, data, checker):
 
 
 def cmd_infer(args) -> int:
+    from rramlab.app.outputs import OutputPath, RecordFile, now, provenance_lines
     from rramlab.protocols import inference
+    from rramlab.protocols.settings import settings_dict
+
+    from rramlab import __version__
 
     writer, open_store = _writer(args)
+    _check_outputs(args, OutputPath("--csv", args.csv), OutputPath("--plot", args.plot))
     _early_checks(args, writer)
     data = _mnist(args)
     net = _network(args, data)
     p, variant = _infer_plan(args, net, data, RequestChecker())  # every check before connecting
     records = []
-    csv_file = None
-    instrument, program = _open_array(args, variant, writer)
+    record_file = None
+    started = now()
+    instrument = None
     try:
+        instrument, program = _open_array(args, variant, writer)
         with instrument:
             p, _ = _infer_plan(args, net, data, instrument)
             if program:
                 _write(instrument, variant, writer, open_store)
             if args.csv:
-                csv_file = open(args.csv, "w", newline="")
-                writer = csv.writer(csv_file)
-                writer.writerow(CSV_HEADER)
+                record_file = RecordFile(args.csv, "--csv")
+                record_file.start(provenance_lines(
+                    __version__, ["rramlab", *args.argv], started, instrument.describe(), settings_dict(p.settings),
+                    {"protocol": "inference", "network": args.network or "default (trained by this command)",
+                     "variant": args.variant, "programmed": program, "images": [int(i) for i in p.indices]}),
+                    CSV_HEADER)
             # the twin solves the whole batch in one call; a probe station reports image by image
             chunk = p.n_images if instrument.backend_name == "twin" else 1
             t = time.perf_counter()
             for record in inference.run(instrument, p, chunk):
                 records.append(record)
-                if csv_file:
-                    writer.writerows(csv_rows(record))
-                    csv_file.flush()
+                if record_file:
+                    for row in csv_rows(record):
+                        record_file.write(row)
             elapsed = time.perf_counter() - t
-            if args.save_chip:
-                instrument.save_chip(args.save_chip)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted after {len(records)} of {p.n_images} images; outputs are at 0 V"
-              + (f"; {len(records)} images kept in {args.csv}" if csv_file else ""), file=sys.stderr)
-        _print_inference(records, variant, data, instrument.backend_name, None)
-        return EXIT_INTERRUPTED
+            _save_chip(instrument, args)
+    except KeyboardInterrupt as exc:
+        kept = f"; {len(records)} images kept in {args.csv}" if record_file else ""
+        code = _stopped(exc, instrument, args, f"after {len(records)} of {p.n_images} images{kept}")
+        _print_inference(records, variant, data, instrument.backend_name if instrument else "twin", None)
+        return code
     finally:
-        if csv_file:
-            csv_file.close()
+        if record_file:
+            record_file.close()
     if args.csv:
         print(f"  {len(records)} images x {p.settings.steps} steps written to {args.csv}")
     _print_inference(records, variant, data, instrument.backend_name, elapsed)
@@ -380,22 +433,27 @@ def _print_inference(records, variant, data, backend, elapsed) -> None:
 
 
 def cmd_power(args) -> int:
+    from rramlab.app.outputs import OutputPath
     from rramlab.protocols import inference, power
 
     writer, open_store = _writer(args)
+    _check_outputs(args, OutputPath("--plot", args.plot))
     _early_checks(args, writer)
     data = _mnist(args)
     net = _network(args, data)
     p, variant = _infer_plan(args, net, data, RequestChecker())
-    instrument, program = _open_array(args, variant, writer)
-    with instrument:
-        p, _ = _infer_plan(args, net, data, instrument)
-        if program:
-            _write(instrument, variant, writer, open_store)
-        g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
-        records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1))
-        if args.save_chip:
-            instrument.save_chip(args.save_chip)
+    instrument = None
+    try:
+        instrument, program = _open_array(args, variant, writer)
+        with instrument:
+            p, _ = _infer_plan(args, net, data, instrument)
+            if program:
+                _write(instrument, variant, writer, open_store)
+            g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
+            records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1))
+            _save_chip(instrument, args)
+    except KeyboardInterrupt as exc:
+        return _stopped(exc, instrument, args, "before the power was measured")
     powers = power.image_power(p, g)
     print(f"{variant.title} on the {instrument.backend_name}: power over {p.settings.steps} steps of "
           f"{p.settings.spike_v:g} V spikes, {len(powers)} test images ({args.per_class} per digit)")
@@ -457,7 +515,17 @@ def cmd_reproduce(args) -> int:
     from rramlab.sim.array import ArrayParameters
     from rramlab.sim.virtual_array import VirtualArray
 
+    from rramlab.app.outputs import OutputPath, check_output_folder, check_output_paths, now, provenance_dict, \
+        write_json
+    from rramlab.app.report import REPORT_FILES
+    from rramlab.protocols.settings import settings_dict
+
+    from rramlab import __version__
+
     t0 = time.perf_counter()
+    started = now()
+    check_output_paths([OutputPath("--json", args.json)], force=args.force)
+    check_output_folder("--report", args.report, REPORT_FILES, force=args.force)
     net_settings = settings_from_args(NetworkSettings, args)
     net_settings.validate()
     settings = settings_from_args(ReproduceSettings, args)
@@ -503,7 +571,14 @@ def cmd_reproduce(args) -> int:
     wall = time.perf_counter() - t0
     if args.json:
         summary["wall_time_s"] = wall
-        Path(args.json).write_text(json.dumps(summary, indent=1))
+        backend = {"backend": "twin", "engine": args.engine, "seed": args.seed,
+                   "wire_resistance_ohm": array.wire_resistance}
+        all_settings = {"network": settings_dict(net_settings), "reproduce": settings_dict(settings),
+                        "inference": settings_dict(inf_settings), "transfer": settings_dict(writer.settings),
+                        "ispva": settings_dict(writer.ispva)}
+        summary["provenance"] = provenance_dict(__version__, ["rramlab", *args.argv], started, backend, all_settings,
+                                                {"protocol": "reproduce", "data": data.description})
+        write_json(args.json, summary)
         print(f"  numbers: {args.json}")
     print(f"  wall time {wall:.1f} s")
     return EXIT_OK

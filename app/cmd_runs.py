@@ -4,19 +4,27 @@
     rramlab runs show RUN                # the run row: settings, backend, version, status, error
     rramlab runs export RUN --csv FILE   # every record, one row each (seq, type, fields)
     rramlab runs export RUN --npz FILE   # one array per record type and field, e.g. IspvaPulse.pulse_v
+
+An exported CSV starts with the ``#`` provenance lines of the stored run (the rramlab version that
+took it, its start, backend and settings) and the export command; the NPZ holds the same as a JSON
+text array ``provenance``. Existing files are overwritten only with ``--force``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 
+from rramlab import __version__
+from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error, \
+    provenance_dict, provenance_lines
 from rramlab.protocols.store import RunStore, add_store_flag, records_table
 
 
 def register(subparsers) -> None:
+    from rramlab.app.cli import add_force_flag
+
     p = subparsers.add_parser("runs", help="list, show and export the runs in the run store")
     sub = p.add_subparsers(dest="runs_command", metavar="ACTION")
     c = sub.add_parser("list", help="the runs, newest first")
@@ -27,8 +35,10 @@ def register(subparsers) -> None:
     add_store_flag(c)
     c = sub.add_parser("export", help="a run's records to CSV or NPZ")
     c.add_argument("run", type=int, metavar="RUN")
-    c.add_argument("--csv", metavar="FILE")
-    c.add_argument("--npz", metavar="FILE")
+    c.add_argument("--csv", metavar="FILE", help="one row per record, after '#' lines saying which run, version, "
+                                                 "backend and settings (read with pandas.read_csv(FILE, comment='#'))")
+    c.add_argument("--npz", metavar="FILE", help="one array per record type and field, and 'provenance' (JSON text)")
+    add_force_flag(c)
     add_store_flag(c)
     p.set_defaults(handler=cmd_runs)
 
@@ -64,21 +74,42 @@ def cmd_runs(args) -> int:
         if not args.csv and not args.npz:
             print("rramlab runs export: give --csv FILE and/or --npz FILE")
             return EXIT_USAGE
-        store.run(args.run)
+        check_output_paths([OutputPath("--csv", args.csv), OutputPath("--npz", args.npz)], force=args.force)
+        info = store.run(args.run)
         records = store.records(args.run)
+        provenance = run_provenance(info, ["rramlab", *getattr(args, "argv", ["runs", "export", str(args.run)])])
         if args.csv:
             header, rows = records_table(records)
-            with open(args.csv, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(header)
-                w.writerows(rows)
+            out = RecordFile(args.csv, "--csv")
+            try:
+                out.start(provenance_lines(**provenance), header)
+                for row in rows:
+                    out.write(row)
+            finally:
+                out.close()
             print(f"{len(rows)} records of run {args.run} written to {args.csv}")
         if args.npz:
             arrays = export_arrays(records)
-            with open(args.npz, "wb") as fh:
-                np.savez(fh, **arrays)
-            print(f"{len(records)} records of run {args.run} written to {args.npz} ({len(arrays)} arrays)")
+            arrays["provenance"] = np.array(json.dumps(provenance_dict(**provenance), default=str))
+            try:
+                with open(args.npz, "wb") as fh:
+                    np.savez(fh, **arrays)
+            except OSError as exc:
+                exc.filename = None
+                raise OutputError(f"cannot write --npz {args.npz}: {describe_os_error(exc)}") from None
+            print(f"{len(records)} records of run {args.run} written to {args.npz} ({len(arrays) - 1} arrays "
+                  f"and provenance)")
         return EXIT_OK
+
+
+def run_provenance(info, command) -> dict:
+    """The provenance of a stored run (arguments of ``provenance_lines``/``provenance_dict``): the
+    version, start, backend and settings it was taken with; ``command`` is the export's."""
+    return {"version": info.software_version, "command": command, "started": info.started_at,
+            "backend": {"backend": info.backend, **info.backend_describe},
+            "settings": info.settings,
+            "extra": {"protocol": info.protocol, "run_id": info.id, "status": info.status,
+                      "exported_by": f"rramlab {__version__}"}}
 
 
 def export_arrays(records) -> dict[str, np.ndarray]:

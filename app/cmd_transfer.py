@@ -13,7 +13,6 @@ engine hands every row-parallel pulse to ngspice (about 3 s each).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -28,7 +27,7 @@ from rramlab.protocols.weights import HRS, LEVEL_SPACING_S, check_levels, load_w
 
 
 def register(subparsers) -> None:
-    from rramlab.app.cli import _add_backend_options
+    from rramlab.app.cli import _add_backend_options, add_force_flag
     from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
 
     p = subparsers.add_parser(
@@ -43,9 +42,11 @@ def register(subparsers) -> None:
     add_settings_flags(p, IspvaSettings, "ISPVA settings (every cell's verify loop)",
                        extra_help={"pulse_width_s": f"With --bench the 4156C pulses {PULSE_MIN_WIDTH * 1e3:g} ms "
                                                     f"to {PULSE_MAX_WIDTH * 1e3:g} ms, so give --width there."})
-    p.add_argument("--json", metavar="FILE", help="write the report (keys in the README)")
+    p.add_argument("--json", metavar="FILE", help="write the report (keys in the README), with a 'provenance' key "
+                                                  "(version, command, start, backend, settings)")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue stored transfer RUN (see `rramlab runs list`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_force_flag(p)
     add_store_flag(p)
     _add_backend_options(p)
     p.set_defaults(handler=cmd_transfer)
@@ -70,9 +71,27 @@ def _stored_settings(store: RunStore, run_id: int, weights_path):
 def cmd_transfer(args) -> int:
     from tqdm import tqdm
 
-    from rramlab.app.cli import EXIT_INTERRUPTED, EXIT_OK, open_backend
+    from rramlab.app.cli import EXIT_OK, Stopped, check_backend_flags, interrupt_exit_code, open_backend, say, \
+        safe_state_text
+    from rramlab.app.outputs import OutputError, OutputPath, check_output_paths, chip_output, describe_os_error, \
+        now, provenance_dict, write_json
 
+    from rramlab import __version__
+
+    check_backend_flags(args, True)
+    # every output path before the store, the weights or a backend is opened: a typo costs no pulse
+    check_output_paths([OutputPath("--json", args.json), chip_output(args),
+                        OutputPath("--visa-log", args.visa_log, append=True)], force=args.force)
     store = RunStore(args.store)  # a bad store path is refused before anything is connected
+    instrument = None
+
+    def save_chip():
+        if args.save_chip and instrument is not None and hasattr(instrument, "save_chip"):
+            try:
+                instrument.save_chip(args.save_chip)
+            except OSError as exc:
+                raise OutputError(f"cannot write --save-chip {args.save_chip}: {describe_os_error(exc)}") from None
+
     try:
         if args.resume is not None:
             tsettings, isettings, levels, spacing, info = _stored_settings(store, args.resume, args.weights)
@@ -94,7 +113,12 @@ def cmd_transfer(args) -> int:
         transfer.plan(tsettings, isettings, levels, checker, spacing)  # before any backend is opened
         if not args.bench and args.engine is None:
             args.engine = "fast"
-        instrument = open_backend(args, True)
+        started = now()
+        try:
+            instrument = open_backend(args, True)
+        except KeyboardInterrupt as exc:
+            say(f"\ninterrupted while opening the backend; {safe_state_text(None, args)}")
+            return interrupt_exit_code(exc)
         records = []
         start = time.perf_counter()
         run_id = args.resume
@@ -112,24 +136,26 @@ def cmd_transfer(args) -> int:
                         records.append(r)
                         if _finishes_cell(r) and bar.n < programmed:
                             bar.update(1)
-                if args.save_chip:
-                    instrument.save_chip(args.save_chip)
-        except KeyboardInterrupt:
-            if args.save_chip and hasattr(instrument, "save_chip"):
-                instrument.save_chip(args.save_chip)
-            print(f"\ninterrupted after {len(records)} records; outputs are at 0 V; every record is in "
-                  f"{store.path} as run {run_id}: continue with --resume {run_id}"
-                  + (f" --chip {args.save_chip}" if args.save_chip else ""), file=sys.stderr)
-            return EXIT_INTERRUPTED
+                save_chip()
+        except KeyboardInterrupt as exc:
+            save_chip()
+            by = f" by {exc}" if isinstance(exc, Stopped) else ""
+            if run_id is None:
+                where = "no run was started"
+            else:
+                # the store's count: a signal between storing a record and counting it here cannot skew it
+                where = (f"run {run_id} holds {store.run(run_id).records} records in {store.path}: continue with "
+                         f"--resume {run_id}" + (f" --chip {args.save_chip}" if args.save_chip else ""))
+            say(f"\ninterrupted{by}; {safe_state_text(instrument, args)}; {where}")
+            return interrupt_exit_code(exc)
         except RramlabError as exc:
             if run_id is None:
                 raise
-            if args.save_chip and hasattr(instrument, "save_chip"):
-                instrument.save_chip(args.save_chip)
-            # the instrument's context has already returned it to 0 V with the matrix open
-            raise RramlabError(f"{exc}\n  the transfer stopped after {len(records)} records; outputs are at 0 V and "
-                            f"the matrix is open; every record is in {store.path} as run {run_id}: continue with "
-                            f"--resume {run_id}" + (f" --chip {args.save_chip}" if args.save_chip else "")) from exc
+            save_chip()
+            raise RramlabError(f"{exc}\n  the transfer stopped after {len(records)} records; "
+                               f"{safe_state_text(instrument, args)}; every record is in {store.path} as run "
+                               f"{run_id}: continue with --resume {run_id}"
+                               + (f" --chip {args.save_chip}" if args.save_chip else "")) from exc
     finally:
         store.close()
     wall = time.perf_counter() - start
@@ -138,8 +164,11 @@ def cmd_transfer(args) -> int:
                   weights_file=weights_name)
     _print_report(report, instrument, isettings)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(json_ready(report), fh, indent=2)
+        settings = {k: v for k, v in run_settings.items() if k != "levels"}
+        report["provenance"] = provenance_dict(__version__, ["rramlab", *args.argv], started,
+                                               instrument.describe(), settings,
+                                               {"protocol": "transfer", "run_id": run_id})
+        write_json(args.json, json_ready(report))
         print(f"  report written to {args.json}")
     return EXIT_OK
 

@@ -39,6 +39,14 @@ class OutputPath:
     append: bool = False
 
 
+def chip_output(args) -> OutputPath:
+    """``--save-chip`` as an output path. Saving over the chip file the run started from (``--chip``)
+    updates that chip, the way a resumed run is meant to be continued, so it needs no ``--force``."""
+    save, load = getattr(args, "save_chip", None), getattr(args, "chip", None)
+    updates = bool(save and load and Path(save).resolve() == Path(load).resolve())
+    return OutputPath("--save-chip", save, append=updates)
+
+
 def describe_os_error(exc: OSError) -> str:
     """What an OS error means for the user, and what to do, in one line (no traceback)."""
     what = {
@@ -97,12 +105,23 @@ def check_output_paths(outputs: Iterable[OutputPath], force: bool = False) -> No
                               f"choose a folder you may write to")
 
 
-def provenance_lines(version: str, command: Sequence[str], started: _dt.datetime, backend: dict,
+def provenance_dict(version: str, command: Sequence[str], started: _dt.datetime | str, backend: dict,
+                    settings: dict, extra: dict | None = None) -> dict:
+    """The same provenance as ``provenance_lines``, as the ``"provenance"`` value of a JSON output.
+    ``started``: a datetime, or the ISO text of a stored run's start."""
+    when = started if isinstance(started, str) else started.isoformat(timespec="seconds")
+    return {"rramlab": version, "command": " ".join(command), "started": when, "backend": backend,
+            "settings": settings, **(extra or {})}
+
+
+def provenance_lines(version: str, command: Sequence[str], started: _dt.datetime | str, backend: dict,
                      settings: dict, extra: dict | None = None) -> list[str]:
-    """The commented header of a record file, one ``# key: value`` line each (values as JSON)."""
+    """The commented header of a record file, one ``# key: value`` line each (values as JSON).
+    ``started``: a datetime, or the ISO text of a stored run's start."""
+    when = started if isinstance(started, str) else started.isoformat(timespec="seconds")
     lines = [f"rramlab {version}",
              "command: " + " ".join(command),
-             "started: " + started.isoformat(timespec="seconds"),
+             "started: " + when,
              "backend: " + json.dumps(backend, sort_keys=True, default=str),
              "settings: " + json.dumps(settings, sort_keys=True, default=str)]
     for key, value in (extra or {}).items():
@@ -161,6 +180,42 @@ class RecordFile:
         except OSError as exc:
             if not self._failed:  # already reported when a row failed: closing must not hide that
                 raise self._error(exc, "cannot finish") from None
+
+
+def check_output_folder(flag: str, path: str | None, names: Iterable[str], force: bool = False) -> None:
+    """Refuse, before anything runs, a folder a command fills with files ``names`` (``--report DIR``):
+    a path that is a file, a missing parent folder, or (without ``force``) any of ``names`` already in it.
+    The folder itself is created by the writer when it does not exist."""
+    if path is None:
+        return
+    if path == "":
+        raise OutputError(f"{flag} is empty: give a folder name")
+    d = Path(path)
+    if d.exists() and not d.is_dir():
+        raise OutputError(f"{flag} {path} is a file, not a folder: give a folder name")
+    parent = d.parent if str(d.parent) else Path(".")
+    if not d.exists():
+        if not parent.is_dir():
+            raise OutputError(f"{flag} {path}: the folder {parent} does not exist: create it "
+                              f"(mkdir -p {parent}) or choose another path")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"{flag} {path}: cannot create a folder in {parent} (permission denied): "
+                              f"choose a folder you may write to")
+        return
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: permission denied: choose a folder you may write to")
+    check_output_paths([OutputPath(flag, str(d / name)) for name in names], force=force)
+
+
+def write_json(path: str, data, flag: str = "--json") -> None:
+    """Write ``data`` as indented JSON; an OSError becomes one OutputError line naming the flag."""
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, default=str)
+            fh.write("\n")
+    except OSError as exc:
+        exc.filename = None
+        raise OutputError(f"cannot write {flag} {path}: {describe_os_error(exc)}") from None
 
 
 def _is_regular(fh) -> bool:

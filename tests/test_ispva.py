@@ -167,7 +167,13 @@ def test_the_paper_experiment_on_the_twin(tmp_path, capsys):
     assert [lv["target_s"] for lv in summary["levels"]] == pytest.approx([k * 10 * nS for k in range(1, 9)])
     assert all(lv["mean_pulses"] >= 1 and 0 <= lv["within_2ns"] <= lv["within_4ns"] for lv in summary["levels"])
     assert summary["wall_s"] > 0
-    rows = open(cs).read().splitlines()
+    lines = open(cs).read().splitlines()
+    comments = [x for x in lines if x.startswith("#")]
+    assert lines[:len(comments)] == comments and any(x.startswith("# command: rramlab ispva") for x in comments)
+    assert any(x.startswith("# backend: ") for x in comments) and any('"devices_per_level": 50' in x for x in comments)
+    assert summary["provenance"]["command"].startswith("rramlab ispva --devices 50")
+    assert summary["provenance"]["settings"]["devices_per_level"] == 50
+    rows = lines[len(comments):]
     assert rows[0] == "device,target_s,converged,pulses,conductance_s,error_s" and len(rows) == 401
     final = np.array([float(r.split(",")[4]) for r in rows[1:]])
     target = np.array([float(r.split(",")[1]) for r in rows[1:]])

@@ -78,7 +78,13 @@ def test_infer_one_image_of_a_six_with_a_plot(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "label 6: prediction 6 (right)" in text
     assert png.read_bytes()[:4] == b"\x89PNG"
-    rows = list(csv.reader(open(table)))
+    lines = open(table).read().splitlines()
+    comments = [x for x in lines if x.startswith("#")]
+    assert lines[:len(comments)] == comments  # the provenance comes first
+    assert any(x.startswith("# command: rramlab infer --image 6") for x in comments)
+    assert any(x.startswith("# backend: ") and '"seed": 0' in x for x in comments)
+    assert '# variant: "qtpr"' in comments
+    rows = list(csv.reader(lines[len(comments):]))
     assert rows[0][:4] == ["image", "label", "prediction", "step"] and len(rows) == 1 + 25
     totals = np.sum([[float(x) for x in r[4:]] for r in rows[1:]], axis=0)
     assert int(np.argmax(totals)) == 6 and rows[1][1:3] == ["6", "6"]

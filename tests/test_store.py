@@ -173,7 +173,7 @@ def test_runs_list_show_and_export(tmp_path, capsys):
     assert "run 1: ispp, finished" in out and "62 IsppRecord" in out
     c, n = tmp_path / "r.csv", tmp_path / "r.npz"
     assert main(["runs", "export", "1", "--csv", str(c), "--npz", str(n), "--store", str(path)]) == 0
-    rows = list(csv.DictReader(open(c)))
+    rows = list(csv.DictReader(line for line in open(c) if not line.startswith("#")))
     assert len(rows) == 62 and rows[0]["type"] == "IsppRecord" and float(rows[0]["pulse_v"]) == 3.0
     with np.load(n) as data:
         assert data["IsppRecord.pulse_v"].shape == (62,) and data["IsppRecord.read_a"][0] < 5e-9

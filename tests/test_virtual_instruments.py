@@ -554,7 +554,7 @@ def test_fault_mid_transfer_stops_safe_keeps_the_records_and_resume_finishes(tmp
               "--engine", "fast", "--store", str(store_path), "--no-progress", "--save-chip", str(chip)]
     assert main(["transfer", str(weights), *common]) == 1
     err = capsys.readouterr().err
-    assert message in err and "outputs are at 0 V and the matrix is open" in err and "--resume 1" in err, err
+    assert message in err and "outputs are at 0 V, output switches off, every crosspoint open" in err and "--resume 1" in err, err
     assert opened[0].is_safe() and all(not u.on for u in opened[0].analyzer.units.values())
     with RunStore(store_path) as store:
         info = store.run(1)
