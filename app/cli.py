@@ -62,6 +62,8 @@ def twin_kwargs(args) -> dict:
         kwargs.update(seed=seed, variability=Variability.typical())
     if getattr(args, "device", None) is not None:
         kwargs["device"] = args.device
+    if getattr(args, "programming_error", None) is not None:
+        kwargs["programming_error"] = args.programming_error
     if getattr(args, "engine", None) is not None:
         kwargs["engine"] = args.engine
     return kwargs
@@ -136,6 +138,9 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
                    help="twin only: draw a chip with device-to-device variability from this seed (VT 20 mV, "
                         "RON 10 %%, Ri 3 %%; different seeds, different chips); without it the twin is the "
                         "paper's exact device, the same every run")
+    g.add_argument("--programming-error", choices=("paper", "device"), default=None,
+                   help="twin only: 'paper' (default: exact levels plus the paper's 1.06 nS Gaussian when a cell is "
+                        "done) or 'device' (each switching event redraws the flipped switches' VT and RON)")
     g.add_argument("--chip", metavar="FILE", help="twin only: start from a chip state saved with --save-chip")
     g.add_argument("--save-chip", metavar="FILE", help="twin only: save the chip state at the end of the run")
 
@@ -148,7 +153,8 @@ def add_force_flag(p: argparse.ArgumentParser) -> None:
 def check_backend_flags(args, cell_requested: bool) -> None:
     """Refuse flags that contradict each other or do nothing with the backend asked for, before
     anything is opened. Raises RramlabError naming the flag and the fix."""
-    twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip", "seed", "device")
+    twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip", "seed", "device",
+                                   "programming_error")
                  if getattr(args, name, None) is not None]
     if args.bench is not None:
         if not args.bench.strip():
@@ -169,7 +175,8 @@ def check_backend_flags(args, cell_requested: bool) -> None:
     if args.wire_resistance is not None and not cell_requested:
         raise RramlabError("--wire-resistance applies to the array: add --cell WL,BL")
     if args.chip is not None and (args.seed is not None or args.wire_resistance is not None
-                                  or getattr(args, "device", None) is not None):
+                                  or getattr(args, "device", None) is not None
+                                  or getattr(args, "programming_error", None) is not None):
         raise RramlabError("--chip loads a saved chip, which keeps its own seed, device and wires: "
                            "drop --seed, --device and --wire-resistance")
 

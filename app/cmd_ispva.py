@@ -35,6 +35,10 @@ def register(subparsers) -> None:
                                                  "pandas.read_csv(FILE, comment='#'))")
     p.add_argument("--seed", type=int, default=0, help="seed of the first device; device i uses seed + i")
     p.add_argument("--engine", choices=("auto", "fast", "spice"), default="auto", help="twin engine (default auto)")
+    p.add_argument("--programming-error", choices=("paper", "device"), default="paper",
+                   help="where a programmed cell's error comes from: 'paper' (default: exact levels, the paper's "
+                        "1.06 nS Gaussian added when a cell is done) or 'device' (each switching event redraws the "
+                        "flipped switches' VT and RON, so verify has something to correct)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_force_flag(p)
     add_store_flag(p)
@@ -80,10 +84,13 @@ def cmd_ispva(args) -> int:
     record_file = None
     total = args.devices * len(levels)
     run_settings = {**ispva_settings_dict(settings), "devices_per_level": args.devices,
-                    "levels_s": list(levels), "seed": args.seed}
+                    "levels_s": list(levels), "seed": args.seed, "programming_error": args.programming_error}
     run_id = None
     try:
-        first = VirtualArray.lone_device(seed=args.seed, engine=args.engine)
+        def fresh_device(seed):
+            return VirtualArray.lone_device(seed=seed, engine=args.engine, programming_error=args.programming_error)
+
+        first = fresh_device(args.seed)
         ispva.plan(settings, [(0, 0)] * len(levels), levels, first)  # everything checked before any pulse
         command = ["rramlab", *args.argv]
         if args.csv:
@@ -97,7 +104,7 @@ def cmd_ispva(args) -> int:
             run_id = rec.run_id
             for i in range(total):
                 target = levels[i // args.devices]
-                device = first if i == 0 else VirtualArray.lone_device(seed=args.seed + i, engine=args.engine)
+                device = first if i == 0 else fresh_device(args.seed + i)
                 with device:
                     for r in ispva.run(device, ispva.plan(settings, [(0, 0)], [target], device)):
                         rec.add(r)

@@ -186,3 +186,19 @@ def test_ispva_cli_refuses_bad_settings_before_any_device(capsys):
     assert "--tolerance (tolerance_s) = 0 S is out of range" in capsys.readouterr().err
     assert main(["ispva", "--devices", "1", "--max-pulses", "0", "--no-progress"]) == 1
     assert "--max-pulses (max_pulses) = 0" in capsys.readouterr().err
+
+
+def test_ispva_cli_runs_the_device_mode_twin_and_records_it(tmp_path, capsys):
+    """--programming-error device: the error comes from the device (VT and RON redrawn per switching
+    event), nothing is added at programming_done; the run says so in its JSON and in the store."""
+    from rramlab.protocols.store import RunStore
+
+    out, store = tmp_path / "d.json", tmp_path / "s.sqlite"
+    assert main(["ispva", "--devices", "3", "--programming-error", "device", "--json", str(out),
+                 "--store", str(store), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["programming_error"] == "device"
+    assert 0.0 <= report["within_2ns"] <= 1.0 and report["mean_pulses"] >= 1.0
+    with RunStore(store) as s:
+        (info,) = s.runs()
+        assert s.run(info.id).backend_describe["programming_error"] == "device"
