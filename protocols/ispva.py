@@ -35,7 +35,7 @@ from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, Request
 from rramlab.protocols.settings import check_settings, setting
 
 __all__ = ["IspvaSettings", "IspvaPlan", "IspvaPulse", "IspvaResult", "plan", "run", "Settings", "Plan", "RECORDS",
-           "program_cell", "check_target", "first_set_v", "next_set_v", "within_fraction", "LevelSummary",
+           "program_cell", "check_target", "first_set_v", "next_set_v", "bracket_set_v", "within_fraction", "LevelSummary",
            "summarise_levels", "PAPER_LEVELS_S"]
 
 LEVEL_SPACING_S = 10e-9
@@ -104,6 +104,8 @@ class IspvaResult:
     pulses: int            # pulses this cell took
     conductance_s: float   # final conductance (S)
     error_s: float         # conductance_s - target_s
+    out_of_reach: bool = False  # no set amplitude lands within tolerance: the target lies between two
+    #                             neighbouring levels of this cell (it ended at the closer one)
 
 
 @dataclass(frozen=True)
@@ -180,21 +182,45 @@ def plan(settings: IspvaSettings, cells: Sequence[tuple[int, int]], targets_s: S
     return IspvaPlan(settings, tuple(cells), tuple(targets))
 
 
+class _Stopped(Exception):
+    """``should_stop`` said stop before a pulse."""
+
+
+def bracket_set_v(settings: IspvaSettings, low_v: float, low_s: float, high_v: float, high_s: float,
+                  target_s: float) -> float | None:
+    """The next set amplitude (V) between one known to leave the cell below the window (``low_v``,
+    read ``low_s``) and one known to take it above (``high_v``, read ``high_s``), volts and siemens.
+
+    Interpolated at ``target_s`` on the line through the two reads (the cell's own conductance per
+    volt, not the nominal table) and put on the ``set_step_v`` grid from ``low_v``, at least one step
+    inside each end. None when no such amplitude exists: the two reads are neighbouring levels of
+    this cell and no set pulse lands between them."""
+    step = settings.set_step_v
+    slots = int(math.floor((high_v - low_v) / step + 1e-6))
+    if slots < 2:
+        return None
+    span = high_s - low_s
+    frac = (target_s - low_s) / span if span > 0 else 0.5
+    k = min(max(int(round(frac * slots)), 1), slots - 1)
+    return float(round(low_v + k * step, 6))
+
+
 def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: tuple[int, int],
                  target_s: float, should_stop: Callable[[], bool] | None = None,
-                 pulses_used: int = 0) -> Iterator[IspvaPulse | IspvaResult]:
+                 pulses_used: int = 0, last_set_v: float | None = None) -> Iterator[IspvaPulse | IspvaResult]:
     """The verify loop of one cell (see the module docstring); yields its pulses and, unless
     stopped, its IspvaResult. ``pulses_used`` counts pulses the cell already had (a scheme that
-    pulsed it before hands over the rest of the budget)."""
+    pulsed it before hands over the rest of the budget); ``last_set_v``: the amplitude (V) of the
+    set pulse it had just before (the fast scheme's row pulse), so the loop starts from its response."""
     s = settings
     w, b = cell
     tol = s.tolerance_s
+    pulses = pulses_used
 
     def conductance() -> float:
         return instrument.read_cell(w, b, s.read_v) / s.read_v
 
     g = conductance()
-    pulses = pulses_used
     if not s.verify:
         if pulses < s.max_pulses:
             set_v = first_set_v(s, target_s)
@@ -206,43 +232,99 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
         g = conductance()
         yield IspvaResult(w, b, target_s, abs(g - target_s) <= tol, pulses, g, g - target_s)
         return
+
+    # What this cell has shown: a set at low_v left it below the window (read low_s), one at high_v
+    # took it above (read high_s). Its levels are discrete, so the window is reachable only by an
+    # amplitude between the two; when none is left, the target lies between two neighbouring levels.
+    low_v = low_s = high_v = high_s = None
+    peak_v = last_set_v      # highest set amplitude since the last reset (None: unknown)
+    best = None              # (|error|, conductance, amplitude that reached it from HRS)
+    step_up = None           # the last upward step (V); doubled after a set that moved nothing
+    stalled = False          # the last set moved the cell by less than half the tolerance
+    random_cell = False      # a repeated amplitude landed elsewhere: retrying a level can help
+    checked = False          # the best level has been set again once from HRS
+    out_of_reach = False
     pulsed_since_done = True  # the first acceptance always settles the cell
-    last_set_v = None   # amplitude of the last set pulse (V)
-    next_v = None       # amplitude already chosen for the next set pulse (after a reset)
-    while True:
-        error = g - target_s
-        if abs(error) <= tol:
-            if not pulsed_since_done:
-                break
-            instrument.programming_done([(w, b)])
-            pulsed_since_done = False
-            g = conductance()
-            if abs(g - target_s) <= tol:
-                break
-            continue
-        if pulses >= s.max_pulses:
-            break
+    if last_set_v is not None and g < target_s - tol:
+        low_v, low_s = last_set_v, g
+
+    def send(kind: str, v: float) -> IspvaPulse:
+        nonlocal g, pulses, pulsed_since_done, peak_v
         if should_stop is not None and should_stop():
-            return
-        stuck = error < 0 and next_v is None and last_set_v is not None and last_set_v >= s.set_max_v
-        if error > 0 or stuck:
-            instrument.pulse_cell(w, b, s.reset_v, s.pulse_width_s, s.shape)
-            kind, v = "reset", s.reset_v
-            # the reset returns the cell to HRS: aim the next set below the one that overshot, or,
-            # when even the highest set left it low, start over from the level's own amplitude
-            next_v = first_set_v(s, target_s) if last_set_v is None or stuck \
-                else next_set_v(s, last_set_v, error)
-        else:
-            if next_v is None:
-                next_v = first_set_v(s, target_s) if last_set_v is None else next_set_v(s, last_set_v, error)
-            instrument.pulse_cell(w, b, next_v, s.pulse_width_s, s.shape)
-            kind, v = "set", next_v
-            last_set_v, next_v = next_v, None
+            raise _Stopped
+        instrument.pulse_cell(w, b, v, s.pulse_width_s, s.shape)
         pulses += 1
         pulsed_since_done = True
+        peak_v = 0.0 if kind == "reset" else max(v, peak_v or 0.0)
         g = conductance()
-        yield IspvaPulse(w, b, target_s, pulses, kind, v, g)
-    yield IspvaResult(w, b, target_s, abs(g - target_s) <= tol, pulses, g, g - target_s)
+        return IspvaPulse(w, b, target_s, pulses, kind, v, g)
+
+    def is_best() -> bool:
+        return best is not None and abs(g - target_s) <= best[0] + 1e-15
+
+    try:
+        while True:
+            error = g - target_s
+            if peak_v and (best is None or abs(error) < best[0]):
+                best = (abs(error), g, peak_v)
+            if abs(error) <= tol:
+                if not pulsed_since_done:
+                    break
+                instrument.programming_done([(w, b)])
+                pulsed_since_done = False
+                g = conductance()
+                if abs(g - target_s) <= tol or not peak_v or pulses + 2 > s.max_pulses:
+                    continue
+                # the settled cell drifted out of the window: set the same level again from HRS
+                good_v = peak_v
+                yield send("reset", s.reset_v)
+                yield send("set", good_v)
+                continue
+            if error > 0 and peak_v and (high_v is None or peak_v <= high_v):
+                high_v, high_s = peak_v, g
+            # the next set amplitude, from what this cell did so far
+            if low_v is not None and high_v is not None:
+                next_v = bracket_set_v(s, low_v, low_s, high_v, high_s, target_s)
+            elif high_v is not None:
+                next_v = next_set_v(s, high_v, high_s - target_s)
+                next_v = next_v if next_v < high_v else None
+            elif low_v is not None:
+                next_v = next_set_v(s, low_v, low_s - target_s)
+                if stalled and step_up is not None:
+                    next_v = max(next_v, round(min(low_v + 2 * step_up, s.set_max_v), 6))
+                next_v = next_v if next_v > low_v else None
+            else:
+                next_v = first_set_v(s, target_s)
+            cost = 2 if error > 0 else 1
+            if next_v is None or pulses + cost + (2 if best is not None else 0) > s.max_pulses:
+                # no amplitude is left that could land in the window (the target lies between two
+                # neighbouring levels of this cell), or the budget is spent: end at the closest level
+                # the cell reached; a cell that lands randomly gets that level again while budget lasts
+                out_of_reach = out_of_reach or next_v is None
+                if best is None or pulses + 2 > s.max_pulses:
+                    break
+                if is_best() and not random_cell and (checked or next_v is not None):
+                    break
+                # once per cell, even at its best level: does the same pulse land there again?
+                checked = True
+                yield send("reset", s.reset_v)
+                yield send("set", best[2])
+                random_cell = random_cell or abs(g - best[1]) > tol / 2
+                continue
+            if error > 0:
+                yield send("reset", s.reset_v)
+            if low_v is not None and next_v > low_v and (peak_v or 0.0) <= low_v:
+                step_up = next_v - low_v
+            before = g
+            yield send("set", next_v)
+            stalled = abs(g - before) < tol / 2
+            if g < target_s - tol:
+                low_v, low_s = next_v, g
+            elif g > target_s + tol and (high_v is None or next_v <= high_v):
+                high_v, high_s = next_v, g
+    except _Stopped:
+        return
+    yield IspvaResult(w, b, target_s, abs(g - target_s) <= tol, pulses, g, g - target_s, out_of_reach)
 
 
 def run(instrument: CrossbarInstrument, ispva_plan: IspvaPlan,
