@@ -310,6 +310,11 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
                 yield send("reset", s.reset_v)
                 yield send("set", best[2])
                 random_cell = random_cell or abs(g - best[1]) > tol / 2
+                if random_cell:
+                    # what one pulse did no longer says what the next will do: learn again from here
+                    low_v = low_s = high_v = high_s = None
+                    if g < target_s - tol:
+                        low_v, low_s = best[2], g
                 continue
             if error > 0:
                 yield send("reset", s.reset_v)
@@ -324,7 +329,8 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
                 high_v, high_s = next_v, g
     except _Stopped:
         return
-    yield IspvaResult(w, b, target_s, abs(g - target_s) <= tol, pulses, g, g - target_s, out_of_reach)
+    converged = abs(g - target_s) <= tol
+    yield IspvaResult(w, b, target_s, converged, pulses, g, g - target_s, out_of_reach and not converged)
 
 
 def run(instrument: CrossbarInstrument, ispva_plan: IspvaPlan,
