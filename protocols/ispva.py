@@ -3,17 +3,27 @@
 For each cell and its target conductance:
 
 1. read at ``read_v`` (1 V) and compare the conductance with the target;
-2. below the window: a set pulse. The first amplitude is chosen from the target level (the HT-RRAM
-   switches turn on 0.1 V apart, one 10 nS level each, from about 3.26 V), later ones step up from
-   the last by the measured error: ``set_level_v`` per ``level_spacing_s`` of error, at least
-   ``set_step_v``;
-3. above the window: a reset pulse (the reset is abrupt: it returns the cell to HRS), and the next
-   set amplitude steps *down* by the overshoot; still below after a set at ``set_max_v``: a reset
-   and a fresh start from the level's own amplitude (a cell stuck on a ceiling gets a new state);
-4. read again; repeat until the cell is within ``tolerance_s`` or ``max_pulses`` is spent;
+2. below the window: a set pulse. The first amplitude comes from the nominal table (the HT-RRAM
+   switches turn on 0.1 V apart, one 10 nS level each, from about 3.26 V: ``first_set_v``); after
+   that the cell's own response decides. A set at ``low_v`` that left it below and one at
+   ``high_v`` that took it above bracket the amplitudes that can land in the window; the next set
+   is interpolated between them on the cell's measured conductance per volt (``bracket_set_v``).
+   With only ``low_v`` known the amplitude steps up from it by the measured error (``next_set_v``:
+   ``set_level_v`` per 10 nS, at least ``set_step_v``), doubling the step after a set that moved
+   nothing; with only ``high_v`` known it steps down by the overshoot;
+3. above the window: a reset pulse (the reset is abrupt: it returns the cell to HRS), then the set
+   of step 2;
+4. read again; repeat until the cell is within ``tolerance_s``, or no amplitude is left between
+   ``low_v`` and ``high_v`` (the target lies between two neighbouring levels of this cell, e.g. on a
+   chip with device-to-device spread), or ``max_pulses`` is spent (the last two are kept for
+   this): the cell then ends at the closest level it reached (a reset and a set at that level's
+   amplitude if it is elsewhere) and is reported not converged, ``out_of_reach`` in the first case.
+   It never ends on a reset. Once, the closest level is set again from HRS to see whether the
+   same pulse lands there again; a cell that lands elsewhere (cycle-to-cycle spread) learns its
+   bracket afresh and keeps trying while the budget lasts;
 5. within tolerance: ``instrument.programming_done(cell)`` (hardware: nothing; the twin adds its
    programming error there), then read again. The final read is what counts: a cell that fell out
-   of tolerance goes on through 2-4 while its budget lasts.
+   of tolerance is set again from HRS at the amplitude that had landed it, while its budget lasts.
 
 Nothing here assumes that a pulse lands exactly: the loop only trusts reads, so it works on any
 backend whose conductance moves imperfectly per pulse.
