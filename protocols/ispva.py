@@ -259,7 +259,7 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
         low_v, low_s = last_set_v, g
 
     def send(kind: str, v: float) -> IspvaPulse:
-        nonlocal g, pulses, pulsed_since_done, peak_v
+        nonlocal g, pulses, pulsed_since_done, peak_v, random_cell
         if should_stop is not None and should_stop():
             raise _Stopped
         instrument.pulse_cell(w, b, v, s.pulse_width_s, s.shape)
@@ -267,7 +267,17 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
         pulsed_since_done = True
         peak_v = 0.0 if kind == "reset" else max(v, peak_v or 0.0)
         g = conductance()
+        if kind == "set":
+            # a level read again at a slightly different conductance: the cell lands randomly
+            random_cell = random_cell or any(same_level(g, x) for x in set_reads)
+            set_reads.append(g)
         return IspvaPulse(w, b, target_s, pulses, kind, v, g)
+
+    set_reads: list[float] = []   # every read after a set pulse (S)
+
+    def same_level(a: float, b_: float) -> bool:
+        """Two reads of one level that differ by more than read noise (a tenth of the tolerance)."""
+        return tol / 10 < abs(a - b_) < LEVEL_SPACING_S / 2
 
     def is_best() -> bool:
         return best is not None and abs(g - target_s) <= best[0] + 1e-15
@@ -319,7 +329,7 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
                 checked = True
                 yield send("reset", s.reset_v)
                 yield send("set", best[2])
-                random_cell = random_cell or abs(g - best[1]) > tol / 2
+                random_cell = random_cell or abs(g - best[1]) > tol / 10
                 if random_cell:
                     # what one pulse did no longer says what the next will do: learn again from here
                     low_v = low_s = high_v = high_s = None
