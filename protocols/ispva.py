@@ -305,6 +305,11 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
             # the next set amplitude, from what this cell did so far
             if low_v is not None and high_v is not None:
                 next_v = bracket_set_v(s, low_v, low_s, high_v, high_s, target_s)
+                if next_v is None and high_s - low_s > 1.5 * LEVEL_SPACING_S \
+                        and high_v - low_v >= s.set_step_v / 4 - 1e-9:
+                    # more than a level apart within one step: two switches turn on inside it, so
+                    # a finer amplitude can still land on the level between them
+                    next_v = round((low_v + high_v) / 2, 6)
             elif high_v is not None:
                 next_v = next_set_v(s, high_v, high_s - target_s)
                 next_v = next_v if next_v < high_v else None
