@@ -276,3 +276,22 @@ def test_in_device_mode_the_verify_loop_brings_cells_into_tolerance():
     assert pulses_open == 1 and pulses_verify > 1.5
     assert with_verify >= 0.95 and open_loop <= 0.85
     assert rmse_open > 1.5 * rmse_verify
+
+
+def test_two_switches_within_one_amplitude_step_are_told_apart_by_a_finer_step():
+    """A device whose first two switches turn on at 3.335 and 3.345 V, inside one 25 mV step: the
+    10 nS level lies between two amplitudes of the grid, and a halved step finds it."""
+    from dataclasses import replace
+
+    from rramlab.sim.device import Switch, device_preset
+
+    base = device_preset("measured")
+    moved = [Switch.from_thresholds(on, sw.turn_off_v, sw.on_resistance)
+             for on, sw in zip((3.335, 3.345), base.switches[:2])]
+    device = replace(base, switches=(*moved, *base.switches[2:]))
+    va = VirtualArray.lone_device(engine="fast", device=device)
+    records = list(ispva.run(va, ispva.plan(IspvaSettings(), [(0, 0)], [10 * nS], va)))
+    r = _result(records)
+    amplitudes = [p.pulse_v for p in records if isinstance(p, IspvaPulse) and p.kind == "set"]
+    assert r.converged and not r.out_of_reach
+    assert any(round(v / 0.025, 6) != round(v / 0.025) for v in amplitudes)  # off the 25 mV grid
