@@ -114,8 +114,9 @@ class IspvaResult:
     pulses: int            # pulses this cell took
     conductance_s: float   # final conductance (S)
     error_s: float         # conductance_s - target_s
-    out_of_reach: bool = False  # no set amplitude lands within tolerance: the target lies between two
-    #                             neighbouring levels of this cell (it ended at the closer one)
+    # the target lies between two neighbouring levels of this cell or above its highest, so no set
+    # amplitude up to set_max_v lands within tolerance; the cell ended at the closest level it reached
+    out_of_reach: bool = False  # no amplitude lands within tolerance: it ended at the closest level
 
 
 @dataclass(frozen=True)

@@ -404,6 +404,8 @@ def summarise(plan_: TransferPlan, records: Sequence, wall_s: float) -> dict:
                        "conductances_s": [float(x) for x in gs]})
     disturbed = [r for r in records if isinstance(r, Disturbed)]
     left = [c for c in cells if c in finals and not _accepted(plan_, plan_.target(c), finals[c])]
+    last_result = {(r.wordline, r.bitline): r for r in records if isinstance(r, IspvaResult)}
+    out_of_reach = [c for c in left if c in last_result and last_result[c].out_of_reach]
     rows, cols2 = plan_.levels.shape[0], 2 * plan_.levels.shape[1]
     g_map = np.full((rows, cols2), np.nan)
     t_map = np.zeros((rows, cols2))
@@ -432,6 +434,8 @@ def summarise(plan_: TransferPlan, records: Sequence, wall_s: float) -> dict:
         "disturbed_cells": sum(1 for d in disturbed if d.accepted),
         "retried_cells": sum(1 for d in disturbed if not d.accepted),
         "left_out_of_tolerance": len(left),
+        # of those, cells whose two nearest levels straddle the target (ISPVA ended at the closer one)
+        "out_of_reach_cells": len(out_of_reach),
         "wall_s": wall_s,
         "levels": levels,
         "target_conductance_map_s": t_map.tolist(),
