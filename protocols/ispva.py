@@ -45,8 +45,8 @@ from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, Request
 from rramlab.protocols.settings import check_settings, setting
 
 __all__ = ["IspvaSettings", "IspvaPlan", "IspvaPulse", "IspvaResult", "plan", "run", "Settings", "Plan", "RECORDS",
-           "program_cell", "check_target", "first_set_v", "next_set_v", "bracket_set_v", "within_fraction", "LevelSummary",
-           "summarise_levels", "PAPER_LEVELS_S"]
+           "program_cell", "check_target", "first_set_v", "next_set_v", "bracket_set_v", "within_fraction",
+           "LevelSummary", "summarise_levels", "PAPER_LEVELS_S"]
 
 LEVEL_SPACING_S = 10e-9
 MIN_TARGET_S = 10e-9
