@@ -7,7 +7,9 @@ For each cell and its target conductance:
    switches turn on 0.1 V apart, one 10 nS level each, from about 3.26 V: ``first_set_v``); after
    that the cell's own response decides. A set at ``low_v`` that left it below and one at
    ``high_v`` that took it above bracket the amplitudes that can land in the window; the next set
-   is interpolated between them on the cell's measured conductance per volt (``bracket_set_v``).
+   is interpolated between them on the cell's measured conductance per volt (``bracket_set_v``);
+   reads more than a level apart with no grid amplitude between them (two switches turn on
+   within one step) get a halved step, down to a quarter of ``set_step_v``.
    With only ``low_v`` known the amplitude steps up from it by the measured error (``next_set_v``:
    ``set_level_v`` per 10 nS, at least ``set_step_v``), doubling the step after a set that moved
    nothing; with only ``high_v`` known it steps down by the overshoot;
