@@ -1,8 +1,11 @@
 """Weight transfer on the twin: wall time and pulses per cell of a full 24 x 20 transfer by each
-scheme, and the time of one programming pulse (with its verify read) on each engine.
+scheme, on the exact device and on chips with typical device-to-device spread (what ``--seed``
+draws: ``Variability.typical()``), and the time of one programming pulse (with its verify read) on
+each engine.
 
-Run by hand:  .venv/bin/python benchmarks/transfer.py [--weights examples/weights_24x10.npz] [--spice-pulses 5]
-Prints one table. Goal: each full transfer under 60 s on 2 cores. Numbers are this machine's.
+Run by hand:  .venv/bin/python benchmarks/transfer.py [--weights examples/weights_24x10.npz] [--seeds 1 2 3]
+              [--spice-pulses 5]
+Prints two tables. Goal: each full transfer under 60 s on 2 cores. Numbers are this machine's.
 
 The transfers run on the fast engine (as ``rramlab transfer`` does on the twin); the per-pulse table
 shows why: the auto engine hands every row-parallel pulse of the fast scheme to ngspice. Per-pulse
@@ -22,13 +25,15 @@ import numpy as np
 from rramlab.protocols import transfer
 from rramlab.protocols.ispva import IspvaSettings
 from rramlab.protocols.weights import load_weights
-from rramlab.sim.virtual_array import VirtualArray
+from rramlab.sim.virtual_array import Variability, VirtualArray
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def full_transfer(levels, scheme: str, engine: str = "fast", seed: int = 0) -> dict:
-    va = VirtualArray(engine=engine, seed=seed)
+def full_transfer(levels, scheme: str, engine: str = "fast", seed: int = 0, varied: bool = False) -> dict:
+    """The transfer report on the exact device (``varied`` False) or on a chip drawn from ``seed``
+    with typical device-to-device spread."""
+    va = VirtualArray(engine=engine, seed=seed, variability=Variability.typical() if varied else None)
     p = transfer.plan(transfer.TransferSettings(scheme=scheme), IspvaSettings(), levels, va)
     start = time.perf_counter()
     records = list(transfer.run(va, p))
@@ -61,18 +66,24 @@ def pulse_times(engine: str, n: int) -> tuple[float, float]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=str(ROOT / "examples" / "weights_24x10.npz"))
+    ap.add_argument("--seeds", type=int, nargs="*", default=[1], help="seeds of chips with typical spread")
     ap.add_argument("--pulses", type=int, default=40, help="pulses timed per fast/auto engine")
     ap.add_argument("--spice-pulses", type=int, default=5, help="pulses timed on ngspice")
     args = ap.parse_args(argv)
     levels = load_weights(args.weights)
     print(f"full 24 x 20 transfer of {args.weights} ({int(np.count_nonzero(levels))} programmed cells), "
           "fast engine")
-    print(f"{'scheme':10s} {'wall s':>8s} {'pulses':>7s} {'per cell':>9s} {'row pulses':>10s} {'RMSE nS':>8s} "
-          f"{'+-2 nS %':>9s} {'+-4 nS %':>9s}")
-    for scheme in transfer.SCHEMES:
-        r = full_transfer(levels, scheme)
-        print(f"{scheme:10s} {r['wall_s']:8.2f} {r['pulses']:7d} {r['pulses_per_cell']:9.2f} {r['row_pulses']:10d} "
-              f"{r['rmse_s'] * 1e9:8.2f} {r['within_2ns'] * 100:9.1f} {r['within_4ns'] * 100:9.1f}")
+    print(f"{'chip':10s} {'scheme':10s} {'wall s':>8s} {'pulses':>7s} {'per cell':>9s} {'row pulses':>10s} "
+          f"{'RMSE nS':>8s} {'+-2 nS %':>9s} {'+-4 nS %':>9s} {'left out':>9s}")
+    for chip in ["exact"] + [f"seed {s}" for s in args.seeds]:
+        for scheme in transfer.SCHEMES:
+            if chip == "exact":
+                r = full_transfer(levels, scheme)
+            else:
+                r = full_transfer(levels, scheme, seed=int(chip.split()[1]), varied=True)
+            print(f"{chip:10s} {scheme:10s} {r['wall_s']:8.2f} {r['pulses']:7d} {r['pulses_per_cell']:9.2f} "
+                  f"{r['row_pulses']:10d} {r['rmse_s'] * 1e9:8.2f} {r['within_2ns'] * 100:9.1f} "
+                  f"{r['within_4ns'] * 100:9.1f} {r['left_out_of_tolerance']:9d}", flush=True)
     print()
     print(f"{'engine':8s} {'half-bias pulse + read ms':>26s} {'row pulse + read ms':>20s}")
     for engine, n in (("fast", args.pulses), ("auto", max(3, args.spice_pulses)), ("spice", args.spice_pulses)):

@@ -3,17 +3,29 @@
 For each cell and its target conductance:
 
 1. read at ``read_v`` (1 V) and compare the conductance with the target;
-2. below the window: a set pulse. The first amplitude is chosen from the target level (the HT-RRAM
-   switches turn on 0.1 V apart, one 10 nS level each, from about 3.26 V), later ones step up from
-   the last by the measured error: ``set_level_v`` per ``level_spacing_s`` of error, at least
-   ``set_step_v``;
-3. above the window: a reset pulse (the reset is abrupt: it returns the cell to HRS), and the next
-   set amplitude steps *down* by the overshoot; still below after a set at ``set_max_v``: a reset
-   and a fresh start from the level's own amplitude (a cell stuck on a ceiling gets a new state);
-4. read again; repeat until the cell is within ``tolerance_s`` or ``max_pulses`` is spent;
+2. below the window: a set pulse. The first amplitude comes from the nominal table (the HT-RRAM
+   switches turn on 0.1 V apart, one 10 nS level each, from about 3.26 V: ``first_set_v``); after
+   that the cell's own response decides. A set at ``low_v`` that left it below and one at
+   ``high_v`` that took it above bracket the amplitudes that can land in the window; the next set
+   is interpolated between them on the cell's measured conductance per volt (``bracket_set_v``);
+   reads more than a level apart with no grid amplitude between them (two switches turn on
+   within one step) get a halved step, down to a quarter of ``set_step_v``.
+   With only ``low_v`` known the amplitude steps up from it by the measured error (``next_set_v``:
+   ``set_level_v`` per 10 nS, at least ``set_step_v``), doubling the step after a set that moved
+   nothing; with only ``high_v`` known it steps down by the overshoot;
+3. above the window: a reset pulse (the reset is abrupt: it returns the cell to HRS), then the set
+   of step 2;
+4. read again; repeat until the cell is within ``tolerance_s``, or no amplitude is left between
+   ``low_v`` and ``high_v`` (the target lies between two neighbouring levels of this cell, e.g. on a
+   chip with device-to-device spread), or ``max_pulses`` is spent (the last two are kept for
+   this): the cell then ends at the closest level it reached (a reset and a set at that level's
+   amplitude if it is elsewhere) and is reported not converged, ``out_of_reach`` in the first case.
+   It never ends on a reset. Once, the closest level is set again from HRS to see whether the
+   same pulse lands there again; a cell that lands elsewhere (cycle-to-cycle spread) learns its
+   bracket afresh and keeps trying while the budget lasts;
 5. within tolerance: ``instrument.programming_done(cell)`` (hardware: nothing; the twin adds its
    programming error there), then read again. The final read is what counts: a cell that fell out
-   of tolerance goes on through 2-4 while its budget lasts.
+   of tolerance is set again from HRS at the amplitude that had landed it, while its budget lasts.
 
 Nothing here assumes that a pulse lands exactly: the loop only trusts reads, so it works on any
 backend whose conductance moves imperfectly per pulse.
@@ -35,8 +47,8 @@ from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, Request
 from rramlab.protocols.settings import check_settings, setting
 
 __all__ = ["IspvaSettings", "IspvaPlan", "IspvaPulse", "IspvaResult", "plan", "run", "Settings", "Plan", "RECORDS",
-           "program_cell", "check_target", "first_set_v", "next_set_v", "within_fraction", "LevelSummary",
-           "summarise_levels", "PAPER_LEVELS_S"]
+           "program_cell", "check_target", "first_set_v", "next_set_v", "bracket_set_v", "within_fraction",
+           "LevelSummary", "summarise_levels", "PAPER_LEVELS_S"]
 
 LEVEL_SPACING_S = 10e-9
 MIN_TARGET_S = 10e-9
@@ -104,6 +116,9 @@ class IspvaResult:
     pulses: int            # pulses this cell took
     conductance_s: float   # final conductance (S)
     error_s: float         # conductance_s - target_s
+    # the target lies between two neighbouring levels of this cell or above its highest, so no set
+    # amplitude up to set_max_v lands within tolerance; the cell ended at the closest level it reached
+    out_of_reach: bool = False  # no amplitude lands within tolerance: it ended at the closest level
 
 
 @dataclass(frozen=True)
@@ -180,21 +195,45 @@ def plan(settings: IspvaSettings, cells: Sequence[tuple[int, int]], targets_s: S
     return IspvaPlan(settings, tuple(cells), tuple(targets))
 
 
+class _Stopped(Exception):
+    """``should_stop`` said stop before a pulse."""
+
+
+def bracket_set_v(settings: IspvaSettings, low_v: float, low_s: float, high_v: float, high_s: float,
+                  target_s: float) -> float | None:
+    """The next set amplitude (V) between one known to leave the cell below the window (``low_v``,
+    read ``low_s``) and one known to take it above (``high_v``, read ``high_s``), volts and siemens.
+
+    Interpolated at ``target_s`` on the line through the two reads (the cell's own conductance per
+    volt, not the nominal table) and put on the ``set_step_v`` grid from ``low_v``, at least one step
+    inside each end. None when no such amplitude exists: the two reads are neighbouring levels of
+    this cell and no set pulse lands between them."""
+    step = settings.set_step_v
+    slots = int(math.floor((high_v - low_v) / step + 1e-6))
+    if slots < 2:
+        return None
+    span = high_s - low_s
+    frac = (target_s - low_s) / span if span > 0 else 0.5
+    k = min(max(int(round(frac * slots)), 1), slots - 1)
+    return float(round(low_v + k * step, 6))
+
+
 def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: tuple[int, int],
                  target_s: float, should_stop: Callable[[], bool] | None = None,
-                 pulses_used: int = 0) -> Iterator[IspvaPulse | IspvaResult]:
+                 pulses_used: int = 0, last_set_v: float | None = None) -> Iterator[IspvaPulse | IspvaResult]:
     """The verify loop of one cell (see the module docstring); yields its pulses and, unless
     stopped, its IspvaResult. ``pulses_used`` counts pulses the cell already had (a scheme that
-    pulsed it before hands over the rest of the budget)."""
+    pulsed it before hands over the rest of the budget); ``last_set_v``: the amplitude (V) of the
+    set pulse it had just before (the fast scheme's row pulse), so the loop starts from its response."""
     s = settings
     w, b = cell
     tol = s.tolerance_s
+    pulses = pulses_used
 
     def conductance() -> float:
         return instrument.read_cell(w, b, s.read_v) / s.read_v
 
     g = conductance()
-    pulses = pulses_used
     if not s.verify:
         if pulses < s.max_pulses:
             set_v = first_set_v(s, target_s)
@@ -206,43 +245,120 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
         g = conductance()
         yield IspvaResult(w, b, target_s, abs(g - target_s) <= tol, pulses, g, g - target_s)
         return
+
+    # What this cell has shown: a set at low_v left it below the window (read low_s), one at high_v
+    # took it above (read high_s). Its levels are discrete, so the window is reachable only by an
+    # amplitude between the two; when none is left, the target lies between two neighbouring levels.
+    low_v = low_s = high_v = high_s = None
+    peak_v = last_set_v      # highest set amplitude since the last reset (None: unknown)
+    best = None              # (|error|, conductance, amplitude that reached it from HRS)
+    step_up = None           # the last upward step (V); doubled after a set that moved nothing
+    stalled = False          # the last set moved the cell by less than half the tolerance
+    random_cell = False      # a repeated amplitude landed elsewhere: retrying a level can help
+    checked = False          # the best level has been set again once from HRS
+    out_of_reach = False
     pulsed_since_done = True  # the first acceptance always settles the cell
-    last_set_v = None   # amplitude of the last set pulse (V)
-    next_v = None       # amplitude already chosen for the next set pulse (after a reset)
-    while True:
-        error = g - target_s
-        if abs(error) <= tol:
-            if not pulsed_since_done:
-                break
-            instrument.programming_done([(w, b)])
-            pulsed_since_done = False
-            g = conductance()
-            if abs(g - target_s) <= tol:
-                break
-            continue
-        if pulses >= s.max_pulses:
-            break
+    if last_set_v is not None and g < target_s - tol:
+        low_v, low_s = last_set_v, g
+
+    def send(kind: str, v: float) -> IspvaPulse:
+        nonlocal g, pulses, pulsed_since_done, peak_v, random_cell
         if should_stop is not None and should_stop():
-            return
-        stuck = error < 0 and next_v is None and last_set_v is not None and last_set_v >= s.set_max_v
-        if error > 0 or stuck:
-            instrument.pulse_cell(w, b, s.reset_v, s.pulse_width_s, s.shape)
-            kind, v = "reset", s.reset_v
-            # the reset returns the cell to HRS: aim the next set below the one that overshot, or,
-            # when even the highest set left it low, start over from the level's own amplitude
-            next_v = first_set_v(s, target_s) if last_set_v is None or stuck \
-                else next_set_v(s, last_set_v, error)
-        else:
-            if next_v is None:
-                next_v = first_set_v(s, target_s) if last_set_v is None else next_set_v(s, last_set_v, error)
-            instrument.pulse_cell(w, b, next_v, s.pulse_width_s, s.shape)
-            kind, v = "set", next_v
-            last_set_v, next_v = next_v, None
+            raise _Stopped
+        instrument.pulse_cell(w, b, v, s.pulse_width_s, s.shape)
         pulses += 1
         pulsed_since_done = True
+        peak_v = 0.0 if kind == "reset" else max(v, peak_v or 0.0)
         g = conductance()
-        yield IspvaPulse(w, b, target_s, pulses, kind, v, g)
-    yield IspvaResult(w, b, target_s, abs(g - target_s) <= tol, pulses, g, g - target_s)
+        if kind == "set":
+            # a level read again at a slightly different conductance: the cell lands randomly
+            random_cell = random_cell or any(same_level(g, x) for x in set_reads)
+            set_reads.append(g)
+        return IspvaPulse(w, b, target_s, pulses, kind, v, g)
+
+    set_reads: list[float] = []   # every read after a set pulse (S)
+
+    def same_level(a: float, b_: float) -> bool:
+        """Two reads of one level that differ by more than read noise (a tenth of the tolerance)."""
+        return tol / 10 < abs(a - b_) < LEVEL_SPACING_S / 2
+
+    def is_best() -> bool:
+        return best is not None and abs(g - target_s) <= best[0] + 1e-15
+
+    try:
+        while True:
+            error = g - target_s
+            if peak_v and (best is None or abs(error) < best[0]):
+                best = (abs(error), g, peak_v)
+            if abs(error) <= tol:
+                if not pulsed_since_done:
+                    break
+                instrument.programming_done([(w, b)])
+                pulsed_since_done = False
+                g = conductance()
+                if abs(g - target_s) <= tol or not peak_v or pulses + 2 > s.max_pulses:
+                    continue
+                # the settled cell drifted out of the window: set the same level again from HRS
+                good_v = peak_v
+                yield send("reset", s.reset_v)
+                yield send("set", good_v)
+                continue
+            if error > 0 and peak_v and (high_v is None or peak_v <= high_v):
+                high_v, high_s = peak_v, g
+            # the next set amplitude, from what this cell did so far
+            if low_v is not None and high_v is not None:
+                next_v = bracket_set_v(s, low_v, low_s, high_v, high_s, target_s)
+                if next_v is None and high_s - low_s > 1.5 * LEVEL_SPACING_S \
+                        and high_v - low_v >= s.set_step_v / 4 - 1e-9:
+                    # more than a level apart within one step: two switches turn on inside it, so
+                    # a finer amplitude can still land on the level between them
+                    next_v = round((low_v + high_v) / 2, 6)
+            elif high_v is not None:
+                next_v = next_set_v(s, high_v, high_s - target_s)
+                next_v = next_v if next_v < high_v else None
+            elif low_v is not None:
+                next_v = next_set_v(s, low_v, low_s - target_s)
+                if stalled and step_up is not None:
+                    next_v = max(next_v, round(min(low_v + 2 * step_up, s.set_max_v), 6))
+                next_v = next_v if next_v > low_v else None
+            else:
+                next_v = first_set_v(s, target_s)
+            cost = 2 if error > 0 else 1
+            if next_v is None or pulses + cost + (2 if best is not None else 0) > s.max_pulses:
+                # no amplitude is left that could land in the window (the target lies between two
+                # neighbouring levels of this cell), or the budget is spent: end at the closest level
+                # the cell reached; a cell that lands randomly gets that level again while budget lasts
+                out_of_reach = out_of_reach or next_v is None
+                if best is None or pulses + 2 > s.max_pulses:
+                    break
+                if is_best() and not random_cell and (checked or next_v is not None):
+                    break
+                # once per cell, even at its best level: does the same pulse land there again?
+                checked = True
+                yield send("reset", s.reset_v)
+                yield send("set", best[2])
+                random_cell = random_cell or abs(g - best[1]) > tol / 10
+                if random_cell:
+                    # what one pulse did no longer says what the next will do: learn again from here
+                    low_v = low_s = high_v = high_s = None
+                    if g < target_s - tol:
+                        low_v, low_s = best[2], g
+                continue
+            if error > 0:
+                yield send("reset", s.reset_v)
+            if low_v is not None and next_v > low_v and (peak_v or 0.0) <= low_v:
+                step_up = next_v - low_v
+            before = g
+            yield send("set", next_v)
+            stalled = abs(g - before) < tol / 2
+            if g < target_s - tol:
+                low_v, low_s = next_v, g
+            elif g > target_s + tol and (high_v is None or next_v <= high_v):
+                high_v, high_s = next_v, g
+    except _Stopped:
+        return
+    converged = abs(g - target_s) <= tol
+    yield IspvaResult(w, b, target_s, converged, pulses, g, g - target_s, out_of_reach and not converged)
 
 
 def run(instrument: CrossbarInstrument, ispva_plan: IspvaPlan,

@@ -238,11 +238,12 @@ def reset_to_hrs(instrument: CrossbarInstrument, settings: IspvaSettings, cell, 
     yield IspvaResult(w, b, HRS, g <= hrs_max_s, pulses, g, g)
 
 
-def _program(instrument, plan_: TransferPlan, cell, should_stop, pulses_used: int = 0):
+def _program(instrument, plan_: TransferPlan, cell, should_stop, pulses_used: int = 0,
+             last_set_v: float | None = None):
     t = plan_.target(cell)
     if t == HRS:
         return reset_to_hrs(instrument, plan_.ispva, cell, plan_.settings.hrs_max_s, should_stop)
-    return ispva.program_cell(instrument, plan_.ispva, cell, t, should_stop, pulses_used)
+    return ispva.program_cell(instrument, plan_.ispva, cell, t, should_stop, pulses_used, last_set_v)
 
 
 def _read_all(instrument, plan_: TransferPlan, cells) -> np.ndarray:
@@ -257,11 +258,18 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
     s = plan_.settings
     stopped = (lambda: False) if should_stop is None else should_stop
     accepted: set[tuple[int, int]] = set()
+    # cells whose levels straddle their target (IspvaResult.out_of_reach): conductance they ended at (S)
+    out_of_reach: dict[tuple[int, int], float] = {}
 
-    def program(cell, pulses_used=0):
-        for r in _program(instrument, plan_, cell, stopped, pulses_used):
-            if isinstance(r, IspvaResult) and r.converged:
-                accepted.add(cell)
+    def program(cell, pulses_used=0, last_set_v=None):
+        for r in _program(instrument, plan_, cell, stopped, pulses_used, last_set_v):
+            if isinstance(r, IspvaResult):
+                if r.converged:
+                    accepted.add(cell)
+                if r.out_of_reach:
+                    out_of_reach[cell] = r.conductance_s
+                else:
+                    out_of_reach.pop(cell, None)
             yield r
 
     g0 = _read_all(instrument, plan_, plan_.cells)
@@ -298,11 +306,13 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
                     yield CellRead("settled", 0, c[0], c[1], plan_.target(c), float(g))
                     if _accepted(plan_, plan_.target(c), g):
                         accepted.add(c)
+            row_v = {first_set_v(plan_.ispva, t): t for t in {plan_.target(c) for c in row_cells}}
             for c in row_cells:
                 if c not in accepted:
                     if stopped():
                         return
-                    yield from program(c, pulses_used=1)
+                    v = next(v for v, t in row_v.items() if t == plan_.target(c))
+                    yield from program(c, pulses_used=1, last_set_v=v)
         pending = [c for c in pending if plan_.target(c) == HRS]
     for cell in pending:
         if stopped():
@@ -315,7 +325,10 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
         for c, g in zip(plan_.cells, gs):
             t = plan_.target(c)
             yield CellRead("final", rnd, c[0], c[1], t, float(g))
-            if not _accepted(plan_, t, g):
+            # a cell that ended at the closer of the two levels straddling its target is not
+            # tried again unless something has moved it since
+            if not _accepted(plan_, t, g) and not (c in out_of_reach and
+                                                   abs(g - out_of_reach[c]) <= plan_.ispva.tolerance_s / 2):
                 bad.append((c, float(g)))
         if not bad or rnd == s.final_rounds + 1:
             return
@@ -391,6 +404,8 @@ def summarise(plan_: TransferPlan, records: Sequence, wall_s: float) -> dict:
                        "conductances_s": [float(x) for x in gs]})
     disturbed = [r for r in records if isinstance(r, Disturbed)]
     left = [c for c in cells if c in finals and not _accepted(plan_, plan_.target(c), finals[c])]
+    last_result = {(r.wordline, r.bitline): r for r in records if isinstance(r, IspvaResult)}
+    out_of_reach = [c for c in left if c in last_result and last_result[c].out_of_reach]
     rows, cols2 = plan_.levels.shape[0], 2 * plan_.levels.shape[1]
     g_map = np.full((rows, cols2), np.nan)
     t_map = np.zeros((rows, cols2))
@@ -419,6 +434,8 @@ def summarise(plan_: TransferPlan, records: Sequence, wall_s: float) -> dict:
         "disturbed_cells": sum(1 for d in disturbed if d.accepted),
         "retried_cells": sum(1 for d in disturbed if not d.accepted),
         "left_out_of_tolerance": len(left),
+        # of those, cells whose two nearest levels straddle the target (ISPVA ended at the closer one)
+        "out_of_reach_cells": len(out_of_reach),
         "wall_s": wall_s,
         "levels": levels,
         "target_conductance_map_s": t_map.tolist(),

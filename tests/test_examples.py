@@ -162,11 +162,15 @@ def test_write_verify_example_on_the_bench(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "ispva.csv")))
     assert len(rows) == 2
     # the pyvisa-sim analyzer always reads 40 nA at 1 V: a 40 nS target is met with no pulse, any
-    # other never converges and spends its whole budget of 2 pulses
+    # other never converges and stops within its budget of 2 pulses (ISPVA keeps the last two to
+    # return to the closest level it reached, so a cell below its target stops after one)
     for r in rows:
         assert float(r["conductance_s"]) == pytest.approx(40e-9)
         hit = float(r["target_s"]) == pytest.approx(40e-9)
-        assert (r["converged"] == "True", int(r["pulses"])) == ((True, 0) if hit else (False, 2))
+        if hit:
+            assert (r["converged"], int(r["pulses"])) == ("True", 0)
+        else:
+            assert r["converged"] == "False" and 1 <= int(r["pulses"]) <= 2
     writes = visa_writes(log)
     assert writes.count("XE") == sum(int(r["pulses"]) for r in rows)
     assert_bench_left_safe(writes)

@@ -162,6 +162,22 @@ def test_the_fast_scheme_writes_a_row_per_level_with_inhibited_bitlines():
     assert rep["within_2ns"] >= 0.9 and rep["left_out_of_tolerance"] == 0
 
 
+@pytest.mark.parametrize("scheme", ["half-bias", "fast"])
+def test_a_cell_whose_levels_straddle_its_target_ends_at_the_closer_level_and_is_not_retried(scheme):
+    # 12 nS per weight level: weight 3 -> 36 nS, between the exact device's 30 and 40 nS levels
+    va = VirtualArray(engine="fast", seed=0)
+    p = transfer.plan(TransferSettings(scheme=scheme), IspvaSettings(), np.array([[3, 0]]), va, level_spacing_s=12 * nS)
+    records = list(transfer.run(va, p))
+    cell = p.cells[0]
+    results = [r for r in records if isinstance(r, IspvaResult) and (r.wordline, r.bitline) == cell]
+    assert len(results) == 1 and results[0].out_of_reach and not results[0].converged
+    assert not [r for r in records if isinstance(r, Disturbed)]
+    rep = transfer.summarise(p, records, 1.0)
+    assert rep["left_out_of_tolerance"] == rep["out_of_reach_cells"] == 1
+    assert transfer.final_conductances(records, p.cells)[cell] == pytest.approx(40 * nS, abs=0.5 * nS)
+    assert transfer.pulses_by_cell(records)[cell] <= 8
+
+
 # ----- disturb -----
 
 class DisturbingArray(VirtualArray):
