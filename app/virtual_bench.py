@@ -103,3 +103,31 @@ def check_virtual_bench(path, args, out: TextIO, visa_log=None) -> int:
     if status == 0:
         print("bench check OK", file=out)
     return status
+
+
+def open_bench(path, visa_log=None, *, seed=None, engine=None, wire_resistance=None, chip=None, device=None,
+               programming_error=None):
+    """Open the probe station a bench file names (validated before any VISA resource is opened):
+    real instruments through VISA, or, for ``visa_library = "@rramlab-twin"`` (e.g.
+    ``drivers/benches/virtual.toml``), the virtual 4156C and E5250A on a twin chip built from the
+    keyword arguments (the same meaning as the command line's twin flags; ignored for real benches,
+    where giving one is an error). Returns a ProbeStation; use it as a context manager.
+
+    Example::
+
+        with open_bench("drivers/benches/virtual.toml", seed=3) as station:
+            station.read_cell(3, 7)          # A, through the drivers' VISA messages
+    """
+    import argparse
+
+    from rramlab.drivers.probe_station import connect_bench, load_bench
+
+    config = load_bench(path)
+    twin = dict(seed=seed, engine=engine, wire_resistance=wire_resistance, chip=chip, device=device,
+                programming_error=programming_error)
+    if is_virtual(config):
+        return open_virtual_bench(config, argparse.Namespace(**twin), visa_log=visa_log)
+    given = [k for k, v in twin.items() if v is not None]
+    if given:
+        raise RramlabError(f"{', '.join(given)} describe a twin chip; the bench file {path} names real instruments")
+    return connect_bench(config, visa_log=visa_log)

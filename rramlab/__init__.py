@@ -47,7 +47,7 @@ _EXPORTS = {
     "VirtualArray": "rramlab.sim.virtual_array",
     "Variability": "rramlab.sim.virtual_array",
     "ArrayParameters": "rramlab.sim.array",
-    "open_bench": "rramlab.drivers.probe_station",
+    "open_bench": "rramlab.app.virtual_bench",   # real or virtual instruments, by the bench file
     "BenchError": "rramlab.drivers.probe_station",
     # the run store, shared with the command line
     "RunStore": "rramlab.protocols.store",

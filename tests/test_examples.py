@@ -241,7 +241,42 @@ def test_sweep_example_shows_verify_paying_more_pulses_for_a_larger_programming_
     assert out.stdout.count("RMSE") == 2
 
 
-# ----- inference and power of a trained network: examples and their tests come with the network protocols -----
+# ----- inference and power of a trained network -----
+
+@pytest.mark.parametrize("backend", ["twin", "virtual bench"])
+def test_inference_and_power_example_writes_its_table_confusion_and_three_runs(tmp_path, backend):
+    store = tmp_path / "runs.sqlite"
+    extra = ["--bench", EXAMPLES.parent / "drivers" / "benches" / "virtual.toml", "--per-digit", "1"] \
+        if backend == "virtual bench" else ["--per-digit", "2"]
+    out = run_example("inference_and_power.py", "--epochs", "3", "--store", store, "--out", tmp_path, *extra,
+                      cwd=tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "inference.csv")))
+    per_digit = 1 if backend == "virtual bench" else 2
+    assert len(rows) == 10 * per_digit
+    assert sorted(int(r["label"]) for r in rows) == sorted(list(range(10)) * per_digit)
+    for r in rows:   # the prediction is the class with the largest I+ - I- summed over the 25 steps
+        scores = [float(r[f"score_{c}_a"]) for c in range(10)]
+        assert int(r["prediction"]) == scores.index(max(scores))
+        assert 1e-7 < float(r["power_w"]) < 1e-5       # hundreds of nW to a few uW, as in the README
+    correct = sum(r["label"] == r["prediction"] for r in rows)
+    assert correct >= 0.6 * len(rows)                   # a 3-epoch network still reads most digits
+    assert f"on {len(rows)} images" in out.stdout
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with RunStore(store) as s:
+        runs = {r.protocol: r for r in s.runs()}
+        assert set(runs) == {"transfer", "infer", "power"} and all(r.status == "finished" for r in runs.values())
+        assert runs["infer"].records == runs["power"].records == len(rows)
+        assert runs["infer"].backend == ("probe-station" if backend == "virtual bench" else "twin")
+
+
+def test_open_bench_opens_the_virtual_bench_from_its_file():
+    from rramlab import open_bench
+
+    with open_bench(EXAMPLES.parent / "drivers" / "benches" / "virtual.toml") as station:
+        assert station.backend_name == "probe-station" and hasattr(station, "virtual_bench")
+        assert station.read_cell(3, 7) == pytest.approx(1.6e-9, rel=0.1)   # a fresh chip: HRS
+    with pytest.raises(Exception, match="describe a twin chip"):
+        open_bench(EXAMPLES.parent / "drivers" / "benches" / "sim.toml", seed=3)
 
 
 # ----- the notebook -----
