@@ -38,12 +38,13 @@ def test_import_rramlab_loads_no_backend_until_one_is_used():
 
 
 def test_every_export_is_the_object_its_module_defines():
-    from rramlab.drivers import interface, probe_station
+    from rramlab.app import virtual_bench
+    from rramlab.drivers import interface
     from rramlab.protocols import store
     from rramlab.sim import virtual_array
 
     assert rramlab.VirtualArray is virtual_array.VirtualArray
-    assert rramlab.open_bench is probe_station.open_bench
+    assert rramlab.open_bench is virtual_bench.open_bench   # real or virtual instruments, by the bench file
     assert rramlab.CrossbarInstrument is interface.CrossbarInstrument
     assert rramlab.RunStore is store.RunStore and rramlab.record_run is store.record_run
     for name in rramlab.__all__:
