@@ -85,6 +85,12 @@ class KeysightE5250A:
     settle_time: extra wait (s) after ``*OPC?`` reports the relays done, for contact settling
         (E5252A figures unconfirmed; public code uses 20 ms). Tests use 0.
     timeout: VISA timeout (s).
+
+    Every switching method (``close``, ``open``, ``route``, ``open_all``) checks before it sends:
+    only crosspoints of this matrix, never two inputs on one output. ``io`` is the raw transport:
+    ``io.write(':ROUT:CLOS (@00105,00205)')`` sends that text as it is, with none of these checks,
+    and can put two inputs on one output. rramlab's own code never routes through it (a test
+    greps for that); a script that writes to ``io`` is on its own.
     """
 
     MODEL = "E5250A"

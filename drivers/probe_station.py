@@ -378,7 +378,10 @@ class BenchChecker(RequestChecker):
     ``config.checker()`` before connecting meets exactly the checks the station applies."""
 
     def __init__(self, config: BenchConfig):
-        super().__init__(config.geometry, config.limits)
+        super().__init__(config.geometry, config.limits)  # narrowed to DEVICE_CEILING (a warning says what was cut)
+        # The bench file's limits are this bench's ceiling from now on: limits assigned later (a
+        # script's ``station.limits = SafeOperatingArea()``) are narrowed to them, never wider.
+        self._ceiling, self._ceiling_name = self.limits, f"the bench file's [limits] ({config.path.name})"
         self.config = config
         self._wl_out = {i: o for i, o in enumerate(config.wordline_outputs) if o}
         self._bl_out = {i: o for i, o in enumerate(config.bitline_outputs) if o}
@@ -393,6 +396,18 @@ class BenchChecker(RequestChecker):
         self._pulse_plan(wl, bl)
         return wl, bl, width, shape
 
+    def check_read_voltage(self, v_read) -> float:
+        v = super().check_read_voltage(v_read)
+        self._check_line(abs(v), "read voltage")
+        return v
+
+    def _check_line(self, volts: float, what: str) -> None:
+        # A read or a VMM input is a line voltage too: the analyzer refuses anything beyond
+        # max_line_voltage, so refuse it here, before a plan starts, with the bench's words.
+        if volts > self.limits.max_line_voltage:
+            raise SafetyError(f"{what} {volts:g} V is beyond the line limit of {self.limits.max_line_voltage:g} V "
+                              f"of this bench ([limits] max_line_voltage in {self.config.path})")
+
     def check_cells(self, cells):
         out = super().check_cells(cells)
         for w, b in out:
@@ -402,6 +417,8 @@ class BenchChecker(RequestChecker):
 
     def check_vmm(self, wordline_v, bitlines=None):
         arr2, bls, single = super().check_vmm(wordline_v, bitlines)
+        if arr2.size:
+            self._check_line(float(np.max(np.abs(arr2))), "vmm input")
         for b in bls:
             self._wired("bitline", b)
         for row in arr2:
@@ -588,7 +605,8 @@ def connect_bench(config: BenchConfig, visa_log: str | TextIO | None = None, res
         a_io = Transport(a_res, "4156C", on_message=on_message)
         m_io = Transport(m_res, "E5250A", on_message=on_message)
         analyzer = Keysight4156C(a_io, channels={c.channel: c.kind for c in config.channels},
-                                 timeout=config.analyzer_timeout, integration=config.integration)
+                                 timeout=config.analyzer_timeout, integration=config.integration,
+                                 limits=config.limits)
         matrix = KeysightE5250A(m_io, config=config.matrix_config, cards=config.cards,
                                 settle_time=config.settle_time, timeout=config.matrix_timeout)
         try:

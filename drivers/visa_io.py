@@ -156,6 +156,10 @@ class Transport:
                 self.resource.timeout = old
 
     def write(self, command: str) -> None:
+        """Send ``command`` to the instrument as it is: a RAW write. Nothing is checked here, no
+        safe operating area, no channel, no matrix rule: the drivers' public methods check before
+        they call it. A script that calls ``station.matrix.io.write(...)`` or
+        ``station.analyzer.io.write(...)`` bypasses every interlock rramlab has."""
         if self._reply_pending:
             self._discard_stale_reply()
         self.transactions += 1
