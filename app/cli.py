@@ -235,8 +235,12 @@ def open_backend(args, cell_requested: bool):
 
         config = load_bench(args.bench)
         if virtual_bench.is_virtual(config):  # the twin behind virtual instruments: twin flags apply
-            return virtual_bench.open_virtual_bench(config, args, visa_log=args.visa_log)
-        return connect_bench(config, visa_log=args.visa_log)
+            station = virtual_bench.open_virtual_bench(config, args, visa_log=args.visa_log)
+        else:
+            station = connect_bench(config, visa_log=args.visa_log)
+        for line in station.stale_error_lines():  # also in the run's provenance (describe)
+            say(line)
+        return station
     from rramlab.sim.array import ArrayParameters
     from rramlab.sim.virtual_array import VirtualArray
 

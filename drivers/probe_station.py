@@ -69,6 +69,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SIM_YAML = PACKAGE_DIR / "keysight_sim.yaml"
 BENCH_DIR = PACKAGE_DIR / "benches"
 
+_log = logging.getLogger(__name__)
+
 
 def instrument_limits(limits: SafeOperatingArea) -> SafeOperatingArea:
     """``limits`` with the pulse widths narrowed to what the 4156C SMU can make (0.5-100 ms).
@@ -707,6 +709,11 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
             problems = self._safe_state()
             if problems:
                 raise InstrumentError("could not bring the bench to a safe state: " + "; ".join(problems))
+            # Read back what the matrix holds: a lost open is found here, not by the next user.
+            try:
+                self._confirm_matrix_open()
+            except InstrumentError as exc:
+                raise InstrumentError(f"could not bring the bench to a safe state: {exc}") from None
             self.analyzer.check_errors("reset of the outputs")
 
     def make_safe(self) -> None:
@@ -757,30 +764,70 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
 
     def _safe_state(self, after_timeout: bool = False) -> list[str]:
         """Every source to 0 V, every output switch off, every crosspoint open. Each step is tried
-        even if an earlier one fails; returns what failed."""
+        even if an earlier one fails, and a step that fails (a lost message, a timeout, an
+        instrument that is busy) is tried once more after a device clear of its instrument;
+        returns what failed both times."""
         problems = []
         a, m = self.analyzer, self.matrix
         if after_timeout:
             a.io.clear()
             m.io.clear()
         a.forget_settings()
+
+        def step(what: str, io, action, on_failure=None) -> None:
+            for attempt in (1, 2):
+                try:
+                    action()
+                    return
+                except Exception as exc:  # noqa: BLE001 - keep going: the rest still matters
+                    if on_failure is not None:
+                        on_failure()
+                    if attempt == 2:
+                        problems.append(f"{what}: {exc}")
+                        return
+                    _log.warning("safe state: %s failed (%s); trying it once more after a device clear", what, exc)
+                    io.clear()
+
         for ch in sorted(a.channels):
-            try:
-                a.force_voltage(ch, 0.0, self.config.read_compliance)
-            except Exception as exc:  # noqa: BLE001 - keep going: the rest still matters
-                problems.append(f"channel {ch} to 0 V: {exc}")
-        try:
+            step(f"channel {ch} to 0 V", a.io, lambda ch=ch: a.force_voltage(ch, 0.0, self.config.read_compliance),
+                 a.forget_settings)
+
+        def outputs_off():
             a.outputs_off()
             self._on.clear()
-        except Exception as exc:  # noqa: BLE001
-            problems.append(f"output switches off: {exc}")
+
+        step("output switches off", a.io, outputs_off, a.forget_settings)
+
+        def open_all():
+            m.open_all()
+            m.wait()
+
+        step("open every crosspoint", m.io, open_all, m.forget_state)
+        return problems
+
+    def _confirm_matrix_open(self) -> None:
+        """Read the matrix back (``:ROUT:CLOS:CARD?``): every crosspoint must be open. If one is
+        still closed (a ``:ROUT:OPEN:CARD ALL`` the matrix never carried out), open everything once
+        more after a device clear and ask again; raises InstrumentError if it still reports any."""
+        m = self.matrix
+        closed = m.query_closed()
+        if not closed:
+            return
+        _log.warning("safe state: the matrix still reports %d crosspoint(s) closed; opening every crosspoint "
+                     "once more after a device clear", len(closed))
+        m.io.clear()
         try:
             m.open_all()
             m.wait()
-        except Exception as exc:  # noqa: BLE001
+        except Exception:
             m.forget_state()
-            problems.append(f"open every crosspoint: {exc}")
-        return problems
+            raise
+        closed = m.query_closed()
+        if closed:
+            m.forget_state()
+            shown = ", ".join(f"{i}->{o}" for i, o in sorted(closed)[:8]) + (" ..." if len(closed) > 8 else "")
+            raise InstrumentError(f"after opening every crosspoint twice the matrix still reports {len(closed)} "
+                                  f"closed (input->output {shown})")
 
     @contextlib.contextmanager
     def _guard(self):
@@ -920,8 +967,16 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
                        "config": cfg.matrix_config, "cards": cfg.cards, "ground_input": cfg.ground_input},
             "pinmap": {"wordlines": list(cfg.wordline_outputs), "bitlines": list(cfg.bitline_outputs)},
             "limits": dataclasses.asdict(self.limits),
+            # errors another program left in the queues before this connection (read at connect)
+            "stale_errors": {role: [[code, msg] for code, msg in errors] for role, errors in self.stale_errors.items()},
         })
         return d
+
+    def stale_error_lines(self) -> list[str]:
+        """One line per error found in an instrument's queue at connect (another program's, or a
+        previous run's, leftovers), to show the user; [] when the queues were empty."""
+        return [f"note: the {role} held an error from before this connection: {code} {msg}"
+                for role in ("analyzer", "matrix") for code, msg in self.stale_errors.get(role, [])]
 
 
 

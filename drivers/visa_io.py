@@ -169,6 +169,9 @@ class Transport:
         try:
             self.resource.write(command)
         except Exception as exc:
+            # Noted without the command's text: a log reader must not take it for sent.
+            why = "timeout" if is_visa_timeout(exc) else exc.__class__.__name__
+            self._note("read", f"<message lost: {why}>")
             raise _wrap(self.name, command, exc) from exc
         self._reply_pending = False
         self._note("write", command)
@@ -202,11 +205,14 @@ class Transport:
         return reply
 
     def clear(self) -> None:
-        """Device clear (flushes a half-finished exchange after a timeout). Best effort."""
+        """Device clear (flushes a half-finished exchange after a timeout). Best effort; logged
+        (as ``<device clear>``) when the resource carried it out."""
         try:
             self.resource.clear()
         except Exception:  # noqa: BLE001 - a fake may not support it; clear is only a courtesy
-            pass
+            return
+        self._reply_pending = False  # the clear dropped any reply still waiting
+        self._note("read", "<device clear>")
 
     def close(self) -> None:
         try:

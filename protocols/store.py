@@ -363,8 +363,11 @@ def record_run(store_path, protocol: str, settings, instrument, resume: int | No
 
     ``settings``: a settings dataclass or a dict. ``instrument``: its ``backend_name`` and
     ``describe()`` go into the run row. ``resume``: continue run ``resume`` instead of starting one.
-    On leaving the block the run is ``finished``; ``aborted`` on Ctrl-C (KeyboardInterrupt or
-    GeneratorExit); ``failed`` with the error text on any other exception, which is re-raised.
+    On leaving the block the instrument is first made safe (``reset_outputs``: 0 V, outputs off,
+    every crosspoint open and, on a bench, the matrix read back), then the run is ``finished``;
+    a run whose safe-state sequence fails is ``failed``, never ``finished``. ``aborted`` on Ctrl-C
+    (KeyboardInterrupt or GeneratorExit); ``failed`` with the error text on any other exception,
+    which is re-raised.
     ``store_path``: a path, None (the default store, as the command line) or an open RunStore.
     Raises StoreError for a path that is not a rramlab store.
 
@@ -387,6 +390,7 @@ def record_run(store_path, protocol: str, settings, instrument, resume: int | No
         recorder = RunRecorder(store, run_id)
         try:
             yield recorder
+            _make_safe(instrument)  # inside the try: a safe state that fails makes the run failed
         except KeyboardInterrupt:
             store.end_run(run_id, "aborted", "interrupted (Ctrl-C)")
             raise
@@ -398,6 +402,13 @@ def record_run(store_path, protocol: str, settings, instrument, resume: int | No
     finally:
         if own:
             store.close()
+
+
+def _make_safe(instrument) -> None:
+    """The instrument's safe-state sequence, when it has one (a CrossbarInstrument)."""
+    reset = getattr(instrument, "reset_outputs", None)
+    if callable(reset):
+        reset()
 
 
 def add_store_flag(parser) -> None:
