@@ -26,18 +26,41 @@ No input or OS error ends in a traceback: one line says what happened and what t
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
-import os
-import signal
 import sys
-import threading
+
+#: the one line a Ctrl-C during start-up prints, before any backend exists
+STARTUP_INTERRUPTED = "rramlab: interrupted while starting (Ctrl-C); nothing was sent to any instrument"
+
+
+def _startup_excepthook(kind, value, tb):
+    """Shows a Ctrl-C that lands while this module is imported (the console script's
+    ``from rramlab.app.cli import main``, the bulk of start-up) as one line, not a traceback.
+    Installed only for the import; it puts the previous hook back once it has run."""
+    sys.excepthook = _previous_excepthook
+    if issubclass(kind, KeyboardInterrupt):
+        try:
+            sys.stderr.write("\n" + STARTUP_INTERRUPTED + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        return
+    _previous_excepthook(kind, value, tb)
+
+
+# Before the other imports on purpose: they are what takes the time (numpy, pydantic).
+_previous_excepthook, sys.excepthook = sys.excepthook, _startup_excepthook
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import importlib  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
 
 from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error, \
-    now, provenance_lines
-from rramlab.app.settings_flags import add_settings_flags, join_negative_values, settings_from_args
-from rramlab.drivers.interface import RramlabError
+    now, provenance_lines  # noqa: E402
+from rramlab.app.settings_flags import add_settings_flags, join_negative_values, settings_from_args  # noqa: E402
+from rramlab.drivers.interface import RramlabError  # noqa: E402
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -86,7 +109,11 @@ def interrupt_exit_code(exc: BaseException) -> int:
 @contextlib.contextmanager
 def stop_signals_raise():
     """While the block runs (in the main thread), SIGTERM and SIGHUP raise Stopped like Ctrl-C
-    raises KeyboardInterrupt; the previous handlers come back afterwards."""
+    raises KeyboardInterrupt; the previous handlers come back afterwards.
+
+    A SIGHUP that was ignored when rramlab started (``nohup rramlab ...``) stays ignored, so a
+    logout does not stop an unattended run. SIGTERM always stops a run: it is how a run whose
+    Ctrl-C is ignored (a script's background job) is stopped safely (``kill PID``)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -98,8 +125,11 @@ def stop_signals_raise():
     try:
         for name in ("SIGTERM", "SIGHUP"):
             sig = getattr(signal, name, None)
-            if sig is not None:
-                previous[sig] = signal.signal(sig, stop)
+            if sig is None:
+                continue
+            if name == "SIGHUP" and signal.getsignal(sig) is signal.SIG_IGN:
+                continue  # nohup: whoever started us asked for hang-ups to be ignored
+            previous[sig] = signal.signal(sig, stop)
         yield
     finally:
         for sig, old in previous.items():
@@ -409,9 +439,13 @@ def cmd_bench(args) -> int:
 def main(argv=None) -> int:
     """Run one ``rramlab`` command; return its exit code (0 ok, 1 error, 2 usage, 128 + signal when
     stopped by SIGINT/SIGTERM/SIGHUP). Input and OS errors are one line on stderr, never a traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(join_negative_values(argv))
+    try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser()  # imports every command module: most of the start-up time
+        args = parser.parse_args(join_negative_values(argv))
+    except KeyboardInterrupt:
+        say("\n" + STARTUP_INTERRUPTED)
+        return EXIT_INTERRUPTED
     args.argv = argv
     if args.command is None:
         parser.print_help()
@@ -449,6 +483,10 @@ def _silence_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
 
+
+# The module is imported: from here on main() handles a Ctrl-C itself.
+if sys.excepthook is _startup_excepthook:
+    sys.excepthook = _previous_excepthook
 
 if __name__ == "__main__":
     sys.exit(main())
