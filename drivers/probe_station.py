@@ -610,7 +610,9 @@ def connect_bench(config: BenchConfig, visa_log: str | TextIO | None = None, res
                                  timeout=config.analyzer_timeout, integration=config.integration,
                                  limits=config.limits)
         matrix = KeysightE5250A(m_io, config=config.matrix_config, cards=config.cards,
-                                settle_time=config.settle_time, timeout=config.matrix_timeout)
+                                settle_time=config.settle_time, timeout=config.matrix_timeout,
+                                inputs=[c.input for c in config.channels] + [config.ground_input],
+                                outputs=[o for o in config.wordline_outputs + config.bitline_outputs if o])
         try:
             analyzer_idn = analyzer.identify()
         except InstrumentError as exc:

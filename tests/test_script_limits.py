@@ -223,3 +223,35 @@ def test_nothing_in_rramlab_routes_through_the_raw_transport_write():
 
     assert "RAW" in Transport.write.__doc__ and "bypasses every interlock" in Transport.write.__doc__
     assert "io.write(':ROUT:CLOS (@00105,00205)')" in KeysightE5250A.__doc__
+
+
+def test_the_matrix_refuses_what_the_bench_does_not_wire_and_two_inputs_on_one_output(bench):
+    station, log = bench
+    m = station.matrix
+    assert m.wired_inputs == {1, 2, 3, 4, 10} and m.wired_outputs == set(range(1, 49))
+    m.route({5: 1})                               # a script's own routing, through the checked driver
+    before = len(visa_writes(log))
+    with pytest.raises(rramlab.RequestError, match="input 5 is not cabled"):
+        m.close([(5, 40)])
+    with pytest.raises(rramlab.RequestError, match="two inputs on one output"):
+        m.close([(1, 6), (2, 6)])                 # what io.write(':ROUT:CLOS (@00106,00206)') would do
+    with pytest.raises(rramlab.RequestError, match="two inputs on one output"):
+        m.close([(2, 5)])                         # output 5 already holds input 1
+    with pytest.raises(AttributeError):
+        m.wired_inputs = None
+    assert writes_after(log, before) == []
+    assert station.virtual_bench.matrix.inputs_on(5) == {1}
+
+
+def test_a_bare_matrix_opened_with_a_wiring_refuses_an_unmapped_output():
+    from rramlab.drivers.keysight_e5250a import KeysightE5250A
+
+    res = ExpectedResource([])
+    m = KeysightE5250A(res, inputs=[1, 2, 10], outputs=range(1, 21))
+    m._closed = {}  # as after open_all, without sending it
+    with pytest.raises(rramlab.RequestError, match="output 30 is not in the bench's pin map"):
+        m.close([(1, 30)])
+    with pytest.raises(rramlab.RequestError, match="input 3 is not cabled"):
+        m.close([(3, 2)])
+    res.assert_done()
+    assert res.sent == []
