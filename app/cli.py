@@ -98,7 +98,7 @@ def stop_signals_raise():
     try:
         for name in ("SIGTERM", "SIGHUP"):
             sig = getattr(signal, name, None)
-            if sig is not None:
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:  # nohup: SIGHUP stays ignored
                 previous[sig] = signal.signal(sig, stop)
         yield
     finally:
