@@ -159,16 +159,16 @@ def test_a_signal_stops_the_gui_run_safely_stores_it_aborted_and_exits_128_plus_
 def test_a_barrage_of_signals_during_the_safe_state_sequence_cannot_cut_it_short(tmp_path):
     log, marker = tmp_path / "visa.log", tmp_path / "safe_state_started"
     proc = start_gui(tmp_path, gui_argv(tmp_path), runner=SLOW_RUNNER,
-                     env_extra={"SLOW_S": "0.1", "SAFE_STATE_MARKER": str(marker)})
+                     env_extra={"SLOW_S": "0.05", "SAFE_STATE_MARKER": str(marker)})
     barrage = [signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
     try:
         wait_until(lambda: writes_in(log) > 300, proc, "300 VISA writes")
         proc.send_signal(signal.SIGTERM)
-        # the run stops at its next checkpoint and its safe-state sequence begins (slowed to ~1 s)
+        # the run stops at its next checkpoint and its safe-state sequence begins (slowed to ~0.5 s)
         wait_until(marker.exists, proc, "the safe-state sequence")
         for sig in barrage:
             proc.send_signal(sig)
-            time.sleep(0.03)
+            time.sleep(0.02)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -231,3 +231,21 @@ def test_rramlab_gui_with_a_garbage_store_says_so_in_the_window(qapp, tmp_path):
     assert "memory" in seen["title"] and "could not be opened" in seen["title"]
     assert seen["error"] is not None and str(garbage) in seen["error"][1]
     assert garbage.read_bytes() == b"this is not a run store\n" * 100  # left as it was
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--start", "Nope"], "--start 'Nope' is not a panel of the window: choose one of 'ISPP'"),
+    (["--start", "ISPP", "--set", "cycles=many"], "--set 'cycles=many': cycles takes a whole number"),
+    (["--start", "ISPP", "--set", "cycle=3"], "give NAME=VALUE with NAME one of the ISPP settings: set_start_v"),
+    (["--start", "ISPP", "--set", "pulse_width_s=1e-6", "--bench", VIRTUAL_BENCH], "beyond the pulse width limit"),
+    (["--start", "Array read", "--cell", "1,1"], "the Array read panel takes no cell"),
+    (["--cell", "1,1"], "--cell and --set fill the form of the panel --start runs"),
+])
+def test_a_bad_start_option_is_one_line_and_nothing_runs(qapp, tmp_path, capsys, argv, message):
+    from rramlab.app.cli import main
+
+    log = tmp_path / "visa.log"
+    assert main(["gui", "--store", str(tmp_path / "runs.sqlite"), "--visa-log", str(log), *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert writes_in(log) == 0 and stored_runs(tmp_path) == []

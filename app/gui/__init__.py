@@ -137,7 +137,8 @@ def _prepare_start(window, name: str, cell, settings) -> str:
         try:
             value = kind(text.strip()) if kind in (int, float) else text.strip()
         except ValueError:
-            raise ValueError(f"--set {item!r}: {key} takes a {kind.__name__} (SI units)") from None
+            what = "a whole number" if kind is int else "a number, in SI units"
+            raise ValueError(f"--set {item!r}: {key} takes {what}") from None
         form.set_value(key, value)
     return panel_name
 

@@ -385,7 +385,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """A stop signal (SIGINT, SIGTERM, SIGHUP; see ``signal_stop``): close the window as its
         close button does (a run stops at its next checkpoint and goes to the safe state first),
         the run stored as aborted by ``name``. A modal dialog in the way is dismissed."""
-        self._stop_reason = self._stop_reason or name
+        if self.run_thread is None or not self.run_thread.worker.stop_requested:
+            self._stop_reason = self._stop_reason or name  # not when Abort was pressed before
         self.statusBar().showMessage(f"{name}: stopping the run safely, then closing …")
         for widget in QtWidgets.QApplication.topLevelWidgets():
             if isinstance(widget, QtWidgets.QDialog) and widget.isVisible():
