@@ -69,12 +69,12 @@ class MainWindow(QtWidgets.QMainWindow):
     run_finished = QtCore.Signal(object)  # the Run
     backend_connected = QtCore.Signal(object)  # the instrument
 
-    def __init__(self, history: RunHistory | None = None, specs: list[ProtocolSpec] | None = None):
+    def __init__(self, history: RunHistory | None = None, specs: list[ProtocolSpec] | None = None,
+                 store_error: BaseException | None = None):
         super().__init__()
         from rramlab import __version__
 
         self.setWindowTitle(f"rramlab {__version__}")
-        store_error = None
         if history is None:
             history, store_error = open_history()
         self.history = history
@@ -92,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._count = None
         self._bench_start = None
         self._close_pending = False
+        self._stop_reason: str | None = None   # the signal that is closing the window, e.g. "SIGTERM"
         self._message_box: QtWidgets.QMessageBox | None = None
 
         self.backend = BackendPanel()
@@ -168,10 +169,20 @@ class MainWindow(QtWidgets.QMainWindow):
         self.history_panel.export_png_requested.connect(self._export_png_dialog)
         self.history_panel.export_npz_requested.connect(self._export_npz_dialog)
         self.history_panel.store_requested.connect(self._choose_store_dialog)
+        self.store_warning = QtWidgets.QLabel()
+        self.store_warning.setObjectName("store_warning")
+        self.store_warning.setWordWrap(True)
+        self.store_warning.setStyleSheet("color: #b03a2e")
+        self.store_warning.setVisible(False)
+        history_page = QtWidgets.QWidget()
+        history_layout = QtWidgets.QVBoxLayout(history_page)
+        history_layout.setContentsMargins(0, 0, 0, 0)
+        history_layout.addWidget(self.store_warning)
+        history_layout.addWidget(self.history_panel, 1)
         dock = QtWidgets.QDockWidget(self._history_title())
         self.history_dock = dock
         dock.setObjectName("history_dock")
-        dock.setWidget(self.history_panel)
+        dock.setWidget(history_page)
         dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         self.resizeDocks([dock], [130], QtCore.Qt.Orientation.Vertical)
@@ -185,7 +196,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 panel.extra.attach(panel, self)
         self.on_backend_changed()
         if store_error is not None:
-            self.show_error(store_error)
+            self.show_store_error(store_error)
 
     # ----- backend -----
     @property
@@ -360,12 +371,27 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.start()
         return run
 
-    def abort_run(self) -> None:
-        """Stop the run before its next pulse; the worker then sets the outputs to 0 V."""
+    def abort_run(self, reason: str | None = None) -> None:
+        """Stop the run before its next pulse; the worker then sets the outputs to 0 V. ``reason``
+        (e.g. "SIGTERM") goes into the run's message and the run store."""
         if self.run_thread is not None:
+            if reason is not None and self._stop_reason is None:
+                self._stop_reason = reason
             self.run_thread.worker.request_stop()
             self.abort_button.setEnabled(False)
             self.statusBar().showMessage("aborting: the run stops before its next pulse, then outputs go to 0 V")
+
+    def stop_for_signal(self, name: str) -> None:
+        """A stop signal (SIGINT, SIGTERM, SIGHUP; see ``signal_stop``): close the window as its
+        close button does (a run stops at its next checkpoint and goes to the safe state first),
+        the run stored as aborted by ``name``. A modal dialog in the way is dismissed."""
+        if self.run_thread is None or not self.run_thread.worker.stop_requested:
+            self._stop_reason = self._stop_reason or name  # not when Abort was pressed before
+        self.statusBar().showMessage(f"{name}: stopping the run safely, then closing …")
+        for widget in QtWidgets.QApplication.topLevelWidgets():
+            if isinstance(widget, QtWidgets.QDialog) and widget.isVisible():
+                widget.reject()  # a file dialog's own event loop would keep the window open
+        self.close()
 
     def _set_busy(self, busy: bool) -> None:
         """While a bench connects: no run, no backend change."""
@@ -413,7 +439,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if status == DONE:
             run.message = f"{done} {spec.unit}s in {_fmt_duration(elapsed)}"
         elif status == ABORTED:
-            run.message = f"aborted after {done} of {run.total} {spec.unit}s; outputs at 0 V; records kept"
+            by = f" by {self._stop_reason}" if self._stop_reason else ""
+            run.message = f"aborted{by} after {done} of {run.total} {spec.unit}s; outputs at 0 V; records kept"
         else:
             run.message = f"stopped by an error after {done} of {run.total} {spec.unit}s; records kept"
             if error is not None:
@@ -508,6 +535,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 panel.extra.refresh()
         if isinstance(old, StoreHistory):
             old.close()
+        self.store_warning.setVisible(False)
         self.statusBar().showMessage(f"run store: {history.location()}")
 
     @guarded
@@ -611,6 +639,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self.save_chip(path)
 
     # ----- errors -----
+    def show_store_error(self, exc: BaseException) -> None:
+        """The run store could not be opened: runs are kept in this session's memory only. Said
+        above the run history for as long as that lasts, and once as a message."""
+        self.store_warning.setText(
+            f"Runs are NOT being stored: {exc}. They are kept in this window's memory only and are lost "
+            "when it closes. Choose a run store file with Store…, or start again with "
+            "rramlab gui --store FILE.")
+        self.store_warning.setVisible(True)
+        self.history_dock.setWindowTitle(self._history_title() + " (the run store could not be opened)")
+        self.show_error(exc)
+
     def show_error(self, exc: BaseException) -> None:
         """What happened and what to do: a message box (not blocking the window) and the status bar."""
         title, text = explain(exc)
