@@ -35,7 +35,7 @@ import sys
 import threading
 
 from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error, \
-    now, provenance_lines
+    keep_record, now, provenance_lines
 from rramlab.app.settings_flags import add_settings_flags, join_negative_values, settings_from_args
 from rramlab.drivers.interface import RramlabError
 
@@ -335,9 +335,7 @@ def cmd_ispp(args) -> int:
                       file=sys.stderr, leave=False) as bar:
                 for record in ispp.run(instrument, ispp_plan):
                     taken += 1
-                    stored.add(record)
-                    if record_file:
-                        record_file.write(record.csv_row())
+                    keep_record(stored, record, record_file, [record.csv_row()])
                     keep(summariser.add(record))
                     bar.update(1)
             keep(summariser.finish())

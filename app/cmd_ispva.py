@@ -66,8 +66,8 @@ def cmd_ispva(args) -> int:
     from tqdm import tqdm
 
     from rramlab.app.cli import EXIT_OK, Stopped, interrupt_exit_code, say
-    from rramlab.app.outputs import OutputPath, RecordFile, check_output_paths, now, provenance_dict, \
-        provenance_lines, write_json
+    from rramlab.app.outputs import OutputPath, RecordFile, check_output_paths, keep_record, now, \
+        provenance_dict, provenance_lines, write_json
     from rramlab.drivers.interface import RequestError
     from rramlab.sim.virtual_array import VirtualArray
 
@@ -107,12 +107,13 @@ def cmd_ispva(args) -> int:
                 device = first if i == 0 else fresh_device(args.seed + i)
                 with device:
                     for r in ispva.run(device, ispva.plan(settings, [(0, 0)], [target], device)):
-                        rec.add(r)
                         if isinstance(r, ispva.IspvaResult):
-                            results.append(r)
-                            if record_file:
-                                record_file.write((i, f"{r.target_s:.6g}", int(r.converged), r.pulses,
-                                                   f"{r.conductance_s:.6e}", f"{r.error_s:.6e}"))
+                            rows = [(i, f"{r.target_s:.6g}", int(r.converged), r.pulses,
+                                     f"{r.conductance_s:.6e}", f"{r.error_s:.6e}")]
+                            results.append(r)  # counted before the pair: a stop held back to its end keeps both
+                            keep_record(rec, r, record_file, rows)
+                        else:
+                            rec.add(r)
                 bar.update(1)
     except KeyboardInterrupt as exc:
         by = f" by {exc}" if isinstance(exc, Stopped) else ""
