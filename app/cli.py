@@ -58,7 +58,7 @@ import signal  # noqa: E402
 import threading  # noqa: E402
 
 from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error, \
-    now, provenance_lines  # noqa: E402
+    keep_record, now, provenance_lines  # noqa: E402
 from rramlab.app.settings_flags import add_settings_flags, join_negative_values, settings_from_args  # noqa: E402
 from rramlab.drivers.interface import RramlabError  # noqa: E402
 
@@ -369,9 +369,7 @@ def cmd_ispp(args) -> int:
                       file=sys.stderr, leave=False) as bar:
                 for record in ispp.run(instrument, ispp_plan):
                     taken += 1
-                    stored.add(record)
-                    if record_file:
-                        record_file.write(record.csv_row())
+                    keep_record(stored, record, record_file, [record.csv_row()])
                     keep(summariser.add(record))
                     bar.update(1)
             keep(summariser.finish())

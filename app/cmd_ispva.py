@@ -17,6 +17,9 @@ from rramlab.protocols import ispva
 from rramlab.protocols.store import RunStore, add_store_flag, json_ready, record_run
 
 CSV_HEADER = ("device", "target_s", "converged", "pulses", "conductance_s", "error_s")
+#: fresh devices per level at most (80,000 in all, about an hour on the twin); the paper used 50. A bound,
+#: as --cycles is: a typo (1000000000) must not start a run that never ends.
+MAX_DEVICES_PER_LEVEL = 10_000
 
 
 def register(subparsers) -> None:
@@ -28,7 +31,8 @@ def register(subparsers) -> None:
                     "1 V, set pulse aimed at the level and stepped by the measured error, reset on overshoot, "
                     "until within tolerance or the pulse budget is spent; the read after programming_done counts.")
     add_settings_flags(p, ispva.IspvaSettings, "ISPVA settings")
-    p.add_argument("--devices", type=int, default=50, metavar="N", help="fresh devices per level (default 50)")
+    p.add_argument("--devices", type=int, default=50, metavar="N",
+                   help=f"fresh devices per level (default 50, 1 to {MAX_DEVICES_PER_LEVEL})")
     p.add_argument("--json", metavar="FILE", help="write the summary (keys in the README), with a 'provenance' key")
     p.add_argument("--csv", metavar="FILE", help="write the final conductance of every device, as it runs, after "
                                                  "'#' lines saying what produced it (read with "
@@ -66,16 +70,17 @@ def cmd_ispva(args) -> int:
     from tqdm import tqdm
 
     from rramlab.app.cli import EXIT_OK, Stopped, interrupt_exit_code, say
-    from rramlab.app.outputs import OutputPath, RecordFile, check_output_paths, now, provenance_dict, \
-        provenance_lines, write_json
+    from rramlab.app.outputs import OutputPath, RecordFile, check_output_paths, keep_record, now, \
+        provenance_dict, provenance_lines, write_json
     from rramlab.drivers.interface import RequestError
     from rramlab.sim.virtual_array import VirtualArray
 
     from rramlab import __version__
 
     settings = settings_from_args(ispva.IspvaSettings, args)
-    if args.devices < 1:
-        raise RequestError(f"--devices {args.devices}: give at least 1 device per level")
+    if not 1 <= args.devices <= MAX_DEVICES_PER_LEVEL:
+        raise RequestError(f"--devices {args.devices}: give 1 to {MAX_DEVICES_PER_LEVEL} devices per level "
+                           f"(the paper used 50)")
     check_output_paths([OutputPath("--json", args.json), OutputPath("--csv", args.csv)], force=args.force)
     levels = ispva.PAPER_LEVELS_S
     store = RunStore(args.store)  # a bad store path is refused before any device is made
@@ -107,12 +112,13 @@ def cmd_ispva(args) -> int:
                 device = first if i == 0 else fresh_device(args.seed + i)
                 with device:
                     for r in ispva.run(device, ispva.plan(settings, [(0, 0)], [target], device)):
-                        rec.add(r)
                         if isinstance(r, ispva.IspvaResult):
-                            results.append(r)
-                            if record_file:
-                                record_file.write((i, f"{r.target_s:.6g}", int(r.converged), r.pulses,
-                                                   f"{r.conductance_s:.6e}", f"{r.error_s:.6e}"))
+                            rows = [(i, f"{r.target_s:.6g}", int(r.converged), r.pulses,
+                                     f"{r.conductance_s:.6e}", f"{r.error_s:.6e}")]
+                            results.append(r)  # counted before the pair: a stop held back to its end keeps both
+                            keep_record(rec, r, record_file, rows)
+                        else:
+                            rec.add(r)
                 bar.update(1)
     except KeyboardInterrupt as exc:
         by = f" by {exc}" if isinstance(exc, Stopped) else ""

@@ -188,6 +188,10 @@ def _early_checks(args, writer) -> None:
     if args.network and not Path(args.network).exists():
         raise FileNotFoundError(f"network file {args.network} does not exist: make one with "
                                 f"rramlab train --out {args.network}")
+    if args.network:
+        from rramlab.protocols.network import load_network
+
+        load_network(args.network)  # a chip or weight file given as --network is refused before any data is read
 
 
 def _network(args, data):

@@ -22,7 +22,7 @@ from rramlab.app.settings_flags import add_settings_flags, settings_from_args
 from rramlab.drivers.interface import RramlabError
 from rramlab.protocols import transfer
 from rramlab.protocols.ispva import IspvaResult, IspvaSettings
-from rramlab.protocols.store import RunStore, add_store_flag, json_ready, record_run
+from rramlab.protocols.store import RunStore, StoreError, add_store_flag, json_ready, record_run
 from rramlab.protocols.weights import HRS, LEVEL_SPACING_S, check_levels, load_weight_file
 
 
@@ -144,10 +144,22 @@ def cmd_transfer(args) -> int:
                 where = "no run was started"
             else:
                 # the store's count: a signal between storing a record and counting it here cannot skew it
-                where = (f"run {run_id} holds {store.run(run_id).records} records in {store.path}: continue with "
+                try:
+                    held = f"holds {store.run(run_id).records} records"
+                except StoreError:
+                    held = f"has the records stored before the stop ({len(records)} taken)"
+                where = (f"run {run_id} {held} in {store.path}: continue with "
                          f"--resume {run_id}" + (f" --chip {args.save_chip}" if args.save_chip else ""))
             say(f"\ninterrupted{by}; {safe_state_text(instrument, args)}; {where}")
             return interrupt_exit_code(exc)
+        except StoreError as exc:
+            if run_id is None:
+                raise
+            save_chip()
+            raise StoreError(f"{exc}\n  the transfer stopped after {len(records)} records; "
+                             f"{safe_state_text(instrument, args)}; the records stored before the failure are "
+                             f"run {run_id}: once the store takes writes again, continue with --resume {run_id}"
+                             + (f" --chip {args.save_chip}" if args.save_chip else "")) from exc
         except RramlabError as exc:
             if run_id is None:
                 raise

@@ -9,6 +9,8 @@ came from.
   backend and its ``describe()``, settings), as PyMeasure writes them, then the column header, then
   one flushed row per record. Readers that skip ``#`` lines read it unchanged, e.g.
   ``pandas.read_csv(path, comment="#")``.
+* ``keep_record``: a record's CSV row and its store record are written together, with stop signals
+  held back between them, so the CSV and the store hold the same records after any interrupt.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from rramlab.drivers.interface import RramlabError
+from rramlab.drivers.interface import RramlabError, signals_deferred
 
 
 class OutputError(RramlabError):
@@ -180,6 +182,19 @@ class RecordFile:
         except OSError as exc:
             if not self._failed:  # already reported when a row failed: closing must not hide that
                 raise self._error(exc, "cannot finish") from None
+
+
+def keep_record(recorder, record, record_file: "RecordFile | None" = None, rows: Sequence[Sequence] = ()) -> None:
+    """Write ``rows`` (a record's CSV rows) to ``record_file`` and ``record`` to the run store
+    (``recorder.add``), with SIGINT, SIGTERM and SIGHUP held back until both are written: a stop lands
+    before the pair or after it, never between them (a run once kept one record more in the store
+    than in its CSV). The CSV row goes first, so when the store fails (a full disk) the CSV still
+    holds that record."""
+    with signals_deferred():
+        if record_file is not None:
+            for row in rows:
+                record_file.write(row)
+        recorder.add(record)
 
 
 def check_output_folder(flag: str, path: str | None, names: Iterable[str], force: bool = False) -> None:

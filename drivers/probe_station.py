@@ -307,7 +307,8 @@ def load_bench(path: str | Path) -> BenchConfig:
         raise BenchError(f"bench file {p}: no such file: give the path of a bench TOML file (examples ship in "
                          f"drivers/benches/)")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        # utf-8-sig: a file saved by Windows Notepad starts with a byte-order mark, which TOML does not allow
+        data = tomllib.loads(p.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BenchError(f"bench file {p}: not valid TOML: {exc}") from None
     return bench_from_data(data, p)

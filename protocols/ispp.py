@@ -11,6 +11,7 @@ Defaults are the paper's simulation values: set 3.0 -> 4.2 V in 25 mV, reset -1.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -28,6 +29,11 @@ CSV_HEADER = ("cycle", "phase", "pulse_v", "read_a")
 
 #: more cycles than any lab runs in one go (62 pulses each at the defaults); a bound, not a target
 MAX_CYCLES = 100_000
+#: pulses in one ramp at most: a 1.2 V set ramp in 0.12 mV steps (the paper steps 25 mV, 49 pulses);
+#: a typo in a step (1e-6 for 1e-3) must not start a million-pulse ramp. A bound, not a target.
+MAX_RAMP_PULSES = 10_000
+#: ramp amplitudes are rounded to 1 uV, so a smaller step means nothing
+MIN_RAMP_STEP_V = 1e-6
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,13 @@ class IsppSettings:
 
     set_start_v: float = setting(3.0, "first set pulse, as seen by the cell", "V", soa="set", flag="set_start")
     set_stop_v: float = setting(4.2, "last set pulse (the ramp includes it)", "V", soa="set", flag="set_stop")
-    set_step_v: float = setting(0.025, "set ramp step", "V", minimum=0.0, maximum=1.0, exclusive_minimum=True,
-                                flag="set_step")
+    set_step_v: float = setting(0.025, f"set ramp step (a ramp has at most {MAX_RAMP_PULSES} pulses)", "V",
+                                minimum=MIN_RAMP_STEP_V, maximum=1.0, flag="set_step")
     reset_start_v: float = setting(-1.0, "first reset pulse (negative)", "V", soa="reset", flag="reset_start")
     reset_stop_v: float = setting(-1.6, "last reset pulse (negative; the ramp includes it)", "V", soa="reset",
                                   flag="reset_stop")
-    reset_step_v: float = setting(0.05, "reset ramp step, magnitude", "V", minimum=0.0, maximum=1.0,
-                                  exclusive_minimum=True, flag="reset_step")
+    reset_step_v: float = setting(0.05, f"reset ramp step, magnitude (a ramp has at most {MAX_RAMP_PULSES} "
+                                        "pulses)", "V", minimum=MIN_RAMP_STEP_V, maximum=1.0, flag="reset_step")
     read_v: float = setting(1.0, "read voltage after every pulse", "V", soa="read")
     pulse_width_s: float = setting(2e-6, "pulse width", "s", soa="width",
                                    flag="width")
@@ -102,7 +108,16 @@ def voltage_ramp(start: float, stop: float, step: float, what: str = "ramp") -> 
     if step == 0:
         raise RequestError(f"{what} step must be non-zero (volts), e.g. 0.025")
     span = stop - start
-    n = int(round(abs(span) / step))
+    steps = abs(span) / step
+    if steps + 1 > MAX_RAMP_PULSES + 0.5:  # before any array is made: 1e-300 V steps would be 1e300 pulses
+        flag = f" (--{what}-step)" if what in ("set", "reset") else ""
+        count = f"{round(steps) + 1:,}" if steps < 1e12 else f"{steps:.3g}"
+        least = abs(span) / (MAX_RAMP_PULSES - 1)
+        unit = 10.0 ** (math.floor(math.log10(least)) - 2)
+        raise RequestError(
+            f"{what} ramp {start:g} -> {stop:g} V in {step:g} V steps is {count} pulses; a ramp has at most "
+            f"{MAX_RAMP_PULSES:,} pulses: take a step of at least {math.ceil(least / unit) * unit:.3g} V{flag}")
+    n = int(round(steps))
     if abs(abs(span) - n * step) > 1e-9:
         raise RequestError(
             f"{what} ramp {start} -> {stop} V is not a whole number of {step} V steps: adjust the stop voltage")

@@ -327,25 +327,47 @@ def load_network(path) -> Network:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"network file {path} does not exist: make one with rramlab train --out {path}")
+    from rramlab.protocols.weights import not_an_npz
+
+    why = not_an_npz(path) if path.is_file() else "it is a folder"
+    if why is not None:
+        raise RequestError(f"{path} is not a network file ({why}); make one with rramlab train --out FILE")
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise RequestError(f"{path} is not a network file (not an .npz: {exc}); make one with rramlab train") from exc
     with data:
-        if "meta" not in data:
-            raise RequestError(f"{path} is not a rramlab network file (no 'meta' entry); make one with rramlab train")
-        meta = json.loads(str(data["meta"]))
+        files = set(data.files)
+        if "meta" not in files:
+            kind = (" (it is a weight file: give it to rramlab transfer)" if "levels" in files else
+                    " (it is a chip file saved with --save-chip: give it as --chip)" if "switch_states" in files
+                    else "")
+            raise RequestError(f"{path} is not a rramlab network file (no 'meta' entry){kind}; make one with "
+                               "rramlab train --out FILE")
+        try:
+            meta = json.loads(str(data["meta"]))
+        except ValueError as exc:
+            raise RequestError(f"{path}: its 'meta' entry is not JSON ({exc}): not a rramlab network file") from None
+        if not isinstance(meta, dict) or "variants" not in meta:
+            kind = ("a chip file saved with --save-chip: give it as --chip" if "switch_states" in files else
+                    "a weight file: give it to rramlab transfer" if "levels" in files else
+                    "not a network file")
+            raise RequestError(f"{path} is {kind}; --network takes a file made by rramlab train --out FILE")
         if meta.get("version") != NETWORK_FILE_VERSION:
             raise RequestError(f"{path} has network file version {meta.get('version')}, "
                                f"this rramlab reads {NETWORK_FILE_VERSION}")
-        variants = {}
-        for name, vm in meta["variants"].items():
-            q = "bits" in vm
-            variants[name] = Variant(name, data[f"{name}.w1"], data[f"{name}.b1"], data[f"{name}.w2"],
-                                     vm["threshold"], data[f"{name}.levels2"] if q else None,
-                                     vm.get("step2"), vm.get("bits"), vm["test_accuracy"])
-    return Network(NetworkSettings(**meta["settings"]), variants, meta["data_source"], meta["train_images"],
-                   meta["test_images"], meta.get("extra", {}))
+        try:
+            variants = {}
+            for name, vm in meta["variants"].items():
+                q = "bits" in vm
+                variants[name] = Variant(name, data[f"{name}.w1"], data[f"{name}.b1"], data[f"{name}.w2"],
+                                         vm["threshold"], data[f"{name}.levels2"] if q else None,
+                                         vm.get("step2"), vm.get("bits"), vm["test_accuracy"])
+            return Network(NetworkSettings(**meta["settings"]), variants, meta["data_source"], meta["train_images"],
+                           meta["test_images"], meta.get("extra", {}))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise RequestError(f"{path}: the network file is incomplete or was edited ({type(exc).__name__}: "
+                               f"{exc}): train it again with rramlab train --out FILE") from None
 
 
 def save_weight_file(path, variant: Variant) -> Path:

@@ -19,6 +19,12 @@ no change when a protocol adds a record type. Units are those of the record (SI)
 
 The default file is ``runs.sqlite`` in ``platformdirs.user_data_dir("rramlab")``; the environment
 variable ``RRAMLAB_STORE`` or a ``--store FILE`` flag chooses another.
+
+Failures: opening a store checks it (``PRAGMA quick_check``: a corrupt page is found here, not at
+export; about 0.85 s per million records, see benchmarks/store_open.py), checks its tables and writes
+to it once (a full disk, a file size limit or another program holding the write lock is found before
+any instrument is touched). Every SQLite error of the store becomes a StoreError, one line naming
+the store, what went wrong and the fix.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import datetime as _dt
 import json
 import math
 import os
+import signal
 import socket
 import sqlite3
 from dataclasses import dataclass
@@ -81,7 +88,56 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StoreError(RramlabError):
-    """The run store cannot be opened or does not hold what was asked for."""
+    """The run store cannot be opened, written or read, or does not hold what was asked for."""
+
+
+#: seconds a write waits for another program's write lock before the store gives up
+BUSY_TIMEOUT_S = 10.0
+#: the tables a rramlab store holds (a store missing one is damaged)
+TABLES = ("runs", "records", "schema_version")
+
+
+def _damaged_fix(path) -> str:
+    return (f"move it aside (mv {path} {path}.damaged) and start a new store, or choose another --store FILE; "
+            f"'sqlite3 {path}.damaged .recover' may save its runs")
+
+
+def sqlite_error_text(exc: sqlite3.Error, path, doing: str) -> str:
+    """One line for an SQLite error of the store at ``path`` while ``doing``: what happened and the fix."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    low = text.lower()
+    # a write, a fsync or the growth of the -shm file that fails is a full disk (or RLIMIT_FSIZE: EFBIG)
+    if name.startswith("SQLITE_FULL") or "disk is full" in low or name in (
+            "SQLITE_IOERR_WRITE", "SQLITE_IOERR_SHMSIZE", "SQLITE_IOERR_TRUNCATE", "SQLITE_IOERR_FSYNC"):
+        what = ("the disk is full or a file size limit (ulimit -f) is reached: free some space, raise the limit, "
+                "or choose another --store FILE on another disk")
+    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in low:
+        what = (f"another program holds its write lock (waited {BUSY_TIMEOUT_S:g} s): close that program (another "
+                f"rramlab, an SQLite browser) and try again, or choose another --store FILE")
+    elif name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in low or "not a database" in low:
+        what = f"the store is damaged ({text}): {_damaged_fix(path)}"
+    elif name.startswith("SQLITE_READONLY") or "readonly" in low:
+        what = "the store or its folder is read-only: choose a --store FILE you may write to"
+    elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in low:
+        what = "it cannot be opened (a missing or read-only folder?): choose another --store FILE"
+    elif "no such table" in low or "no such column" in low:
+        what = f"the store is damaged ({text}): {_damaged_fix(path)}"
+    elif name.startswith("SQLITE_IOERR") or "i/o error" in low:
+        what = (f"an input/output error ({text}: a failing or full disk): free some space or choose another "
+                f"--store FILE on another disk")
+    else:
+        what = f"{text}: choose another --store FILE"
+    return f"run store {path}: cannot {doing}: {what}"
+
+
+@contextlib.contextmanager
+def _store_errors(path, doing: str):
+    """Turn an SQLite error of the store into one StoreError line (no traceback)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(sqlite_error_text(exc, path, doing)) from None
 
 
 def default_store_path() -> Path:
@@ -195,7 +251,7 @@ class RunStore:
         """Add a ``running`` run row; return its id."""
         if software_version is None:
             from rramlab import __version__ as software_version
-        with self.conn:
+        with _store_errors(self.path, "start a run"), self.conn:
             cur = self.conn.execute(
                 "INSERT INTO runs (protocol, settings, backend, backend_describe, software_version, pid, host, "
                 "started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
@@ -209,7 +265,7 @@ class RunStore:
         """Mark an ended run ``running`` again under this process (``--resume``); records continue
         after its last one."""
         info = self.run(run_id)
-        with self.conn:
+        with _store_errors(self.path, f"reopen run {run_id}"), self.conn:
             self.conn.execute("UPDATE runs SET status='running', ended_at=NULL, error=NULL, pid=?, host=? "
                               "WHERE id=?", (os.getpid(), socket.gethostname(), run_id))
         self._seq[run_id] = self._next_seq(run_id)
@@ -219,7 +275,7 @@ class RunStore:
         """Close a run: ``status`` is "finished", "aborted" or "failed" (StoreError otherwise)."""
         if status not in STATUSES[1:]:
             raise StoreError(f"a run ends as one of {STATUSES[1:]}, not {status!r}")
-        with self.conn:
+        with _store_errors(self.path, f"mark run {run_id} {status}"), self.conn:
             self.conn.execute("UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?",
                               (status, _now(), error, run_id))
 
@@ -229,20 +285,22 @@ class RunStore:
         seq = self._seq.get(run_id)
         if seq is None:
             seq = self._next_seq(run_id)
-        with self.conn:
+        with _store_errors(self.path, f"store record {seq} of run {run_id}"), self.conn:
             self.conn.execute("INSERT INTO records (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)",
                               (run_id, seq, kind, data, _now()))
         self._seq[run_id] = seq + 1
         return seq
 
     def _next_seq(self, run_id: int) -> int:
-        row = self.conn.execute("SELECT MAX(seq) FROM records WHERE run_id=?", (run_id,)).fetchone()
+        with _store_errors(self.path, f"read run {run_id}"):
+            row = self.conn.execute("SELECT MAX(seq) FROM records WHERE run_id=?", (run_id,)).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
     # ----- reading -----
     def run(self, run_id: int) -> RunInfo:
         """The RunInfo of run ``run_id``; StoreError if the store has no such run."""
-        row = self.conn.execute(_RUN_SELECT + " WHERE runs.id=? GROUP BY runs.id", (int(run_id),)).fetchone()
+        with _store_errors(self.path, f"read run {run_id}"):
+            row = self.conn.execute(_RUN_SELECT + " WHERE runs.id=? GROUP BY runs.id", (int(run_id),)).fetchone()
         if row is None:
             raise StoreError(f"run {run_id} is not in the store {self.path}: see `rramlab runs list`")
         return _run_info(row)
@@ -252,7 +310,8 @@ class RunStore:
         sql = _RUN_SELECT + " GROUP BY runs.id ORDER BY runs.id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_run_info(r) for r in self.conn.execute(sql)]
+        with _store_errors(self.path, "list its runs"):
+            return [_run_info(r) for r in self.conn.execute(sql)]
 
     def records(self, run_id: int, type: str | None = None) -> list[StoredRecord]:
         """The records of run ``run_id`` in the order taken, optionally of one type (e.g. "IspvaResult").
@@ -261,12 +320,14 @@ class RunStore:
         if type is not None:
             sql += " AND type=?"
             args.append(type)
-        return [StoredRecord(r[0], r[1], r[2], json.loads(r[3]), r[4])
-                for r in self.conn.execute(sql + " ORDER BY seq", args)]
+        with _store_errors(self.path, f"read the records of run {run_id}"):
+            return [StoredRecord(r[0], r[1], r[2], json.loads(r[3]), r[4])
+                    for r in self.conn.execute(sql + " ORDER BY seq", args)]
 
     def close(self) -> None:
         """Close the database connection (a ``with RunStore(...)`` block does it)."""
-        self.conn.close()
+        with contextlib.suppress(sqlite3.Error):  # closing a store whose disk failed must not hide that error
+            self.conn.close()
 
     def __enter__(self):
         return self
@@ -290,25 +351,48 @@ def _run_info(row) -> RunInfo:
 def _connect(path: Path) -> sqlite3.Connection:
     if path.exists() and path.is_dir():
         raise StoreError(f"store path {path} is a folder: give a file name, e.g. --store {path / DEFAULT_FILE_NAME}")
+    if path.exists() and not path.is_file():
+        # /dev/full, /dev/null, a pipe: SQLite needs a regular file beside its -wal and -shm files
+        raise StoreError(f"store path {path} is not a regular file (a device or a pipe): give a file name, "
+                         f"e.g. --store {DEFAULT_FILE_NAME}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create the folder of the store {path}: {exc.strerror}; choose another --store FILE") \
             from None
     if path.exists() and path.stat().st_size > 0:
-        with open(path, "rb") as fh:
-            if fh.read(16) != b"SQLite format 3\x00":
-                raise StoreError(f"{path} is not a rramlab run store (not an SQLite file): "
-                                 "choose another --store FILE")
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise StoreError(f"cannot read the run store {path}: {exc.strerror}; choose another --store FILE") from None
+        if head != b"SQLite format 3\x00":
+            raise StoreError(f"{path} is not a rramlab run store (not an SQLite file): "
+                             "choose another --store FILE")
+    conn = None
     try:
-        conn = sqlite3.connect(str(path), timeout=10.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
-        conn.execute("PRAGMA foreign_keys=ON")
-        _migrate(conn, path)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the run store {path}: {exc}; choose another --store FILE") from None
+        with _store_errors(path, "open it"):
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
+            conn.execute("PRAGMA foreign_keys=ON")
+            _check_integrity(conn, path)
+            _migrate(conn, path)
+    except BaseException:
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        raise
     return conn
+
+
+def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """A corrupt page is found when the store is opened, not half-way through a run or an export.
+    quick_check reads every page (it skips only the index-content cross-check of integrity_check):
+    about 0.85 s for a million records (250 MB) on a warm disk cache, benchmarks/store_open.py."""
+    problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        raise StoreError(f"run store {path} is damaged (integrity check: {'; '.join(problems)}): {_damaged_fix(path)}")
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
@@ -331,9 +415,19 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("UPDATE schema_version SET version=?", (i + 1,))
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = [t for t in TABLES if t not in tables]
+        if missing:
+            raise StoreError(f"run store {path} is damaged: it has no {' and no '.join(missing)} table: "
+                             f"{_damaged_fix(path)}")
+        # Written once here, before any instrument is touched: a full disk, a file size limit or another
+        # program's write lock is found now, not after the bench was connected.
+        conn.execute("UPDATE schema_version SET version=version")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # a BEGIN that failed left none to roll back
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
     finally:
         conn.isolation_level = ""
@@ -391,11 +485,13 @@ def record_run(store_path, protocol: str, settings, instrument, resume: int | No
         try:
             yield recorder
             _make_safe(instrument)  # inside the try: a safe state that fails makes the run failed
-        except KeyboardInterrupt:
-            store.end_run(run_id, "aborted", "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:
+            _end_quietly(store, run_id, "aborted", interrupted_text(exc))
             raise
         except BaseException as exc:
-            store.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+            # a store that failed mid-run is marked failed if it still takes a write; its own error
+            # (naming the store and the fix) is the one the user sees, not a second one from here
+            _end_quietly(store, run_id, "failed", f"{type(exc).__name__}: {exc}")
             raise
         else:
             store.end_run(run_id, "finished")
@@ -409,6 +505,23 @@ def _make_safe(instrument) -> None:
     reset = getattr(instrument, "reset_outputs", None)
     if callable(reset):
         reset()
+
+
+def interrupted_text(exc: BaseException) -> str:
+    """The error text of a run stopped by a signal: "interrupted by SIGTERM" when the stop carries
+    its signal number (``signum``, as the command line's SIGTERM and SIGHUP do), else Ctrl-C."""
+    signum = getattr(exc, "signum", None)
+    if signum is None or signum == signal.SIGINT:
+        return "interrupted (Ctrl-C)"
+    try:
+        return f"interrupted by {signal.Signals(signum).name}"
+    except ValueError:
+        return f"interrupted by signal {signum}"
+
+
+def _end_quietly(store: RunStore, run_id: int, status: str, error: str) -> None:
+    with contextlib.suppress(StoreError):
+        store.end_run(run_id, status, error)
 
 
 def add_store_flag(parser) -> None:

@@ -57,6 +57,28 @@ class WeightFileError(RequestError):
     """A weight file is missing, unreadable or holds something the transfer cannot program."""
 
 
+def not_an_npz(path) -> str | None:
+    """Why ``path`` is not an .npz archive, from its first bytes (None when it is one): np.load would
+    otherwise try to read a text file as pickled data and say so in its own words."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    if head.startswith(b"PK\x03\x04"):
+        return None
+    if not head:
+        return "it is empty"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array, not an .npz archive"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the 512th byte
+            return "it is binary data, not an .npz archive"
+    return "it is a text file, not an .npz archive"
+
+
 def check_levels(levels, where: str = "weights", max_shape: tuple[int, int] | None = None) -> np.ndarray:
     """The levels as an int array, or WeightFileError naming the problem and the fix.
 
@@ -67,7 +89,10 @@ def check_levels(levels, where: str = "weights", max_shape: tuple[int, int] | No
         arr = np.asarray(levels)
     except Exception as exc:  # noqa: BLE001 - any conversion failure is a bad file
         raise WeightFileError(f"{where}: '{REQUIRED_ARRAY}' cannot be read as numbers ({exc})") from None
-    if arr.dtype.kind not in "iuf b":
+    if arr.dtype.kind == "b":  # True would silently become level 1: a mask saved by mistake, most likely
+        raise WeightFileError(f"{where}: '{REQUIRED_ARRAY}' holds booleans (True/False), not levels: give integers "
+                              f"-{MAX_LEVEL}..{MAX_LEVEL} (e.g. levels.astype(int) if True means level 1)")
+    if arr.dtype.kind not in "iuf":
         raise WeightFileError(f"{where}: '{REQUIRED_ARRAY}' holds {arr.dtype} values: give integers -8..8")
     if arr.ndim != 2 or 0 in arr.shape:
         raise WeightFileError(f"{where}: '{REQUIRED_ARRAY}' has shape {arr.shape}; it must be 2-D "
@@ -129,6 +154,10 @@ def load_weight_file(path, max_shape: tuple[int, int] | None = None) -> WeightFi
     if not p.exists():
         raise WeightFileError(f"weight file {p} does not exist: give an .npz with a '{REQUIRED_ARRAY}' array "
                               "(e.g. examples/weights_24x10.npz)")
+    why = not_an_npz(p) if p.is_file() else None
+    if why is not None:
+        raise WeightFileError(f"weight file {p}: {why}: give an .npz with a '{REQUIRED_ARRAY}' array, e.g. "
+                              f"np.savez(path, {REQUIRED_ARRAY}=np.loadtxt(text_file, delimiter=',', dtype=int))")
     try:
         with np.load(p, allow_pickle=False) as data:
             if not hasattr(data, "files"):

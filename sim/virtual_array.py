@@ -65,6 +65,9 @@ ENGINES = ("auto", "fast", "spice")
 DEFAULT_ENGINE = "auto"
 
 CHIP_FILE_VERSION = 1
+#: lines per side a chip file may hold: the HT-RRAM array is 24 x 24; a bound against an edited file
+#: whose 100000 x 100000 geometry would ask for 75 GiB before anything could say so
+MAX_CHIP_LINES = 256
 DEFAULT_PROGRAMMING_ERROR_SIGMA = 1.06e-9  # S; paper: 94 % of transfers within +-2 nS
 
 #: Shortest pulse width (s) for which the fast engine's DC (quasi-static) view of a pulse holds.
@@ -653,8 +656,7 @@ class VirtualArray(CrossbarInstrument):
                        "programming_error_sigma", "seed", "rng_state"):
             if needed not in meta:
                 raise ChipFileError(f"chip file {path}: its 'meta' field lacks {needed!r}; save the chip again")
-        g = meta["geometry"]
-        geometry = ArrayGeometry(g["wordlines"], g["bitlines"], tuple(g["used_wordlines"]), tuple(g["used_bitlines"]))
+        geometry = _chip_geometry(path, meta["geometry"])
         device = DeviceParameters(**meta["device"], switches=tuple(Switch(**s) for s in meta["switches"]))
         # a chip file may narrow the device's limits, never widen them
         limits = SafeOperatingArea().narrowed(SafeOperatingArea(**meta["limits"]))
@@ -742,6 +744,23 @@ def truncated_normal(rng: np.random.Generator, sigma: float, lower: float, tries
         if x >= lower:
             return x
     return float(lower)
+
+
+def _chip_geometry(path: Path, g) -> ArrayGeometry:
+    """The geometry of a chip file, checked before any array is allocated (ChipFileError otherwise)."""
+    keys = ("wordlines", "bitlines", "used_wordlines", "used_bitlines")
+    if not isinstance(g, dict) or any(k not in g for k in keys):
+        raise ChipFileError(f"chip file {path}: its geometry {json.dumps(g)[:80]} is not the object save_chip writes "
+                            f"({', '.join(keys)}); the file is damaged or was edited: save the chip again")
+    for name in ("wordlines", "bitlines"):
+        n = g[name]
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHIP_LINES:
+            raise ChipFileError(f"chip file {path}: its geometry has {name} = {n!r}; a chip has 1 to {MAX_CHIP_LINES} "
+                                f"{name} (the HT-RRAM array has 24): the file is damaged or was edited, save the chip again")
+    try:
+        return ArrayGeometry(g["wordlines"], g["bitlines"], tuple(g["used_wordlines"]), tuple(g["used_bitlines"]))
+    except (TypeError, ValueError, RramlabError) as exc:
+        raise ChipFileError(f"chip file {path}: its geometry is not valid ({exc}): save the chip again") from None
 
 
 def _field(path, data, name: str):
