@@ -877,27 +877,54 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
             self.last_pulse_current = datum.checked("pulse current")
 
     # ----- read -----
+    def _read_smus(self) -> list[int]:
+        """SMUs that measure bitline currents in a read: the bitline SMU, then every other SMU but
+        the wordline SMU (which drives the wordline)."""
+        cfg = self.config
+        return [cfg.bitline_channel] + [c.channel for c in cfg.channels
+                                        if c.is_smu and c.channel not in (cfg.wordline_channel, cfg.bitline_channel)]
+
     def _read(self, cells, v_read):
         cfg, a = self.config, self.analyzer
-        wl_ch, bl_ch = cfg.wordline_channel, cfg.bitline_channel
-        currents = []
+        wl_ch = cfg.wordline_channel
+        smus = self._read_smus()
+        # Cells of one wordline are read together: the wordline SMU drives it and each spare SMU
+        # measures one more of its bitlines at the same time, as a vmm step does. The circuit is the
+        # one a single-cell read sees (every other line at 0 V), and a whole-array read costs one
+        # routing per group of bitlines instead of two relay waits per cell.
+        rows: dict[int, list[int]] = {}
+        for w, b in cells:
+            if b not in rows.setdefault(w, []):
+                rows[w].append(b)
+        currents: dict[tuple[int, int], float] = {}
         with self._guard():
-            for w, b in cells:
-                routing = self._grounded()
-                routing[self._wired("wordline", w)] = cfg.input_of(wl_ch)
-                routing[self._wired("bitline", b)] = cfg.input_of(bl_ch)
-                self._route(routing)
-                self._ensure_on([wl_ch, bl_ch])
-                # The bitline SMU measures with the read compliance (after a pulse it may still
-                # hold another); sent only when it is not already in force.
-                a.force_voltage(bl_ch, 0.0, cfg.read_compliance, resend=False)
-                a.force_voltage(wl_ch, v_read, cfg.read_compliance)
-                datum = a.spot_current_datum(bl_ch, cfg.read_range)
-                a.force_voltage(wl_ch, 0.0, cfg.read_compliance)
-                # The bitline SMU sinks the cell current: negative by the SMU convention.
-                currents.append(-datum.checked(f"read of cell ({w},{b})"))
+            for w, bls in rows.items():
+                for start in range(0, len(bls), len(smus)):
+                    group = bls[start:start + len(smus)]
+                    chans = smus[:len(group)]
+                    routing = self._grounded()
+                    routing[self._wired("wordline", w)] = cfg.input_of(wl_ch)
+                    for ch, b in zip(chans, group):
+                        routing[self._wired("bitline", b)] = cfg.input_of(ch)
+                    self._route(routing)
+                    self._ensure_on([wl_ch] + chans)
+                    # The measuring SMUs hold their bitlines at 0 V with the read compliance (after a
+                    # pulse the bitline SMU may still hold another); sent only when not already in force.
+                    for ch in chans:
+                        a.force_voltage(ch, 0.0, cfg.read_compliance, resend=False)
+                    a.force_voltage(wl_ch, v_read, cfg.read_compliance)
+                    if len(chans) == 1:
+                        data = {chans[0]: a.spot_current_datum(chans[0], cfg.read_range)}
+                    else:
+                        for ch in chans:
+                            a.set_current_range(ch, cfg.read_range)
+                        data = a.spot_measure(chans, cfg.read_range)
+                    a.force_voltage(wl_ch, 0.0, cfg.read_compliance)
+                    # A measuring SMU sinks the cell current: negative by the SMU convention.
+                    for ch, b in zip(chans, group):
+                        currents[(w, b)] = -data[ch].checked(f"read of cell ({w},{b})")
             a.check_errors("read")
-        return currents
+        return [currents[(w, b)] for w, b in cells]
 
     # ----- vmm -----
     def _vmm(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
