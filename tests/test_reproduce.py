@@ -15,12 +15,44 @@ SIM_BENCH = Path(__file__).resolve().parents[1] / "drivers" / "benches" / "sim.t
 
 def test_reproduce_holds_the_papers_claims(tmp_path, capsys):
     """The paper's experiment with the default settings: the array follows its ANN within 5 points,
-    the 6 is a 6, and QT & PR draws less power than QT on every class."""
+    the 6 is a 6, and QT & PR draws less power than QT on every class. The spiking sweep (accuracy on
+    100 images here, 1,000 by default): power falls with the threshold and rises with the spike
+    voltage, each power figure is the product of its factors, and QT & PR stays below QT."""
     out, report = tmp_path / "r.json", tmp_path / "report"
-    assert main(["reproduce", "--json", str(out), "--report", str(report)]) == 0
+    assert main(["reproduce", "--json", str(out), "--report", str(report), "--split-images", "100"]) == 0
     text = capsys.readouterr().out
     assert "wall time" in text and "average power QT & PR" in text and "paper" in text
     r = json.loads(out.read_text())
+    for k in ("qt", "qtpr"):
+        f = r["power_factors"][k]
+        assert f["power_w"] == pytest.approx(r["power_w"][k], rel=1e-9)
+        assert f["power_w"] == pytest.approx(f["active_wordlines_per_step"] * f["conductance_per_active_wordline_s"]
+                                             * f["spike_v"] ** 2 * f["waveform_factor"], rel=1e-9)
+        assert f["paper_active_wordlines_per_step"] * f["conductance_per_active_wordline_s"] == \
+            pytest.approx(r["paper"][f"power.{k}_w"], rel=1e-9)
+        assert f"{f['power_w'] * 1e9:.0f} nW = {f['active_wordlines_per_step']:.2f} active wordlines/step" in text
+        points = r["spiking_sweep"][k]
+        th = [p["power_w"] for p in points if p["parameter"] == "threshold"]
+        sv = [p["power_w"] for p in points if p["parameter"] == "spike_v"]
+        assert [p["value"] for p in points if p["parameter"] == "threshold"] == [1, 2, 3, 4, 5]
+        assert [p["value"] for p in points if p["parameter"] == "spike_v"] == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+        assert all(b <= a for a, b in zip(th, th[1:])) and th[-1] < th[0] / 3
+        assert all(b >= a for a, b in zip(sv, sv[1:]))
+        shapes = {(p["spike_shape"], p["spike_duty"]): p for p in points if p["parameter"] == "waveform"}
+        assert shapes[("rect", 0.5)]["power_w"] == pytest.approx(shapes[("rect", 1.0)]["power_w"] / 2)
+        assert shapes[("tri", 1.0)]["power_w"] < shapes[("rect", 1.0)]["power_w"] / 3  # the device's I(V)
+        assert all(p["images"] == 100 and p["standard_error"] > 0 for p in points)
+        assert r["split_accuracy"][k]["images"] == 100
+    assert r["spiking_sweep_checks"]["qt_power_non_increasing_in_threshold"] is True
+    for q, p in zip(r["spiking_sweep"]["qt"], r["spiking_sweep"]["qtpr"]):
+        assert p["power_w"] < q["power_w"]
+        # QT & PR's cells draw less per spike at every point; a class where its power is not below QT's
+        # is one whose images fire more QT & PR spikes (the two first layers differ)
+        assert p["factors"]["conductance_per_active_wordline_s"] < q["factors"]["conductance_per_active_wordline_s"]
+        for c in range(10):
+            if not p["power_per_class_w"][c] < q["power_per_class_w"][c]:
+                assert p["active_wordlines_per_class"][c] > q["active_wordlines_per_class"][c]
+    assert r["paper_power_settings"] and r["paper_power_settings"][0]["spike_shape"] == "rect"
     for k in ("qt", "qtpr"):
         assert r["images"][k] == 200
         assert abs(r["array_accuracy"][k] - r["ann_accuracy_same_images"][k]) <= 0.05
