@@ -450,13 +450,17 @@ def cmd_power(args) -> int:
             if program:
                 _write(instrument, variant, writer, open_store)
             g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
+            g_eff = power.spike_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v,
+                                             p.settings.spike_shape, p.settings.spike_duty)
             records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1))
             _save_chip(instrument, args)
     except KeyboardInterrupt as exc:
         return _stopped(exc, instrument, args, "before the power was measured")
-    powers = power.image_power(p, g)
+    powers = power.image_power(p, g_eff)
+    factors = power.power_factors(p, g, g_eff)
     print(f"{variant.title} on the {instrument.backend_name}: power over {p.settings.steps} steps of "
-          f"{p.settings.spike_v:g} V spikes, {len(powers)} test images ({args.per_class} per digit)")
+          f"{p.settings.describe_spike()} spikes, {len(powers)} test images ({args.per_class} per digit), "
+          f"threshold {p.threshold:.3g}")
     print(f"  cells at {p.settings.spike_v:g} V: sum of G = {_fmt(g.sum(), 'nS', 1e9)} over "
           f"{g.size} cells (wordlines {p.wordlines[0]}-{p.wordlines[-1]}, bitlines {p.bitlines[0]}-{p.bitlines[-1]})")
     print("  image label prediction  spike rate  P_avg,array")
@@ -465,6 +469,14 @@ def cmd_power(args) -> int:
     pc = power.per_class(powers)
     print("  per class: " + ", ".join(f"{c}: {w * 1e9:.0f} nW" for c, w in enumerate(pc)))
     print(f"  average P_avg,array: {_fmt(power.average(powers), 'nW', 1e9)}")
+    from rramlab.protocols.reproduce import PAPER
+
+    pct = (args.threshold and "") or f", threshold x{p.settings.threshold_scale:g}"
+    print(f"  {variant.title} {factors.line()} (hidden rate {factors.hidden_spike_rate:.3f}{pct})")
+    paper_w = PAPER[f"power.{variant.name}_w"]
+    need = factors.active_wordlines_for(paper_w)
+    print(f"  the paper's {paper_w * 1e9:.0f} nW needs {need:.2f} active wordlines/step (hidden rate "
+          f"{need / factors.wordlines:.3f}) at these conductances and this spike")
     if args.plot:
         from rramlab.app import report
 
