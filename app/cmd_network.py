@@ -454,13 +454,17 @@ def cmd_power(args) -> int:
             if program:
                 _write(instrument, variant, writer, open_store)
             g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
+            g_eff = power.spike_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v,
+                                             p.settings.spike_shape, p.settings.spike_duty)
             records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1))
             _save_chip(instrument, args)
     except KeyboardInterrupt as exc:
         return _stopped(exc, instrument, args, "before the power was measured")
-    powers = power.image_power(p, g)
+    powers = power.image_power(p, g_eff)
+    factors = power.power_factors(p, g, g_eff)
     print(f"{variant.title} on the {instrument.backend_name}: power over {p.settings.steps} steps of "
-          f"{p.settings.spike_v:g} V spikes, {len(powers)} test images ({args.per_class} per digit)")
+          f"{p.settings.describe_spike()} spikes, {len(powers)} test images ({args.per_class} per digit), "
+          f"threshold {p.threshold:.3g}")
     print(f"  cells at {p.settings.spike_v:g} V: sum of G = {_fmt(g.sum(), 'nS', 1e9)} over "
           f"{g.size} cells (wordlines {p.wordlines[0]}-{p.wordlines[-1]}, bitlines {p.bitlines[0]}-{p.bitlines[-1]})")
     print("  image label prediction  spike rate  P_avg,array")
@@ -469,6 +473,14 @@ def cmd_power(args) -> int:
     pc = power.per_class(powers)
     print("  per class: " + ", ".join(f"{c}: {w * 1e9:.0f} nW" for c, w in enumerate(pc)))
     print(f"  average P_avg,array: {_fmt(power.average(powers), 'nW', 1e9)}")
+    from rramlab.protocols.reproduce import PAPER
+
+    pct = (args.threshold and "") or f", threshold x{p.settings.threshold_scale:g}"
+    print(f"  {variant.title} {factors.line()} (hidden rate {factors.hidden_spike_rate:.3f}{pct})")
+    paper_w = PAPER[f"power.{variant.name}_w"]
+    need = factors.active_wordlines_for(paper_w)
+    print(f"  the paper's {paper_w * 1e9:.0f} nW needs {need:.2f} active wordlines/step (hidden rate "
+          f"{need / factors.wordlines:.3f}) at these conductances and this spike")
     if args.plot:
         from rramlab.app import report
 
@@ -499,9 +511,17 @@ def _table_rows(summary: dict):
         rows.append((f"within +-2 nS {t}", pct(PAPER[f"transfer.{k}.within_2ns"]) + " (ISPVA)",
                      pct(tr["within_2ns"])))
         rows.append((f"transfer pulses {t}", "-", f"{tr['pulses']} ({tr['scheme']}, {tr['cells']} cells)"))
+    def pm(acc, se):
+        return f"{acc * 100:.1f} +- {se * 100:.1f} %"
+
     for k, t in (("qt", "QT"), ("qtpr", "QT & PR")):
         rows.append((f"array accuracy {t} ({summary['images'][k]} images)", pct(PAPER[f"array_accuracy.{k}"]),
-                     f"{pct(summary['array_accuracy'][k])} (ANN {pct(summary['ann_accuracy_same_images'][k])})"))
+                     f"{pm(summary['array_accuracy'][k], summary['array_accuracy_standard_error'][k])} "
+                     f"(ANN {pct(summary['ann_accuracy_same_images'][k])})"))
+        split = summary.get("split_accuracy", {}).get(k)
+        if split:
+            rows.append((f"array accuracy {t} ({split['images']} images)", "-",
+                         f"{pm(split['accuracy'], split['standard_error'])} (ANN {pct(split['ann_accuracy'])})"))
     rows.append(("average power QT", nw(PAPER["power.qt_w"]), nw(summary["power_w"]["qt"])))
     rows.append(("average power QT & PR", nw(PAPER["power.qtpr_w"]), nw(summary["power_w"]["qtpr"])))
     rows.append(("power reduction", pct(PAPER["power.reduction"]), pct(summary["power_reduction"])))
@@ -510,6 +530,61 @@ def _table_rows(summary: dict):
     rows.append(("hidden spike rate QT / QT & PR", "-",
                  f"{summary['hidden_spike_rate']['qt']:.3f} / {summary['hidden_spike_rate']['qtpr']:.3f} per step"))
     return rows
+
+
+def power_line(title: str, factors: dict, inference_settings, percentile: float = 99.5) -> str:
+    """``QT 1164 nW = 4.63 active wordlines/step x 240 nS per wordline x (1 V)^2 (hidden rate 0.193, ...)``."""
+    s = inference_settings
+    how = f"threshold {factors['threshold']:.3g}" if s.threshold > 0 else \
+        f"threshold p{percentile:g} x{s.threshold_scale:g}"
+    wave = "" if abs(factors["waveform_factor"] - 1.0) < 1e-9 else f" x {factors['waveform_factor']:.3f} (waveform)"
+    return (f"{title} {factors['power_w'] * 1e9:.0f} nW = {factors['active_wordlines_per_step']:.2f} active "
+            f"wordlines/step x {factors['conductance_per_active_wordline_s'] * 1e9:.0f} nS per wordline x "
+            f"({factors['spike_v']:g} V)^2{wave} (hidden rate {factors['hidden_spike_rate']:.3f}, {how}, "
+            f"{factors['spike']})")
+
+
+def _print_spiking(summary: dict) -> None:
+    """The spiking sweep's table (accuracy with its standard error, power) and which settings give the
+    paper's power, at what accuracy."""
+    sweep = summary.get("spiking_sweep") or {}
+    if not sweep:
+        return
+    n = sweep["qt"][0]["images"]
+    print(f"  spiking sweep (accuracy on {n} test images +- binomial standard error; power on the power images):")
+    print(f"    {'setting':22s} {'QT accuracy':>16s} {'QT power':>9s} {'QT & PR accuracy':>17s} {'QT & PR power':>13s}")
+    for q, p in zip(sweep["qt"], sweep["qtpr"]):
+        if q["parameter"] == "threshold":
+            label = f"threshold x{q['value']:g}"
+        elif q["parameter"] == "spike_v":
+            label = f"spike {q['spike_v']:g} V"
+        else:
+            label = f"{q['spike_shape']} duty {q['spike_duty']:g}"
+        print(f"    {label:22s} {q['accuracy'] * 100:8.1f} +- {q['standard_error'] * 100:.1f} % {q['power_w'] * 1e9:6.0f} nW "
+              f"{p['accuracy'] * 100:9.1f} +- {p['standard_error'] * 100:.1f} % {p['power_w'] * 1e9:10.0f} nW")
+    checks = summary.get("spiking_sweep_checks", {})
+    print("    power non-increasing in the threshold: "
+          + ("yes" if checks.get("qt_power_non_increasing_in_threshold")
+             and checks.get("qtpr_power_non_increasing_in_threshold") else "NO")
+          + "; non-decreasing in the spike voltage: "
+          + ("yes" if checks.get("qt_power_non_decreasing_in_spike_v")
+             and checks.get("qtpr_power_non_decreasing_in_spike_v") else "NO")
+          + "; QT & PR below QT on every class at every point: "
+          + ("yes" if checks.get("qtpr_below_qt_every_class_every_point") else
+             "NO at " + ", ".join(f"{x['parameter']} {x['value']} (classes {x['classes']})"
+                                  for x in checks.get("qtpr_not_below_qt", []))))
+    base = summary["split_accuracy"]["qt"]
+    for c in summary.get("paper_power_settings", []):
+        q, p = c.get("qt"), c.get("qtpr")
+        if not q or not p:
+            continue
+        near = "gives" if c["within"] else "comes closest to (not within 10 % of)"
+        print(f"  the paper's power: {c['spike_shape']} {c['spike_v']:g} V{'' if c['spike_duty'] == 1 else ' duty %g' % c['spike_duty']}, "
+              f"threshold x{c['threshold_multiple']:g} {near} 243 nW: QT {q['power_w'] * 1e9:.0f} nW, QT & PR "
+              f"{p['power_w'] * 1e9:.0f} nW; accuracy QT {q['accuracy'] * 100:.1f} +- {q['standard_error'] * 100:.1f} %, "
+              f"QT & PR {p['accuracy'] * 100:.1f} +- {p['standard_error'] * 100:.1f} % (defaults: QT "
+              f"{base['accuracy'] * 100:.1f} +- {base['standard_error'] * 100:.1f} %, QT & PR "
+              f"{summary['split_accuracy']['qtpr']['accuracy'] * 100:.1f} %)")
 
 
 def cmd_reproduce(args) -> int:
@@ -533,6 +608,7 @@ def cmd_reproduce(args) -> int:
     net_settings = settings_from_args(NetworkSettings, args)
     net_settings.validate()
     settings = settings_from_args(ReproduceSettings, args)
+    settings.validate()
     inf_settings = settings_from_args(inference.InferenceSettings, args)
     inf_settings.validate()
     writer, open_store = _writer(args)
@@ -562,6 +638,14 @@ def cmd_reproduce(args) -> int:
     print(f"  {'':{w0}s}  {'paper':>{w1}s}  ours")
     for a, b, c in rows:
         print(f"  {a:{w0}s}  {b:>{w1}s}  {c}")
+    print("  power, factor by factor (P = active wordlines per step x conductance per active wordline x V^2 x waveform):")
+    for k, t in (("qt", "QT"), ("qtpr", "QT & PR")):
+        f = summary["power_factors"][k]
+        print(f"    {power_line(t, f, inf_settings, net_settings.activation_percentile)}")
+        print(f"      paper {f['paper_power_w'] * 1e9:.0f} nW needs {f['paper_active_wordlines_per_step']:.2f} active "
+              f"wordlines/step (hidden rate {f['paper_hidden_spike_rate']:.3f}) at our "
+              f"{f['conductance_per_active_wordline_s'] * 1e9:.0f} nS per wordline")
+    _print_spiking(summary)
     for k in ("qt", "qtpr"):
         if k in summary["six"]:
             s = summary["six"][k]
