@@ -92,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._count = None
         self._bench_start = None
         self._close_pending = False
+        self._then: str | None = None  # a panel to run when the current run has finished
         self._message_box: QtWidgets.QMessageBox | None = None
 
         self.backend = BackendPanel()
@@ -298,9 +299,11 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.panels[name]
 
     @guarded
-    def run_protocol(self, name: str | None = None):
+    def run_protocol(self, name: str | None = None, then: str | None = None):
         """Plan the named protocol (default: the visible tab) with its form's settings, then run it
-        on the worker thread. Returns the Run, or None when nothing started (the reason is shown)."""
+        on the worker thread. Returns the Run, or None when nothing started (the reason is shown).
+        ``then``: a panel to run once this run has finished (e.g. the inference a transfer was for)."""
+        self._then = None
         if self.running or self.connecting:
             raise RuntimeError("a run or a connection is in progress: wait for it (or abort the run) first")
         panel = self.panels[name] if name else self.protocol_tabs.currentWidget().widget()
@@ -316,11 +319,19 @@ class MainWindow(QtWidgets.QMainWindow):
                 return None  # the error is shown
         elif instrument is None:
             # a bench connects on a thread; the run starts from there once it answers
-            self.connect_backend(then=lambda: self.run_protocol(spec.name))
+            self.connect_backend(then=lambda: self.run_protocol(spec.name, then=then))
             if self.connecting:
                 self.statusBar().showMessage(f"{spec.name} starts when {choice.label()} is connected")
             return None
         plan = spec.plan(settings, inputs, instrument)  # and against the instrument itself
+        if spec.precheck is not None:
+            from rramlab.protocols.network_check import NetworkNotHeld
+
+            try:
+                spec.precheck(instrument, plan)  # e.g. does the array hold the network? one read, no pulse
+            except NetworkNotHeld as exc:
+                self.refuse_network(panel, exc)
+                return None
         total = spec.total(plan)
         extra = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items() if not k.startswith("_")}
         stored = spec.settings_for_store(settings, inputs)
@@ -358,7 +369,34 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"{spec.name} running on {choice.label()}")
         self.run_thread.start()
         self.timer.start()
+        self._then = then
         return run
+
+    def refuse_network(self, panel: ProtocolPanel, exc: Exception) -> None:
+        """The array does not hold the panel's network: say so, and offer the transfer (on the twin,
+        'Transfer now' writes it by the fast transfer and then runs the panel)."""
+        title = f"{panel.spec.name} not started"
+        text = str(exc)
+        self.last_error = (title, text)
+        self.statusBar().showMessage(f"{title}: the array does not hold this network; transfer it first", 30000)
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
+                                    QtWidgets.QMessageBox.StandardButton.Cancel, self)
+        box.setObjectName("network_not_held_box")
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        if isinstance(self.backend.choice(), TwinChoice):
+            now = box.addButton("Transfer now", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+            now.setObjectName("transfer_now")
+            now.setToolTip("transfer this variant's weights (fast scheme), then run " + panel.spec.name)
+            now.clicked.connect(lambda: panel.extra.transfer_now(then=panel.spec.name))
+        show = box.addButton("Open the Transfer panel", QtWidgets.QMessageBox.ButtonRole.ActionRole)
+        show.setObjectName("open_transfer")
+        show.clicked.connect(lambda: self._guarded_call(panel.extra.open_transfer))
+        box.open()
+        self._message_box = box
+
+    @guarded
+    def _guarded_call(self, fn):
+        return fn()
 
     def abort_run(self) -> None:
         """Stop the run before its next pulse; the worker then sets the outputs to 0 V."""
@@ -438,8 +476,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if error is not None:
             self.show_error(error)
         self.run_finished.emit(run)
+        then, self._then = self._then, None
         if self._close_pending:
             self.close()
+        elif then is not None and status == DONE:
+            QtCore.QTimer.singleShot(0, lambda: self.run_protocol(then))
 
     def wait_for_run(self, timeout_s: float = 60.0) -> Run | None:
         """Process events until the current run has finished (for scripts and tests)."""
