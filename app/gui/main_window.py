@@ -23,12 +23,14 @@ from rramlab.app.gui.history import (ABORTED, DONE, RUNNING, Run, RunHistory, St
                                     open_history)
 from rramlab.app.gui.history_panel import HistoryPanel
 from rramlab.app.gui.panels import ProtocolPanel, ProtocolSpec, protocols
-from rramlab.app.gui.plots import ConductanceMap
+from rramlab.app.gui.plots import ConductanceMap, PlotSet
 from rramlab.app.gui.worker import Connector, RunThread, RunWorker
 
 log = logging.getLogger(__name__)
 
 REDRAW_MS = 100
+#: the largest share of the time the window spends drawing plots during a run
+REDRAW_DUTY = 0.1
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -93,6 +95,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._bench_start = None
         self._close_pending = False
         self._then: str | None = None  # a panel to run when the current run has finished
+        self._next_redraw = 0.0
         self._message_box: QtWidgets.QMessageBox | None = None
 
         self.backend = BackendPanel()
@@ -149,6 +152,7 @@ class MainWindow(QtWidgets.QMainWindow):
         map_layout.addWidget(self.map, 1)
         self.refresh_map_button = refresh
         self.plot_tabs.addTab(map_page, "Conductance map")
+        self.plot_tabs.currentChanged.connect(lambda *_: self._redraw_shown())
 
         splitter = QtWidgets.QSplitter()
         splitter.addWidget(left)
@@ -353,15 +357,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.plot_tabs.setCurrentWidget(plots)
         else:
             self.plot_tabs.setCurrentIndex(self.plot_tabs.count() - 1)
-        for old in run.records:  # a resumed run's records so far
-            self._on_record(old)
+        self._on_records(list(run.records))  # a resumed run's records so far
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(0)
         self._started = time.monotonic()
         self._bench_start = self._bench_clock(instrument)
         worker = RunWorker(instrument, lambda inst, should_stop: spec.run(inst, plan, should_stop), run,
                            self.history.sink(run))
-        worker.record.connect(self._on_record)
+        worker.records.connect(self._on_records)
         self.run_thread = RunThread(worker, self)
         self.run_thread.done.connect(self._on_run_done)
         self._set_running(True)
@@ -419,18 +422,37 @@ class MainWindow(QtWidgets.QMainWindow):
         for panel in self.panels.values():
             panel.setEnabled(not running)
 
-    def _on_record(self, record) -> None:
+    def _on_records(self, records: list) -> None:
+        """A batch of records from the worker: counted, handed to the plots (drawn on the timer)."""
+        if not records:
+            return
         spec, plan = self._current_spec, self._current_plan
-        self._done = self._count(record) if self._count is not None else self._done + 1
+        for record in records:
+            self._done = self._count(record) if self._count is not None else self._done + 1
+            self.map.set_cells(spec.cell_updates(record, plan))
         plots = self.plots.get(spec.name)
         if plots is not None:
-            plots.add_records([record])
-        self.map.set_cells(spec.cell_updates(record, plan))
+            plots.add_records(records)
+
+    def _redraw_shown(self) -> None:
+        """Draw the plot tab in view now (the others when they are shown: ``currentChanged``)."""
+        page = self.plot_tabs.currentWidget()
+        if page is None:
+            return
+        shown = self.map if page is self.map.parentWidget() else page
+        if isinstance(shown, PlotSet):
+            shown.redraw()
+            shown.repaint()  # painted here, so its cost is measured with the redraw
 
     def _tick(self) -> None:
-        for plots in self.plots.values():
-            plots.redraw()
-        self.map.redraw()
+        now = time.monotonic()
+        if not self.running or now >= self._next_redraw:
+            # plots refresh at a bounded rate: at most every REDRAW_MS, and slower when drawing is
+            # slow, so that drawing takes at most REDRAW_DUTY of the time (the run's thread shares
+            # the interpreter with this one: a redraw is time the run does not get)
+            self._redraw_shown()
+            cost = time.monotonic() - now
+            self._next_redraw = now + max(REDRAW_MS / 1000, cost / REDRAW_DUTY)
         run = self.current_run
         if self.running and run is not None:
             done = min(self._done, run.total)
@@ -443,6 +465,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_run_done(self, status: str, error) -> None:
         run, spec = self.current_run, self._current_spec
         self._tick()
+        for plots in [*self.plots.values(), self.map]:  # every plot the run fed, drawn once at its end
+            plots.redraw()
         elapsed = time.monotonic() - self._started
         self.timer.stop()
         run.status = status
