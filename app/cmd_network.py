@@ -260,6 +260,22 @@ def _write(instrument, variant, writer, open_store) -> dict:
     return rep
 
 
+def _require_network(instrument, variant, args, programmed: bool) -> None:
+    """Refuse (one line, with the fix) an array that does not hold the variant's second layer:
+    inference and power would otherwise report whatever it holds (``protocols/network_check.py``)."""
+    from rramlab.protocols.network_check import require_held
+
+    if programmed:
+        fix = ("the transfer above left too many cells off their targets: see its RMSE, and run it again "
+               "(--final-rounds, --max-pulses) or on another chip")
+    elif args.bench:
+        fix = ("add --program to write it by the transfer first (or run rramlab transfer with the "
+               f"network's {args.variant} weight file on this bench)")
+    else:
+        fix = "add --program to write it first, or give the --chip saved after its transfer"
+    require_held(instrument, variant, fix=fix)
+
+
 def _check_outputs(args, *outputs) -> None:
     """Every path the command writes, with the backend's --save-chip and --visa-log: refused before
     any data is read, network trained or pulse sent (see ``app/outputs.py``)."""
@@ -367,6 +383,7 @@ def cmd_infer(args) -> int:
             p, _ = _infer_plan(args, net, data, instrument)
             if program:
                 _write(instrument, variant, writer, open_store)
+            _require_network(instrument, variant, args, program)
             if args.csv:
                 record_file = RecordFile(args.csv, "--csv")
                 record_file.start(provenance_lines(
@@ -377,7 +394,7 @@ def cmd_infer(args) -> int:
             # the twin solves the whole batch in one call; a probe station reports image by image
             chunk = p.n_images if instrument.backend_name == "twin" else 1
             t = time.perf_counter()
-            for record in inference.run(instrument, p, chunk):
+            for record in inference.run(instrument, p, chunk, check_network=False):  # checked above
                 records.append(record)
                 if record_file:
                     for row in csv_rows(record):
@@ -453,10 +470,12 @@ def cmd_power(args) -> int:
             p, _ = _infer_plan(args, net, data, instrument)
             if program:
                 _write(instrument, variant, writer, open_store)
+            _require_network(instrument, variant, args, program)
             g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
             g_eff = power.spike_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v,
                                              p.settings.spike_shape, p.settings.spike_duty)
-            records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1))
+            records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1,
+                                         check_network=False))
             _save_chip(instrument, args)
     except KeyboardInterrupt as exc:
         return _stopped(exc, instrument, args, "before the power was measured")

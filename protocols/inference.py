@@ -226,14 +226,22 @@ def plan(settings: InferenceSettings, variant: Variant, data: Dataset, indices=N
 
 
 def run(instrument: CrossbarInstrument, inference_plan: InferencePlan, chunk_images: int = 200,
-        should_stop: Callable[[], bool] | None = None) -> Iterator[ImageRecord]:
+        should_stop: Callable[[], bool] | None = None, check_network: bool = True) -> Iterator[ImageRecord]:
     """Send the plan's spikes to ``instrument`` ``chunk_images`` images at a time (one vmm call
     each) and yield an ImageRecord per image. ``should_stop`` is polled between calls.
 
     A rectangular spike is one vmm of the steps at ``spike_v`` (its currents x the duty); a
     triangular one is the steps at each of ``waveform_nodes``' fractions of ``spike_v`` in the same
-    call, weighted into each step's time-averaged current."""
+    call, weighted into each step's time-averaged current.
+
+    First (``check_network``) the network's cells are read once and compared with the variant's
+    targets (``network_check``): an array that does not hold this network raises NetworkNotHeld
+    before any spike, instead of inferring with whatever it holds."""
     p = inference_plan
+    if check_network:
+        from rramlab.protocols.network_check import require_held
+
+        require_held(instrument, p.variant)
     steps = p.settings.steps
     W = instrument.geometry.wordlines
     fractions, weights = waveform_nodes(p.settings.spike_shape, p.settings.spike_duty)

@@ -215,11 +215,17 @@ def plan(settings: PowerSettings, inference_plan: InferencePlan,
 
 
 def run(instrument: CrossbarInstrument, power_plan: PowerPlan,
-        should_stop: Callable[[], bool] | None = None) -> Iterator[ImagePower]:
+        should_stop: Callable[[], bool] | None = None, check_network: bool = True) -> Iterator[ImagePower]:
     """Measure the conductances of the cells the inference drives (one read of all of them per
     voltage of the spike's waveform, ``spike_conductances``), then yield an ImagePower per image of
-    the plan (eqns 1-3). ``should_stop`` is polled between images."""
+    the plan (eqns 1-3). ``should_stop`` is polled between images. ``check_network``: first make sure
+    the array holds the plan's network (``network_check``; NetworkNotHeld otherwise), so the power is
+    that network's, not what the array happens to hold."""
     p = power_plan.inference
+    if check_network:
+        from rramlab.protocols.network_check import require_held
+
+        require_held(instrument, p.variant)
     g = spike_conductances(instrument, p.wordlines, p.bitlines, power_plan.settings.conductance_read_v,
                            p.settings.spike_shape, p.settings.spike_duty)
     for record in image_power(p, g):

@@ -191,7 +191,15 @@ def run_settings(plan_: TransferPlan, weights_file: str | None = None) -> dict:
 
     return {"transfer": settings_dict(plan_.settings), "ispva": settings_dict(plan_.ispva),
             "levels": plan_.levels.tolist(), "level_spacing_s": plan_.level_spacing_s,
-            "weights_file": weights_file}
+            "weights_file": weights_file, "target_fingerprint": plan_fingerprint(plan_)}
+
+
+def plan_fingerprint(plan_: TransferPlan) -> str:
+    """The fingerprint (``network_check.target_fingerprint``) of the region's targets a transfer
+    writes: kept with its run, so the store says which network an array was given."""
+    from rramlab.protocols.network_check import target_fingerprint
+
+    return target_fingerprint(differential_targets(plan_.levels, plan_.settings.mapping, plan_.level_spacing_s))
 
 
 def write_levels(instrument: CrossbarInstrument, levels, settings: TransferSettings = TransferSettings(),

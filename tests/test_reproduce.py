@@ -139,13 +139,19 @@ def test_power_per_class(capsys):
     assert "tri 0.6 V spikes" in low and "(tri 0.6 V waveform)" in low
 
 
-def test_infer_on_the_pyvisa_sim_bench_runs_and_ends_safely(tmp_path, capsys):
+def test_infer_on_a_bench_that_does_not_hold_the_network_is_refused_and_ends_safely(tmp_path, capsys):
+    """The pyvisa-sim bench answers every read with the same canned current: it holds no network, so
+    inference is refused in one line naming --program, after one read of the cells and no spike."""
     log = tmp_path / "visa.log"
-    assert main(["infer", "--bench", str(SIM_BENCH), "--images", "2", "--visa-log", str(log)]) == 0
-    text = capsys.readouterr().out
-    assert "on the probe-station: 2 test images" in text and "wrote" not in text  # a bench is used as it is
+    assert main(["infer", "--bench", str(SIM_BENCH), "--images", "2", "--visa-log", str(log)]) == 1
+    out, err = capsys.readouterr()
+    assert "on the probe-station" not in out and "wrote" not in out  # a bench is not written without --program
+    assert "does not hold the QT network" in err and "add --program" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
     lines = log.read_text().splitlines()
-    assert sum("RMD?" in x or "TI?" in x for x in lines) >= 20      # bitline currents were measured
+    assert sum("TI?" in x for x in lines) >= 24 * 20      # the network's cells were read once
+    tail = [x for x in lines if "write" in x][-8:]
+    assert any("'CL'" in x for x in tail) and any(":ROUT:OPEN:CARD" in x for x in tail)
     tail = [x for x in lines if "write" in x][-8:]
     assert any("'CL'" in x for x in tail) and any(":ROUT:OPEN:CARD" in x for x in tail)
     assert all("DV" not in x or ",0," in x or ",0.0," in x for x in tail)
@@ -212,3 +218,16 @@ def test_train_reads_idx_files_given_with_mnist(tmp_path, capsys):
     from rramlab.protocols.network import load_network
 
     assert load_network(out).train_images == 40
+
+
+def test_infer_on_a_chip_without_the_network_names_program_and_runs_with_it(tmp_path, capsys):
+    from rramlab.sim.virtual_array import VirtualArray
+
+    chip = tmp_path / "fresh.npz"
+    with VirtualArray(seed=0, engine="fast") as va:
+        va.save_chip(chip)
+    assert main(["infer", "--images", "2", "--chip", str(chip)]) == 1
+    out, err = capsys.readouterr()
+    assert "does not hold the QT network" in err and "add --program" in err and "array accuracy" not in out
+    assert main(["infer", "--images", "2", "--chip", str(chip), "--program"]) == 0
+    assert "array accuracy" in capsys.readouterr().out
