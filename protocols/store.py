@@ -524,11 +524,12 @@ def _end_quietly(store: RunStore, run_id: int, status: str, error: str) -> None:
         store.end_run(run_id, status, error)
 
 
-def add_store_flag(parser) -> None:
-    """``--store FILE`` for a subcommand."""
+def add_store_flag(parser, purpose: str = "to record this run in", default: str | None = None) -> None:
+    """``--store FILE`` for a subcommand: ``purpose`` says what the command does with it (a command
+    that only reads the store says so), ``default`` where it goes without the flag."""
+    default = default or f"${ENV_VAR} or {DEFAULT_FILE_NAME} in the user's data folder"
     parser.add_argument("--store", metavar="FILE", default=None,
-                        help=f"run store (SQLite) to record this run in (default: ${ENV_VAR} or "
-                             f"{DEFAULT_FILE_NAME} in the user's data folder)")
+                        help=f"run store (SQLite) {purpose} (default: {default})")
 
 
 def records_table(records: list[StoredRecord]) -> tuple[list[str], list[list[Any]]]:

@@ -23,16 +23,9 @@ distribution adds.
 
 from importlib import import_module
 
-
-def _package_version() -> str:
-    # importlib.metadata costs 30-80 ms: loaded on first use of __version__, so the ``rramlab``
-    # command's start-up runs as little as possible before it can handle a Ctrl-C
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("rramlab")
-    except PackageNotFoundError:  # imported from a checkout that was never installed
-        return "0+unknown"
+#: the one place the version is written (pyproject.toml reads it from here): looking it up with
+#: importlib.metadata goes through the editable install's finder, 0.3 s of every `rramlab --help`
+__version__ = "0.1.0"
 
 #: public name -> the module that defines it (one place, read by ``__getattr__``, ``__dir__`` and
 #: ``tools/gen_api_docs.py``)
@@ -71,9 +64,6 @@ __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str):
-    if name == "__version__":
-        value = globals()["__version__"] = _package_version()
-        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'rramlab' has no attribute {name!r}")
@@ -83,4 +73,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | {"__version__"})
+    return sorted(set(globals()) | set(_EXPORTS))

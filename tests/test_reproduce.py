@@ -68,12 +68,15 @@ def test_reproduce_holds_the_papers_claims(tmp_path, capsys):
         assert s["programmed_cells"] <= round((1 - s["prune_ratio"]) * 240)
     assert r["sweep"][-1]["power_w"] < r["sweep"][0]["power_w"]
     assert r["wall_time_s"] > 0
-    # every layer went in by the transfer protocol, each transfer a finished run in the store
+    # every layer went in by the transfer protocol, each transfer a finished run in reproduce's own
+    # store next to --json; the user's store is left alone
     import os
 
     from rramlab.protocols.store import RunStore
 
-    with RunStore(os.environ["RRAMLAB_STORE"]) as store:
+    assert r["store"] == str(tmp_path / "r.runs.sqlite") and f"run store {r['store']}" in text
+    assert not Path(os.environ["RRAMLAB_STORE"]).exists()
+    with RunStore(r["store"]) as store:
         runs = store.runs()
         assert [x.protocol for x in runs] == ["transfer"] * (2 + len(r["sweep"]))
         assert all(x.status == "finished" for x in runs)
@@ -231,3 +234,24 @@ def test_infer_on_a_chip_without_the_network_names_program_and_runs_with_it(tmp_
     assert "does not hold the QT network" in err and "add --program" in err and "array accuracy" not in out
     assert main(["infer", "--images", "2", "--chip", str(chip), "--program"]) == 0
     assert "array accuracy" in capsys.readouterr().out
+
+
+def test_reproduce_without_the_sweep_keeps_its_runs_in_a_temporary_store(tmp_path, capsys):
+    """--no-sweep skips the pruning sweep; without --json or --store the transfers go to a store
+    that is removed at the end (said so), never into the user's run store."""
+    import os
+
+    small = ["--images-per-class", "2", "--power-per-class", "1", "--epochs", "2", "--finetune-epochs", "1",
+             "--hidden", "4", "--ispp-cycles", "1", "--no-progress"]
+    assert main(["reproduce", "--no-sweep", *small]) == 0
+    captured = capsys.readouterr()
+    assert "temporary run store, deleted now" in captured.out and "pruning sweep" not in captured.err
+    assert "QT & PR: transfer" in captured.err  # --no-progress: the stages as lines
+    assert not Path(os.environ["RRAMLAB_STORE"]).exists()
+    mine = tmp_path / "mine.sqlite"
+    out = tmp_path / "r.json"
+    assert main(["reproduce", "--no-sweep", *small, "--store", str(mine), "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["sweep"] == [] and r["store"] == str(mine) and not (tmp_path / "r.runs.sqlite").exists()
+    assert main(["reproduce", "--no-sweep", *small, "--json", str(out)]) == 1  # it exists: --force
+    assert "already exists" in capsys.readouterr().err
