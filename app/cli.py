@@ -45,6 +45,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: ``handler=<function(args) -> exit code>`` as its default. One protocol, one module.
 COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.cmd_iv", "rramlab.app.cmd_ispva", "rramlab.app.cmd_transfer",
                                      "rramlab.app.cmd_runs", "rramlab.app.cmd_network", "rramlab.app.cmd_gui")
+COMMAND_MODULES += ("rramlab.app.cmd_sweep",)  # rramlab sweep (issue 26), on its own line to merge cleanly
 
 #: The seed of the twin's chip when --seed is not given.
 DEFAULT_SEED = 0
