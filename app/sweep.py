@@ -491,7 +491,7 @@ class PointStore:
             self.db.execute("PRAGMA synchronous=FULL")  # a committed point survives a power cut too
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             self.db.execute("CREATE TABLE IF NOT EXISTS points (key TEXT PRIMARY KEY, result TEXT NOT NULL, "
-                            "session INTEGER NOT NULL, seconds REAL, worker TEXT)")
+                            "session INTEGER NOT NULL, seconds REAL, cpu_seconds REAL, worker TEXT)")
             row = self.db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
         except sqlite3.Error as exc:
             raise SweepError(f"cannot use the point file {self.path}: {exc}: check the folder, or use another --out") \
@@ -512,10 +512,12 @@ class PointStore:
         """key -> result of every finished point."""
         return {k: json.loads(r) for k, r in self.db.execute("SELECT key, result FROM points")}
 
-    def add(self, coords: dict, result: dict, seconds: float | None = None, worker: str | None = None) -> None:
+    def add(self, coords: dict, result: dict, seconds: float | None = None, cpu_seconds: float | None = None,
+            worker: str | None = None) -> None:
+        """Commit one point (``seconds``: its wall time, ``cpu_seconds``: its CPU time, in the worker)."""
         with self.db:  # one transaction per point: committed before the next is looked at
-            self.db.execute("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?)",
-                            (_key(coords), json.dumps(result), self.session, seconds, worker))
+            self.db.execute("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?)",
+                            (_key(coords), json.dumps(result), self.session, seconds, cpu_seconds, worker))
 
     def sessions(self) -> dict[str, int]:
         """key -> the run (1, 2, ...) of the sweep that computed the point."""
@@ -711,9 +713,7 @@ def _run_points(spec, todo, results, store, engine, progress, already):
     try:
         if engine is None:
             for coords in todo:
-                t = time.perf_counter()
-                r = point_result(payload, coords)
-                _keep(results, store, coords, r, time.perf_counter() - t, "serial")
+                _keep(results, store, coords, *_timed_point(payload, coords))
                 bar.update(1)
             return
         from dask.distributed import as_completed
@@ -725,10 +725,10 @@ def _run_points(spec, todo, results, store, engine, progress, already):
             for f in as_completed(submitted):
                 coords = by_key[f.key]
                 try:
-                    r, seconds, worker = f.result()
+                    timed = f.result()
                 except RequestError as exc:
                     raise SweepError(f"point {_key(coords)} failed: {exc}") from None
-                _keep(results, store, coords, r, seconds, worker)
+                _keep(results, store, coords, *timed)
                 bar.update(1)
         finally:
             with contextlib.suppress(Exception):
@@ -737,18 +737,18 @@ def _run_points(spec, todo, results, store, engine, progress, already):
         bar.close()
 
 
-def _keep(results, store, coords, r, seconds, worker):
+def _keep(results, store, coords, r, seconds, cpu_seconds, worker):
     results[_key(coords)] = r
     if store is not None:
-        store.add(coords, r, seconds, worker)
+        store.add(coords, r, seconds, cpu_seconds, worker)
 
 
 def _timed_point(payload, coords):
     import socket
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     r = point_result(payload, coords)
-    return r, time.perf_counter() - t, f"{socket.gethostname()}:{os.getpid()}"
+    return r, time.perf_counter() - t, time.process_time() - cpu, f"{socket.gethostname()}:{os.getpid()}"
 
 
 # ----- the report -----
