@@ -81,6 +81,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("rramlab.app.cmd_network", "spiking inference with the second layer in the array"),
     "power": ("rramlab.app.cmd_network", "average power of the array during inference (eqns 1-3)"),
     "reproduce": ("rramlab.app.cmd_network", "the paper's experiment on the twin, its figures beside ours"),
+    "sweep": ("rramlab.app.cmd_sweep", ("Monte-Carlo sweep of the twin (chips, variability, wires, programming error, pruning, "
+                                     "firing threshold) on Dask; NetCDF out")),
     "gui": ("rramlab.app.cmd_gui", "open the desktop window: every protocol on the twin or a bench, live plots"),
 }
 

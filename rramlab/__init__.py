@@ -58,6 +58,9 @@ _EXPORTS = {
     "load_weights": "rramlab.protocols.weights",
     "save_weights": "rramlab.protocols.weights",
     "WeightFileError": "rramlab.protocols.weights",
+    # Monte-Carlo sweeps of the twin on Dask
+    "sweep": "rramlab.app.sweep",
+    "SweepError": "rramlab.app.sweep",
 }
 
 __all__ = ["__version__", *_EXPORTS]
