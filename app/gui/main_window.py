@@ -381,6 +381,15 @@ class MainWindow(QtWidgets.QMainWindow):
             self.abort_button.setEnabled(False)
             self.statusBar().showMessage("aborting: the run stops before its next pulse, then outputs go to 0 V")
 
+    def stop_soon_for_signal(self, name: str) -> None:
+        """Called from a Python signal handler, so attribute assignments only: the run stops at its
+        next checkpoint without waiting for the event loop, and is stored as aborted by ``name``.
+        ``stop_for_signal`` follows from the event loop."""
+        thread = self.run_thread
+        if thread is not None and not thread.worker.stop_requested:
+            self._stop_reason = name
+            thread.worker.stop_from_signal_handler()
+
     def stop_for_signal(self, name: str) -> None:
         """A stop signal (SIGINT, SIGTERM, SIGHUP; see ``signal_stop``): close the window as its
         close button does (a run stops at its next checkpoint and goes to the safe state first),
