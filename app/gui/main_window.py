@@ -371,12 +371,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.start()
         return run
 
-    def abort_run(self, reason: str | None = None) -> None:
-        """Stop the run before its next pulse; the worker then sets the outputs to 0 V. ``reason``
-        (e.g. "SIGTERM") goes into the run's message and the run store."""
+    def abort_run(self) -> None:
+        """Stop the run before its next pulse; the worker then sets the outputs to 0 V."""
         if self.run_thread is not None:
-            if reason is not None and self._stop_reason is None:
-                self._stop_reason = reason
             self.run_thread.worker.request_stop()
             self.abort_button.setEnabled(False)
             self.statusBar().showMessage("aborting: the run stops before its next pulse, then outputs go to 0 V")
