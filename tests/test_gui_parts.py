@@ -142,7 +142,8 @@ def test_ctrl_c_in_the_terminal_closes_the_window_and_exits_130():
     import signal
 
     proc = subprocess.Popen([sys.executable, "-m", "rramlab", "gui", "--quit-after", "60"], env=_gui_env(),
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # not ignored
     try:
         for line in proc.stderr:
             if "window open" in line:

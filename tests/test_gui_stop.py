@@ -69,11 +69,14 @@ def start_gui(tmp_path, argv, runner: str | None = None, env_extra=None, ignore_
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", **(env_extra or {}))
     cmd = [sys.executable, "-c", runner, *argv] if runner else [RRAMLAB, *argv]
 
-    def nohup():
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it for the program it starts
+    def dispositions():
+        # as in a terminal's foreground job, whatever the test runner inherited (a background job of
+        # a script ignores SIGINT); under nohup SIGHUP is ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_sighup else signal.SIG_DFL)
 
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=tmp_path, preexec_fn=nohup if ignore_sighup else None)
+                            cwd=tmp_path, preexec_fn=dispositions)
 
 
 def writes_in(path) -> int:

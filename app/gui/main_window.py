@@ -412,15 +412,21 @@ class MainWindow(QtWidgets.QMainWindow):
     def _guarded_call(self, fn):
         return fn()
 
-    def abort_run(self, reason: str | None = None) -> None:
-        """Stop the run before its next pulse; the worker then sets the outputs to 0 V. ``reason``
-        (e.g. "SIGTERM") goes into the run's message and the run store."""
+    def abort_run(self) -> None:
+        """Stop the run before its next pulse; the worker then sets the outputs to 0 V."""
         if self.run_thread is not None:
-            if reason is not None and self._stop_reason is None:
-                self._stop_reason = reason
             self.run_thread.worker.request_stop()
             self.abort_button.setEnabled(False)
             self.statusBar().showMessage("aborting: the run stops before its next pulse, then outputs go to 0 V")
+
+    def stop_soon_for_signal(self, name: str) -> None:
+        """Called from a Python signal handler, so attribute assignments only: the run stops at its
+        next checkpoint without waiting for the event loop, and is stored as aborted by ``name``.
+        ``stop_for_signal`` follows from the event loop."""
+        thread = self.run_thread
+        if thread is not None and not thread.worker.stop_requested:
+            self._stop_reason = name
+            thread.worker.stop_from_signal_handler()
 
     def stop_for_signal(self, name: str) -> None:
         """A stop signal (SIGINT, SIGTERM, SIGHUP; see ``signal_stop``): close the window as its

@@ -3,7 +3,8 @@
 A signal handler must not do the work itself: Python runs it in the main thread between two
 bytecodes, which in the window means inside whatever slot happens to be running, and an exception
 raised there only reaches the exception hook while the worker keeps pulsing. So the handler only
-notes the signal; a timer (``POLL_MS``) gives the interpreter a turn while Qt's event loop waits in
+notes the signal (and sets the running worker's stop flag, an attribute, so the run stops at its
+next checkpoint even while the event loop is busy); a timer (``POLL_MS``) gives the interpreter a turn while Qt's event loop waits in
 C and acts on the note from the event loop: the run is asked to stop at its next checkpoint (the
 worker then runs the instrument's safe-state sequence on its own thread and the run is stored as
 aborted, naming the signal), the window closes once the run has ended and every instrument is
@@ -49,6 +50,7 @@ class SignalStop(QtCore.QObject):
         self.received: list[int] = []          # every stop signal acted on, in order
         self._noted: collections.deque[int] = collections.deque()  # filled by the handler only
         self._previous: dict[int, object] = {}
+        self._run_at_signal = False            # a run was in progress when the first signal came
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
@@ -82,7 +84,12 @@ class SignalStop(QtCore.QObject):
         return tuple(self._previous)
 
     def _note(self, signum, frame) -> None:
-        self._noted.append(signum)  # nothing else here: see the module docstring
+        # only notes here (see the module docstring); the worker's stop flag is one of them, so the
+        # run stops at its next checkpoint even while the event loop is busy drawing
+        if not self._noted and not self.received:
+            self._run_at_signal = self.window.running
+            self.window.stop_soon_for_signal(signal_name(signum))
+        self._noted.append(signum)
 
     # ----- acting on a signal, from the event loop -----
     def request(self, signum: int) -> None:
@@ -109,7 +116,7 @@ class SignalStop(QtCore.QObject):
             else:
                 log.warning("%s while the window is closing: ignored", name)
             return
-        if self.window.running:
+        if self._run_at_signal or self.window.running:
             log.warning("%s: stopping the run at its next checkpoint; the outputs go to 0 V and the matrix "
                         "opens, then the window closes", name)
         else:

@@ -39,14 +39,20 @@ class RunWorker(QtCore.QObject):
         self.instrument, self._start, self.run = instrument, start, run
         self.sink = sink if sink is not None else RecordSink(run)
         self._stop = threading.Event()
+        self._signalled = False
 
     def request_stop(self) -> None:
         """Ask the run to end before its next pulse (thread-safe)."""
         self._stop.set()
 
+    def stop_from_signal_handler(self) -> None:
+        """``request_stop`` for a Python signal handler: one attribute set, no lock (the handler may
+        have interrupted the main thread inside ``request_stop`` itself)."""
+        self._signalled = True
+
     @property
     def stop_requested(self) -> bool:
-        return self._stop.is_set()
+        return self._stop.is_set() or self._signalled
 
     @QtCore.Slot()
     def work(self) -> None:
@@ -54,13 +60,13 @@ class RunWorker(QtCore.QObject):
         batch: list = []
         sent = time.monotonic()
         try:
-            for rec in self._start(self.instrument, self._stop.is_set):
+            for rec in self._start(self.instrument, lambda: self.stop_requested):
                 self.sink.add(rec)  # kept (in the run store) before anything else looks at it
                 batch.append(rec)
                 if time.monotonic() - sent >= self.batch_s:
                     self.records.emit(batch)
                     batch, sent = [], time.monotonic()
-            if self._stop.is_set():
+            if self.stop_requested:
                 status = ABORTED
         except BaseException as exc:  # noqa: BLE001 - every failure reaches the window as a message
             log.exception("run #%s stopped by an error", self.run.run_id)
