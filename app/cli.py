@@ -28,27 +28,12 @@ from __future__ import annotations
 
 import sys
 
-#: the one line a Ctrl-C during start-up prints, before any backend exists
-STARTUP_INTERRUPTED = "rramlab: interrupted while starting (Ctrl-C); nothing was sent to any instrument"
+# A Ctrl-C while this module is imported (the bulk of the command's start-up) prints one line, not a
+# traceback: the hook is in place from here (or from ``import rramlab``, under the console script) to
+# the end of this module.
+from rramlab import _STARTUP_INTERRUPTED as STARTUP_INTERRUPTED, _install_startup_hook, _remove_startup_hook
 
-
-def _startup_excepthook(kind, value, tb):
-    """Shows a Ctrl-C that lands while this module is imported (the console script's
-    ``from rramlab.app.cli import main``, the bulk of start-up) as one line, not a traceback.
-    Installed only for the import; it puts the previous hook back once it has run."""
-    sys.excepthook = _previous_excepthook
-    if issubclass(kind, KeyboardInterrupt):
-        try:
-            sys.stderr.write("\n" + STARTUP_INTERRUPTED + "\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        return
-    _previous_excepthook(kind, value, tb)
-
-
-# Before the other imports on purpose: they are what takes the time (numpy, pydantic).
-_previous_excepthook, sys.excepthook = sys.excepthook, _startup_excepthook
+_install_startup_hook()
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
@@ -572,8 +557,7 @@ def _silence_stdout() -> None:
 
 
 # The module is imported: from here on main() handles a Ctrl-C itself.
-if sys.excepthook is _startup_excepthook:
-    sys.excepthook = _previous_excepthook
+_remove_startup_hook()
 
 if __name__ == "__main__":
     sys.exit(main())

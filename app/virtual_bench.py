@@ -89,6 +89,8 @@ def check_virtual_bench(path, args, out: TextIO, visa_log=None) -> int:
     try:
         print(f"analyzer {config.analyzer_resource}: {station.identities['analyzer']}", file=out)
         print(f"matrix   {config.matrix_resource}: {station.identities['matrix']}", file=out)
+        for line in station.stale_error_lines():
+            print(line, file=out)
         closed = station.matrix.query_closed()
         if closed:
             print(f"bench check FAILED: the matrix still reports {sorted(closed)} closed", file=out)

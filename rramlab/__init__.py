@@ -21,7 +21,46 @@ The repository keeps the design's folders at its top (``app/``, ``drivers/``, ``
 distribution adds.
 """
 
+import os as _os
+import sys as _sys
 from importlib import import_module
+
+#: the one line a Ctrl-C during the ``rramlab`` command's start-up prints, before any backend exists
+_STARTUP_INTERRUPTED = "rramlab: interrupted while starting (Ctrl-C); nothing was sent to any instrument"
+_previous_excepthook = None
+
+
+def _startup_excepthook(kind, value, tb):
+    # A Ctrl-C that lands while the command starts (its imports) is one line, not a traceback.
+    _remove_startup_hook()
+    if issubclass(kind, KeyboardInterrupt):
+        try:
+            _sys.stderr.write("\n" + _STARTUP_INTERRUPTED + "\n")
+            _sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        return
+    _sys.excepthook(kind, value, tb)
+
+
+def _install_startup_hook() -> None:
+    """Until ``_remove_startup_hook`` (the end of ``rramlab.app.cli``'s import), an uncaught Ctrl-C
+    prints ``_STARTUP_INTERRUPTED`` instead of a traceback."""
+    global _previous_excepthook
+    if _sys.excepthook is not _startup_excepthook:
+        _previous_excepthook, _sys.excepthook = _sys.excepthook, _startup_excepthook
+
+
+def _remove_startup_hook() -> None:
+    if _sys.excepthook is _startup_excepthook:
+        _sys.excepthook = _previous_excepthook
+
+
+# The ``rramlab`` console script imports this package first, then rramlab.app.cli: the hook goes in
+# as early as rramlab's own code runs. Nothing changes for a script or notebook importing rramlab.
+if _os.path.basename(getattr(_sys.modules.get("__main__"), "__file__", None) or "") in ("rramlab", "rramlab.exe",
+                                                                                         "rramlab-script.py"):
+    _install_startup_hook()
 
 #: the one place the version is written (pyproject.toml reads it from here): looking it up with
 #: importlib.metadata goes through the editable install's finder, 0.3 s of every `rramlab --help`

@@ -169,3 +169,26 @@ def test_a_clean_connect_records_empty_queues(tmp_path, opened, capsys):
     assert code == 0
     assert run.backend_describe["stale_errors"] == {"analyzer": [], "matrix": []}
     assert "held an error" not in capsys.readouterr().err
+
+
+def test_the_window_and_bench_check_show_errors_queued_at_connect(monkeypatch, capsys):
+    import argparse
+
+    from rramlab.app.gui.backends import status_text
+    from rramlab.drivers.probe_station import load_bench
+
+    real = VirtualBench.resource_manager
+
+    def with_leftovers(self):
+        self.analyzer.push_error(-222, "Data out of range")
+        return real(self)
+
+    monkeypatch.setattr(VirtualBench, "resource_manager", with_leftovers)
+    station = virtual_bench.open_virtual_bench(load_bench(VIRTUAL_BENCH), argparse.Namespace(engine="fast"))
+    try:
+        assert "errors from before this connection: analyzer -222 Data out of range" in status_text(station)
+    finally:
+        station.close()
+    assert main(["bench", "check", VIRTUAL_BENCH]) == 0
+    assert "note: the analyzer held an error from before this connection: -222 Data out of range" in \
+        capsys.readouterr().out

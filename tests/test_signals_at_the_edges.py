@@ -90,8 +90,10 @@ SITECUSTOMIZE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("module", ["rramlab.drivers.interface", "rramlab.protocols.ispp", "rramlab.protocols.store"],
-                         ids=["while-importing-the-cli", "while-building-the-parser", "while-adding-the-store-flag"])
+@pytest.mark.parametrize("module", ["rramlab.app", "rramlab.app.cli", "argparse", "rramlab.drivers.interface",
+                                    "rramlab.protocols.ispp", "rramlab.protocols.store"],
+                         ids=["after-import-rramlab", "before-the-cli-module", "while-importing-the-cli",
+                              "while-importing-the-seam", "while-building-the-parser", "while-adding-the-store-flag"])
 def test_a_ctrl_c_during_start_up_is_one_line(tmp_path, module):
     (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = dict(os.environ, PYTHONPATH=str(tmp_path), STARTUP_SIGINT_AT=module)
@@ -104,7 +106,12 @@ def test_a_ctrl_c_during_start_up_is_one_line(tmp_path, module):
     assert not (tmp_path / "visa.log").exists() or (tmp_path / "visa.log").read_text() == ""
 
 
-def test_the_start_up_hook_is_gone_once_the_cli_is_imported():
+def test_the_start_up_hook_is_gone_once_the_cli_is_imported(tmp_path):
     code = "import sys; before = sys.excepthook; import rramlab.app.cli; print(sys.excepthook is before)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr
+    # a script importing rramlab keeps its own Ctrl-C traceback: only the command has the hook
+    script = tmp_path / "my_analysis.py"
+    script.write_text("import sys; before = sys.excepthook; import rramlab; print(sys.excepthook is before)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "True", out.stderr

@@ -162,12 +162,17 @@ def bench_time_text(instrument) -> str:
 
 
 def status_text(instrument: CrossbarInstrument) -> str:
-    """One line about a connected instrument: what it is and, for a bench, who answered *IDN?."""
+    """One line about a connected instrument: what it is and, for a bench, who answered *IDN? and
+    any error its queues already held when it was connected (also kept with every run)."""
     g = instrument.geometry
     text = f"{instrument.backend_name}, {g.wordlines} x {g.bitlines}"
     identities = getattr(instrument, "identities", None)
     if identities:
         text += "; " + "; ".join(f"{k}: {v}" for k, v in identities.items())
+    stale = [f"{role} {code} {msg}" for role, errors in (getattr(instrument, "stale_errors", None) or {}).items()
+             for code, msg in errors]
+    if stale:
+        text += "; errors from before this connection: " + ", ".join(stale)
     bench_time = bench_time_text(instrument)
     if bench_time:
         text += f"; virtual bench, {bench_time}"
