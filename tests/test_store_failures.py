@@ -275,3 +275,18 @@ def test_a_signal_between_the_store_and_the_csv_cannot_part_them(tmp_path, monke
     # the signal lands after the 7th pair, or inside the 8th pair (held back until its end)
     assert len(rows) == len(stored) == (7 if where == "after the store record" else 8)
     assert [r[2] for r in rows] == [f"{rec.data['pulse_v']:.6g}" for rec in stored]
+
+
+def test_a_transfer_whose_store_fills_does_not_claim_every_record_is_stored(capsys, tmp_path, monkeypatch):
+    from rramlab.protocols.weights import save_weights
+
+    path, weights = tmp_path / "runs.sqlite", tmp_path / "w.npz"
+    save_weights(weights, [[3, -2], [5, 1]])
+    _fill_after(monkeypatch, 2)
+    monkeypatch.setattr(st, "record_to_json", lambda r: (type(r).__name__, '{"pad": "%s"}' % ("x" * 8000)))
+    assert main(["transfer", str(weights), "--store", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"run store {path}: cannot store record" in err and "disk is full" in err
+    assert "every record is in" not in err and "the records stored before the failure are run 1" in err
+    with RunStore(path) as s:
+        assert s.run(1).status == "failed"
