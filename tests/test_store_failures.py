@@ -290,3 +290,30 @@ def test_a_transfer_whose_store_fills_does_not_claim_every_record_is_stored(caps
     assert "every record is in" not in err and "the records stored before the failure are run 1" in err
     with RunStore(path) as s:
         assert s.run(1).status == "failed"
+
+
+@pytest.mark.parametrize("sig, text", [(signal.SIGTERM, "interrupted by SIGTERM"), (signal.SIGHUP, "interrupted by SIGHUP")])
+def test_a_signal_from_another_process_mid_run_on_the_virtual_bench(tmp_path, sig, text):
+    # the real console script on the virtual bench, signalled from outside wherever it happens to be
+    import time
+
+    path, log, out = tmp_path / "runs.sqlite", tmp_path / "visa.log", tmp_path / "ispp.csv"
+    argv = [str(Path(sys.executable).with_name("rramlab")), "ispp", "--bench", VIRTUAL_BENCH, "--cell", "3,7",
+            "--width", "1e-3", "--cycles", "1000", "--no-progress", "--store", str(path), "--visa-log", str(log),
+            "--csv", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(csv_body(out)) < 30) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    assert bench_state(visa_writes(log)).safe
+    with RunStore(path) as s:
+        (info,) = s.runs()
+        stored = s.records(info.id)
+    assert info.status == "aborted" and info.error == text
+    rows = csv_body(out)
+    assert len(rows) >= 30 and len(rows) == len(stored)
+    assert [r[3] for r in rows] == [f"{rec.data['read_a']:.6e}" for rec in stored]
