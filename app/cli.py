@@ -26,25 +26,81 @@ No input or OS error ends in a traceback: one line says what happened and what t
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
-import os
-import signal
 import sys
-import threading
 
-from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error, \
-    keep_record, now, provenance_lines
-from rramlab.app.settings_flags import add_settings_flags, join_negative_values, settings_from_args
-from rramlab.drivers.interface import RramlabError
+#: the one line a Ctrl-C during start-up prints, before any backend exists
+STARTUP_INTERRUPTED = "rramlab: interrupted while starting (Ctrl-C); nothing was sent to any instrument"
+
+
+def _startup_excepthook(kind, value, tb):
+    """Shows a Ctrl-C that lands while this module is imported (the console script's
+    ``from rramlab.app.cli import main``, the bulk of start-up) as one line, not a traceback.
+    Installed only for the import; it puts the previous hook back once it has run."""
+    sys.excepthook = _previous_excepthook
+    if issubclass(kind, KeyboardInterrupt):
+        try:
+            sys.stderr.write("\n" + STARTUP_INTERRUPTED + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        return
+    _previous_excepthook(kind, value, tb)
+
+
+# Before the other imports on purpose: they are what takes the time (numpy, pydantic).
+_previous_excepthook, sys.excepthook = sys.excepthook, _startup_excepthook
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import importlib  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+
+# Nothing here imports numpy, pydantic or a protocol at module level: ``rramlab --help`` and
+# ``rramlab --version`` must start at once (issue 21). A command's modules are imported when it runs
+# or its help is asked.
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-#: Modules that add a subcommand each: ``register(subparsers)`` adds the parser and sets
-#: ``handler=<function(args) -> exit code>`` as its default. One protocol, one module.
-COMMAND_MODULES: tuple[str, ...] = ("rramlab.app.cmd_iv", "rramlab.app.cmd_ispva", "rramlab.app.cmd_transfer",
-                                     "rramlab.app.cmd_runs", "rramlab.app.cmd_network", "rramlab.app.cmd_gui")
+#: Every command, in the order ``rramlab --help`` lists them: name -> (``module:function`` that adds
+#: its parser to the subparsers and sets ``handler=<function(args) -> exit code>`` as its default
+#: (``register`` when no function is named), the one line ``rramlab --help`` shows). The module is
+#: imported only when its command runs or its help is asked; ``tests/test_cli_startup.py`` holds
+#: the line here to the command's own. One protocol, one module.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ispp": ("rramlab.app.cli:register_ispp", "incremental step pulse programming of one device or cell"),
+    "bench": ("rramlab.app.cli:register_bench", "probe-station bench files: find the instruments, check, make safe"),
+    "iv": ("rramlab.app.cmd_iv", "DC sweep of a lone simulated device (0 -> 4.2 -> 0 -> -1.6 -> 0 V)"),
+    "ispva": ("rramlab.app.cmd_ispva", "write-verify fresh lone twin devices to the 8 levels (the paper's Fig. 4b "
+                                       "experiment)"),
+    "transfer": ("rramlab.app.cmd_transfer", "program a weight file into the differential array, verify, re-read, "
+                                             "report"),
+    "runs": ("rramlab.app.cmd_runs", "list, show and export the runs in the run store"),
+    "train": ("rramlab.app.cmd_network", "train the 784-24-10 network: FP32, QT (3-bit), QT & PR (pruned, 3-bit)"),
+    "infer": ("rramlab.app.cmd_network", "spiking inference with the second layer in the array"),
+    "power": ("rramlab.app.cmd_network", "average power of the array during inference (eqns 1-3)"),
+    "reproduce": ("rramlab.app.cmd_network", "the paper's experiment on the twin, its figures beside ours"),
+    "sweep": ("rramlab.app.cmd_sweep", ("Monte-Carlo sweep of the twin (chips, variability, wires, programming error, pruning, "
+                                     "firing threshold) on Dask; NetCDF out")),
+    "gui": ("rramlab.app.cmd_gui", "open the desktop window: every protocol on the twin or a bench, live plots"),
+}
+
+#: the modules that add commands (each imported only for its own commands)
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(spec.split(":")[0] for spec, _ in COMMANDS.values()))
+
+#: numpy's BLAS starts a thread per core for every product. rramlab's products are small (a 32 x 784
+#: mini-batch, a 24 x 20 array), so on a busy 2-core machine those threads only wait for each other:
+#: `rramlab train` took 43-45 s with them and 2.4-2.9 s with one (issue 19). Set before numpy loads;
+#: a variable the user set is left alone.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_blas_threads(environ=os.environ) -> None:
+    """One BLAS thread unless the user set a thread count (any of BLAS_THREAD_VARIABLES)."""
+    if not any(name in environ for name in BLAS_THREAD_VARIABLES):
+        for name in BLAS_THREAD_VARIABLES:
+            environ[name] = "1"
 
 #: The seed of the twin's chip when --seed is not given.
 DEFAULT_SEED = 0
@@ -86,7 +142,11 @@ def interrupt_exit_code(exc: BaseException) -> int:
 @contextlib.contextmanager
 def stop_signals_raise():
     """While the block runs (in the main thread), SIGTERM and SIGHUP raise Stopped like Ctrl-C
-    raises KeyboardInterrupt; the previous handlers come back afterwards."""
+    raises KeyboardInterrupt; the previous handlers come back afterwards.
+
+    A SIGHUP that was ignored when rramlab started (``nohup rramlab ...``) stays ignored, so a
+    logout does not stop an unattended run. SIGTERM always stops a run: it is how a run whose
+    Ctrl-C is ignored (a script's background job) is stopped safely (``kill PID``)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -98,8 +158,11 @@ def stop_signals_raise():
     try:
         for name in ("SIGTERM", "SIGHUP"):
             sig = getattr(signal, name, None)
-            if sig is not None:
-                previous[sig] = signal.signal(sig, stop)
+            if sig is None:
+                continue
+            if name == "SIGHUP" and signal.getsignal(sig) is signal.SIG_IGN:
+                continue  # nohup: whoever started us asked for hang-ups to be ignored
+            previous[sig] = signal.signal(sig, stop)
         yield
     finally:
         for sig, old in previous.items():
@@ -123,8 +186,7 @@ def _cell(text: str) -> tuple[int, int]:
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend (default: the simulation twin)")
     g.add_argument("--bench", metavar="FILE", help="bench TOML file of a probe station; without it the twin runs")
-    g.add_argument("--visa-log", metavar="FILE", help="with --bench: log every VISA write and read, timestamped "
-                                                      "(appended to an existing log)")
+    g.add_argument("--visa-log", metavar="FILE", help="with --bench: " + VISA_LOG_HELP)
     g.add_argument("--engine", choices=("auto", "fast", "spice"), default=None,
                    help="twin only: 'spice' solves every call in ngspice (the reference), 'fast' with the nodal "
                         "engine held to it; 'auto' (default) is fast except pulses whose switch order only "
@@ -153,6 +215,8 @@ def add_force_flag(p: argparse.ArgumentParser) -> None:
 def check_backend_flags(args, cell_requested: bool) -> None:
     """Refuse flags that contradict each other or do nothing with the backend asked for, before
     anything is opened. Raises RramlabError naming the flag and the fix."""
+    from rramlab.drivers.interface import RramlabError
+
     twin_only = [name for name in ("engine", "wire_resistance", "chip", "save_chip", "seed", "device",
                                    "programming_error")
                  if getattr(args, name, None) is not None]
@@ -181,21 +245,40 @@ def check_backend_flags(args, cell_requested: bool) -> None:
                            "drop --seed, --device and --wire-resistance")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
-    from rramlab.protocols.ispp import IsppSettings
-    from rramlab.protocols.store import add_store_flag
-
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``rramlab`` parser. ``command``: only that command's module is imported and its parser
+    built in full; every other command is a stub that only ``rramlab --help`` reads. ``None``: every
+    command in full (slow: imports every protocol)."""
     from rramlab import __version__
 
     parser = argparse.ArgumentParser(prog="rramlab", description="Program and read HT-RRAM crossbars, real or simulated.")
     parser.add_argument("--version", action="version", version=f"rramlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    registered: set[str] = set()
+    for name, (spec, _) in COMMANDS.items():
+        if (command is None or name == command) and spec not in registered:
+            registered.add(spec)
+            module, _, function = spec.partition(":")
+            getattr(importlib.import_module(module), function or "register")(sub)
+    for name, (_, text) in COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=text)
+    # listed in COMMANDS order whichever module was registered first
+    order = list(COMMANDS)
+    sub._choices_actions.sort(key=lambda action: order.index(action.dest))
+    return parser
 
-    p = sub.add_parser("ispp", help="incremental step pulse programming of one device or cell",
+
+def register_ispp(sub) -> None:
+    from rramlab.app.settings_flags import add_settings_flags
+    from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
+    from rramlab.protocols.ispp import IsppSettings
+    from rramlab.protocols.store import add_store_flag
+
+    p = sub.add_parser("ispp", help=COMMANDS["ispp"][1],
                        description="ISPP: a rising set ramp then a falling reset ramp, a read after every pulse. "
                                    "The whole plan is checked against the safe operating area before the first "
-                                   "pulse.")
+                                   "pulse. Every pulse is recorded in the run store; the run id is printed.")
     add_settings_flags(p, IsppSettings, "ISPP settings (defaults: the paper's simulation values)",
                        extra_help={"pulse_width_s": f"With --bench the 4156C pulses "
                                                     f"{PULSE_MIN_WIDTH * 1e3:g} ms to {PULSE_MAX_WIDTH * 1e3:g} ms, "
@@ -209,20 +292,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_force_flag(p)
     add_store_flag(p)
     _add_backend_options(p)
+    p.set_defaults(handler=cmd_ispp)
 
-    p = sub.add_parser("bench", help="probe-station bench files")
+
+def register_bench(sub) -> None:
+    p = sub.add_parser("bench", help=COMMANDS["bench"][1],
+                       description="The probe station's bench file (which VISA address is the 4156C, which the "
+                                   "E5250A, the pin map and the limits; see docs/bench.md): find the instruments, "
+                                   "check the file, return the bench to a safe state.")
     bsub = p.add_subparsers(dest="bench_command", metavar="ACTION")
+    c = bsub.add_parser("scan", help="list the VISA resources, each one's *IDN? answer, and the bench-file lines for "
+                                     "the 4156C and E5250A found",
+                        description="What a pyvisa user does first: list every VISA resource, ask each for *IDN?, "
+                                    "and print the bench-file lines for the 4156C and the E5250A it found.")
+    c.add_argument("--backend", metavar="VISA_LIBRARY", default="",
+                   help="pyvisa's VISA library: '' (default: the one pyvisa finds, NI-VISA or Keysight's), '@py' "
+                        "(pyvisa-py), '@sim' (pyvisa-sim's example devices) or 'FILE.yaml@sim'")
+    c.add_argument("--timeout", type=float, metavar="SECONDS", default=2.0,
+                   help="how long to wait for each *IDN? answer (default 2 s)")
     c = bsub.add_parser("check", help="validate a bench file, connect, identify both instruments, print the pin map")
-    c.add_argument("file")
-    c.add_argument("--visa-log", metavar="FILE")
+    c.add_argument("file", metavar="FILE", help="the bench TOML file (e.g. drivers/benches/sim.toml)")
+    c.add_argument("--visa-log", metavar="FILE", help=VISA_LOG_HELP)
     c = bsub.add_parser("safe", help="connect and return the bench to 0 V, outputs off, matrix open (no reset): "
                                      "what to run after a run was killed (kill -9) or crashed")
-    c.add_argument("file")
-    c.add_argument("--visa-log", metavar="FILE")
+    c.add_argument("file", metavar="FILE", help="the bench TOML file of the station to make safe")
+    c.add_argument("--visa-log", metavar="FILE", help=VISA_LOG_HELP)
+    p.set_defaults(handler=cmd_bench)
 
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
-    return parser
+
+#: the help of every --visa-log
+VISA_LOG_HELP = "log every VISA write and read, timestamped (appended to an existing log)"
 
 
 def open_backend(args, cell_requested: bool):
@@ -235,8 +334,12 @@ def open_backend(args, cell_requested: bool):
 
         config = load_bench(args.bench)
         if virtual_bench.is_virtual(config):  # the twin behind virtual instruments: twin flags apply
-            return virtual_bench.open_virtual_bench(config, args, visa_log=args.visa_log)
-        return connect_bench(config, visa_log=args.visa_log)
+            station = virtual_bench.open_virtual_bench(config, args, visa_log=args.visa_log)
+        else:
+            station = connect_bench(config, visa_log=args.visa_log)
+        for line in station.stale_error_lines():  # also in the run's provenance (describe)
+            say(line)
+        return station
     from rramlab.sim.array import ArrayParameters
     from rramlab.sim.virtual_array import VirtualArray
 
@@ -272,6 +375,10 @@ MAX_PRINTED_CYCLES = 10
 
 
 def cmd_ispp(args) -> int:
+    from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error, \
+        keep_record, now, provenance_lines
+    from rramlab.app.settings_flags import settings_from_args
+    from rramlab.drivers.interface import RramlabError
     from rramlab.protocols import ispp
     from rramlab.protocols.settings import settings_dict
 
@@ -381,10 +488,15 @@ def cmd_ispp(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.bench_command == "scan":
+        from rramlab.app.bench_scan import cmd_scan
+
+        return cmd_scan(args)
     if args.bench_command not in ("check", "safe"):
-        print("usage: rramlab bench check FILE | rramlab bench safe FILE", file=sys.stderr)
+        print("usage: rramlab bench scan | rramlab bench check FILE | rramlab bench safe FILE", file=sys.stderr)
         return EXIT_USAGE
     from rramlab.app import virtual_bench
+    from rramlab.drivers.interface import RramlabError
     from rramlab.drivers.probe_station import check_bench, load_bench, safe_bench
 
     try:
@@ -403,15 +515,30 @@ def cmd_bench(args) -> int:
 def main(argv=None) -> int:
     """Run one ``rramlab`` command; return its exit code (0 ok, 1 error, 2 usage, 128 + signal when
     stopped by SIGINT/SIGTERM/SIGHUP). Input and OS errors are one line on stderr, never a traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(join_negative_values(argv))
+    try:
+        limit_blas_threads()  # before anything imports numpy
+        argv = list(sys.argv[1:] if argv is None else argv)
+        from rramlab.app import help_cache
+
+        if help_cache.print_cached_help(argv, COMMANDS):
+            raise SystemExit(EXIT_OK)  # as argparse ends on --help
+        command = next((token for token in argv if not token.startswith("-")), None)
+        parser = build_parser(command if command in COMMANDS else "")
+        with help_cache.recording_help(argv, COMMANDS):
+            from rramlab.app.settings_flags import join_negative_values
+
+            args = parser.parse_args(join_negative_values(argv))
+    except KeyboardInterrupt:
+        say("\n" + STARTUP_INTERRUPTED)
+        return EXIT_INTERRUPTED
     args.argv = argv
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handlers = {"ispp": cmd_ispp, "bench": cmd_bench}
-    handler = getattr(args, "handler", None) or handlers[args.command]
+    from rramlab.app.outputs import describe_os_error
+    from rramlab.drivers.interface import RramlabError
+
+    handler = args.handler
     with stop_signals_raise():
         try:
             code = handler(args)
@@ -443,6 +570,10 @@ def _silence_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
 
+
+# The module is imported: from here on main() handles a Ctrl-C itself.
+if sys.excepthook is _startup_excepthook:
+    sys.excepthook = _previous_excepthook
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,19 +6,45 @@ import argparse
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("gui", help="open the desktop window: every protocol on the twin or a bench, live plots",
+    from rramlab.app.cli import COMMANDS
+
+    p = subparsers.add_parser("gui", help=COMMANDS["gui"][1],
                               description="The desktop window: choose the twin or a bench file, set a protocol's "
                                           "settings (bounded by the safe operating area), run and abort, live plots, "
                                           "the run history of the run store.")
     p.add_argument("--store", metavar="FILE", default=None,
                    help="run store (SQLite) the window records runs in and lists past runs from (default: "
                         "$RRAMLAB_STORE or runs.sqlite in the user's data folder, as the command line)")
+    p.add_argument("--bench", metavar="FILE", default=None,
+                   help="select this bench file as the backend when the window opens (a virtual bench file, "
+                        "e.g. drivers/benches/virtual.toml, selects the virtual bench)")
+    p.add_argument("--visa-log", metavar="FILE", default=None,
+                   help="append every VISA write and read of the session to FILE, timestamped (as the "
+                        "command line's --visa-log)")
+    p.add_argument("--start", metavar="PANEL", default=None,
+                   help="run a panel's protocol as soon as the window is open (e.g. ISPP, 'Array read'), "
+                        "with the form's values and --cell / --set; Ctrl-C, SIGTERM or SIGHUP then stop it "
+                        "safely and close the window (exit 130 / 143 / 129)")
+    p.add_argument("--cell", metavar="WL,BL", default=None, type=_cell,
+                   help="with --start: the cell of a panel that takes one (lines from 0)")
+    p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[], dest="settings",
+                   help="with --start: set one of the panel's settings by its name, in SI units, before the "
+                        "run (e.g. --set cycles=20 --set pulse_width_s=5e-4); repeat for more")
     p.add_argument("--quit-after", type=float, metavar="SECONDS", default=None,
                    help=argparse.SUPPRESS)  # test hook: close the window (safely) after this many seconds
     p.set_defaults(handler=cmd_gui)
 
 
+def _cell(text: str):
+    from rramlab.app.cli import _cell as parse
+
+    return parse(text)
+
+
 def cmd_gui(args) -> int:
     from rramlab.app.gui import run_gui
 
-    return run_gui(quit_after=args.quit_after, store=args.store)
+    if args.start is None and (args.cell is not None or args.settings):
+        raise ValueError("--cell and --set fill the form of the panel --start runs: give --start PANEL too")
+    return run_gui(quit_after=args.quit_after, store=args.store, bench=args.bench, visa_log=args.visa_log,
+                   start=args.start, cell=args.cell, settings=args.settings)

@@ -23,10 +23,10 @@ MAX_DEVICES_PER_LEVEL = 10_000
 
 
 def register(subparsers) -> None:
-    from rramlab.app.cli import add_force_flag
+    from rramlab.app.cli import COMMANDS, add_force_flag
 
     p = subparsers.add_parser(
-        "ispva", help="write-verify fresh lone twin devices to the 8 levels (the paper's Fig. 4b experiment)",
+        "ispva", help=COMMANDS["ispva"][1],
         description="ISPVA on fresh lone devices of the twin, --devices per level G1..G8 (10..80 nS): read at "
                     "1 V, set pulse aimed at the level and stepped by the measured error, reset on overshoot, "
                     "until within tolerance or the pulse budget is spent; the read after programming_done counts.")

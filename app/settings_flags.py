@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import TYPE_CHECKING
 
-from rramlab.drivers.interface import SafeOperatingArea
-from rramlab.protocols.settings import declared
+if TYPE_CHECKING:  # the declarations import numpy; the CLI imports this module for every command line
+    from rramlab.drivers.interface import SafeOperatingArea
 
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -23,6 +24,8 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings_class, title: s
     ``limits``: the safe operating area whose windows the help quotes (default: the device's).
     ``extra_help``: more text for some fields, by field name (e.g. a rule of the bench).
     """
+    from rramlab.protocols.settings import declared
+
     group = parser.add_argument_group(title or "settings (units and limits in each help)")
     taken = {a.dest for a in parser._actions}
     for d in declared(settings_class):
@@ -50,6 +53,8 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings_class, title: s
 
 def settings_from_args(settings_class, args: argparse.Namespace):
     """An instance of ``settings_class`` from the flags ``add_settings_flags`` added."""
+    from rramlab.protocols.settings import declared
+
     return settings_class(**{d.name: getattr(args, d.name) for d in declared(settings_class)})
 
 

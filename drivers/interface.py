@@ -24,7 +24,9 @@ import contextlib
 import logging
 import math
 import signal
+import sys
 import threading
+import types
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Iterator, Sequence
@@ -333,27 +335,38 @@ class RequestChecker:
     carry requests out, and runs the same checks on every call.
     """
 
+    #: what the ceiling is called in the warning when wider limits are narrowed to it
+    _ceiling_name = "the HT-RRAM's safe operating area"
+
     def __init__(self, geometry: ArrayGeometry | None = None, limits: SafeOperatingArea | None = None):
         self.geometry = geometry or ArrayGeometry()
         self.limits = limits or SafeOperatingArea()
 
     @property
+    def ceiling(self) -> SafeOperatingArea:
+        """The widest limits this checker may ever have (read-only): ``DEVICE_CEILING``, or for a
+        probe station the bench file's ``[limits]`` (themselves narrowed to ``DEVICE_CEILING``)."""
+        return getattr(self, "_ceiling", DEVICE_CEILING)
+
+    @property
     def limits(self) -> SafeOperatingArea:
-        """The safe operating area in force: never wider than ``DEVICE_CEILING``."""
+        """The safe operating area in force: never wider than ``ceiling`` (and so never wider than
+        ``DEVICE_CEILING``). Assigning an area narrows it to the ceiling, limit by limit: a script's
+        ``station.limits = SafeOperatingArea()`` cannot widen a bench file's limits."""
         return self._limits
 
     @limits.setter
     def limits(self, requested: SafeOperatingArea) -> None:
         # Narrow, not refuse: a bench or chip file may describe what its instrument can do (e.g. a
-        # 200 V SMU); only the device decides how far that may be used. What was cut is logged so a
-        # user who asked for more learns why it is refused later.
+        # 200 V SMU); only the device (and, on a bench, the bench file) decides how far that may be
+        # used. What was cut is logged so a user who asked for more learns why it is refused later.
         if not isinstance(requested, SafeOperatingArea):
             raise RequestError(f"limits must be a SafeOperatingArea, got {requested!r}")
-        cut = requested.wider_than(DEVICE_CEILING)
+        ceiling = self.ceiling
+        cut = requested.wider_than(ceiling)
         if cut:
-            _log.warning("limits beyond the HT-RRAM's safe operating area were narrowed to it: %s",
-                         "; ".join(cut))
-        self._limits = requested.narrowed(DEVICE_CEILING)
+            _log.warning("limits beyond %s were narrowed to it: %s", self._ceiling_name, "; ".join(cut))
+        self._limits = requested.narrowed(ceiling)
 
     def check_pulse(self, wordline_v, bitline_v, width, shape="rect"):
         """Validate a pulse request; return (wordline_v, bitline_v, width, shape) normalised.
@@ -553,3 +566,28 @@ class CrossbarInstrument(RequestChecker, ABC):
     def describe(self) -> dict:
         """Settings that identify this backend, for run records."""
         return {"backend": self.backend_name, "geometry": list(self.geometry.shape)}
+
+
+class _ReadOnlyLimits(types.ModuleType):
+    """This module, with the HT-RRAM's own limits read-only: ``interface.DEVICE_CEILING = ...`` (or
+    ``READ_FLOOR_V``) raises AttributeError, so a script cannot move the ceiling every check uses.
+    ``DEVICE_CEILING`` itself is a frozen dataclass: its fields cannot be assigned either."""
+
+    _READ_ONLY = frozenset({"DEVICE_CEILING", "READ_FLOOR_V"})
+
+    def _refuse(self, name: str) -> None:
+        raise AttributeError(f"{self.__name__}.{name} is the HT-RRAM's own limit and cannot be changed: narrow an "
+                             f"instrument's limits instead (instrument.limits = SafeOperatingArea(...))")
+
+    def __setattr__(self, name, value):
+        if name in self._READ_ONLY:
+            self._refuse(name)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        if name in self._READ_ONLY:
+            self._refuse(name)
+        super().__delattr__(name)
+
+
+sys.modules[__name__].__class__ = _ReadOnlyLimits

@@ -14,14 +14,16 @@ Units: volts, amperes, seconds. Channel numbers are the 4156C's: SMU1..SMU6 = 1.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, StrictInt, model_validator
 
-from .interface import InstrumentError, RequestError, SafetyError
+from .interface import DEVICE_CEILING, InstrumentError, RequestError, SafeOperatingArea, SafetyError
 from .visa_io import (InstrumentReportedError, Transport, drain_error_queue, format_number,  # noqa: F401
                       identify_instrument, parse_error_reply, validated)
 
@@ -394,6 +396,14 @@ class Keysight4156C:
         anything is sent (asking an MPSMU for 10 pA can hang the instrument).
     timeout: VISA timeout (s) for ordinary exchanges; measurements raise it as their range needs.
     integration: "short", "medium" or "long" (SLI), set by ``reset``.
+    limits: the SafeOperatingArea this analyzer is opened with (a bench's ``[limits]``; default
+        ``DEVICE_CEILING``), narrowed to ``DEVICE_CEILING`` and to the SMU's 0.5-100 ms pulses and
+        fixed for the driver's life (``limits`` has no setter). ``force_voltage`` and
+        ``pulse_voltage`` refuse, with SafetyError and before anything is sent, a voltage whose
+        magnitude is beyond ``max_line_voltage`` (every channel drives one line through the matrix)
+        and a pulse width outside ``min_pulse_width`` to ``max_pulse_width``, whoever calls them.
+
+    ``io`` is the raw transport: ``io.write`` sends any text as it is, with none of these checks.
     """
 
     MODEL = "4156C"
@@ -401,8 +411,13 @@ class Keysight4156C:
     timeout_margin = 1.0
 
     def __init__(self, transport, channels: dict[int, str] | None = None, timeout: float = 30.0,
-                 integration: str = "medium"):
+                 integration: str = "medium", limits: SafeOperatingArea | None = None):
         self.io = transport if isinstance(transport, Transport) else Transport(transport, "4156C")
+        if limits is not None and not isinstance(limits, SafeOperatingArea):
+            raise RequestError(f"4156C limits must be a SafeOperatingArea, got {limits!r}")
+        area = DEVICE_CEILING if limits is None else limits.narrowed(DEVICE_CEILING)
+        self._limits = dataclasses.replace(area, min_pulse_width=max(area.min_pulse_width, PULSE_MIN_WIDTH),
+                                           max_pulse_width=min(area.max_pulse_width, PULSE_MAX_WIDTH))
         given = channels or {1: "hrsmu", 2: "hrsmu", 3: "hrsmu", 4: "hrsmu"}
         # The same schema the bench file uses (AnalyzerChannel): one rule for kinds and numbers.
         self.channels = {c.channel: c.kind for c in
@@ -415,6 +430,22 @@ class Keysight4156C:
         # since then the instrument state is not known for sure.
         self._settings: dict[str, str] = {}
         self.io.timeout = self.timeout
+
+    @property
+    def limits(self) -> SafeOperatingArea:
+        """The limits this analyzer was opened with (read-only; see the class docstring)."""
+        return self._limits
+
+    def _check_line_voltage(self, volts, what: str) -> float:
+        """``volts`` as a float if its magnitude is within ``max_line_voltage``; else SafetyError
+        (RequestError for something that is not a finite number). Nothing is sent either way."""
+        if isinstance(volts, bool) or not isinstance(volts, numbers.Real) or not math.isfinite(volts):
+            raise RequestError(f"4156C {what}: {volts!r} is not a finite number of volts")
+        top = self._limits.max_line_voltage
+        if abs(volts) > top:
+            raise SafetyError(f"4156C {what}: {float(volts):+g} V is beyond the {top:g} V on one line this analyzer "
+                              f"was opened with (max_line_voltage of its limits); nothing was sent")
+        return float(volts)
 
     # ----- plumbing -----
     def _write(self, command: str) -> None:
@@ -548,6 +579,7 @@ class Keysight4156C:
         forgets it on CL, PV on that channel, reset and errors).
         """
         ch = self._channel(channel, "force voltage")
+        volts = self._check_line_voltage(volts, f"force voltage on channel {ch}")
         if self.channels[ch] == "vsu":
             voltage_range_code(volts)  # refuses what no output range holds
             cmd = f"DV {ch},{VSU_RANGE_CODE},{format_number(volts)}"
@@ -656,7 +688,14 @@ class Keysight4156C:
         every public pulse script. Afterwards the SMU rests at ``base_v``.
         """
         ch = self._smu(channel, "pulse")
+        pulse_v = self._check_line_voltage(pulse_v, f"pulse on channel {ch}")
+        base_v = self._check_line_voltage(base_v, f"pulse base on channel {ch}")
         hold, width, period = check_pulse_timing(width, period, hold)
+        lim = self._limits
+        if not lim.min_pulse_width - 1e-12 <= width <= lim.max_pulse_width + 1e-12:
+            raise SafetyError(f"4156C pulse on channel {ch}: width {width * 1e3:g} ms is outside the "
+                              f"{lim.min_pulse_width * 1e3:g} ms to {lim.max_pulse_width * 1e3:g} ms this analyzer was "
+                              f"opened with; nothing was sent")
         compliance = check_compliance(compliance, "pulse compliance")
         fixed = -range_code_for_current(compliance)
         self._check_current_code(ch, fixed)

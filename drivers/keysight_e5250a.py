@@ -85,12 +85,22 @@ class KeysightE5250A:
     settle_time: extra wait (s) after ``*OPC?`` reports the relays done, for contact settling
         (E5252A figures unconfirmed; public code uses 20 ms). Tests use 0.
     timeout: VISA timeout (s).
+    inputs, outputs: the inputs and outputs a bench has cabled (its sources and ground; the pin
+        map's outputs); None (the default) allows every one of the matrix. Fixed for the driver's
+        life: ``close`` (and ``route``) refuse a crosspoint outside them, sending nothing.
+
+    Every switching method (``close``, ``open``, ``route``, ``open_all``) checks before it sends:
+    only crosspoints of this matrix (and of the bench's wiring), never two inputs on one output.
+    ``io`` is the raw transport:
+    ``io.write(':ROUT:CLOS (@00105,00205)')`` sends that text as it is, with none of these checks,
+    and can put two inputs on one output. rramlab's own code never routes through it (a test
+    greps for that); a script that writes to ``io`` is on its own.
     """
 
     MODEL = "E5250A"
 
     def __init__(self, transport, config: str = "auto", cards: int = 4, settle_time: float = 0.02,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, inputs: Iterable[int] | None = None, outputs: Iterable[int] | None = None):
         self.io = transport if isinstance(transport, Transport) else Transport(transport, "E5250A")
         # The bench file's schema, so the rules on mode, cards and settle time live in one place.
         settings = validated(MatrixSettings, "E5250A settings", config=config, cards=cards,
@@ -100,6 +110,18 @@ class KeysightE5250A:
         self.io.timeout = self.timeout
         #: what this driver has closed, output -> input; None when not known (before open_all/reset)
         self._closed: dict[int, int] | None = None
+        self._inputs = None if inputs is None else frozenset(self.check_crosspoint(i, 1)[0] for i in inputs)
+        self._outputs = None if outputs is None else frozenset(self.check_crosspoint(1, o)[1] for o in outputs)
+
+    @property
+    def wired_inputs(self) -> frozenset[int] | None:
+        """The inputs ``close`` may use (read-only); None: every input."""
+        return self._inputs
+
+    @property
+    def wired_outputs(self) -> frozenset[int] | None:
+        """The outputs ``close`` may use (read-only); None: every output."""
+        return self._outputs
 
     @property
     def outputs(self) -> int:
@@ -278,6 +300,13 @@ class KeysightE5250A:
         items = sorted({self.check_crosspoint(i, o) for i, o in crosspoints})
         if not items:
             return
+        for inp, out in items:
+            if self._inputs is not None and inp not in self._inputs:
+                raise RequestError(f"refusing to close matrix input {inp} -> output {out}: input {inp} is not cabled on "
+                                   f"this bench (inputs {sorted(self._inputs)}); nothing was sent")
+            if self._outputs is not None and out not in self._outputs:
+                raise RequestError(f"refusing to close matrix input {inp} -> output {out}: output {out} is not in the "
+                                   f"bench's pin map; nothing was sent")
         if self._closed is None:
             raise RequestError("the matrix state is unknown: open every crosspoint (open_all) before closing any")
         wanted: dict[int, int] = {}

@@ -69,6 +69,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SIM_YAML = PACKAGE_DIR / "keysight_sim.yaml"
 BENCH_DIR = PACKAGE_DIR / "benches"
 
+_log = logging.getLogger(__name__)
+
 
 def instrument_limits(limits: SafeOperatingArea) -> SafeOperatingArea:
     """``limits`` with the pulse widths narrowed to what the 4156C SMU can make (0.5-100 ms).
@@ -379,7 +381,10 @@ class BenchChecker(RequestChecker):
     ``config.checker()`` before connecting meets exactly the checks the station applies."""
 
     def __init__(self, config: BenchConfig):
-        super().__init__(config.geometry, config.limits)
+        super().__init__(config.geometry, config.limits)  # narrowed to DEVICE_CEILING (a warning says what was cut)
+        # The bench file's limits are this bench's ceiling from now on: limits assigned later (a
+        # script's ``station.limits = SafeOperatingArea()``) are narrowed to them, never wider.
+        self._ceiling, self._ceiling_name = self.limits, f"the bench file's [limits] ({config.path.name})"
         self.config = config
         self._wl_out = {i: o for i, o in enumerate(config.wordline_outputs) if o}
         self._bl_out = {i: o for i, o in enumerate(config.bitline_outputs) if o}
@@ -394,6 +399,18 @@ class BenchChecker(RequestChecker):
         self._pulse_plan(wl, bl)
         return wl, bl, width, shape
 
+    def check_read_voltage(self, v_read) -> float:
+        v = super().check_read_voltage(v_read)
+        self._check_line(abs(v), "read voltage")
+        return v
+
+    def _check_line(self, volts: float, what: str) -> None:
+        # A read or a VMM input is a line voltage too: the analyzer refuses anything beyond
+        # max_line_voltage, so refuse it here, before a plan starts, with the bench's words.
+        if volts > self.limits.max_line_voltage:
+            raise SafetyError(f"{what} {volts:g} V is beyond the line limit of {self.limits.max_line_voltage:g} V "
+                              f"of this bench ([limits] max_line_voltage in {self.config.path})")
+
     def check_cells(self, cells):
         out = super().check_cells(cells)
         for w, b in out:
@@ -403,6 +420,8 @@ class BenchChecker(RequestChecker):
 
     def check_vmm(self, wordline_v, bitlines=None):
         arr2, bls, single = super().check_vmm(wordline_v, bitlines)
+        if arr2.size:
+            self._check_line(float(np.max(np.abs(arr2))), "vmm input")
         for b in bls:
             self._wired("bitline", b)
         for row in arr2:
@@ -589,9 +608,12 @@ def connect_bench(config: BenchConfig, visa_log: str | TextIO | None = None, res
         a_io = Transport(a_res, "4156C", on_message=on_message)
         m_io = Transport(m_res, "E5250A", on_message=on_message)
         analyzer = Keysight4156C(a_io, channels={c.channel: c.kind for c in config.channels},
-                                 timeout=config.analyzer_timeout, integration=config.integration)
+                                 timeout=config.analyzer_timeout, integration=config.integration,
+                                 limits=config.limits)
         matrix = KeysightE5250A(m_io, config=config.matrix_config, cards=config.cards,
-                                settle_time=config.settle_time, timeout=config.matrix_timeout)
+                                settle_time=config.settle_time, timeout=config.matrix_timeout,
+                                inputs=[c.input for c in config.channels] + [config.ground_input],
+                                outputs=[o for o in config.wordline_outputs + config.bitline_outputs if o])
         try:
             analyzer_idn = analyzer.identify()
         except InstrumentError as exc:
@@ -690,6 +712,11 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
             problems = self._safe_state()
             if problems:
                 raise InstrumentError("could not bring the bench to a safe state: " + "; ".join(problems))
+            # Read back what the matrix holds: a lost open is found here, not by the next user.
+            try:
+                self._confirm_matrix_open()
+            except InstrumentError as exc:
+                raise InstrumentError(f"could not bring the bench to a safe state: {exc}") from None
             self.analyzer.check_errors("reset of the outputs")
 
     def make_safe(self) -> None:
@@ -740,30 +767,70 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
 
     def _safe_state(self, after_timeout: bool = False) -> list[str]:
         """Every source to 0 V, every output switch off, every crosspoint open. Each step is tried
-        even if an earlier one fails; returns what failed."""
+        even if an earlier one fails, and a step that fails (a lost message, a timeout, an
+        instrument that is busy) is tried once more after a device clear of its instrument;
+        returns what failed both times."""
         problems = []
         a, m = self.analyzer, self.matrix
         if after_timeout:
             a.io.clear()
             m.io.clear()
         a.forget_settings()
+
+        def step(what: str, io, action, on_failure=None) -> None:
+            for attempt in (1, 2):
+                try:
+                    action()
+                    return
+                except Exception as exc:  # noqa: BLE001 - keep going: the rest still matters
+                    if on_failure is not None:
+                        on_failure()
+                    if attempt == 2:
+                        problems.append(f"{what}: {exc}")
+                        return
+                    _log.warning("safe state: %s failed (%s); trying it once more after a device clear", what, exc)
+                    io.clear()
+
         for ch in sorted(a.channels):
-            try:
-                a.force_voltage(ch, 0.0, self.config.read_compliance)
-            except Exception as exc:  # noqa: BLE001 - keep going: the rest still matters
-                problems.append(f"channel {ch} to 0 V: {exc}")
-        try:
+            step(f"channel {ch} to 0 V", a.io, lambda ch=ch: a.force_voltage(ch, 0.0, self.config.read_compliance),
+                 a.forget_settings)
+
+        def outputs_off():
             a.outputs_off()
             self._on.clear()
-        except Exception as exc:  # noqa: BLE001
-            problems.append(f"output switches off: {exc}")
+
+        step("output switches off", a.io, outputs_off, a.forget_settings)
+
+        def open_all():
+            m.open_all()
+            m.wait()
+
+        step("open every crosspoint", m.io, open_all, m.forget_state)
+        return problems
+
+    def _confirm_matrix_open(self) -> None:
+        """Read the matrix back (``:ROUT:CLOS:CARD?``): every crosspoint must be open. If one is
+        still closed (a ``:ROUT:OPEN:CARD ALL`` the matrix never carried out), open everything once
+        more after a device clear and ask again; raises InstrumentError if it still reports any."""
+        m = self.matrix
+        closed = m.query_closed()
+        if not closed:
+            return
+        _log.warning("safe state: the matrix still reports %d crosspoint(s) closed; opening every crosspoint "
+                     "once more after a device clear", len(closed))
+        m.io.clear()
         try:
             m.open_all()
             m.wait()
-        except Exception as exc:  # noqa: BLE001
+        except Exception:
             m.forget_state()
-            problems.append(f"open every crosspoint: {exc}")
-        return problems
+            raise
+        closed = m.query_closed()
+        if closed:
+            m.forget_state()
+            shown = ", ".join(f"{i}->{o}" for i, o in sorted(closed)[:8]) + (" ..." if len(closed) > 8 else "")
+            raise InstrumentError(f"after opening every crosspoint twice the matrix still reports {len(closed)} "
+                                  f"closed (input->output {shown})")
 
     @contextlib.contextmanager
     def _guard(self):
@@ -810,27 +877,54 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
             self.last_pulse_current = datum.checked("pulse current")
 
     # ----- read -----
+    def _read_smus(self) -> list[int]:
+        """SMUs that measure bitline currents in a read: the bitline SMU, then every other SMU but
+        the wordline SMU (which drives the wordline)."""
+        cfg = self.config
+        return [cfg.bitline_channel] + [c.channel for c in cfg.channels
+                                        if c.is_smu and c.channel not in (cfg.wordline_channel, cfg.bitline_channel)]
+
     def _read(self, cells, v_read):
         cfg, a = self.config, self.analyzer
-        wl_ch, bl_ch = cfg.wordline_channel, cfg.bitline_channel
-        currents = []
+        wl_ch = cfg.wordline_channel
+        smus = self._read_smus()
+        # Cells of one wordline are read together: the wordline SMU drives it and each spare SMU
+        # measures one more of its bitlines at the same time, as a vmm step does. The circuit is the
+        # one a single-cell read sees (every other line at 0 V), and a whole-array read costs one
+        # routing per group of bitlines instead of two relay waits per cell.
+        rows: dict[int, list[int]] = {}
+        for w, b in cells:
+            if b not in rows.setdefault(w, []):
+                rows[w].append(b)
+        currents: dict[tuple[int, int], float] = {}
         with self._guard():
-            for w, b in cells:
-                routing = self._grounded()
-                routing[self._wired("wordline", w)] = cfg.input_of(wl_ch)
-                routing[self._wired("bitline", b)] = cfg.input_of(bl_ch)
-                self._route(routing)
-                self._ensure_on([wl_ch, bl_ch])
-                # The bitline SMU measures with the read compliance (after a pulse it may still
-                # hold another); sent only when it is not already in force.
-                a.force_voltage(bl_ch, 0.0, cfg.read_compliance, resend=False)
-                a.force_voltage(wl_ch, v_read, cfg.read_compliance)
-                datum = a.spot_current_datum(bl_ch, cfg.read_range)
-                a.force_voltage(wl_ch, 0.0, cfg.read_compliance)
-                # The bitline SMU sinks the cell current: negative by the SMU convention.
-                currents.append(-datum.checked(f"read of cell ({w},{b})"))
+            for w, bls in rows.items():
+                for start in range(0, len(bls), len(smus)):
+                    group = bls[start:start + len(smus)]
+                    chans = smus[:len(group)]
+                    routing = self._grounded()
+                    routing[self._wired("wordline", w)] = cfg.input_of(wl_ch)
+                    for ch, b in zip(chans, group):
+                        routing[self._wired("bitline", b)] = cfg.input_of(ch)
+                    self._route(routing)
+                    self._ensure_on([wl_ch] + chans)
+                    # The measuring SMUs hold their bitlines at 0 V with the read compliance (after a
+                    # pulse the bitline SMU may still hold another); sent only when not already in force.
+                    for ch in chans:
+                        a.force_voltage(ch, 0.0, cfg.read_compliance, resend=False)
+                    a.force_voltage(wl_ch, v_read, cfg.read_compliance)
+                    if len(chans) == 1:
+                        data = {chans[0]: a.spot_current_datum(chans[0], cfg.read_range)}
+                    else:
+                        for ch in chans:
+                            a.set_current_range(ch, cfg.read_range)
+                        data = a.spot_measure(chans, cfg.read_range)
+                    a.force_voltage(wl_ch, 0.0, cfg.read_compliance)
+                    # A measuring SMU sinks the cell current: negative by the SMU convention.
+                    for ch, b in zip(chans, group):
+                        currents[(w, b)] = -data[ch].checked(f"read of cell ({w},{b})")
             a.check_errors("read")
-        return currents
+        return [currents[(w, b)] for w, b in cells]
 
     # ----- vmm -----
     def _vmm(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
@@ -903,8 +997,16 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
                        "config": cfg.matrix_config, "cards": cfg.cards, "ground_input": cfg.ground_input},
             "pinmap": {"wordlines": list(cfg.wordline_outputs), "bitlines": list(cfg.bitline_outputs)},
             "limits": dataclasses.asdict(self.limits),
+            # errors another program left in the queues before this connection (read at connect)
+            "stale_errors": {role: [[code, msg] for code, msg in errors] for role, errors in self.stale_errors.items()},
         })
         return d
+
+    def stale_error_lines(self) -> list[str]:
+        """One line per error found in an instrument's queue at connect (another program's, or a
+        previous run's, leftovers), to show the user; [] when the queues were empty."""
+        return [f"note: the {role} held an error from before this connection: {code} {msg}"
+                for role in ("analyzer", "matrix") for code, msg in self.stale_errors.get(role, [])]
 
 
 

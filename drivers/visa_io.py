@@ -156,6 +156,10 @@ class Transport:
                 self.resource.timeout = old
 
     def write(self, command: str) -> None:
+        """Send ``command`` to the instrument as it is: a RAW write. Nothing is checked here, no
+        safe operating area, no channel, no matrix rule: the drivers' public methods check before
+        they call it. A script that calls ``station.matrix.io.write(...)`` or
+        ``station.analyzer.io.write(...)`` bypasses every interlock rramlab has."""
         if self._reply_pending:
             self._discard_stale_reply()
         self.transactions += 1
@@ -165,6 +169,9 @@ class Transport:
         try:
             self.resource.write(command)
         except Exception as exc:
+            # Noted without the command's text: a log reader must not take it for sent.
+            why = "timeout" if is_visa_timeout(exc) else exc.__class__.__name__
+            self._note("read", f"<message lost: {why}>")
             raise _wrap(self.name, command, exc) from exc
         self._reply_pending = False
         self._note("write", command)
@@ -198,11 +205,14 @@ class Transport:
         return reply
 
     def clear(self) -> None:
-        """Device clear (flushes a half-finished exchange after a timeout). Best effort."""
+        """Device clear (flushes a half-finished exchange after a timeout). Best effort; logged
+        (as ``<device clear>``) when the resource carried it out."""
         try:
             self.resource.clear()
         except Exception:  # noqa: BLE001 - a fake may not support it; clear is only a courtesy
-            pass
+            return
+        self._reply_pending = False  # the clear dropped any reply still waiting
+        self._note("read", "<device clear>")
 
     def close(self) -> None:
         try:

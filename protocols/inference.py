@@ -2,12 +2,19 @@
 
 Written against the seam only (``CrossbarInstrument.vmm``). Per image, for ``steps`` time steps:
 
-1. Rate coding (seeded): pixel p in [0, 1] spikes at a step with probability p (``rate_code``).
+1. Rate coding (seeded): pixel p in [0, 1] spikes at a step with probability ``max_rate`` x p
+   (``rate_code``).
 2. First layer in software: integrate-and-fire neurons (``integrate_and_fire``); each step a hidden
    unit adds W1 . input_spikes + b1 to its membrane, fires when the membrane reaches the threshold
-   and loses the threshold (reset by subtraction, so its rate follows the ANN's ReLU).
-3. Second layer in the array: the hidden spikes of a step drive the wordlines, ``spike_v`` (1 V) for
-   a spike and 0 V otherwise, with every bitline held at 0 V; the 20 bitline currents are read.
+   and loses the threshold (reset by subtraction, so its rate follows the ANN's ReLU). The threshold
+   is the network's (the ``activation_percentile`` of its hidden ReLU activations) times
+   ``threshold_scale``, or ``threshold`` when that is given.
+3. Second layer in the array: the hidden spikes of a step drive the wordlines with a spike of
+   ``spike_v`` (1 V) and 0 V otherwise, every bitline held at 0 V; the 20 bitline currents are read.
+   The spike's waveform (``spike_shape``, ``spike_duty``): ``rect`` holds ``spike_v`` for the duty
+   fraction of the step; ``tri`` is a PWL ramp 0 -> ``spike_v`` -> 0 over that fraction. A step's
+   current is its time average over the waveform (``waveform_nodes``: the current at a few fractions
+   of ``spike_v``, weighted; a ramp through the device's non-linear I(V) is not a scaled rectangle).
    Class c scores I+ - I- = I(bitline c) - I(bitline 10 + c), summed over the steps; the
    prediction is the class with the highest sum.
 
@@ -30,28 +37,75 @@ from rramlab.protocols.network import Variant
 from rramlab.protocols.settings import check_settings, setting
 
 
+#: spike waveforms: rectangular, or triangular (a PWL ramp up and down filling the spike's time)
+SPIKE_SHAPES = ("rect", "tri")
+#: Gauss-Legendre nodes of a triangular spike's average over its ramp (5 nodes integrate the twin's
+#: I(V) within 1e-4 of a 2,000-point trapezoid, tests/test_power.py)
+TRI_NODES = 5
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
-    """Spiking inference on the array."""
+    """Spiking inference on the array: the rate coding, the hidden threshold and the spike waveform."""
 
     steps: int = setting(25, "time steps per image", minimum=1, maximum=10000)
-    spike_v: float = setting(1.0, "wordline voltage of a spike (0 V otherwise)", "V", soa="read",
-                             exclusive_minimum=True, minimum=0.0)
+    spike_v: float = setting(1.0, "peak wordline voltage of a spike (0 V otherwise), inside the read window",
+                             "V", soa="read", exclusive_minimum=True, minimum=0.0)
+    spike_shape: str = setting("rect", "spike waveform: rect (spike-v for the duty fraction of the step) or tri "
+                                       "(a ramp 0 -> spike-v -> 0 over that fraction)", choices=SPIKE_SHAPES)
+    spike_duty: float = setting(1.0, "fraction of each time step a spike lasts", minimum=0.0, maximum=1.0,
+                                exclusive_minimum=True)
+    threshold_scale: float = setting(1.0, "integrate-and-fire threshold as a multiple of the network's own "
+                                          "(its activation percentile)", minimum=0.0, maximum=100.0,
+                                     exclusive_minimum=True)
+    threshold: float = setting(0.0, "absolute integrate-and-fire threshold (units of the hidden layer's input "
+                                    "w1 . x + b1); 0: the network's threshold x threshold-scale",
+                               minimum=0.0, maximum=1e6)
+    max_rate: float = setting(1.0, "rate coding: a pixel of value p spikes with probability max-rate x p per step",
+                              minimum=0.0, maximum=1.0, exclusive_minimum=True)
     spike_seed: int = setting(0, "random seed of the rate coding", minimum=0)
 
     def validate(self, limits=None) -> None:
+        """Check every setting against its declaration and ``limits``; RequestError/SafetyError naming it."""
         check_settings(self, limits)
+        if self.threshold > 0 and self.threshold_scale != 1.0:
+            raise RequestError(f"--threshold {self.threshold:g} and --threshold-scale {self.threshold_scale:g} "
+                               "both set the firing threshold: give one of them")
+
+    def hidden_threshold(self, variant_threshold: float) -> float:
+        """The integrate-and-fire threshold in force: ``threshold`` if given, else the variant's x scale."""
+        return float(self.threshold) if self.threshold > 0 else float(variant_threshold) * self.threshold_scale
+
+    def describe_spike(self) -> str:
+        """The waveform in a few words, e.g. "rect 1 V" or "tri 0.6 V, duty 0.5"."""
+        duty = f", duty {self.spike_duty:g}" if self.spike_duty != 1.0 else ""
+        return f"{self.spike_shape} {self.spike_v:g} V{duty}"
+
+
+def waveform_nodes(shape: str, duty: float = 1.0, nodes: int = TRI_NODES) -> tuple[np.ndarray, np.ndarray]:
+    """(fractions of the peak voltage, weights): a step's time average of any f(v(t)) is
+    sum_k weights[k] * f(fractions[k] * V) for a spike of peak V; 0 V for the rest of the step
+    contributes nothing (f(0) = 0 for currents and power).
+
+    rect: ([1], [duty]). tri: v rises linearly to V and falls back over the duty fraction, so v/V is
+    uniform on [0, 1] over that time; Gauss-Legendre on [0, 1] with ``nodes`` points, weights x duty."""
+    if shape not in SPIKE_SHAPES:
+        raise RequestError(f"spike shape {shape!r}: use one of {', '.join(SPIKE_SHAPES)}")
+    if shape == "rect":
+        return np.array([1.0]), np.array([float(duty)])
+    x, w = np.polynomial.legendre.leggauss(int(nodes))
+    return (x + 1.0) / 2.0, w / 2.0 * float(duty)
 
 
 # ----- pure numerics -----
 
-def rate_code(images: np.ndarray, steps: int, rng: np.random.Generator) -> np.ndarray:
-    """Input spikes (n, steps, pixels) bool: each pixel p in [0, 1] spikes with probability p at each
-    step, independently."""
+def rate_code(images: np.ndarray, steps: int, rng: np.random.Generator, max_rate: float = 1.0) -> np.ndarray:
+    """Input spikes (n, steps, pixels) bool: each pixel p in [0, 1] spikes with probability
+    ``max_rate`` x p at each step, independently."""
     images = np.asarray(images, dtype=float)
     if images.size and (images.min() < 0 or images.max() > 1):
         raise RequestError("pixel values must be in [0, 1] for rate coding")
-    return rng.random((images.shape[0], steps, images.shape[1])) < images[:, None, :]
+    return rng.random((images.shape[0], steps, images.shape[1])) < max_rate * images[:, None, :]
 
 
 def integrate_and_fire(input_spikes: np.ndarray, w1: np.ndarray, b1: np.ndarray, threshold: float) -> np.ndarray:
@@ -96,6 +150,7 @@ class InferencePlan:
     hidden_spikes: np.ndarray  # (n, steps, hidden) bool
     wordlines: tuple[int, ...]  # hidden unit i drives wordlines[i]
     bitlines: tuple[int, ...]   # positive columns then negative columns (20)
+    threshold: float = float("nan")  # the integrate-and-fire threshold the hidden spikes came from
 
     @property
     def n_images(self) -> int:
@@ -158,28 +213,51 @@ def plan(settings: InferenceSettings, variant: Variant, data: Dataset, indices=N
     images, labels = data.images[indices], data.labels[indices]
     # one generator per image, seeded by (seed, image index): an image gets the same spikes whatever
     # else is in the batch and in whichever order
-    spikes_in = np.concatenate([rate_code(images[k:k + 1], settings.steps, np.random.default_rng([settings.spike_seed, i]))
+    spikes_in = np.concatenate([rate_code(images[k:k + 1], settings.steps, np.random.default_rng([settings.spike_seed, i]),
+                                          settings.max_rate)
                                 for k, i in enumerate(indices)])
-    hidden_spikes = integrate_and_fire(spikes_in, variant.w1, variant.b1, variant.threshold)
-    checker.check_vmm(np.full((1, g.wordlines), settings.spike_v), range(2 * CLASSES))
+    threshold = settings.hidden_threshold(variant.threshold)
+    hidden_spikes = integrate_and_fire(spikes_in, variant.w1, variant.b1, threshold)
+    fractions, _ = waveform_nodes(settings.spike_shape, settings.spike_duty)
+    for f in fractions:  # every voltage the waveform puts on a wordline
+        checker.check_vmm(np.full((1, g.wordlines), settings.spike_v * f), range(2 * CLASSES))
     return InferencePlan(settings, variant, images, labels, indices, hidden_spikes, tuple(range(hidden)),
-                         tuple(range(2 * CLASSES)))
+                         tuple(range(2 * CLASSES)), threshold)
 
 
 def run(instrument: CrossbarInstrument, inference_plan: InferencePlan, chunk_images: int = 200,
-        should_stop: Callable[[], bool] | None = None) -> Iterator[ImageRecord]:
+        should_stop: Callable[[], bool] | None = None, check_network: bool = True) -> Iterator[ImageRecord]:
     """Send the plan's spikes to ``instrument`` ``chunk_images`` images at a time (one vmm call
-    each) and yield an ImageRecord per image. ``should_stop`` is polled between calls."""
+    each) and yield an ImageRecord per image. ``should_stop`` is polled between calls.
+
+    A rectangular spike is one vmm of the steps at ``spike_v`` (its currents x the duty); a
+    triangular one is the steps at each of ``waveform_nodes``' fractions of ``spike_v`` in the same
+    call, weighted into each step's time-averaged current.
+
+    First (``check_network``) the network's cells are read once and compared with the variant's
+    targets (``network_check``): an array that does not hold this network raises NetworkNotHeld
+    before any spike, instead of inferring with whatever it holds."""
     p = inference_plan
+    if check_network:
+        from rramlab.protocols.network_check import require_held
+
+        require_held(instrument, p.variant)
     steps = p.settings.steps
     W = instrument.geometry.wordlines
+    fractions, weights = waveform_nodes(p.settings.spike_shape, p.settings.spike_duty)
     for start in range(0, p.n_images, max(1, int(chunk_images))):
         if should_stop is not None and should_stop():
             return
         spikes = p.hidden_spikes[start:start + chunk_images]
         n = spikes.shape[0]
         volts = p._voltages(spikes, W).reshape(n * steps, W)
-        currents = instrument.vmm(volts, list(p.bitlines)).reshape(n, steps, len(p.bitlines))
+        if fractions.size == 1 and fractions[0] == 1.0:
+            currents = instrument.vmm(volts, list(p.bitlines)) * weights[0]
+        else:
+            stacked = np.concatenate([volts * f for f in fractions])
+            per_node = instrument.vmm(stacked, list(p.bitlines)).reshape(fractions.size, n * steps, -1)
+            currents = np.tensordot(weights, per_node, axes=1)
+        currents = currents.reshape(n, steps, len(p.bitlines))
         scores = class_scores(currents)
         for k in range(n):
             i = start + k
@@ -197,8 +275,14 @@ def confusion_matrix(labels, predictions, classes: int = CLASSES) -> np.ndarray:
 
 
 def accuracy_of(records) -> float:
+    """Fraction of the records whose prediction is their label (nan for none)."""
     records = list(records)
     return float(np.mean([r.correct for r in records])) if records else float("nan")
+
+
+def binomial_standard_error(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on ``n`` independent images: sqrt(p (1 - p) / n)."""
+    return float(np.sqrt(accuracy * (1.0 - accuracy) / n)) if n > 0 else float("nan")
 
 
 #: the settings class of this protocol (the same shape as every protocol module)

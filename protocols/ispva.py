@@ -218,22 +218,32 @@ def bracket_set_v(settings: IspvaSettings, low_v: float, low_s: float, high_v: f
     return float(round(low_v + k * step, 6))
 
 
+def settles_without_change(instrument) -> bool:
+    """Whether ``programming_done`` leaves every cell as it was on this backend (a probe station:
+    the seam's own no-op), so a read after it would repeat the read before it and is skipped."""
+    return getattr(type(instrument), "_programming_done", None) is CrossbarInstrument._programming_done
+
+
 def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: tuple[int, int],
                  target_s: float, should_stop: Callable[[], bool] | None = None,
-                 pulses_used: int = 0, last_set_v: float | None = None) -> Iterator[IspvaPulse | IspvaResult]:
+                 pulses_used: int = 0, last_set_v: float | None = None,
+                 first_read_s: float | None = None) -> Iterator[IspvaPulse | IspvaResult]:
     """The verify loop of one cell (see the module docstring); yields its pulses and, unless
     stopped, its IspvaResult. ``pulses_used`` counts pulses the cell already had (a scheme that
     pulsed it before hands over the rest of the budget); ``last_set_v``: the amplitude (V) of the
-    set pulse it had just before (the fast scheme's row pulse), so the loop starts from its response."""
+    set pulse it had just before (the fast scheme's row pulse), so the loop starts from its response.
+    ``first_read_s``: the cell's conductance (S) from a read the caller has just made (a transfer's
+    whole-region read), used instead of reading it again before the first pulse."""
     s = settings
     w, b = cell
     tol = s.tolerance_s
     pulses = pulses_used
+    reread_settled = not settles_without_change(instrument)
 
     def conductance() -> float:
         return instrument.read_cell(w, b, s.read_v) / s.read_v
 
-    g = conductance()
+    g = conductance() if first_read_s is None else float(first_read_s)
     if not s.verify:
         if pulses < s.max_pulses:
             set_v = first_set_v(s, target_s)
@@ -242,7 +252,8 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
             g = conductance()
             yield IspvaPulse(w, b, target_s, pulses, "set", set_v, g)
         instrument.programming_done([(w, b)])
-        g = conductance()
+        if reread_settled:
+            g = conductance()
         yield IspvaResult(w, b, target_s, abs(g - target_s) <= tol, pulses, g, g - target_s)
         return
 
@@ -295,6 +306,8 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
                     break
                 instrument.programming_done([(w, b)])
                 pulsed_since_done = False
+                if not reread_settled:
+                    continue  # nothing moved: the read that accepted the cell stands
                 g = conductance()
                 if abs(g - target_s) <= tol or not peak_v or pulses + 2 > s.max_pulses:
                     continue

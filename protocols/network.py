@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -87,11 +88,21 @@ def accuracy(x, labels, w1, b1, w2) -> float:
 
 
 def sgd_epochs(x, y, w1, b1, w2, epochs: int, lr: float, batch: int, rng: np.random.Generator,
-               masks: tuple[np.ndarray, np.ndarray] | None = None):
+               masks: tuple[np.ndarray, np.ndarray] | None = None, on_epoch: Callable[[], None] | None = None):
     """Mini-batch SGD on softmax cross-entropy, in place on copies; returns (w1, b1, w2).
 
     masks: (mask1, mask2) of weights allowed to be non-zero (pruning); the others stay 0.
+    on_epoch: called after each epoch (a progress bar).
     """
+    from threadpoolctl import threadpool_limits
+
+    # A mini-batch product is 32 x 784 by 784 x 24: BLAS threads cost more than they share, and on a
+    # busy machine they wait for each other (15x slower on 2 cores). One thread, whatever the caller.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _sgd(x, y, w1, b1, w2, epochs, lr, batch, rng, masks, on_epoch)
+
+
+def _sgd(x, y, w1, b1, w2, epochs, lr, batch, rng, masks, on_epoch):
     w1, b1, w2 = w1.copy(), b1.copy(), w2.copy()
     n = x.shape[0]
     onehot = np.eye(CLASSES)[y]
@@ -115,6 +126,8 @@ def sgd_epochs(x, y, w1, b1, w2, epochs: int, lr: float, batch: int, rng: np.ran
             if masks is not None:
                 w1 *= masks[0]
                 w2 *= masks[1]
+        if on_epoch is not None:
+            on_epoch()
     return w1, b1, w2
 
 
@@ -213,8 +226,10 @@ def _quantised_variant(name, w1, b1, w2, bits, x_train, percentile, x_test, y_te
                    accuracy(x_test, y_test, q1, b1, q2))
 
 
-def build_variants(train: Dataset, test: Dataset, settings: NetworkSettings = NetworkSettings()) -> Network:
-    """Train FP32, then derive QT and QT & PR, each with its test accuracy (as an ANN)."""
+def build_variants(train: Dataset, test: Dataset, settings: NetworkSettings = NetworkSettings(),
+                   on_epoch: Callable[[], None] | None = None) -> Network:
+    """Train FP32, then derive QT and QT & PR, each with its test accuracy (as an ANN).
+    ``on_epoch`` is called after each of the ``training_epochs(settings)`` epochs (a progress bar)."""
     settings.validate()
     if train.images.shape[1] != PIXELS:
         raise RequestError(f"training images have {train.images.shape[1]} pixels, the network takes {PIXELS}")
@@ -224,32 +239,40 @@ def build_variants(train: Dataset, test: Dataset, settings: NetworkSettings = Ne
     b1 = np.zeros(s.hidden)
     w2 = he_init(rng, s.hidden, CLASSES)
     x, y = train.images, train.labels
-    w1, b1, w2 = sgd_epochs(x, y, w1, b1, w2, s.epochs, s.learning_rate, s.batch_size, rng)
+    w1, b1, w2 = sgd_epochs(x, y, w1, b1, w2, s.epochs, s.learning_rate, s.batch_size, rng, on_epoch=on_epoch)
     xt, yt = test.images, test.labels
     variants = {"fp32": Variant("fp32", w1, b1, w2, spiking_threshold(x, w1, b1, s.activation_percentile),
                                 test_accuracy=accuracy(xt, yt, w1, b1, w2))}
     variants["qt"] = _quantised_variant("qt", w1, b1, w2, s.bits, x, s.activation_percentile, xt, yt)
     # its own generator (seed + 1), so the pruning sweep at the same ratio gives this same variant
-    variants["qtpr"] = pruned_variant(w1, b1, w2, s.prune_ratio, train, test, s, name="qtpr")
+    variants["qtpr"] = pruned_variant(w1, b1, w2, s.prune_ratio, train, test, s, name="qtpr", on_epoch=on_epoch)
     return Network(s, variants, train.source.replace(" (train)", ""), len(train), len(test))
 
 
 def pruned_variant(w1, b1, w2, ratio: float, train: Dataset, test: Dataset, settings: NetworkSettings,
-                   rng: np.random.Generator | None = None, name: str = "qtpr") -> Variant:
+                   rng: np.random.Generator | None = None, name: str = "qtpr",
+                   on_epoch: Callable[[], None] | None = None) -> Variant:
     """Prune ``ratio`` of each layer by magnitude, fine-tune with the masks, quantise."""
     s = settings
     rng = rng if rng is not None else np.random.default_rng(s.seed + 1)
     m1, m2 = prune_mask(w1, ratio), prune_mask(w2, ratio)
     p1, pb, p2 = sgd_epochs(train.images, train.labels, w1 * m1, b1, w2 * m2, s.finetune_epochs,
-                            s.learning_rate, s.batch_size, rng, masks=(m1, m2)) if s.finetune_epochs \
+                            s.learning_rate, s.batch_size, rng, masks=(m1, m2), on_epoch=on_epoch) \
+        if s.finetune_epochs \
         else (w1 * m1, b1.copy(), w2 * m2)
     return _quantised_variant(name, p1, pb, p2, s.bits, train.images, s.activation_percentile,
                               test.images, test.labels)
 
 
-def train_network(mnist, settings: NetworkSettings = NetworkSettings()) -> Network:
+def training_epochs(settings: NetworkSettings) -> int:
+    """Epochs ``build_variants`` runs: the FP32 training and the fine-tuning of QT & PR."""
+    return settings.epochs + settings.finetune_epochs
+
+
+def train_network(mnist, settings: NetworkSettings = NetworkSettings(),
+                  on_epoch: Callable[[], None] | None = None) -> Network:
     """``build_variants`` on an ``rramlab.protocols.mnist.Mnist``."""
-    return build_variants(mnist.train, mnist.test, settings)
+    return build_variants(mnist.train, mnist.test, settings, on_epoch)
 
 
 # ----- the mapping onto the array -----

@@ -457,8 +457,11 @@ def record_run(store_path, protocol: str, settings, instrument, resume: int | No
 
     ``settings``: a settings dataclass or a dict. ``instrument``: its ``backend_name`` and
     ``describe()`` go into the run row. ``resume``: continue run ``resume`` instead of starting one.
-    On leaving the block the run is ``finished``; ``aborted`` on Ctrl-C (KeyboardInterrupt or
-    GeneratorExit); ``failed`` with the error text on any other exception, which is re-raised.
+    On leaving the block the instrument is first made safe (``reset_outputs``: 0 V, outputs off,
+    every crosspoint open and, on a bench, the matrix read back), then the run is ``finished``;
+    a run whose safe-state sequence fails is ``failed``, never ``finished``. ``aborted`` on Ctrl-C
+    (KeyboardInterrupt or GeneratorExit); ``failed`` with the error text on any other exception,
+    which is re-raised.
     ``store_path``: a path, None (the default store, as the command line) or an open RunStore.
     Raises StoreError for a path that is not a rramlab store.
 
@@ -481,6 +484,7 @@ def record_run(store_path, protocol: str, settings, instrument, resume: int | No
         recorder = RunRecorder(store, run_id)
         try:
             yield recorder
+            _make_safe(instrument)  # inside the try: a safe state that fails makes the run failed
         except KeyboardInterrupt as exc:
             _end_quietly(store, run_id, "aborted", interrupted_text(exc))
             raise
@@ -494,6 +498,13 @@ def record_run(store_path, protocol: str, settings, instrument, resume: int | No
     finally:
         if own:
             store.close()
+
+
+def _make_safe(instrument) -> None:
+    """The instrument's safe-state sequence, when it has one (a CrossbarInstrument)."""
+    reset = getattr(instrument, "reset_outputs", None)
+    if callable(reset):
+        reset()
 
 
 def interrupted_text(exc: BaseException) -> str:
@@ -513,11 +524,12 @@ def _end_quietly(store: RunStore, run_id: int, status: str, error: str) -> None:
         store.end_run(run_id, status, error)
 
 
-def add_store_flag(parser) -> None:
-    """``--store FILE`` for a subcommand."""
+def add_store_flag(parser, purpose: str = "to record this run in", default: str | None = None) -> None:
+    """``--store FILE`` for a subcommand: ``purpose`` says what the command does with it (a command
+    that only reads the store says so), ``default`` where it goes without the flag."""
+    default = default or f"${ENV_VAR} or {DEFAULT_FILE_NAME} in the user's data folder"
     parser.add_argument("--store", metavar="FILE", default=None,
-                        help=f"run store (SQLite) to record this run in (default: ${ENV_VAR} or "
-                             f"{DEFAULT_FILE_NAME} in the user's data folder)")
+                        help=f"run store (SQLite) {purpose} (default: {default})")
 
 
 def records_table(records: list[StoredRecord]) -> tuple[list[str], list[list[Any]]]:

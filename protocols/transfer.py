@@ -191,7 +191,15 @@ def run_settings(plan_: TransferPlan, weights_file: str | None = None) -> dict:
 
     return {"transfer": settings_dict(plan_.settings), "ispva": settings_dict(plan_.ispva),
             "levels": plan_.levels.tolist(), "level_spacing_s": plan_.level_spacing_s,
-            "weights_file": weights_file}
+            "weights_file": weights_file, "target_fingerprint": plan_fingerprint(plan_)}
+
+
+def plan_fingerprint(plan_: TransferPlan) -> str:
+    """The fingerprint (``network_check.target_fingerprint``) of the region's targets a transfer
+    writes: kept with its run, so the store says which network an array was given."""
+    from rramlab.protocols.network_check import target_fingerprint
+
+    return target_fingerprint(differential_targets(plan_.levels, plan_.settings.mapping, plan_.level_spacing_s))
 
 
 def write_levels(instrument: CrossbarInstrument, levels, settings: TransferSettings = TransferSettings(),
@@ -223,10 +231,12 @@ def _accepted(plan_: TransferPlan, target_s: float, g: float) -> bool:
 
 
 def reset_to_hrs(instrument: CrossbarInstrument, settings: IspvaSettings, cell, hrs_max_s: float,
-                 should_stop: Callable[[], bool] | None = None) -> Iterator[IspvaPulse | IspvaResult]:
-    """Reset pulses until the cell reads at or below ``hrs_max_s`` or the budget is spent."""
+                 should_stop: Callable[[], bool] | None = None,
+                 first_read_s: float | None = None) -> Iterator[IspvaPulse | IspvaResult]:
+    """Reset pulses until the cell reads at or below ``hrs_max_s`` or the budget is spent.
+    ``first_read_s``: the cell's conductance (S) from a read just made, instead of reading it again."""
     w, b = cell
-    g = instrument.read_cell(w, b, settings.read_v) / settings.read_v
+    g = instrument.read_cell(w, b, settings.read_v) / settings.read_v if first_read_s is None else float(first_read_s)
     pulses = 0
     while g > hrs_max_s and pulses < settings.max_pulses:
         if should_stop is not None and should_stop():
@@ -239,11 +249,11 @@ def reset_to_hrs(instrument: CrossbarInstrument, settings: IspvaSettings, cell, 
 
 
 def _program(instrument, plan_: TransferPlan, cell, should_stop, pulses_used: int = 0,
-             last_set_v: float | None = None):
+             last_set_v: float | None = None, first_read_s: float | None = None):
     t = plan_.target(cell)
     if t == HRS:
-        return reset_to_hrs(instrument, plan_.ispva, cell, plan_.settings.hrs_max_s, should_stop)
-    return ispva.program_cell(instrument, plan_.ispva, cell, t, should_stop, pulses_used, last_set_v)
+        return reset_to_hrs(instrument, plan_.ispva, cell, plan_.settings.hrs_max_s, should_stop, first_read_s)
+    return ispva.program_cell(instrument, plan_.ispva, cell, t, should_stop, pulses_used, last_set_v, first_read_s)
 
 
 def _read_all(instrument, plan_: TransferPlan, cells) -> np.ndarray:
@@ -261,8 +271,12 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
     # cells whose levels straddle their target (IspvaResult.out_of_reach): conductance they ended at (S)
     out_of_reach: dict[tuple[int, int], float] = {}
 
+    # the cell's conductance at the transfer's last read of it (start, row, settled or final): the
+    # verify loop starts from it instead of reading the cell once more
+    last_read: dict[tuple[int, int], float] = {}
+
     def program(cell, pulses_used=0, last_set_v=None):
-        for r in _program(instrument, plan_, cell, stopped, pulses_used, last_set_v):
+        for r in _program(instrument, plan_, cell, stopped, pulses_used, last_set_v, last_read.pop(cell, None)):
             if isinstance(r, IspvaResult):
                 if r.converged:
                     accepted.add(cell)
@@ -276,6 +290,7 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
     pending = []
     for cell, g in zip(plan_.cells, g0):
         t = plan_.target(cell)
+        last_read[cell] = float(g)
         yield CellRead("start", 0, cell[0], cell[1], t, float(g))
         if _accepted(plan_, t, g):
             accepted.add(cell)
@@ -297,15 +312,20 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
             gs = _read_all(instrument, plan_, row_cells)
             hits = []
             for c, g in zip(row_cells, gs):
+                last_read[c] = float(g)
                 yield CellRead("row", 0, c[0], c[1], plan_.target(c), float(g))
                 if _accepted(plan_, plan_.target(c), g):
                     hits.append(c)
             if hits:
                 instrument.programming_done(hits)
-                for c, g in zip(hits, _read_all(instrument, plan_, hits)):
-                    yield CellRead("settled", 0, c[0], c[1], plan_.target(c), float(g))
-                    if _accepted(plan_, plan_.target(c), g):
-                        accepted.add(c)
+                if ispva.settles_without_change(instrument):
+                    accepted.update(hits)  # nothing moved: the row read that accepted them stands
+                else:
+                    for c, g in zip(hits, _read_all(instrument, plan_, hits)):
+                        last_read[c] = float(g)
+                        yield CellRead("settled", 0, c[0], c[1], plan_.target(c), float(g))
+                        if _accepted(plan_, plan_.target(c), g):
+                            accepted.add(c)
             row_v = {first_set_v(plan_.ispva, t): t for t in {plan_.target(c) for c in row_cells}}
             for c in row_cells:
                 if c not in accepted:
@@ -322,8 +342,10 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
     for rnd in range(1, s.final_rounds + 2):
         gs = _read_all(instrument, plan_, plan_.cells)
         bad = []
+        last_read.clear()  # reads before this round are stale now
         for c, g in zip(plan_.cells, gs):
             t = plan_.target(c)
+            last_read[c] = float(g)
             yield CellRead("final", rnd, c[0], c[1], t, float(g))
             # a cell that ended at the closer of the two levels straddling its target is not
             # tried again unless something has moved it since

@@ -22,12 +22,10 @@ distribution adds.
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version as _version
 
-try:
-    __version__ = _version("rramlab")
-except PackageNotFoundError:  # imported from a checkout that was never installed
-    __version__ = "0+unknown"
+#: the one place the version is written (pyproject.toml reads it from here): looking it up with
+#: importlib.metadata goes through the editable install's finder, 0.3 s of every `rramlab --help`
+__version__ = "0.1.0"
 
 #: public name -> the module that defines it (one place, read by ``__getattr__``, ``__dir__`` and
 #: ``tools/gen_api_docs.py``)
@@ -60,6 +58,9 @@ _EXPORTS = {
     "load_weights": "rramlab.protocols.weights",
     "save_weights": "rramlab.protocols.weights",
     "WeightFileError": "rramlab.protocols.weights",
+    # Monte-Carlo sweeps of the twin on Dask
+    "sweep": "rramlab.app.sweep",
+    "SweepError": "rramlab.app.sweep",
 }
 
 __all__ = ["__version__", *_EXPORTS]

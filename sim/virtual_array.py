@@ -457,8 +457,12 @@ class VirtualArray(CrossbarInstrument):
         off_sw = ~self.switch_states
         lowest_on = float(np.min(on_v[off_sw])) if off_sw.any() else np.inf
         highest_off = float(np.max(off_v[self.switch_states])) if self.switch_states.any() else -np.inf
-        span = float(np.max(np.abs(steps))) if steps.size else 0.0
-        drop = self._drop_bound(span)
+        if not steps.size:
+            return np.zeros(steps.shape[0], dtype=bool)
+        top, bottom = float(steps.max()), float(steps.min())
+        drop = self._drop_bound(max(top, -bottom, 0.0))
+        if top + drop + DISTURB_MARGIN_V <= lowest_on and bottom - drop - DISTURB_MARGIN_V >= highest_off:
+            return np.zeros(steps.shape[0], dtype=bool)  # the whole batch is safe: no per-step pass
         hi = steps.max(axis=1) + drop + DISTURB_MARGIN_V
         lo = steps.min(axis=1) - drop - DISTURB_MARGIN_V
         return (hi > lowest_on) | (lo < highest_off)
@@ -479,6 +483,8 @@ class VirtualArray(CrossbarInstrument):
         0 V), applying and keeping any read disturb in step order."""
         self.last_read_disturbed = []
         risky = self._steps_that_may_disturb(steps)
+        if not risky.any():
+            return self._plain_steps(steps, bitlines)
         out = np.empty((steps.shape[0], len(bitlines)))
         start = 0
         for k in np.flatnonzero(risky).tolist() + [steps.shape[0]]:

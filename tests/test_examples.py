@@ -300,6 +300,8 @@ def test_the_notebook_runs_headless_and_shows_the_papers_figures(tmp_path, monke
     assert summary["ispva_devices"] == 24 and summary["ispva_within_2ns"] >= 0.9
     assert summary["transfer_cells"] == 18 and summary["transfer_within_2ns"] == 1.0
     assert 0 < summary["transfer_rmse_s"] < 2e-9
+    sweep = json.loads(next(ln for ln in text.splitlines() if ln.startswith("SWEEP "))[len("SWEEP "):])
+    assert sweep["dims"] == {"chip": 2, "threshold_sigma_v": 2} and 0 < sweep["within_2ns_mean"] <= 1
     with RunStore(os.environ["RRAMLAB_STORE"]) as s:
         runs = s.runs()
     assert [r.protocol for r in reversed(runs)] == ["ispp", "ispva", "transfer"]

@@ -14,7 +14,9 @@ import pytest
 from rramlab.drivers.interface import DEVICE_CEILING, ArrayGeometry, RequestError, half_bias_voltages
 from rramlab.sim.array import ArrayParameters
 from rramlab.sim.device import DeviceParameters, Switch
-from rramlab.sim.nodal import TAYLOR_MIN_STEPS, DeviceTables, NodalArray, device_current_exact
+from rramlab.sim import nodal
+from rramlab.sim.nodal import (SPIKE_MIN_STEPS, TAYLOR_MIN_STEPS, DeviceTables, NodalArray,
+                              device_current_exact, lambert_w, spike_pattern)
 from rramlab.sim.virtual_array import DC_MIN_WIDTH_S, VirtualArray, Variability
 
 RTOL, ATOL = 1e-3, 0.05e-9
@@ -61,6 +63,43 @@ def test_tabulated_device_matches_its_exact_solution():
     assert np.max(np.abs(table_s - exact_s) / exact_s) < 1e-6
     # odd in V, as the model's V*exp(|V|) branches and linear switches are
     assert np.allclose(tables.evaluate(-v, rows[:, None])[0], -table_i, rtol=0, atol=0)
+
+
+def test_lambert_w_matches_scipy_over_the_whole_range():
+    from scipy.special import lambertw
+    x = np.concatenate([[0.0], np.geomspace(1e-300, 1e300, 20000)])
+    ref = np.real(lambertw(x))
+    assert lambert_w(0.0) == 0.0
+    assert np.max(np.abs(lambert_w(x) - ref) / np.maximum(ref, 1e-300)) < 1e-13
+
+
+def test_table_rows_follow_every_cell_change_and_build_only_new_rows():
+    """rows_for remembers each cell's row: after a change only the changed cells move, a repeated
+    conductance reuses its row, and the rows always hold that cell's own characteristic."""
+    p = DeviceParameters()
+    rng = np.random.default_rng(3)
+    tables = DeviceTables(p, 1.2)
+    g = np.exp(rng.uniform(np.log(1e-11), np.log(3e-7), (6, 5)))
+    r0 = p.insulator_r0 * np.exp(rng.normal(0.0, 0.03, (6, 5)))
+    first = tables.rows_for(g, r0).copy()
+    assert tables.rows_for(g, r0) is tables.rows_for(g, r0)   # unchanged: the remembered rows
+    built = len(tables.current)
+    g2 = g.copy()
+    g2[2, 3] = 5e-8
+    g2[4, 0] = g[1, 1]                                        # same conductance, other Ri: a new row
+    rows = tables.rows_for(g2, r0)
+    changed = np.zeros(g.shape, dtype=bool)
+    changed[2, 3] = changed[4, 0] = True
+    assert np.array_equal(rows[~changed], first[~changed]) and len(tables.current) == built + 2
+    v = np.full(g.shape, 0.9)
+    got, _ = tables.evaluate(v, rows)
+    exact, _ = device_current_exact(v, g2, p, insulator_r0=r0)
+    assert np.max(np.abs(got - exact) / exact) < 1e-6
+    assert np.array_equal(tables.rows_for(g, r0), first)      # back: the old rows, nothing built
+    assert len(tables.current) == built + 2
+    tables.rows_for(g2)                                       # Ri of the model: rows by the full look-up
+    got, _ = tables.evaluate(v, tables.rows_for(g2))
+    assert np.max(np.abs(got - device_current_exact(v, g2, p)[0]) / got) < 1e-6
 
 
 def test_exact_device_reproduces_the_calibrated_read_levels():
@@ -134,6 +173,115 @@ def test_spike_trains_class_currents_match_ngspice():
     # the large-batch path equals the step-by-step fast solve of the other trains too
     one_by_one = np.array([fast.vmm(spikes[t]).sum(axis=0) for t in range(2, trains)])
     assert np.allclose(got[2:], one_by_one, rtol=1e-6, atol=0)
+
+
+# ----- the spike model against the full solve --------------------------------------------------
+
+def spike_chip(rng, wire=0.5, geometry=ArrayGeometry(24, 24)):
+    """A chip programmed like a network layer: random levels up to the middle one (about 40 nS).
+    The spike model's error grows with the wire resistance and the currents: 1.8e-10 of the largest
+    current here, 6.6e-10 at 2 ohm, 1e-8 with random states up to 80 nS on 2 ohm (rejected)."""
+    chip = VirtualArray(geometry, array=ArrayParameters(wire_resistance=wire), engine="fast")
+    n = chip.device.n_switches
+    chip.switch_states = np.arange(n)[None, None, :] < rng.integers(0, n // 2 + 1, geometry.shape)[:, :, None]
+    chip.conductance_offset = rng.normal(0.0, 1.06e-9, geometry.shape)
+    return chip
+
+
+def spike_batch(rng, steps, wordlines, level=1.0):
+    rates = rng.random((1, wordlines))
+    return (rng.random((steps, wordlines)) < rates) * level
+
+
+def full_solve(chip, steps, bitlines):
+    return chip._fast().solved_bitline_currents(steps, chip._g_switch(), chip.conductance_offset, bitlines,
+                                                insulator_r0=chip.cell_insulator_r0)
+
+
+def test_spike_pattern_accepts_only_zero_and_one_positive_level():
+    spikes, level = spike_pattern(np.array([[0.0, 0.8], [0.8, 0.8]]))
+    assert level == 0.8 and spikes.tolist() == [[False, True], [True, True]]
+    for bad in ([[0.0, 0.8], [0.4, 0.8]], [[0.0, 0.8], [-0.8, 0.8]], [[0.0, 0.0]], [[0.0, np.nan]]):
+        assert spike_pattern(np.array(bad))[0] is None
+
+
+@pytest.mark.parametrize("geometry, level", [(ArrayGeometry(24, 24), 1.0), (ArrayGeometry(13, 6), 0.7)])
+def test_spike_batches_equal_the_full_solve(geometry, level):
+    """A large spike batch is answered by the spike model (not the full solve), its bitline
+    currents within 1e-9 of the largest current of the full solve of every step."""
+    rng = np.random.default_rng(11)
+    chip = spike_chip(rng, geometry=geometry)
+    batch = spike_batch(rng, SPIKE_MIN_STEPS, geometry.wordlines, level)
+    bitlines = list(range(0, geometry.bitlines, 2))
+    got = chip.vmm(batch, bitlines)
+    assert chip._fast().info.spike_batches == 1
+    ref = full_solve(chip, batch, bitlines)
+    assert np.max(np.abs(got - ref)) <= 1e-9 * np.max(np.abs(ref))
+    # the model is kept for the chip state: a second batch is not refitted
+    model = chip._fast()._spike_model
+    chip.vmm(batch[::-1], bitlines)
+    assert chip._fast()._spike_model is model and chip._fast().info.spike_batches == 2
+
+
+def test_spike_model_is_refitted_when_the_chip_changes():
+    rng = np.random.default_rng(12)
+    chip = spike_chip(rng)
+    batch = spike_batch(rng, SPIKE_MIN_STEPS, 24)
+    before = chip.vmm(batch)
+    model = chip._fast()._spike_model
+    chip.pulse_cell(3, 5, 4.2, 1e-6)               # a state change: the old model no longer holds
+    chip.conductance_offset[7, 9] += 2e-9
+    after = chip.vmm(batch)
+    assert chip._fast()._spike_model is not model
+    ref = full_solve(chip, batch, list(range(24)))
+    assert np.max(np.abs(after - ref)) <= 1e-9 * np.max(np.abs(ref))
+    assert np.max(np.abs(after - before)) > 1e-3 * np.max(np.abs(before))
+
+
+def test_spike_batches_fall_back_to_the_full_solve_when_the_model_does_not_hold(monkeypatch):
+    rng = np.random.default_rng(13)
+    chip = spike_chip(rng)
+    batch = spike_batch(rng, SPIKE_MIN_STEPS, 24)
+    info = chip._fast().info
+    # a third level: not a spike batch
+    mixed = batch.copy()
+    mixed[0, 0] = 0.5
+    assert np.allclose(chip.vmm(mixed), full_solve(chip, mixed, list(range(24))), rtol=1e-12, atol=0)
+    assert info.spike_batches == 0 and info.spike_checks == 0
+    # a model that fails its all-on check is never used: 10 ohm lines, cells up to 80 nS
+    coupled = spike_chip(rng, wire=10.0)
+    coupled.switch_states = random_states(rng, (24, 24), coupled.device.n_switches)
+    got = coupled.vmm(batch)
+    assert not coupled._fast()._spike_model.valid and coupled._fast().info.spike_batches == 0
+    assert np.allclose(got, full_solve(coupled, batch, list(range(24))), rtol=1e-12, atol=0)
+    # a model whose sampled steps disagree with the full solve is dropped for the batch
+    monkeypatch.setattr(nodal, "SPIKE_MODEL_TOL", 5e-10)
+    chip.conductance_offset[0, 0] += 1e-9
+    monkeypatch.setattr(nodal.SpikeModel, "evaluate",
+                        lambda self, spikes, bls: np.zeros((spikes.shape[0], len(bls))))
+    monkeypatch.setattr(nodal.SpikeModel, "fit", classmethod(
+        lambda cls, na, level, g, go, r0: cls(cls._key(g, go, r0), level, None, None, None, 1.0, True)))
+    got = chip.vmm(batch)
+    assert info.spike_checks == 1 and info.spike_batches == 0
+    assert np.allclose(got, full_solve(chip, batch, list(range(24))), rtol=1e-12, atol=0)
+
+
+def test_sweep_stops_when_its_contraction_bound_proves_convergence():
+    """The Jacobi-Newton sweep ends as soon as change x q / (1 - q) is below the tolerance, one
+    sweep before the step itself is, and the answer is the same."""
+    rng = np.random.default_rng(14)
+    chip = spike_chip(rng)
+    na = chip._fast()
+    v_open = np.broadcast_to(spike_batch(rng, 32, 24)[:, :, None], (32, 24, 24)).copy()
+    g = chip._g_switch()
+    na.info.sweeps = 0
+    v1, i1 = na.solve(v_open, g, chip.conductance_offset)
+    fast_sweeps = na.info.sweeps
+    na._r_sum_max = np.inf                          # no bound: sweep until the step is below the tolerance
+    na.info.sweeps = 0
+    v2, i2 = na.solve(v_open, g, chip.conductance_offset)
+    assert fast_sweeps < na.info.sweeps
+    assert np.max(np.abs(v1 - v2)) < nodal.VOLTAGE_TOL
 
 
 # ----- pulses against ngspice -------------------------------------------------------------------

@@ -138,7 +138,7 @@ def test_rramlab_gui_help_lists_the_window():
     assert proc.returncode == 0 and "gui" in proc.stdout
 
 
-def test_ctrl_c_in_the_terminal_closes_the_window_and_exits_0():
+def test_ctrl_c_in_the_terminal_closes_the_window_and_exits_130():
     import signal
 
     proc = subprocess.Popen([sys.executable, "-m", "rramlab", "gui", "--quit-after", "60"], env=_gui_env(),
@@ -149,8 +149,8 @@ def test_ctrl_c_in_the_terminal_closes_the_window_and_exits_0():
                 break
         proc.send_signal(signal.SIGINT)
         rest = proc.stderr.read()
-        assert proc.wait(timeout=30) == 0, rest
-        assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+        assert proc.wait(timeout=30) == 130, rest  # 128 + SIGINT, as the command line
+        assert "Traceback" not in rest and "KeyboardInterrupt" not in rest and "SIGINT: closing the window" in rest
     finally:
         if proc.poll() is None:
             proc.kill()

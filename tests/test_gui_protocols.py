@@ -111,12 +111,69 @@ def test_a_stopped_transfer_continues_from_the_store(qtbot, window, tmp_path):
     assert combo.findData(run.run_id) < 0  # finished: no longer offered
 
 
-def test_inference_fills_the_confusion_matrix_and_shows_one_image(qtbot, window, network_file):
-    from rramlab.app.gui.specs import test_image
+def hold_network(qtbot, window, panel, network_file):
+    """Write the network of ``panel`` (Inference or Power) into the twin by its transfer (fast)."""
+    inputs = window.panel(panel).extra
+    inputs.network.setText(str(network_file))
+    run = inputs.transfer_now()
+    assert run is not None and run.protocol == "transfer", window.last_error
+    qtbot.waitUntil(lambda: not window.running, timeout=60000)
+    assert run.status == DONE, run.message
+    return run
+
+
+def test_inference_on_a_fresh_twin_is_refused_and_transfer_now_writes_the_network_then_infers(qtbot, window,
+                                                                                             network_file):
+    from PySide6 import QtWidgets
+
+    from rramlab.protocols.reproduce import DEFAULT_TRANSFER
 
     window.backend.select_twin(array=True, engine="fast")
     inputs = window.panel("Inference").extra
     inputs.network.setText(str(network_file))
+    inputs.images.setValue(10)
+    before = len(window.history.runs())
+    assert window.run_protocol("Inference") is None  # nothing started: the fresh twin is all HRS
+    assert not window.running and len(window.history.runs()) == before
+    title, text = window.last_error
+    assert title == "Inference not started" and "does not hold" in text and "0 of" in text
+    box = window.findChild(QtWidgets.QMessageBox, "network_not_held_box")
+    assert box is not None and box.isVisible()
+    now = box.findChild(QtWidgets.QPushButton, "transfer_now")
+    done = []
+    window.run_finished.connect(done.append)
+    qtbot.mouseClick(now, QtCore.Qt.MouseButton.LeftButton)
+    assert window.running and window.current_run.protocol == "transfer"
+    # the transfer panel opened from a network takes the command line's scheme for it
+    assert window.panel("Transfer").form.value("scheme") == DEFAULT_TRANSFER.scheme == "fast"
+    qtbot.waitUntil(lambda: len(done) == 2, timeout=90000)
+    transfer_run, infer_run = done
+    assert transfer_run.status == DONE and infer_run.protocol == "infer" and infer_run.status == DONE
+    assert len(infer_run.records) == 10
+    right = sum(r.prediction == r.label for r in infer_run.records)
+    assert right >= 5  # the network's own accuracy, not every image predicted 0
+    info, _ = stored(transfer_run.run_id)
+    assert len(info.settings["target_fingerprint"]) == 12
+
+
+def test_power_after_another_networks_transfer_is_refused(qtbot, window, network_file, tmp_path):
+    window.backend.select_twin(array=True, engine="fast")
+    levels = np.random.default_rng(5).integers(-8, 9, (24, 10))
+    window.panel("Transfer").extra.set_weights(save_weights(tmp_path / "random.npz", levels))
+    window.panel("Transfer").form.set_value("scheme", "fast")
+    run_and_wait(qtbot, window, "Transfer", timeout=60000)
+    inputs = window.panel("Power").extra
+    inputs.network.setText(str(network_file))
+    assert window.run_protocol("Power") is None
+    assert window.last_error[0] == "Power not started" and "does not hold" in window.last_error[1]
+
+
+def test_inference_fills_the_confusion_matrix_and_shows_one_image(qtbot, window, network_file):
+    from rramlab.app.gui.specs import test_image
+
+    window.backend.select_twin(array=True, engine="fast")
+    hold_network(qtbot, window, "Inference", network_file)
+    inputs = window.panel("Inference").extra
     inputs.images.setValue(12)
     run = run_and_wait(qtbot, window, "Inference")
     assert run.status == DONE and len(run.records) == 12 and window.last_error is None
@@ -158,8 +215,8 @@ def test_ispva_levels_fill_the_cumulative_plot(qtbot, window):
 
 def test_power_per_class_is_the_mean_of_its_images(qtbot, window, network_file):
     window.backend.select_twin(array=True, engine="fast")
+    hold_network(qtbot, window, "Power", network_file)
     inputs = window.panel("Power").extra
-    inputs.network.setText(str(network_file))
     inputs.images.setValue(20)
     run = run_and_wait(qtbot, window, "Power")
     assert run.status == DONE and len(run.records) == 20

@@ -114,3 +114,48 @@ def test_a_stopped_run_keeps_its_records(data):
 def test_confusion_matrix():
     m = inf.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], classes=3)
     assert m.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+
+
+# ----- the array must hold the network -----
+
+def test_inference_and_power_on_an_array_without_the_network_raise_before_any_spike(data):
+    """The API refuses a fresh twin (all HRS) and another network's transfer with NetworkNotHeld;
+    after the network's own transfer both run."""
+    from rramlab.protocols import power
+    from rramlab.protocols.network_check import NetworkNotHeld, read_check
+
+    v = _net(data, epochs=1).variants["qt"]
+    va = VirtualArray(seed=1, engine="fast")
+    p = inf.plan(inf.InferenceSettings(), v, data.test, range(3), va)
+    vmm_calls = []
+    real_vmm = va.vmm
+    va.vmm = lambda *a, **k: vmm_calls.append(1) or real_vmm(*a, **k)
+    with pytest.raises(NetworkNotHeld, match="does not hold the QT network.*0 of .* programmed cells"):
+        next(inf.run(va, p))
+    with pytest.raises(NetworkNotHeld, match="transfer.write_levels"):
+        next(power.run(va, power.plan(power.PowerSettings(), p, va)))
+    assert vmm_calls == []  # refused before the first spike
+    other = np.random.default_rng(2).integers(-8, 9, v.levels2.shape)
+    transfer.write_levels(va, other, transfer.TransferSettings(scheme="fast"))
+    with pytest.raises(NetworkNotHeld):
+        next(inf.run(va, p))
+    transfer.write_levels(va, v.levels2, transfer.TransferSettings(scheme="fast"),
+                          level_spacing_s=nw.conductance_step(v.bits))
+    check = read_check(va, v)
+    assert check.held and check.programmed == int(np.count_nonzero(v.levels2))
+    assert len(list(inf.run(va, p))) == 3 and len(list(power.run(va, power.plan(power.PowerSettings(), p, va)))) == 3
+
+
+def test_the_held_check_compares_programmed_and_hrs_cells_by_fraction():
+    from rramlab.protocols.network_check import compare, target_fingerprint
+
+    t = np.array([[10e-9, 0.0], [80e-9, 0.0]] * 5)
+    g = np.where(t > 0, t + 1e-9, 1.6e-9)
+    assert compare(g, t).held and compare(g, t).programmed_matching == 10
+    g[0, 0] = 30e-9                         # one of ten programmed cells off: 90 % still holds
+    assert compare(g, t).held
+    g[2, 0] = 30e-9                         # two of ten: no longer
+    assert not compare(g, t).held and "8 of 10 programmed cells" in compare(g, t).text()
+    g = np.where(t > 0, t, 20e-9)            # every HRS cell set: not held either
+    assert not compare(g, t).held
+    assert target_fingerprint(t) == target_fingerprint(t + 1e-16) != target_fingerprint(t[::-1])

@@ -89,3 +89,56 @@ def test_power_protocol_plans_without_an_instrument_and_runs_on_the_twin():
     assert [r.image for r in records] == [0, 500]
     assert [r.average_w for r in records] == pytest.approx([e.average_w for e in expected], rel=1e-9)
     assert all(r.average_w > 0 for r in records)
+
+
+def _hand_plan(spikes, settings):
+    """An InferencePlan built by hand: (images, steps, wordlines) spikes, labels 0, 1, ..."""
+    spikes = np.asarray(spikes, dtype=bool)
+    n, _, hidden = spikes.shape
+    return inf.InferencePlan(settings, None, np.zeros((n, 784)), np.arange(n) % 10, np.arange(n), spikes,
+                             tuple(range(hidden)), (0, 1), 1.0)
+
+
+def test_power_factors_of_a_hand_built_case():
+    """3 wordlines x 2 bitlines, 2 images x 4 steps, rectangular spikes: P = active wordlines per step x
+    mean conductance per active wordline x V^2, each factor counted by hand; a duty of 0.5 halves it."""
+    g = np.array([[10e-9, 30e-9],    # wordline sums: 40, 100, 20 nS
+                  [60e-9, 40e-9],
+                  [0.0, 20e-9]])
+    spikes = [[[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 1]],     # 4 spikes: 40 + 40 + 100 + 20 = 200 nS
+              [[0, 1, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0]]]     # 6 spikes: 100+20+100+40+100+20 = 380 nS
+    s = inf.InferenceSettings(spike_v=0.8)
+    f = power.power_factors(_hand_plan(spikes, s), g)
+    assert f.active_wordlines_per_step == pytest.approx(10 / 8)            # 10 spikes in 8 image-steps
+    assert f.conductance_per_active_wordline_s == pytest.approx(580e-9 / 10)
+    assert f.waveform_factor == pytest.approx(1.0)
+    # image 1: 200 nS x 0.64 V^2 / 4 steps = 32 nW; image 2: 380 x 0.64 / 4 = 60.8 nW; mean 46.4 nW
+    assert f.power_w == pytest.approx(46.4e-9)
+    assert f.power_w == pytest.approx(f.active_wordlines_per_step * f.conductance_per_active_wordline_s * 0.8 ** 2)
+    assert f.hidden_spike_rate == pytest.approx(10 / 24)
+    assert f.active_wordlines_for(23.2e-9) == pytest.approx(10 / 16)
+    assert f.line().startswith("46 nW = 1.25 active wordlines/step x 58 nS per wordline x (0.8 V)^2")
+    half = power.power_factors(_hand_plan(spikes, inf.InferenceSettings(spike_v=0.8, spike_duty=0.5)), g, g * 0.5)
+    assert half.power_w == pytest.approx(23.2e-9) and half.waveform_factor == pytest.approx(0.5)
+    assert "x 0.500 (rect 0.8 V, duty 0.5 waveform)" in half.line()
+
+
+def test_triangular_spike_power_integrates_the_devices_i_v():
+    """A triangular spike's power, from the reads at the waveform's 5 Gauss-Legendre voltages, equals a
+    2,000-point trapezoid of v I(v) over the ramp of the same device; the device's chord conductance
+    grows with V, so it is below a third of the rectangular spike's."""
+    from rramlab.protocols import ispva
+
+    va = VirtualArray.lone_device(seed=0, engine="fast")
+    s = ispva.IspvaSettings()
+    list(ispva.run(va, ispva.plan(s, [(0, 0)], [60e-9], va)))
+    for v_peak in (1.0, 0.6):
+        g_tri = power.spike_conductances(va, [0], [0], v_peak, "tri")[0, 0]
+        g_rect = power.spike_conductances(va, [0], [0], v_peak, "rect")[0, 0]
+        u = np.linspace(0.0, 1.0, 2001)
+        i = np.array([0.0] + [float(va.read_cell(0, 0, x * v_peak)) for x in u[1:]])
+        numeric = np.trapezoid(u * v_peak * i, u) / v_peak ** 2     # time average of v i over the ramp / V^2
+        assert g_tri == pytest.approx(numeric, rel=2e-4)
+        assert g_rect == pytest.approx(float(va.read_cell(0, 0, v_peak)) / v_peak)
+        assert 0.15 < g_tri / g_rect < 1 / 3 - 0.01
+        assert power.spike_conductances(va, [0], [0], v_peak, "tri", 0.5)[0, 0] == pytest.approx(g_tri / 2)

@@ -15,12 +15,44 @@ SIM_BENCH = Path(__file__).resolve().parents[1] / "drivers" / "benches" / "sim.t
 
 def test_reproduce_holds_the_papers_claims(tmp_path, capsys):
     """The paper's experiment with the default settings: the array follows its ANN within 5 points,
-    the 6 is a 6, and QT & PR draws less power than QT on every class."""
+    the 6 is a 6, and QT & PR draws less power than QT on every class. The spiking sweep (accuracy on
+    100 images here, 1,000 by default): power falls with the threshold and rises with the spike
+    voltage, each power figure is the product of its factors, and QT & PR stays below QT."""
     out, report = tmp_path / "r.json", tmp_path / "report"
-    assert main(["reproduce", "--json", str(out), "--report", str(report)]) == 0
+    assert main(["reproduce", "--json", str(out), "--report", str(report), "--split-images", "100"]) == 0
     text = capsys.readouterr().out
     assert "wall time" in text and "average power QT & PR" in text and "paper" in text
     r = json.loads(out.read_text())
+    for k in ("qt", "qtpr"):
+        f = r["power_factors"][k]
+        assert f["power_w"] == pytest.approx(r["power_w"][k], rel=1e-9)
+        assert f["power_w"] == pytest.approx(f["active_wordlines_per_step"] * f["conductance_per_active_wordline_s"]
+                                             * f["spike_v"] ** 2 * f["waveform_factor"], rel=1e-9)
+        assert f["paper_active_wordlines_per_step"] * f["conductance_per_active_wordline_s"] == \
+            pytest.approx(r["paper"][f"power.{k}_w"], rel=1e-9)
+        assert f"{f['power_w'] * 1e9:.0f} nW = {f['active_wordlines_per_step']:.2f} active wordlines/step" in text
+        points = r["spiking_sweep"][k]
+        th = [p["power_w"] for p in points if p["parameter"] == "threshold"]
+        sv = [p["power_w"] for p in points if p["parameter"] == "spike_v"]
+        assert [p["value"] for p in points if p["parameter"] == "threshold"] == [1, 2, 3, 4, 5]
+        assert [p["value"] for p in points if p["parameter"] == "spike_v"] == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+        assert all(b <= a for a, b in zip(th, th[1:])) and th[-1] < th[0] / 3
+        assert all(b >= a for a, b in zip(sv, sv[1:]))
+        shapes = {(p["spike_shape"], p["spike_duty"]): p for p in points if p["parameter"] == "waveform"}
+        assert shapes[("rect", 0.5)]["power_w"] == pytest.approx(shapes[("rect", 1.0)]["power_w"] / 2)
+        assert shapes[("tri", 1.0)]["power_w"] < shapes[("rect", 1.0)]["power_w"] / 3  # the device's I(V)
+        assert all(p["images"] == 100 and p["standard_error"] > 0 for p in points)
+        assert r["split_accuracy"][k]["images"] == 100
+    assert r["spiking_sweep_checks"]["qt_power_non_increasing_in_threshold"] is True
+    for q, p in zip(r["spiking_sweep"]["qt"], r["spiking_sweep"]["qtpr"]):
+        assert p["power_w"] < q["power_w"]
+        # QT & PR's cells draw less per spike at every point; a class where its power is not below QT's
+        # is one whose images fire more QT & PR spikes (the two first layers differ)
+        assert p["factors"]["conductance_per_active_wordline_s"] < q["factors"]["conductance_per_active_wordline_s"]
+        for c in range(10):
+            if not p["power_per_class_w"][c] < q["power_per_class_w"][c]:
+                assert p["active_wordlines_per_class"][c] > q["active_wordlines_per_class"][c]
+    assert r["paper_power_settings"] and r["paper_power_settings"][0]["spike_shape"] == "rect"
     for k in ("qt", "qtpr"):
         assert r["images"][k] == 200
         assert abs(r["array_accuracy"][k] - r["ann_accuracy_same_images"][k]) <= 0.05
@@ -36,12 +68,15 @@ def test_reproduce_holds_the_papers_claims(tmp_path, capsys):
         assert s["programmed_cells"] <= round((1 - s["prune_ratio"]) * 240)
     assert r["sweep"][-1]["power_w"] < r["sweep"][0]["power_w"]
     assert r["wall_time_s"] > 0
-    # every layer went in by the transfer protocol, each transfer a finished run in the store
+    # every layer went in by the transfer protocol, each transfer a finished run in reproduce's own
+    # store next to --json; the user's store is left alone
     import os
 
     from rramlab.protocols.store import RunStore
 
-    with RunStore(os.environ["RRAMLAB_STORE"]) as store:
+    assert r["store"] == str(tmp_path / "r.runs.sqlite") and f"run store {r['store']}" in text
+    assert not Path(os.environ["RRAMLAB_STORE"]).exists()
+    with RunStore(r["store"]) as store:
         runs = store.runs()
         assert [x.protocol for x in runs] == ["transfer"] * (2 + len(r["sweep"]))
         assert all(x.status == "finished" for x in runs)
@@ -51,7 +86,11 @@ def test_reproduce_holds_the_papers_claims(tmp_path, capsys):
             assert info.settings["level_spacing_s"] == pytest.approx(10e-9)
             assert np.count_nonzero(info.settings["levels"]) == r["transfer"][k]["cells"]
     for name in REPORT_FILES:
-        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        if name.endswith(".png"):
+            assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    rows = list(csv.DictReader(open(report / "spiking_tradeoff.csv")))
+    assert len(rows) == 2 * len(r["spiking_sweep"]["qt"])
+    assert float(rows[0]["power_w"]) == pytest.approx(r["spiking_sweep"]["qt"][0]["power_w"], rel=1e-5)
 
 
 def test_train_then_infer_then_reuse_the_chip(tmp_path, capsys):
@@ -94,15 +133,28 @@ def test_power_per_class(capsys):
     assert main(["power", "--per-class", "2"]) == 0
     text = capsys.readouterr().out
     assert text.count(" nW") >= 20 + 10 and "average P_avg,array" in text and "per class: 0:" in text
+    assert "active wordlines/step x" in text and "the paper's 243 nW needs" in text
+    # a higher threshold and a triangular spike: fewer spikes, less power per spike
+    assert main(["power", "--per-class", "2", "--threshold-scale", "4", "--spike-v", "0.6", "--spike-shape", "tri"]) == 0
+    low = capsys.readouterr().out
+    average = lambda t: float(next(x for x in t.splitlines() if "average P_avg" in x).split()[-2])  # noqa: E731
+    assert average(low) < average(text) / 10
+    assert "tri 0.6 V spikes" in low and "(tri 0.6 V waveform)" in low
 
 
-def test_infer_on_the_pyvisa_sim_bench_runs_and_ends_safely(tmp_path, capsys):
+def test_infer_on_a_bench_that_does_not_hold_the_network_is_refused_and_ends_safely(tmp_path, capsys):
+    """The pyvisa-sim bench answers every read with the same canned current: it holds no network, so
+    inference is refused in one line naming --program, after one read of the cells and no spike."""
     log = tmp_path / "visa.log"
-    assert main(["infer", "--bench", str(SIM_BENCH), "--images", "2", "--visa-log", str(log)]) == 0
-    text = capsys.readouterr().out
-    assert "on the probe-station: 2 test images" in text and "wrote" not in text  # a bench is used as it is
+    assert main(["infer", "--bench", str(SIM_BENCH), "--images", "2", "--visa-log", str(log)]) == 1
+    out, err = capsys.readouterr()
+    assert "on the probe-station" not in out and "wrote" not in out  # a bench is not written without --program
+    assert "does not hold the QT network" in err and "add --program" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
     lines = log.read_text().splitlines()
-    assert sum("RMD?" in x or "TI?" in x for x in lines) >= 20      # bitline currents were measured
+    assert sum("TI?" in x for x in lines) >= 24 * 20      # the network's cells were read once
+    tail = [x for x in lines if "write" in x][-8:]
+    assert any("'CL'" in x for x in tail) and any(":ROUT:OPEN:CARD" in x for x in tail)
     tail = [x for x in lines if "write" in x][-8:]
     assert any("'CL'" in x for x in tail) and any(":ROUT:OPEN:CARD" in x for x in tail)
     assert all("DV" not in x or ",0," in x or ",0.0," in x for x in tail)
@@ -120,9 +172,24 @@ def test_infer_on_the_pyvisa_sim_bench_runs_and_ends_safely(tmp_path, capsys):
     (["infer", "--index", "1000"], "outside the test set"),
     (["power", "--per-class", "0"], "at least one image per digit"),
     (["train", "--out", "x.npz", "--bits", "5"], "--bits"),
+    (["infer", "--threshold-scale", "0"], "--threshold-scale (threshold_scale) = 0 is out of range"),
+    (["power", "--threshold-scale", "nan"], "--threshold-scale (threshold_scale) must be a finite number"),
+    (["reproduce", "--spike-v", "2"], "--spike-v (spike_v) = 2 V is beyond the read limit"),
+    (["reproduce", "--spike-v", "nan"], "--spike-v (spike_v) must be a finite number"),
+    (["infer", "--spike-duty", "1.5"], "--spike-duty (spike_duty) = 1.5 is out of range"),
+    (["power", "--max-rate", "0"], "--max-rate (max_rate) = 0 is out of range"),
+    (["infer", "--threshold", "-1"], "--threshold (threshold) = -1 is out of range"),
+    (["infer", "--threshold", "2", "--threshold-scale", "3"], "give one of them"),
+    (["reproduce", "--threshold-scale", "0"], "--threshold-scale (threshold_scale) = 0 is out of range"),
+    (["reproduce", "--spike-v-sweep-min", "0.9", "--spike-v-sweep-max", "0.6"], "swap them"),
+    (["reproduce", "--spike-v-sweep-max", "1.6"], "read limit"),
 ])
 def test_bad_input_is_a_clear_error(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
+    from rramlab.protocols import mnist
+
+    if "--mnist" not in argv and "--index" not in argv:  # refused before any data is read (so before training)
+        monkeypatch.setattr(mnist, "load", lambda *a, **k: pytest.fail("data read before the refusal"))
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -154,3 +221,37 @@ def test_train_reads_idx_files_given_with_mnist(tmp_path, capsys):
     from rramlab.protocols.network import load_network
 
     assert load_network(out).train_images == 40
+
+
+def test_infer_on_a_chip_without_the_network_names_program_and_runs_with_it(tmp_path, capsys):
+    from rramlab.sim.virtual_array import VirtualArray
+
+    chip = tmp_path / "fresh.npz"
+    with VirtualArray(seed=0, engine="fast") as va:
+        va.save_chip(chip)
+    assert main(["infer", "--images", "2", "--chip", str(chip)]) == 1
+    out, err = capsys.readouterr()
+    assert "does not hold the QT network" in err and "add --program" in err and "array accuracy" not in out
+    assert main(["infer", "--images", "2", "--chip", str(chip), "--program"]) == 0
+    assert "array accuracy" in capsys.readouterr().out
+
+
+def test_reproduce_without_the_sweep_keeps_its_runs_in_a_temporary_store(tmp_path, capsys):
+    """--no-sweep skips the pruning sweep; without --json or --store the transfers go to a store
+    that is removed at the end (said so), never into the user's run store."""
+    import os
+
+    small = ["--images-per-class", "2", "--power-per-class", "1", "--epochs", "2", "--finetune-epochs", "1",
+             "--hidden", "4", "--ispp-cycles", "1", "--no-progress"]
+    assert main(["reproduce", "--no-sweep", *small]) == 0
+    captured = capsys.readouterr()
+    assert "temporary run store, deleted now" in captured.out and "pruning sweep" not in captured.err
+    assert "QT & PR: transfer" in captured.err  # --no-progress: the stages as lines
+    assert not Path(os.environ["RRAMLAB_STORE"]).exists()
+    mine = tmp_path / "mine.sqlite"
+    out = tmp_path / "r.json"
+    assert main(["reproduce", "--no-sweep", *small, "--store", str(mine), "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["sweep"] == [] and r["store"] == str(mine) and not (tmp_path / "r.runs.sqlite").exists()
+    assert main(["reproduce", "--no-sweep", *small, "--json", str(out)]) == 1  # it exists: --force
+    assert "already exists" in capsys.readouterr().err

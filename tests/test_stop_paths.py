@@ -97,7 +97,7 @@ def bench_state(writes) -> BenchState:
         elif instrument == "E5250A":
             if head in ("*RST",) or head.startswith(":ROUT:OPEN:CARD"):
                 s.matrix_open = True
-            elif head.startswith(":ROUT:CLOS"):
+            elif head.startswith(":ROUT:CLOS") and "?" not in head:  # a query (the read-back) changes nothing
                 s.matrix_open = False
     s.last = [c for _, c in writes[-8:]]
     return s

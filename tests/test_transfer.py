@@ -384,7 +384,14 @@ def test_a_2x2_transfer_runs_end_to_end_on_the_pyvisa_sim_bench(tmp_path, capsys
         pulses = [r.data for r in store.records(info.id, "IspvaPulse")]
     assert pulses and all(-2.5 <= p["pulse_v"] <= 4.3 for p in pulses)
     writes = [ln for ln in log.read_text().splitlines() if "  write  " in ln]
-    assert sum("'XE'" in ln for ln in writes) == len(pulses)
+    # every pulse is one XE in pulsed spot mode (MM 3); the whole-region reads measure several
+    # bitlines at once, an XE in spot mode (MM 1)
+    mode, pulsed = None, 0
+    for ln in writes:
+        if "'MM " in ln:
+            mode = ln.split("'MM ")[1].split(",")[0]
+        pulsed += "'XE'" in ln and mode == "3"
+    assert pulsed == len(pulses)
     # the run ends with every crosspoint open and the error queue read: the bench is left safe
     assert writes[-1].endswith("':SYST:ERR?'") and any("':ROUT:OPEN:CARD ALL'" in ln for ln in writes[-6:])
 

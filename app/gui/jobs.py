@@ -94,7 +94,8 @@ def run_inference(instrument: CrossbarInstrument, inference_plan, should_stop=No
     from rramlab.protocols import inference
 
     chunk = 10 if instrument.backend_name == "twin" else 1
-    return inference.run(instrument, inference_plan, chunk, should_stop)
+    # the window checked that the array holds the network before the run started (the spec's precheck)
+    return inference.run(instrument, inference_plan, chunk, should_stop, check_network=False)
 
 
 def run_power(instrument: CrossbarInstrument, inference_plan, should_stop=None) -> Iterator[PowerRecord]:
@@ -103,7 +104,8 @@ def run_power(instrument: CrossbarInstrument, inference_plan, should_stop=None) 
     from rramlab.protocols import power
 
     p = inference_plan
-    g = power.measure_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v)
+    g = power.spike_conductances(instrument, p.wordlines, p.bitlines, p.settings.spike_v, p.settings.spike_shape,
+                                 p.settings.spike_duty)  # the waveform's average, the device's I(V) included
     powers = {pw.image: pw for pw in power.image_power(p, g)}
     for record in run_inference(instrument, p, should_stop):
         pw = powers[record.image]

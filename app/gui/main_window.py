@@ -23,12 +23,14 @@ from rramlab.app.gui.history import (ABORTED, DONE, RUNNING, Run, RunHistory, St
                                     open_history)
 from rramlab.app.gui.history_panel import HistoryPanel
 from rramlab.app.gui.panels import ProtocolPanel, ProtocolSpec, protocols
-from rramlab.app.gui.plots import ConductanceMap
+from rramlab.app.gui.plots import ConductanceMap, PlotSet
 from rramlab.app.gui.worker import Connector, RunThread, RunWorker
 
 log = logging.getLogger(__name__)
 
 REDRAW_MS = 100
+#: the largest share of the time the window spends drawing plots during a run
+REDRAW_DUTY = 0.1
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -69,12 +71,12 @@ class MainWindow(QtWidgets.QMainWindow):
     run_finished = QtCore.Signal(object)  # the Run
     backend_connected = QtCore.Signal(object)  # the instrument
 
-    def __init__(self, history: RunHistory | None = None, specs: list[ProtocolSpec] | None = None):
+    def __init__(self, history: RunHistory | None = None, specs: list[ProtocolSpec] | None = None,
+                 store_error: BaseException | None = None):
         super().__init__()
         from rramlab import __version__
 
         self.setWindowTitle(f"rramlab {__version__}")
-        store_error = None
         if history is None:
             history, store_error = open_history()
         self.history = history
@@ -92,6 +94,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._count = None
         self._bench_start = None
         self._close_pending = False
+        self._stop_reason: str | None = None   # the signal that is closing the window, e.g. "SIGTERM"
+        self._then: str | None = None  # a panel to run when the current run has finished
+        self._next_redraw = 0.0
         self._message_box: QtWidgets.QMessageBox | None = None
 
         self.backend = BackendPanel()
@@ -148,6 +153,7 @@ class MainWindow(QtWidgets.QMainWindow):
         map_layout.addWidget(self.map, 1)
         self.refresh_map_button = refresh
         self.plot_tabs.addTab(map_page, "Conductance map")
+        self.plot_tabs.currentChanged.connect(lambda *_: self._redraw_shown())
 
         splitter = QtWidgets.QSplitter()
         splitter.addWidget(left)
@@ -168,10 +174,20 @@ class MainWindow(QtWidgets.QMainWindow):
         self.history_panel.export_png_requested.connect(self._export_png_dialog)
         self.history_panel.export_npz_requested.connect(self._export_npz_dialog)
         self.history_panel.store_requested.connect(self._choose_store_dialog)
+        self.store_warning = QtWidgets.QLabel()
+        self.store_warning.setObjectName("store_warning")
+        self.store_warning.setWordWrap(True)
+        self.store_warning.setStyleSheet("color: #b03a2e")
+        self.store_warning.setVisible(False)
+        history_page = QtWidgets.QWidget()
+        history_layout = QtWidgets.QVBoxLayout(history_page)
+        history_layout.setContentsMargins(0, 0, 0, 0)
+        history_layout.addWidget(self.store_warning)
+        history_layout.addWidget(self.history_panel, 1)
         dock = QtWidgets.QDockWidget(self._history_title())
         self.history_dock = dock
         dock.setObjectName("history_dock")
-        dock.setWidget(self.history_panel)
+        dock.setWidget(history_page)
         dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         self.resizeDocks([dock], [130], QtCore.Qt.Orientation.Vertical)
@@ -185,7 +201,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 panel.extra.attach(panel, self)
         self.on_backend_changed()
         if store_error is not None:
-            self.show_error(store_error)
+            self.show_store_error(store_error)
 
     # ----- backend -----
     @property
@@ -298,9 +314,11 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.panels[name]
 
     @guarded
-    def run_protocol(self, name: str | None = None):
+    def run_protocol(self, name: str | None = None, then: str | None = None):
         """Plan the named protocol (default: the visible tab) with its form's settings, then run it
-        on the worker thread. Returns the Run, or None when nothing started (the reason is shown)."""
+        on the worker thread. Returns the Run, or None when nothing started (the reason is shown).
+        ``then``: a panel to run once this run has finished (e.g. the inference a transfer was for)."""
+        self._then = None
         if self.running or self.connecting:
             raise RuntimeError("a run or a connection is in progress: wait for it (or abort the run) first")
         panel = self.panels[name] if name else self.protocol_tabs.currentWidget().widget()
@@ -316,11 +334,19 @@ class MainWindow(QtWidgets.QMainWindow):
                 return None  # the error is shown
         elif instrument is None:
             # a bench connects on a thread; the run starts from there once it answers
-            self.connect_backend(then=lambda: self.run_protocol(spec.name))
+            self.connect_backend(then=lambda: self.run_protocol(spec.name, then=then))
             if self.connecting:
                 self.statusBar().showMessage(f"{spec.name} starts when {choice.label()} is connected")
             return None
         plan = spec.plan(settings, inputs, instrument)  # and against the instrument itself
+        if spec.precheck is not None:
+            from rramlab.protocols.network_check import NetworkNotHeld
+
+            try:
+                spec.precheck(instrument, plan)  # e.g. does the array hold the network? one read, no pulse
+            except NetworkNotHeld as exc:
+                self.refuse_network(panel, exc)
+                return None
         total = spec.total(plan)
         extra = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items() if not k.startswith("_")}
         stored = spec.settings_for_store(settings, inputs)
@@ -342,15 +368,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.plot_tabs.setCurrentWidget(plots)
         else:
             self.plot_tabs.setCurrentIndex(self.plot_tabs.count() - 1)
-        for old in run.records:  # a resumed run's records so far
-            self._on_record(old)
+        self._on_records(list(run.records))  # a resumed run's records so far
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(0)
         self._started = time.monotonic()
         self._bench_start = self._bench_clock(instrument)
         worker = RunWorker(instrument, lambda inst, should_stop: spec.run(inst, plan, should_stop), run,
                            self.history.sink(run))
-        worker.record.connect(self._on_record)
+        worker.records.connect(self._on_records)
         self.run_thread = RunThread(worker, self)
         self.run_thread.done.connect(self._on_run_done)
         self._set_running(True)
@@ -358,14 +383,56 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"{spec.name} running on {choice.label()}")
         self.run_thread.start()
         self.timer.start()
+        self._then = then
         return run
 
-    def abort_run(self) -> None:
-        """Stop the run before its next pulse; the worker then sets the outputs to 0 V."""
+    def refuse_network(self, panel: ProtocolPanel, exc: Exception) -> None:
+        """The array does not hold the panel's network: say so, and offer the transfer (on the twin,
+        'Transfer now' writes it by the fast transfer and then runs the panel)."""
+        title = f"{panel.spec.name} not started"
+        text = str(exc)
+        self.last_error = (title, text)
+        self.statusBar().showMessage(f"{title}: the array does not hold this network; transfer it first", 30000)
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
+                                    QtWidgets.QMessageBox.StandardButton.Cancel, self)
+        box.setObjectName("network_not_held_box")
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        if isinstance(self.backend.choice(), TwinChoice):
+            now = box.addButton("Transfer now", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+            now.setObjectName("transfer_now")
+            now.setToolTip("transfer this variant's weights (fast scheme), then run " + panel.spec.name)
+            now.clicked.connect(lambda: panel.extra.transfer_now(then=panel.spec.name))
+        show = box.addButton("Open the Transfer panel", QtWidgets.QMessageBox.ButtonRole.ActionRole)
+        show.setObjectName("open_transfer")
+        show.clicked.connect(lambda: self._guarded_call(panel.extra.open_transfer))
+        box.open()
+        self._message_box = box
+
+    @guarded
+    def _guarded_call(self, fn):
+        return fn()
+
+    def abort_run(self, reason: str | None = None) -> None:
+        """Stop the run before its next pulse; the worker then sets the outputs to 0 V. ``reason``
+        (e.g. "SIGTERM") goes into the run's message and the run store."""
         if self.run_thread is not None:
+            if reason is not None and self._stop_reason is None:
+                self._stop_reason = reason
             self.run_thread.worker.request_stop()
             self.abort_button.setEnabled(False)
             self.statusBar().showMessage("aborting: the run stops before its next pulse, then outputs go to 0 V")
+
+    def stop_for_signal(self, name: str) -> None:
+        """A stop signal (SIGINT, SIGTERM, SIGHUP; see ``signal_stop``): close the window as its
+        close button does (a run stops at its next checkpoint and goes to the safe state first),
+        the run stored as aborted by ``name``. A modal dialog in the way is dismissed."""
+        if self.run_thread is None or not self.run_thread.worker.stop_requested:
+            self._stop_reason = self._stop_reason or name  # not when Abort was pressed before
+        self.statusBar().showMessage(f"{name}: stopping the run safely, then closing …")
+        for widget in QtWidgets.QApplication.topLevelWidgets():
+            if isinstance(widget, QtWidgets.QDialog) and widget.isVisible():
+                widget.reject()  # a file dialog's own event loop would keep the window open
+        self.close()
 
     def _set_busy(self, busy: bool) -> None:
         """While a bench connects: no run, no backend change."""
@@ -381,18 +448,37 @@ class MainWindow(QtWidgets.QMainWindow):
         for panel in self.panels.values():
             panel.setEnabled(not running)
 
-    def _on_record(self, record) -> None:
+    def _on_records(self, records: list) -> None:
+        """A batch of records from the worker: counted, handed to the plots (drawn on the timer)."""
+        if not records:
+            return
         spec, plan = self._current_spec, self._current_plan
-        self._done = self._count(record) if self._count is not None else self._done + 1
+        for record in records:
+            self._done = self._count(record) if self._count is not None else self._done + 1
+            self.map.set_cells(spec.cell_updates(record, plan))
         plots = self.plots.get(spec.name)
         if plots is not None:
-            plots.add_records([record])
-        self.map.set_cells(spec.cell_updates(record, plan))
+            plots.add_records(records)
+
+    def _redraw_shown(self) -> None:
+        """Draw the plot tab in view now (the others when they are shown: ``currentChanged``)."""
+        page = self.plot_tabs.currentWidget()
+        if page is None:
+            return
+        shown = self.map if page is self.map.parentWidget() else page
+        if isinstance(shown, PlotSet):
+            shown.redraw()
+            shown.repaint()  # painted here, so its cost is measured with the redraw
 
     def _tick(self) -> None:
-        for plots in self.plots.values():
-            plots.redraw()
-        self.map.redraw()
+        now = time.monotonic()
+        if not self.running or now >= self._next_redraw:
+            # plots refresh at a bounded rate: at most every REDRAW_MS, and slower when drawing is
+            # slow, so that drawing takes at most REDRAW_DUTY of the time (the run's thread shares
+            # the interpreter with this one: a redraw is time the run does not get)
+            self._redraw_shown()
+            cost = time.monotonic() - now
+            self._next_redraw = now + max(REDRAW_MS / 1000, cost / REDRAW_DUTY)
         run = self.current_run
         if self.running and run is not None:
             done = min(self._done, run.total)
@@ -405,6 +491,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_run_done(self, status: str, error) -> None:
         run, spec = self.current_run, self._current_spec
         self._tick()
+        for plots in [*self.plots.values(), self.map]:  # every plot the run fed, drawn once at its end
+            plots.redraw()
         elapsed = time.monotonic() - self._started
         self.timer.stop()
         run.status = status
@@ -413,7 +501,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if status == DONE:
             run.message = f"{done} {spec.unit}s in {_fmt_duration(elapsed)}"
         elif status == ABORTED:
-            run.message = f"aborted after {done} of {run.total} {spec.unit}s; outputs at 0 V; records kept"
+            by = f" by {self._stop_reason}" if self._stop_reason else ""
+            run.message = f"aborted{by} after {done} of {run.total} {spec.unit}s; outputs at 0 V; records kept"
         else:
             run.message = f"stopped by an error after {done} of {run.total} {spec.unit}s; records kept"
             if error is not None:
@@ -438,8 +527,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if error is not None:
             self.show_error(error)
         self.run_finished.emit(run)
+        then, self._then = self._then, None
         if self._close_pending:
             self.close()
+        elif then is not None and status == DONE:
+            QtCore.QTimer.singleShot(0, lambda: self.run_protocol(then))
 
     def wait_for_run(self, timeout_s: float = 60.0) -> Run | None:
         """Process events until the current run has finished (for scripts and tests)."""
@@ -508,6 +600,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 panel.extra.refresh()
         if isinstance(old, StoreHistory):
             old.close()
+        self.store_warning.setVisible(False)
         self.statusBar().showMessage(f"run store: {history.location()}")
 
     @guarded
@@ -611,6 +704,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self.save_chip(path)
 
     # ----- errors -----
+    def show_store_error(self, exc: BaseException) -> None:
+        """The run store could not be opened: runs are kept in this session's memory only. Said
+        above the run history for as long as that lasts, and once as a message."""
+        self.store_warning.setText(
+            f"Runs are NOT being stored: {exc}. They are kept in this window's memory only and are lost "
+            "when it closes. Choose a run store file with Store…, or start again with "
+            "rramlab gui --store FILE.")
+        self.store_warning.setVisible(True)
+        self.history_dock.setWindowTitle(self._history_title() + " (the run store could not be opened)")
+        self.show_error(exc)
+
     def show_error(self, exc: BaseException) -> None:
         """What happened and what to do: a message box (not blocking the window) and the status bar."""
         title, text = explain(exc)

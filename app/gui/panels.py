@@ -60,6 +60,7 @@ class ProtocolSpec:
     store_name: str = ""           # the protocol's name in the run store (the command line's); default name
     store_settings: Callable | None = None  # (settings, inputs) -> the dict the run store keeps
     progress: Callable | None = None  # plan -> counter(record) -> units done so far (default: records)
+    precheck: Callable | None = None  # (instrument, plan) -> None, raising to refuse the run before it starts
 
     @property
     def stored_as(self) -> str:

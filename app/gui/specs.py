@@ -271,8 +271,13 @@ def transfer_spec() -> ProtocolSpec:
 
     def store(settings, inputs):
         ts, isettings = settings
+        from rramlab.protocols.network_check import target_fingerprint
+        from rramlab.protocols.weights import differential_targets
+
+        levels = np.asarray(inputs["_levels"])
         return {"transfer": settings_dict(ts), "ispva": settings_dict(isettings),
-                "levels": np.asarray(inputs["_levels"]).tolist(), "weights_file": inputs.get("weights_file")}
+                "levels": levels.tolist(), "weights_file": inputs.get("weights_file"),
+                "target_fingerprint": target_fingerprint(differential_targets(levels, ts.mapping))}
 
     return ProtocolSpec(
         name="Transfer", settings_class=transfer.TransferSettings, more_settings=(IspvaSettings,), plan=plan,
@@ -375,17 +380,35 @@ class NetworkInputs(ExtraInputs):
         variant = net.variant(self.variant.currentData())
         return save_weight_file(path.with_name(f"{path.stem}.{variant.name}.weights.npz"), variant)
 
+    def open_transfer(self) -> Path:
+        """Write the variant's weight file and put it in the Transfer panel with the command line's
+        scheme for a network (``rramlab infer``/``power``/``reproduce``: fast); returns the file."""
+        from rramlab.protocols.reproduce import DEFAULT_TRANSFER
+        from rramlab.protocols.transfer import TransferSettings
+
+        window = self.window_
+        out = self.weights_file()
+        panel = window.panels["Transfer"]
+        panel.extra.set_weights(out)
+        form = panel.form_for(TransferSettings)
+        form.set_value("scheme", DEFAULT_TRANSFER.scheme)
+        window.show_panel("Transfer")
+        return out
+
+    def transfer_now(self, then: str | None = None):
+        """Transfer the variant's weights into the array now (the Transfer panel, fast scheme); with
+        ``then`` (a panel name) that panel runs once the transfer has finished. Returns the Run."""
+        self.open_transfer()
+        return self.window_.run_protocol("Transfer", then=then)
+
     def _to_transfer(self):
         window = self.window_
         try:
-            out = self.weights_file()
+            out = self.open_transfer()
         except Exception as exc:  # noqa: BLE001 - shown in the window
             window.show_error(exc)
             return
-        if "Transfer" in window.panels:
-            window.panels["Transfer"].extra.set_weights(out)
-            window.show_panel("Transfer")
-            window.statusBar().showMessage(f"weights of the network written to {out}: press Run to transfer them")
+        window.statusBar().showMessage(f"weights of the network written to {out}: press Run to transfer them")
 
 
 def inference_plan(settings, inputs, checker):
@@ -404,6 +427,16 @@ def inference_plan(settings, inputs, checker):
     return inference.plan(settings, variant, test, idx, checker)
 
 
+def network_precheck(instrument, inference_plan) -> None:
+    """Refuse inference or power on an array that does not hold the plan's network (one read of its
+    cells, ``protocols/network_check.py``): NetworkNotHeld naming the fix in the window."""
+    from rramlab.protocols.network_check import require_held
+
+    require_held(instrument, inference_plan.variant,
+                 fix="transfer this variant's weights into the array first (Transfer now, or the button "
+                     "'Transfer this variant's weights into the array…' of this panel)")
+
+
 def _network_store(settings, inputs):
     return {**settings_dict(settings), **{k: v for k, v in inputs.items() if not k.startswith("_")}}
 
@@ -419,7 +452,7 @@ def inference_spec() -> ProtocolSpec:
                     "are read; class c scores I(c) - I(10 + c), summed over the steps. The second layer must be "
                     "in the array: transfer the variant's weights first.",
         make_plots=lambda: InferencePlots(image_source=test_image), make_inputs=NetworkInputs, store_name="infer",
-        store_settings=_network_store)
+        store_settings=_network_store, precheck=network_precheck)
 
 
 def power_spec() -> ProtocolSpec:
@@ -432,5 +465,5 @@ def power_spec() -> ProtocolSpec:
                     "voltage, P = V^2 G per cell and step, averaged over the steps and summed over the wordlines; "
                     "per image, over time and per class.",
         make_plots=PowerPlots, make_inputs=lambda: NetworkInputs(power=True), store_name="power",
-        store_settings=_network_store)
+        store_settings=_network_store, precheck=network_precheck)
 

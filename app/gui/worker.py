@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, Iterator
 
 from PySide6 import QtCore
@@ -22,11 +23,15 @@ log = logging.getLogger(__name__)
 
 class RunWorker(QtCore.QObject):
     """``start(instrument, should_stop)`` returns the record iterator (e.g. ``lambda i, s:
-    ispp.run(i, plan, s)``). Signals: ``record(obj)`` per record, ``finished(status, error)`` once,
+    ispp.run(i, plan, s)``). Signals: ``records(list)`` with the records taken since the last one
+    (at most every ``batch_s``, and the rest before the end), ``finished(status, error)`` once,
     with status done/aborted/failed and the exception (or None)."""
 
-    record = QtCore.Signal(object)
+    records = QtCore.Signal(object)
     finished = QtCore.Signal(str, object)
+    #: records are handed to the window in batches at most this often (s): one queued signal per
+    #: record costs the run's thread time (a transfer yields about 2,500)
+    batch_s = 0.05
 
     def __init__(self, instrument: CrossbarInstrument, start: Callable[..., Iterator], run: Run,
                  sink: RecordSink | None = None):
@@ -46,10 +51,15 @@ class RunWorker(QtCore.QObject):
     @QtCore.Slot()
     def work(self) -> None:
         status, error = DONE, None
+        batch: list = []
+        sent = time.monotonic()
         try:
             for rec in self._start(self.instrument, self._stop.is_set):
                 self.sink.add(rec)  # kept (in the run store) before anything else looks at it
-                self.record.emit(rec)
+                batch.append(rec)
+                if time.monotonic() - sent >= self.batch_s:
+                    self.records.emit(batch)
+                    batch, sent = [], time.monotonic()
             if self._stop.is_set():
                 status = ABORTED
         except BaseException as exc:  # noqa: BLE001 - every failure reaches the window as a message
@@ -66,6 +76,8 @@ class RunWorker(QtCore.QObject):
                 self.sink.close()
             except BaseException:  # noqa: BLE001
                 log.exception("closing the record sink of run #%s failed", self.run.run_id)
+        if batch:
+            self.records.emit(batch)  # queued before finished: the window sees every record first
         self.finished.emit(status, error)
 
 
