@@ -317,3 +317,24 @@ def test_a_signal_from_another_process_mid_run_on_the_virtual_bench(tmp_path, si
     rows = csv_body(out)
     assert len(rows) >= 30 and len(rows) == len(stored)
     assert [r[3] for r in rows] == [f"{rec.data['read_a']:.6e}" for rec in stored]
+
+
+def test_ispva_csv_and_store_agree_after_a_sigterm_right_after_a_stored_result(tmp_path, monkeypatch):
+    path, out = tmp_path / "runs.sqlite", tmp_path / "ispva.csv"
+    real_add = st.RunRecorder.add
+    results = []
+
+    def add(self, record):
+        real_add(self, record)
+        if type(record).__name__ == "IspvaResult":
+            results.append(record)
+            if len(results) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(st.RunRecorder, "add", add)
+    assert main(["ispva", "--devices", "1", "--no-progress", "--store", str(path), "--csv", str(out)]) == 143
+    with RunStore(path) as s:
+        (info,) = s.runs()
+        stored = s.records(info.id, "IspvaResult")
+    assert info.error == "interrupted by SIGTERM"
+    assert len(csv_body(out)) == len(stored) == 3
