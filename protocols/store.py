@@ -21,7 +21,7 @@ The default file is ``runs.sqlite`` in ``platformdirs.user_data_dir("rramlab")``
 variable ``RRAMLAB_STORE`` or a ``--store FILE`` flag chooses another.
 
 Failures: opening a store checks it (``PRAGMA quick_check``: a corrupt page is found here, not at
-export; about 0.85 s per million records, see benchmarks/store_open.py), checks its tables and writes
+export; about 0.4 to 0.85 s per million records, benchmarks/store_open.py), checks its tables and writes
 to it once (a full disk, a file size limit or another program holding the write lock is found before
 any instrument is touched). Every SQLite error of the store becomes a StoreError, one line naming
 the store, what went wrong and the fix.
@@ -389,7 +389,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     """A corrupt page is found when the store is opened, not half-way through a run or an export.
     quick_check reads every page (it skips only the index-content cross-check of integrity_check):
-    about 0.85 s for a million records (250 MB) on a warm disk cache, benchmarks/store_open.py."""
+    0.4 to 0.85 s for a million records (250 MB) on a warm disk cache, benchmarks/store_open.py."""
     problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
         raise StoreError(f"run store {path} is damaged (integrity check: {'; '.join(problems)}): {_damaged_fix(path)}")

@@ -156,7 +156,8 @@ def load_weight_file(path, max_shape: tuple[int, int] | None = None) -> WeightFi
                               "(e.g. examples/weights_24x10.npz)")
     why = not_an_npz(p) if p.is_file() else None
     if why is not None:
-        raise WeightFileError(f"weight file {p}: {why}: give an .npz with a '{REQUIRED_ARRAY}' array, e.g. "
+        raise WeightFileError(f"{p} is not a readable .npz weight file ({why}): give an .npz with a "
+                              f"'{REQUIRED_ARRAY}' array, e.g. "
                               f"np.savez(path, {REQUIRED_ARRAY}=np.loadtxt(text_file, delimiter=',', dtype=int))")
     try:
         with np.load(p, allow_pickle=False) as data:

@@ -275,3 +275,66 @@ def test_a_signal_between_the_store_and_the_csv_cannot_part_them(tmp_path, monke
     # the signal lands after the 7th pair, or inside the 8th pair (held back until its end)
     assert len(rows) == len(stored) == (7 if where == "after the store record" else 8)
     assert [r[2] for r in rows] == [f"{rec.data['pulse_v']:.6g}" for rec in stored]
+
+
+def test_a_transfer_whose_store_fills_does_not_claim_every_record_is_stored(capsys, tmp_path, monkeypatch):
+    from rramlab.protocols.weights import save_weights
+
+    path, weights = tmp_path / "runs.sqlite", tmp_path / "w.npz"
+    save_weights(weights, [[3, -2], [5, 1]])
+    _fill_after(monkeypatch, 2)
+    monkeypatch.setattr(st, "record_to_json", lambda r: (type(r).__name__, '{"pad": "%s"}' % ("x" * 8000)))
+    assert main(["transfer", str(weights), "--store", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"run store {path}: cannot store record" in err and "disk is full" in err
+    assert "every record is in" not in err and "the records stored before the failure are run 1" in err
+    with RunStore(path) as s:
+        assert s.run(1).status == "failed"
+
+
+@pytest.mark.parametrize("sig, text", [(signal.SIGTERM, "interrupted by SIGTERM"), (signal.SIGHUP, "interrupted by SIGHUP")])
+def test_a_signal_from_another_process_mid_run_on_the_virtual_bench(tmp_path, sig, text):
+    # the real console script on the virtual bench, signalled from outside wherever it happens to be
+    import time
+
+    path, log, out = tmp_path / "runs.sqlite", tmp_path / "visa.log", tmp_path / "ispp.csv"
+    argv = [str(Path(sys.executable).with_name("rramlab")), "ispp", "--bench", VIRTUAL_BENCH, "--cell", "3,7",
+            "--width", "1e-3", "--cycles", "1000", "--no-progress", "--store", str(path), "--visa-log", str(log),
+            "--csv", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(csv_body(out)) < 30) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    assert bench_state(visa_writes(log)).safe
+    with RunStore(path) as s:
+        (info,) = s.runs()
+        stored = s.records(info.id)
+    assert info.status == "aborted" and info.error == text
+    rows = csv_body(out)
+    assert len(rows) >= 30 and len(rows) == len(stored)
+    assert [r[3] for r in rows] == [f"{rec.data['read_a']:.6e}" for rec in stored]
+
+
+def test_ispva_csv_and_store_agree_after_a_sigterm_right_after_a_stored_result(tmp_path, monkeypatch):
+    path, out = tmp_path / "runs.sqlite", tmp_path / "ispva.csv"
+    real_add = st.RunRecorder.add
+    results = []
+
+    def add(self, record):
+        real_add(self, record)
+        if type(record).__name__ == "IspvaResult":
+            results.append(record)
+            if len(results) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(st.RunRecorder, "add", add)
+    assert main(["ispva", "--devices", "1", "--no-progress", "--store", str(path), "--csv", str(out)]) == 143
+    with RunStore(path) as s:
+        (info,) = s.runs()
+        stored = s.records(info.id, "IspvaResult")
+    assert info.error == "interrupted by SIGTERM"
+    assert len(csv_body(out)) == len(stored) == 3
