@@ -5,6 +5,8 @@
 # since the last install into this .venv.
 set -euo pipefail
 cd "$(dirname "$0")"
+SECONDS=0
+stage() { echo "install.sh [$1/3, ${SECONDS} s] $2"; }
 
 # ngspice for the twin; the system libraries PySide6's Qt loads for `rramlab gui` (offscreen and on
 # an X display: EGL/GL, fontconfig, xkbcommon, D-Bus, GLib and the xcb libraries of Qt's xcb plugin).
@@ -15,18 +17,27 @@ for pkg in $APT_PACKAGES; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
+  stage 1 "Debian packages:$missing (apt-get, about a minute)"
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq $missing >/dev/null
+else
+  stage 1 "Debian packages: all present"
 fi
 
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+if [ -x .venv/bin/python ]; then
+  stage 2 "virtual environment .venv: present"
+else
+  stage 2 "virtual environment .venv: creating"
+  "$PYTHON" -m venv .venv
+fi
 stamp=.venv/.rramlab-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import rramlab.app.cli" 2>/dev/null; then
+  stage 3 "pip install -e '.[test]': rramlab and its Python packages (about 2 minutes the first time; log in .venv/pip-install.log)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
    # setuptools explains the editable mapping at length on every install; keep that in a log and
   # show it only when the install fails.
@@ -36,5 +47,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import
     exit 1
   fi
   echo "$want" > "$stamp"
+else
+  stage 3 "Python packages: up to date with pyproject.toml"
 fi
-echo "rramlab $(.venv/bin/rramlab --version | cut -d' ' -f2) installed in $(pwd)/.venv"
+echo "rramlab $(.venv/bin/rramlab --version | cut -d' ' -f2) installed in $(pwd)/.venv (${SECONDS} s)"

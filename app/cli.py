@@ -361,7 +361,7 @@ MAX_PRINTED_CYCLES = 10
 
 def cmd_ispp(args) -> int:
     from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error, \
-        keep_record, now, provenance_lines
+        keep_record, now, plural, provenance_lines
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.drivers.interface import RramlabError
     from rramlab.protocols import ispp
@@ -396,6 +396,7 @@ def cmd_ispp(args) -> int:
         raise
 
     taken, total = 0, 0
+    run_id = None
     record_file = None
     summaries, more_cycles = [], 0
     summariser = ispp.CycleSummariser()
@@ -411,6 +412,7 @@ def cmd_ispp(args) -> int:
 
     try:
         with instrument, record_run(store, "ispp", settings, instrument) as stored:
+            run_id = stored.run_id
             ispp_plan = ispp.plan(settings, cell, instrument)  # and the backend's, before the first pulse
             total = ispp_plan.total_pulses
             if args.csv:
@@ -459,16 +461,16 @@ def cmd_ispp(args) -> int:
 
     print(f"ISPP on the {instrument.backend_name}"
           + (f", cell {cell[0]},{cell[1]}" if args.cell is not None else ", lone device")
-          + f": {taken} pulses, read at {settings.read_v:g} V")
+          + f": {plural(taken, 'pulse')}, read at {settings.read_v:g} V; run {run_id} in {store.path}")
     for s in summaries:
         print(f"  cycle {s.cycle}: read {_fmt_na(s.min_read_a)} .. {_fmt_na(s.max_read_a)}, "
-              f"{s.set_levels} distinct levels in the set ramp, "
+              f"{plural(s.set_levels, 'distinct level')} in the set ramp, "
               f"first 3 reset pulses remove {s.reset_drop_3 * 100:.0f} %, "
               f"{_fmt_na(s.final_reset_read_a)} at the end of the reset ramp")
     if more_cycles:
-        print(f"  ... and {more_cycles} more cycles (every row is in the CSV)")
+        print(f"  ... and {plural(more_cycles, 'more cycle')} (every row is in the CSV)")
     if args.csv:
-        print(f"  {record_file.rows} rows written to {args.csv}")
+        print(f"  {plural(record_file.rows, 'row')} written to {args.csv}")
     return EXIT_OK
 
 

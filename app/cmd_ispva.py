@@ -37,7 +37,10 @@ def register(subparsers) -> None:
     p.add_argument("--csv", metavar="FILE", help="write the final conductance of every device, as it runs, after "
                                                  "'#' lines saying what produced it (read with "
                                                  "pandas.read_csv(FILE, comment='#'))")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first device; device i uses seed + i")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="draw the devices with device-to-device variability (as every twin command's --seed: "
+                        "VT 20 mV, RON 10 %%, Ri 3 %%), device i from seed N + i; without it every device is the "
+                        "paper's exact device (device i draws its programming error from seed i)")
     p.add_argument("--engine", choices=("auto", "fast", "spice"), default="auto", help="twin engine (default auto)")
     p.add_argument("--programming-error", choices=("paper", "device"), default="paper",
                    help="where a programmed cell's error comes from: 'paper' (default: exact levels, the paper's "
@@ -88,14 +91,21 @@ def cmd_ispva(args) -> int:
     results: list[ispva.IspvaResult] = []
     record_file = None
     total = args.devices * len(levels)
+    from rramlab.app.cli import DEFAULT_SEED
+    from rramlab.sim.virtual_array import Variability
+
+    first_seed = DEFAULT_SEED if args.seed is None else args.seed
     run_settings = {**ispva_settings_dict(settings), "devices_per_level": args.devices,
-                    "levels_s": list(levels), "seed": args.seed, "programming_error": args.programming_error}
+                    "levels_s": list(levels), "seed": first_seed, "variability": args.seed is not None,
+                    "programming_error": args.programming_error}
     run_id = None
     try:
         def fresh_device(seed):
-            return VirtualArray.lone_device(seed=seed, engine=args.engine, programming_error=args.programming_error)
+            spread = {} if args.seed is None else {"variability": Variability.typical()}
+            return VirtualArray.lone_device(seed=seed, engine=args.engine, programming_error=args.programming_error,
+                                            **spread)
 
-        first = fresh_device(args.seed)
+        first = fresh_device(first_seed)
         ispva.plan(settings, [(0, 0)] * len(levels), levels, first)  # everything checked before any pulse
         command = ["rramlab", *args.argv]
         if args.csv:
@@ -109,7 +119,7 @@ def cmd_ispva(args) -> int:
             run_id = rec.run_id
             for i in range(total):
                 target = levels[i // args.devices]
-                device = first if i == 0 else fresh_device(args.seed + i)
+                device = first if i == 0 else fresh_device(first_seed + i)
                 with device:
                     for r in ispva.run(device, ispva.plan(settings, [(0, 0)], [target], device)):
                         if isinstance(r, ispva.IspvaResult):

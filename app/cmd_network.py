@@ -93,7 +93,8 @@ def register(subparsers) -> None:
             p.add_argument("--per-class", type=int, default=3, metavar="N", help="test images per digit (default 3)")
             p.add_argument("--plot", metavar="FILE", help="PNG: power per class")
             p.set_defaults(handler=cmd_power)
-        p.add_argument("--image-seed", type=int, default=0, help="random seed of the choice of test images")
+        p.add_argument("--image-seed", type=int, default=0, metavar="N",
+                       help="random seed of the choice of test images (default 0)")
         add_force_flag(p)
         _progress_flag(p)
         add_settings_flags(p, InferenceSettings, "inference settings")
@@ -115,7 +116,9 @@ def register(subparsers) -> None:
     add_settings_flags(p, InferenceSettings, "inference settings")
     _transfer_options(p)
     g = p.add_argument_group("twin")
-    g.add_argument("--seed", type=int, default=0, help="random seed of the chips (default 0)")
+    g.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="draw the chips with device-to-device variability from seed N (as every twin command's "
+                        "--seed); without it the chips are the paper's exact device")
     g.add_argument("--engine", choices=("auto", "fast", "spice"), default="fast",
                    help="twin engine (default fast: the nodal engine; auto would hand every row pulse of the "
                         "fast transfer scheme to ngspice, about 0.7 s each)")
@@ -151,12 +154,11 @@ def _transfer_options(p) -> None:
     from rramlab.protocols.transfer import TransferSettings
 
     add_settings_flags(p, TransferSettings, "weight transfer of the second layer (as rramlab transfer)",
-                       extra_help={"scheme": f"Here the default is {DEFAULT_TRANSFER.scheme}; use half-bias on a "
-                                             "probe station."})
+                       extra_help={"scheme": "Use half-bias on a probe station."},
+                       defaults={"scheme": DEFAULT_TRANSFER.scheme})
     add_settings_flags(p, IspvaSettings, "ISPVA settings of the transfer",
                        extra_help={"pulse_width_s": f"With --bench the 4156C pulses {PULSE_MIN_WIDTH * 1e3:g} ms "
                                                     f"to {PULSE_MAX_WIDTH * 1e3:g} ms, so give --width there."})
-    p.set_defaults(scheme=DEFAULT_TRANSFER.scheme)
     if p.prog.endswith("reproduce"):
         add_store_flag(p, "to record the transfers in", "a store of its own next to --json, r.json -> "
                                                          "r.runs.sqlite; without --json a temporary one")
@@ -432,7 +434,9 @@ def cmd_infer(args) -> int:
         if record_file:
             record_file.close()
     if args.csv:
-        print(f"  {len(records)} images x {p.settings.steps} steps written to {args.csv}")
+        from rramlab.app.outputs import plural
+
+        print(f"  {plural(len(records), 'image')} x {plural(p.settings.steps, 'step')} written to {args.csv}")
     _print_inference(records, variant, data, instrument.backend_name, elapsed)
     if args.plot:
         from rramlab.app import report
@@ -456,7 +460,10 @@ def _print_inference(records, variant, data, backend, elapsed) -> None:
     ann = float(np.mean(variant.predict(data.test.images[idx]) == data.test.labels[idx]))
     steps = records[0].class_currents.shape[0]
     when = f" in {elapsed:.2f} s" if elapsed is not None else ""
-    print(f"{variant.title} on the {backend}: {len(records)} test images of {data.test.source}, {steps} steps{when}")
+    from rramlab.app.outputs import plural
+
+    print(f"{variant.title} on the {backend}: {plural(len(records), 'test image')} of {data.test.source}, "
+          f"{plural(steps, 'step')}{when}")
     if len(records) == 1:
         r = records[0]
         print(f"  test image {r.image}, label {r.label}: prediction {r.prediction} "
@@ -675,11 +682,15 @@ def cmd_reproduce(args) -> int:
     array = ArrayParameters() if args.wire_resistance is None else ArrayParameters(wire_resistance=args.wire_resistance)
     data = _mnist(args)
 
+    from rramlab.app.cli import twin_kwargs
+
+    chip = twin_kwargs(args)  # the seed, and the variability --seed draws
+
     def new_array():
-        return VirtualArray(array=array, seed=args.seed, engine=args.engine)
+        return VirtualArray(array=array, **chip)
 
     def new_device():
-        return VirtualArray.lone_device(seed=args.seed, engine=args.engine)
+        return VirtualArray.lone_device(**chip)
 
     from dataclasses import replace
 
@@ -747,8 +758,8 @@ def cmd_reproduce(args) -> int:
     wall = time.perf_counter() - t0
     if args.json:
         summary["wall_time_s"] = wall
-        backend = {"backend": "twin", "engine": args.engine, "seed": args.seed,
-                   "wire_resistance_ohm": array.wire_resistance}
+        backend = {"backend": "twin", "engine": args.engine, "seed": chip["seed"],
+                   "variability": args.seed is not None, "wire_resistance_ohm": array.wire_resistance}
         all_settings = {"network": settings_dict(net_settings), "reproduce": settings_dict(settings),
                         "inference": settings_dict(inf_settings), "transfer": settings_dict(writer.settings),
                         "ispva": settings_dict(writer.ispva)}

@@ -55,19 +55,19 @@ def cmd_runs(args) -> int:
             if not runs:
                 print(f"no runs in {store.path}")
             for r in runs:
-                print(f"{r.id:5d}  {r.protocol:9s} {r.shown_status:10s} {r.records:7d} records  "
+                print(f"{r.run_id:5d}  {r.protocol:9s} {r.shown_status:10s} {r.records:7d} records  "
                       f"{r.started_at}  {r.backend}")
             return EXIT_OK
         if args.runs_command == "show":
             r = store.run(args.run)
-            print(f"run {r.id}: {r.protocol}, {r.shown_status}" + (f" ({r.error})" if r.error else ""))
+            print(f"run {r.run_id}: {r.protocol}, {r.shown_status}" + (f" ({r.error})" if r.error else ""))
             print(f"  started {r.started_at}, ended {r.ended_at or '-'}, {r.records} records")
             print(f"  rramlab {r.software_version}, pid {r.pid} on {r.host}")
             print(f"  backend {r.backend}: {json.dumps(r.backend_describe)}")
             settings = {k: v for k, v in r.settings.items() if k != "levels"}
             print(f"  settings: {json.dumps(settings)}")
             counts: dict[str, int] = {}
-            for rec in store.records(r.id):
+            for rec in store.records(r.run_id):
                 counts[rec.type] = counts.get(rec.type, 0) + 1
             print("  records: " + (", ".join(f"{n} {t}" for t, n in counts.items()) or "none"))
             return EXIT_OK
@@ -108,7 +108,7 @@ def run_provenance(info, command) -> dict:
     return {"version": info.software_version, "command": command, "started": info.started_at,
             "backend": {"backend": info.backend, **info.backend_describe},
             "settings": info.settings,
-            "extra": {"protocol": info.protocol, "run_id": info.id, "status": info.status,
+            "extra": {"protocol": info.protocol, "run_id": info.run_id, "status": info.status,
                       "exported_by": f"rramlab {__version__}"}}
 
 

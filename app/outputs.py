@@ -6,7 +6,7 @@ came from.
   folder, a folder given as the file, a read-only file, the same file for two outputs, and an
   existing file without ``--force`` are each refused with one line naming the flag and the fix.
 * ``RecordFile``: a CSV whose first lines are ``#`` comments (software version, command, start time,
-  backend and its ``describe()``, settings), as PyMeasure writes them, then the column header, then
+  backend and its ``describe()``, settings), then the column header, then
   one flushed row per record. Readers that skip ``#`` lines read it unchanged, e.g.
   ``pandas.read_csv(path, comment="#")``.
 * ``keep_record``: a record's CSV row and its store record are written together, with stop signals
@@ -63,6 +63,11 @@ def describe_os_error(exc: OSError) -> str:
     }.get(exc.errno, exc.strerror or str(exc))
     where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
     return f"{where}{what}"
+
+
+def plural(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless n is 1: "1 distinct level", "3 test images"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def check_output_paths(outputs: Iterable[OutputPath], force: bool = False) -> None:

@@ -17,12 +17,14 @@ _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, settings_class, title: str | None = None,
-                       limits: SafeOperatingArea | None = None, extra_help: dict[str, str] | None = None):
+                       limits: SafeOperatingArea | None = None, extra_help: dict[str, str] | None = None,
+                       defaults: dict | None = None):
     """Add one flag per declared setting of ``settings_class`` to ``parser`` (in a group).
 
     The flag's destination is the field name; ``settings_from_args`` builds the instance back.
     ``limits``: the safe operating area whose windows the help quotes (default: the device's).
     ``extra_help``: more text for some fields, by field name (e.g. a rule of the bench).
+    ``defaults``: this command's own default of some fields, by field name (the help quotes it).
     """
     from rramlab.protocols.settings import declared
 
@@ -35,18 +37,20 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings_class, title: s
                              f"'{parser.prog}' that is stored as {d.name!r}: rename the field")
         bounds = d.describe_bounds(limits)
         unit = f" {d.spec.unit}" if d.spec.unit else ""
-        text = f"{d.spec.help} (default {d.default:g}{unit}" if isinstance(d.default, float) \
-            else f"{d.spec.help} (default {d.default}"
+        default = (defaults or {}).get(d.name, d.default)
+        text = f"{d.spec.help} (default {default:g}{unit}" if isinstance(default, float) \
+            else f"{d.spec.help} (default {default}"
         text += f"; {bounds})" if bounds else ")"
         if extra_help and d.name in extra_help:
             text += " " + extra_help[d.name]
-        kwargs = dict(dest=d.name, default=d.default, help=text.replace("%", "%%"))
+        kwargs = dict(dest=d.name, default=default, help=text.replace("%", "%%"))
         if d.spec.choices is not None:
             kwargs["choices"] = d.spec.choices
             kwargs["type"] = type(d.default)
         else:
             kwargs["type"] = d.type
-            kwargs["metavar"] = d.spec.unit.upper() if d.spec.unit else "N"
+            # N is a count; a unitless float (a ratio, a rate, a percentile) is an X
+            kwargs["metavar"] = d.spec.unit.upper() if d.spec.unit else ("X" if d.type is float else "N")
         group.add_argument(d.flag, **kwargs)
     return group
 

@@ -421,6 +421,10 @@ class RequestChecker:
 
     def check_cells(self, cells) -> list[tuple[int, int]]:
         """Cells as a list of (wordline, bitline) ints (one pair is accepted too); GeometryError or RequestError."""
+        if isinstance(cells, (int, np.integer)):
+            # chip.read(3, 7): the 7 went to v_read; a bare TypeError would not say so
+            raise RequestError(f"cells must be a list of (wordline, bitline) pairs, got the number {cells}: "
+                               f"read([({cells}, BL)]) for cells, or read_cell(WL, BL) for one")
         if isinstance(cells, tuple) and len(cells) == 2 and not isinstance(cells[0], (tuple, list)):
             cells = [cells]
         out = []
@@ -474,6 +478,7 @@ class CrossbarInstrument(RequestChecker, ABC):
         applied together for ``width`` seconds. ``shape`` is "rect" or "tri" (triangular, peak at
         the middle). A cell sees V_wl - V_bl.
         """
+        self._check_open()
         wl, bl, width, shape = self.check_pulse(wordline_v, bitline_v, width, shape)
         _within_ceiling(wl, bl)
         self._outputs_safe = False
@@ -488,6 +493,7 @@ class CrossbarInstrument(RequestChecker, ABC):
     def read(self, cells, v_read=1.0) -> np.ndarray:
         """Current (A) of each (wordline, bitline) cell with its wordline at v_read and every other
         line at 0 V. Returns an array with one value per cell, in the order given."""
+        self._check_open()
         cells = self.check_cells(cells)
         v = self.check_read_voltage(v_read)
         _check_read_window(np.array([v]), DEVICE_CEILING, "read voltage")
@@ -504,6 +510,7 @@ class CrossbarInstrument(RequestChecker, ABC):
         wordline_v: (wordlines,) for one time step or (steps, wordlines) for a batch, in volts.
         Returns (bitlines,) or (steps, bitlines), for the requested bitlines (default all).
         """
+        self._check_open()
         arr2, bls, single = self.check_vmm(wordline_v, bitlines)
         _check_read_window(arr2, DEVICE_CEILING, "vmm input")
         self._outputs_safe = False
@@ -537,10 +544,20 @@ class CrossbarInstrument(RequestChecker, ABC):
             self._outputs_safe = True
 
     def close(self) -> None:
-        """Return outputs to 0 V and release the backend."""
+        """Return outputs to 0 V and release the backend; pulses, reads and VMM are refused after
+        it (until the instrument is entered as a context manager again)."""
         self.reset_outputs()
+        self._closed = True
+
+    _closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InstrumentError(f"this {self.backend_name} instrument is closed (close() was called, or its with "
+                                  "block ended): use it inside the with block, or open it again")
 
     def __enter__(self):
+        self._closed = False
         return self
 
     def __exit__(self, exc_type, exc, tb):

@@ -183,9 +183,10 @@ def record_to_json(record) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One row of the ``runs`` table, JSON fields decoded."""
+    """One row of the ``runs`` table, JSON fields decoded. ``run_id`` as in StoredRecord and
+    RunRecorder (``id`` is kept as another name for it)."""
 
-    id: int
+    run_id: int
     protocol: str
     settings: dict
     backend: str
@@ -198,6 +199,11 @@ class RunInfo:
     status: str
     error: str | None
     records: int = 0
+
+    @property
+    def id(self) -> int:
+        """The same as ``run_id`` (the name of earlier versions)."""
+        return self.run_id
 
     @property
     def shown_status(self) -> str:
@@ -343,7 +349,7 @@ _RUN_SELECT = ("SELECT runs.id, protocol, settings, backend, backend_describe, s
 
 
 def _run_info(row) -> RunInfo:
-    return RunInfo(id=row[0], protocol=row[1], settings=json.loads(row[2]), backend=row[3],
+    return RunInfo(run_id=row[0], protocol=row[1], settings=json.loads(row[2]), backend=row[3],
                    backend_describe=json.loads(row[4]), software_version=row[5], pid=row[6], host=row[7],
                    started_at=row[8], ended_at=row[9], status=row[10], error=row[11], records=row[12])
 
@@ -522,6 +528,49 @@ def interrupted_text(exc: BaseException) -> str:
 def _end_quietly(store: RunStore, run_id: int, status: str, error: str) -> None:
     with contextlib.suppress(StoreError):
         store.end_run(run_id, status, error)
+
+
+@dataclass(frozen=True)
+class ProtocolRun:
+    """What ``run_protocol`` returns: the run's id, the store it is in, every record in order."""
+
+    run_id: int
+    store_path: Path
+    records: list
+
+
+def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_record=None) -> ProtocolRun:
+    """Run a protocol on an instrument and record it in the run store, in one call.
+
+    ``protocol``: a protocol module (``rramlab.protocols.ispva``, ...); its ``run(instrument, plan,
+    should_stop)`` is run and every record it yields is stored as it comes (one transaction each,
+    as ``record_run``), then returned. ``plan``: from the module's ``plan(...)``, checked against
+    this instrument. The run row keeps ``plan.settings`` (a transfer: ``transfer.run_settings(plan)``,
+    which ``rramlab transfer --resume`` reads). ``store``: a path, an open RunStore, or None (the
+    command line's default store). ``on_record(record)``: called after each record is stored (a
+    progress bar, a live plot). Ctrl-C and errors mark the run as ``record_run`` does.
+
+    Example::
+
+        from rramlab import VirtualArray, run_protocol
+        from rramlab.protocols import ispva
+
+        with VirtualArray(seed=1, engine="fast") as chip:
+            plan = ispva.plan(ispva.IspvaSettings(), [(0, 0), (0, 1)], [20e-9, 50e-9], chip)
+            done = run_protocol(chip, ispva, plan)
+        print(done.run_id, len(done.records))   # `rramlab runs show RUN` shows it
+    """
+    name = protocol.__name__.rsplit(".", 1)[-1]
+    settings = protocol.run_settings(plan) if hasattr(protocol, "run_settings") else plan.settings
+    records = []
+    with record_run(store, name, settings, instrument) as rec:
+        for record in protocol.run(instrument, plan, should_stop=should_stop):
+            rec.add(record)
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+    return ProtocolRun(rec.run_id, rec.store.path, records)
+
 
 
 def add_store_flag(parser, purpose: str = "to record this run in", default: str | None = None) -> None:

@@ -89,6 +89,8 @@ _EXPORTS = {
     # the run store, shared with the command line
     "RunStore": "rramlab.protocols.store",
     "record_run": "rramlab.protocols.store",
+    "run_protocol": "rramlab.protocols.store",
+    "ProtocolRun": "rramlab.protocols.store",
     "StoreError": "rramlab.protocols.store",
     # records to tables
     "record_dicts": "rramlab.protocols.records",

@@ -214,3 +214,40 @@ def test_the_generator_check_mode_fails_on_a_stale_page(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_api_docs.py"), "--check", "--out", str(stale)],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "is stale" in proc.stderr
+
+
+def test_run_protocol_runs_and_records_in_one_call(tmp_path):
+    from rramlab import VirtualArray, run_protocol
+    from rramlab.protocols import ispva, transfer
+    from rramlab.protocols.ispva import IspvaSettings
+    from rramlab.protocols.store import RunStore
+
+    store = tmp_path / "runs.sqlite"
+    seen = []
+    with VirtualArray(seed=1, engine="fast") as chip:
+        plan = ispva.plan(ispva.IspvaSettings(), [(0, 0), (0, 1)], [20e-9, 50e-9], chip)
+        done = run_protocol(chip, ispva, plan, store, on_record=seen.append)
+        tplan = transfer.plan(transfer.TransferSettings(), IspvaSettings(), [[1, -1]], chip)
+        moved = run_protocol(chip, transfer, tplan, store)
+    assert done.records == seen and sum(isinstance(r, ispva.IspvaResult) for r in done.records) == 2
+    with RunStore(store) as s:
+        info = s.run(done.run_id)
+        assert info.protocol == "ispva" and info.status == "finished" and info.records == len(done.records)
+        assert info.run_id == info.id == done.run_id  # one name, the old one kept
+        assert s.records(done.run_id)[0].run_id == info.run_id
+        assert s.run(moved.run_id).settings["levels"] == [[1, -1]]  # what `rramlab transfer --resume` reads
+
+
+def test_reading_with_a_number_for_cells_says_what_read_takes_and_a_closed_twin_refuses():
+    from rramlab import InstrumentError, RequestError, VirtualArray
+
+    with VirtualArray(seed=0) as chip:
+        with pytest.raises(RequestError, match=r"cells must be a list of \(wordline, bitline\) pairs.*read_cell"):
+            chip.read(3, 7)
+        assert chip.read_cell(3, 7) > 0
+    with pytest.raises(InstrumentError, match="closed"):
+        chip.read_cell(3, 7)
+    with pytest.raises(InstrumentError, match="closed"):
+        chip.vmm([0.0] * 24)
+    with chip:  # entered again: open again
+        assert chip.read_cell(3, 7) > 0

@@ -343,7 +343,9 @@ def test_piped_into_head(tmp_path):
     result = subprocess.run(["bash", "-o", "pipefail", "-c",
                              f"'{RRAMLAB}' ispp --cycles 1 --no-progress | head -1"],
                             capture_output=True, text=True, timeout=120)
-    assert result.stdout == "ISPP on the twin, lone device: 62 pulses, read at 1 V\n"
+    # the run id and its store are on the first line (the conftest's store, a fresh one: run 1)
+    assert result.stdout == (f"ISPP on the twin, lone device: 62 pulses, read at 1 V; run 1 in "
+                             f"{tmp_path / 'runs.sqlite'}\n")
     assert "Traceback" not in result.stderr and "Exception" not in result.stderr
     assert result.returncode in (0, 1)  # 1 only when head left before our last line
 

@@ -255,3 +255,12 @@ def test_reproduce_without_the_sweep_keeps_its_runs_in_a_temporary_store(tmp_pat
     assert r["sweep"] == [] and r["store"] == str(mine) and not (tmp_path / "r.runs.sqlite").exists()
     assert main(["reproduce", "--no-sweep", *small, "--json", str(out)]) == 1  # it exists: --force
     assert "already exists" in capsys.readouterr().err
+
+
+def test_train_shows_a_progress_bar_per_epoch_with_the_time_left(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "n.npz"), "--epochs", "3", "--finetune-epochs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "training FP32, then fine-tuning QT & PR" in err and "4/4" in err and "epoch" in err and "<" in err
+    assert main(["train", "--out", str(tmp_path / "m.npz"), "--epochs", "1", "--finetune-epochs", "0",
+                 "--no-progress"]) == 0
+    assert "epoch" not in capsys.readouterr().err
