@@ -15,7 +15,9 @@ Both start by reading every cell: a cell already within tolerance gets no pulse 
 ``--resume`` relies on), and both end with a re-read of the whole region: a cell that was accepted
 and has since been pushed out of tolerance (disturbed by its neighbours' pulses) is re-programmed,
 for up to ``final_rounds`` rounds. Cells to leave in HRS are accepted at or below ``hrs_max_s`` and
-otherwise reset.
+otherwise reset. With ISPVA's ``programming="paper-once"`` (the paper's simulation) no cell is
+settled on the way: after the last re-read every programmed cell gets ``programming_done`` once and
+one more whole-region read (a last "final" round) is what counts, with nothing re-programmed.
 
 ``run`` is a generator of records (CellRead, RowPulse, IspvaPulse, IspvaResult, Disturbed);
 ``summarise`` turns them into the report. Units: siemens, volts, seconds.
@@ -243,7 +245,9 @@ def _program(instrument, plan_: TransferPlan, cell, should_stop, pulses_used: in
     t = plan_.target(cell)
     if t == HRS:
         return reset_to_hrs(instrument, plan_.ispva, cell, plan_.settings.hrs_max_s, should_stop)
-    return ispva.program_cell(instrument, plan_.ispva, cell, t, should_stop, pulses_used, last_set_v)
+    # paper-once: the transfer adds every cell's error itself, after its last re-read
+    return ispva.program_cell(instrument, plan_.ispva, cell, t, should_stop, pulses_used, last_set_v,
+                              settle=plan_.ispva.programming != "paper-once")
 
 
 def _read_all(instrument, plan_: TransferPlan, cells) -> np.ndarray:
@@ -300,7 +304,7 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
                 yield CellRead("row", 0, c[0], c[1], plan_.target(c), float(g))
                 if _accepted(plan_, plan_.target(c), g):
                     hits.append(c)
-            if hits:
+            if hits and plan_.ispva.programming != "paper-once":
                 instrument.programming_done(hits)
                 for c, g in zip(hits, _read_all(instrument, plan_, hits)):
                     yield CellRead("settled", 0, c[0], c[1], plan_.target(c), float(g))
@@ -319,6 +323,19 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
             return
         yield from program(cell)
 
+    last = yield from _final_rounds(instrument, plan_, accepted, out_of_reach, program, stopped)
+    if last is None or plan_.ispva.programming != "paper-once":
+        return
+    # the paper's procedure: the programming error once on every programmed cell, then one read
+    instrument.programming_done([c for c in plan_.cells if plan_.target(c) != HRS])
+    for c, g in zip(plan_.cells, _read_all(instrument, plan_, plan_.cells)):
+        yield CellRead("final", last + 1, c[0], c[1], plan_.target(c), float(g))
+
+
+def _final_rounds(instrument, plan_: TransferPlan, accepted: set, out_of_reach: dict, program, stopped):
+    """The whole-region re-reads, re-programming cells out of tolerance; yields records and returns
+    the last round's number (None if stopped)."""
+    s = plan_.settings
     for rnd in range(1, s.final_rounds + 2):
         gs = _read_all(instrument, plan_, plan_.cells)
         bad = []
@@ -331,13 +348,14 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
                                                    abs(g - out_of_reach[c]) <= plan_.ispva.tolerance_s / 2):
                 bad.append((c, float(g)))
         if not bad or rnd == s.final_rounds + 1:
-            return
+            return rnd
         for c, g in bad:
             if stopped():
-                return
+                return None
             yield Disturbed(rnd, c[0], c[1], plan_.target(c), g, c in accepted)
             accepted.discard(c)
             yield from program(c)
+    return None
 
 
 #: the same shape in every protocol module (see ``rramlab.protocols``): Settings, Plan, RECORDS. A transfer has
