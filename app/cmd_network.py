@@ -112,7 +112,7 @@ def register(subparsers) -> None:
     add_settings_flags(p, NetworkSettings, "network settings")
     add_settings_flags(p, ReproduceSettings, "experiment")
     add_settings_flags(p, InferenceSettings, "inference settings")
-    _transfer_options(p)
+    _transfer_options(p, REPRODUCE_TRANSFER_SKIP)
     g = p.add_argument_group("twin")
     g.add_argument("--seed", type=int, default=0, help="random seed of the chips (default 0)")
     g.add_argument("--engine", choices=("auto", "fast", "spice"), default="fast",
@@ -125,7 +125,13 @@ def register(subparsers) -> None:
 
 # ----- shared steps -----
 
-def _transfer_options(p) -> None:
+#: transfer settings the network commands set themselves: the pair's zero comes from the network's
+#: mapping; reproduce's --mapping is the network's (ours|paper), its columns always blocked
+TRANSFER_SKIP = ("pair_zero",)
+REPRODUCE_TRANSFER_SKIP = ("pair_zero", "mapping")
+
+
+def _transfer_options(p, skip=TRANSFER_SKIP) -> None:
     """The weight transfer's flags (``rramlab transfer``'s own), with the paper's simulation scheme
     as the default here, and the run store the transfers are recorded in."""
     from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
@@ -136,7 +142,7 @@ def _transfer_options(p) -> None:
 
     add_settings_flags(p, TransferSettings, "weight transfer of the second layer (as rramlab transfer)",
                        extra_help={"scheme": f"Here the default is {DEFAULT_TRANSFER.scheme}; use half-bias on a "
-                                             "probe station."})
+                                             "probe station."}, skip=skip)
     add_settings_flags(p, IspvaSettings, "ISPVA settings of the transfer",
                        extra_help={"pulse_width_s": f"With --bench the 4156C pulses {PULSE_MIN_WIDTH * 1e3:g} ms "
                                                     f"to {PULSE_MAX_WIDTH * 1e3:g} ms, so give --width there."})
@@ -151,7 +157,8 @@ def _writer(args):
     from rramlab.protocols.store import RunStore
     from rramlab.protocols.transfer import TransferSettings
 
-    ts = settings_from_args(TransferSettings, args)
+    skip = REPRODUCE_TRANSFER_SKIP if args.handler is cmd_reproduce else TRANSFER_SKIP
+    ts = settings_from_args(TransferSettings, args, skip)
     if ts.mapping != "blocked":
         raise RramlabError(f"--mapping {ts.mapping}: the network reads class c on bitlines c (positive) and 10 + c "
                            "(negative), the blocked mapping; drop --mapping")
@@ -525,6 +532,10 @@ def _table_rows(summary: dict):
                  "yes" if summary["qtpr_below_qt_every_class"] else "NO"))
     rows.append(("hidden spike rate QT / QT & PR", "-",
                  f"{summary['hidden_spike_rate']['qt']:.3f} / {summary['hidden_spike_rate']['qtpr']:.3f} per step"))
+    absent = summary.get("levels_absent_s", {})
+    if absent:
+        rows.append(("states no cell targets, QT & PR", "20 nS",
+                     ", ".join(f"{x * 1e9:.0f} nS" for x in absent["qtpr"]) or "none"))
     return rows
 
 
@@ -627,7 +638,8 @@ def cmd_reproduce(args) -> int:
     print(f"rramlab reproduce on the twin ({data.description}; array accuracy on "
           f"{settings.images_per_class} test images per digit, power on {settings.power_per_class} per digit; "
           f"weights written by the {writer.settings.scheme} transfer, runs "
-          f"{', '.join(str(r.transfer['run_id']) for r in result.runs.values())} in {store.path})")
+          f"{', '.join(str(r.transfer['run_id']) for r in result.runs.values())} in {store.path}; mapping "
+          f"{net_settings.mapping}, programming error {writer.ispva.programming})")
     rows = _table_rows(summary)
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
@@ -642,6 +654,11 @@ def cmd_reproduce(args) -> int:
               f"wordlines/step (hidden rate {f['paper_hidden_spike_rate']:.3f}) at our "
               f"{f['conductance_per_active_wordline_s'] * 1e9:.0f} nS per wordline")
     _print_spiking(summary)
+    print("  transfer, cells programmed per level (target: cells, RMSE):")
+    for k, t in (("qt", "QT"), ("qtpr", "QT & PR")):
+        lv = summary["transfer_levels"][k]
+        print(f"    {t}: " + ", ".join(f"{x['target_s'] * 1e9:.0f} nS: {x['cells']} ({x['rmse_s'] * 1e9:.2f})" for x in lv)
+              + f"; {sum(x['cells'] for x in lv)} cells")
     for k in ("qt", "qtpr"):
         if k in summary["six"]:
             s = summary["six"][k]

@@ -139,6 +139,7 @@ class ReproduceResult:
     spiking_sweep: dict = field(default_factory=dict)   # {variant: [point, ...]} (spiking_sweep)
     power_grid: dict = field(default_factory=dict)      # {variant: [entry, ...]} (power_grid)
     paper_power: list = field(default_factory=list)     # paper_power_settings, with each variant's accuracy there
+    programming: str = "verified"                       # the programming-error procedure (IspvaSettings.programming)
 
     def factors_dict(self, name: str) -> dict:
         """The power factors of a variant, with the active wordlines (and rate) the paper's figure needs."""
@@ -167,6 +168,10 @@ class ReproduceResult:
                "six": {k: {"image": r.six.image, "prediction": r.six.prediction,
                            "totals_a": r.six.totals.tolist()} for k, r in self.runs.items() if r.six is not None},
                "sweep": self.sweep,
+               "mapping": net.settings.mapping,
+               "programming": self.programming,
+               "transfer_levels": {k: transfer_levels(r.transfer_report) for k, r in self.runs.items()},
+               "levels_absent_s": {k: levels_absent(r.transfer_report) for k, r in self.runs.items()},
                "array_accuracy_standard_error": {k: r.accuracy_standard_error for k, r in self.runs.items()},
                "split_accuracy": {k: r.split for k, r in self.runs.items()},
                "power_factors": {k: self.factors_dict(k) for k, r in self.runs.items() if r.factors is not None},
@@ -198,17 +203,22 @@ class Writer:
     ispva: IspvaSettings = IspvaSettings()
     store: object = None
 
+    def settings_for(self, variant: Variant) -> transfer.TransferSettings:
+        """The transfer settings for a variant: its mapping decides what a zero weight holds."""
+        return replace(self.settings, pair_zero=variant.pair_zero)
+
     def check(self, variant: Variant, checker=None) -> transfer.TransferPlan:
         """Every pulse the write may send, checked before any instrument is touched."""
-        return transfer.plan(self.settings, self.ispva, variant.levels2, checker, conductance_step(variant.bits))
+        return transfer.plan(self.settings_for(variant), self.ispva, variant.levels2, checker,
+                             conductance_step(variant.bits))
 
     def __call__(self, instrument: CrossbarInstrument, variant: Variant,
                  should_stop: Callable[[], bool] | None = None) -> dict:
         """Transfer the variant's levels; returns the transfer report (with ``run_id``)."""
         t = time.perf_counter()
         plan_, records, run_id = transfer.write_levels(
-            instrument, variant.levels2, self.settings, self.ispva, conductance_step(variant.bits), self.store,
-            f"{variant.name} second layer", should_stop)
+            instrument, variant.levels2, self.settings_for(variant), self.ispva, conductance_step(variant.bits),
+            self.store, f"{variant.name} second layer", should_stop)
         report = transfer.summarise(plan_, records, time.perf_counter() - t)
         report["run_id"] = run_id
         return report
@@ -470,7 +480,21 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
             ispp_records = list(ispp.run_ispp(device, ispp.IsppSettings(cycles=settings.ispp_cycles)))
         timings["ispp"] = time.perf_counter() - t
     return ReproduceResult(net, runs, sweep, ispp_records, settings,
-                           f"{mnist.description}", timings, spiking, grids, paper_power)
+                           f"{mnist.description}", timings, spiking, grids, paper_power, write.ispva.programming)
+
+
+def transfer_levels(report: dict) -> list[dict]:
+    """Cells programmed per target level and their error: [{target_s, cells, rmse_s, mae_s}], ascending;
+    what tells two transfers' RMSE apart (how many cells, at which levels)."""
+    return [{"target_s": lv["target_s"], "cells": lv["cells"], "rmse_s": lv["rmse_s"], "mae_s": lv["mae_s"]}
+            for lv in report["levels"]]
+
+
+def levels_absent(report: dict) -> list[float]:
+    """The device's states G1..G8 (10..80 nS) that no cell of the transfer targets (S), e.g. the 20 nS
+    level the paper finds absent after pruning."""
+    present = {round(lv["target_s"] * 1e9) for lv in report["levels"] if lv["cells"]}
+    return [k * 10e-9 for k in range(1, 9) if k * 10 not in present]
 
 
 def sweep_checks(spiking: dict) -> dict:

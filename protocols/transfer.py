@@ -35,7 +35,7 @@ from rramlab.drivers.interface import (CrossbarInstrument, RequestChecker, Reque
 from rramlab.protocols import ispva
 from rramlab.protocols.ispva import IspvaPulse, IspvaResult, IspvaSettings, first_set_v, within_fraction
 from rramlab.protocols.settings import check_settings, setting
-from rramlab.protocols.weights import (HRS, LEVEL_SPACING_S, MAPPINGS, check_levels, check_spacing,
+from rramlab.protocols.weights import (HRS, LEVEL_SPACING_S, MAPPINGS, PAIR_ZEROS, check_levels, check_spacing,
                                       differential_targets, weight_map)
 
 __all__ = ["TransferSettings", "TransferPlan", "CellRead", "RowPulse", "Disturbed", "plan", "run", "Settings", "Plan",
@@ -63,6 +63,9 @@ class TransferSettings:
                                minimum=0.0, maximum=9e-9, exclusive_minimum=True, flag="hrs_max")
     final_rounds: int = setting(3, "final re-reads of the whole region, each re-programming the cells out of "
                                    "tolerance", minimum=1, maximum=20)
+    pair_zero: str = setting("hrs", "a zero weight and a pair's unused side: hrs (left in HRS, no target) or g1 "
+                                    "(the lowest state G1, the paper's G6 - G1 = +5: levels -7..7, every cell "
+                                    "programmed)", choices=PAIR_ZEROS)
 
     def validate(self, limits=None) -> None:
         """Check every setting against its declaration and ``limits``; SafetyError or RequestError naming it."""
@@ -156,8 +159,8 @@ def plan(settings: TransferSettings, ispva_settings: IspvaSettings, levels,
     settings.validate(checker.limits)
     g = checker.geometry
     levels = check_levels(levels, "weights", (len(g.used_wordlines), len(g.used_bitlines)))
-    level_spacing_s = check_spacing(level_spacing_s, levels)
-    targets = differential_targets(levels, settings.mapping, level_spacing_s)
+    level_spacing_s = check_spacing(level_spacing_s, levels, pair_zero=settings.pair_zero)
+    targets = differential_targets(levels, settings.mapping, level_spacing_s, settings.pair_zero)
     rows, cols = targets.shape
     cells = tuple((g.used_wordlines[r], g.used_bitlines[c]) for r in range(rows) for c in range(cols))
     # targets indexed by (wordline, bitline) of the chip
