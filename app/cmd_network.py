@@ -567,7 +567,8 @@ def _print_spiking(summary: dict) -> None:
             label = f"spike {q['spike_v']:g} V"
         else:
             label = f"{q['spike_shape']} duty {q['spike_duty']:g}"
-        print(f"    {label:22s} {q['accuracy'] * 100:8.1f} +- {q['standard_error'] * 100:.1f} % {q['power_w'] * 1e9:6.0f} nW "
+        print(f"    {label:22s} {q['accuracy'] * 100:8.1f} +- {q['standard_error'] * 100:.1f} % "
+              f"{q['power_w'] * 1e9:6.0f} nW "
               f"{p['accuracy'] * 100:9.1f} +- {p['standard_error'] * 100:.1f} % {p['power_w'] * 1e9:10.0f} nW")
     checks = summary.get("spiking_sweep_checks", {})
     print("    power non-increasing in the threshold: "
@@ -586,9 +587,11 @@ def _print_spiking(summary: dict) -> None:
         if not q or not p:
             continue
         near = "gives" if c["within"] else "comes closest to (not within 10 % of)"
-        print(f"  the paper's power: {c['spike_shape']} {c['spike_v']:g} V{'' if c['spike_duty'] == 1 else ' duty %g' % c['spike_duty']}, "
+        duty = "" if c["spike_duty"] == 1 else f" duty {c['spike_duty']:g}"
+        print(f"  the paper's power: {c['spike_shape']} {c['spike_v']:g} V{duty}, "
               f"threshold x{c['threshold_multiple']:g} {near} 243 nW: QT {q['power_w'] * 1e9:.0f} nW, QT & PR "
-              f"{p['power_w'] * 1e9:.0f} nW; accuracy QT {q['accuracy'] * 100:.1f} +- {q['standard_error'] * 100:.1f} %, "
+              f"{p['power_w'] * 1e9:.0f} nW; accuracy QT {q['accuracy'] * 100:.1f} +- "
+              f"{q['standard_error'] * 100:.1f} %, "
               f"QT & PR {p['accuracy'] * 100:.1f} +- {p['standard_error'] * 100:.1f} % (defaults: QT "
               f"{base['accuracy'] * 100:.1f} +- {base['standard_error'] * 100:.1f} %, QT & PR "
               f"{summary['split_accuracy']['qtpr']['accuracy'] * 100:.1f} %)")

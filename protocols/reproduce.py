@@ -453,7 +453,8 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
             for c in paper_power:
                 s = sweep_point_settings(replace(inference_settings, spike_shape=c["spike_shape"],
                                                  spike_duty=c["spike_duty"], spike_v=c["spike_v"]),
-                                         inference_settings.hidden_threshold(v.threshold), "threshold", c["threshold_multiple"])
+                                         inference_settings.hidden_threshold(v.threshold), "threshold",
+                                         c["threshold_multiple"])
                 progress(f"{v.title}: accuracy at {s.describe_spike()}, threshold x{c['threshold_multiple']:g}")
                 c[name] = split_accuracy(array, inference.plan(s, v, mnist.test, split_idx, array), cache)
                 c[name]["power_w"] = next(g["power_w"] for g in grids[name] if all(
