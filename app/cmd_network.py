@@ -114,7 +114,7 @@ def register(subparsers) -> None:
     add_settings_flags(p, NetworkSettings, "network settings")
     add_settings_flags(p, ReproduceSettings, "experiment")
     add_settings_flags(p, InferenceSettings, "inference settings")
-    _transfer_options(p)
+    _transfer_options(p, REPRODUCE_TRANSFER_SKIP)
     g = p.add_argument_group("twin")
     g.add_argument("--seed", type=int, default=None, metavar="N",
                    help="draw the chips with device-to-device variability from seed N (as every twin command's "
@@ -144,7 +144,13 @@ def _bar(args, total: int, desc: str, unit: str):
                 leave=False)
 
 
-def _transfer_options(p) -> None:
+#: transfer settings the network commands set themselves: the pair's zero comes from the network's
+#: mapping; reproduce's --mapping is the network's (ours|paper), its columns always blocked
+TRANSFER_SKIP = ("pair_zero",)
+REPRODUCE_TRANSFER_SKIP = ("pair_zero", "mapping")
+
+
+def _transfer_options(p, skip=TRANSFER_SKIP) -> None:
     """The weight transfer's flags (``rramlab transfer``'s own), with the paper's simulation scheme
     as the default here, and the run store the transfers are recorded in."""
     from rramlab.drivers.keysight_4156c import PULSE_MAX_WIDTH, PULSE_MIN_WIDTH
@@ -155,7 +161,7 @@ def _transfer_options(p) -> None:
 
     add_settings_flags(p, TransferSettings, "weight transfer of the second layer (as rramlab transfer)",
                        extra_help={"scheme": "Use half-bias on a probe station."},
-                       defaults={"scheme": DEFAULT_TRANSFER.scheme})
+                       defaults={"scheme": DEFAULT_TRANSFER.scheme}, skip=skip)
     add_settings_flags(p, IspvaSettings, "ISPVA settings of the transfer",
                        extra_help={"pulse_width_s": f"With --bench the 4156C pulses {PULSE_MIN_WIDTH * 1e3:g} ms "
                                                     f"to {PULSE_MAX_WIDTH * 1e3:g} ms, so give --width there."})
@@ -173,7 +179,8 @@ def _writer(args):
     from rramlab.protocols.store import RunStore
     from rramlab.protocols.transfer import TransferSettings
 
-    ts = settings_from_args(TransferSettings, args)
+    skip = REPRODUCE_TRANSFER_SKIP if args.handler is cmd_reproduce else TRANSFER_SKIP
+    ts = settings_from_args(TransferSettings, args, skip)
     if ts.mapping != "blocked":
         raise RramlabError(f"--mapping {ts.mapping}: the network reads class c on bitlines c (positive) and 10 + c "
                            "(negative), the blocked mapping; drop --mapping")
@@ -594,6 +601,10 @@ def _table_rows(summary: dict):
                  "yes" if summary["qtpr_below_qt_every_class"] else "NO"))
     rows.append(("hidden spike rate QT / QT & PR", "-",
                  f"{summary['hidden_spike_rate']['qt']:.3f} / {summary['hidden_spike_rate']['qtpr']:.3f} per step"))
+    absent = summary.get("levels_absent_s", {})
+    if absent:
+        rows.append(("states no cell targets, QT & PR", "20 nS",
+                     ", ".join(f"{x * 1e9:.0f} nS" for x in absent["qtpr"]) or "none"))
     return rows
 
 
@@ -625,7 +636,8 @@ def _print_spiking(summary: dict) -> None:
             label = f"spike {q['spike_v']:g} V"
         else:
             label = f"{q['spike_shape']} duty {q['spike_duty']:g}"
-        print(f"    {label:22s} {q['accuracy'] * 100:8.1f} +- {q['standard_error'] * 100:.1f} % {q['power_w'] * 1e9:6.0f} nW "
+        print(f"    {label:22s} {q['accuracy'] * 100:8.1f} +- {q['standard_error'] * 100:.1f} % "
+              f"{q['power_w'] * 1e9:6.0f} nW "
               f"{p['accuracy'] * 100:9.1f} +- {p['standard_error'] * 100:.1f} % {p['power_w'] * 1e9:10.0f} nW")
     checks = summary.get("spiking_sweep_checks", {})
     print("    power non-increasing in the threshold: "
@@ -644,9 +656,11 @@ def _print_spiking(summary: dict) -> None:
         if not q or not p:
             continue
         near = "gives" if c["within"] else "comes closest to (not within 10 % of)"
-        print(f"  the paper's power: {c['spike_shape']} {c['spike_v']:g} V{'' if c['spike_duty'] == 1 else ' duty %g' % c['spike_duty']}, "
+        duty = "" if c["spike_duty"] == 1 else f" duty {c['spike_duty']:g}"
+        print(f"  the paper's power: {c['spike_shape']} {c['spike_v']:g} V{duty}, "
               f"threshold x{c['threshold_multiple']:g} {near} 243 nW: QT {q['power_w'] * 1e9:.0f} nW, QT & PR "
-              f"{p['power_w'] * 1e9:.0f} nW; accuracy QT {q['accuracy'] * 100:.1f} +- {q['standard_error'] * 100:.1f} %, "
+              f"{p['power_w'] * 1e9:.0f} nW; accuracy QT {q['accuracy'] * 100:.1f} +- "
+              f"{q['standard_error'] * 100:.1f} %, "
               f"QT & PR {p['accuracy'] * 100:.1f} +- {p['standard_error'] * 100:.1f} % (defaults: QT "
               f"{base['accuracy'] * 100:.1f} +- {base['standard_error'] * 100:.1f} %, QT & PR "
               f"{summary['split_accuracy']['qtpr']['accuracy'] * 100:.1f} %)")
@@ -730,7 +744,8 @@ def cmd_reproduce(args) -> int:
     summary = result.summary()
     print(f"rramlab reproduce on the twin ({data.description}; array accuracy on "
           f"{settings.images_per_class} test images per digit, power on {settings.power_per_class} per digit; "
-          f"weights written by the {writer.settings.scheme} transfer, {where})")
+          f"weights written by the {writer.settings.scheme} transfer, {where}; mapping "
+          f"{net_settings.mapping}, programming error {writer.ispva.programming})")
     rows = _table_rows(summary)
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
@@ -745,6 +760,11 @@ def cmd_reproduce(args) -> int:
               f"wordlines/step (hidden rate {f['paper_hidden_spike_rate']:.3f}) at our "
               f"{f['conductance_per_active_wordline_s'] * 1e9:.0f} nS per wordline")
     _print_spiking(summary)
+    print("  transfer, cells programmed per level (target: cells, RMSE):")
+    for k, t in (("qt", "QT"), ("qtpr", "QT & PR")):
+        lv = summary["transfer_levels"][k]
+        print(f"    {t}: " + ", ".join(f"{x['target_s'] * 1e9:.0f} nS: {x['cells']} ({x['rmse_s'] * 1e9:.2f})" for x in lv)
+              + f"; {sum(x['cells'] for x in lv)} cells")
     for k in ("qt", "qtpr"):
         if k in summary["six"]:
             s = summary["six"][k]

@@ -18,19 +18,23 @@ _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 def add_settings_flags(parser: argparse.ArgumentParser, settings_class, title: str | None = None,
                        limits: SafeOperatingArea | None = None, extra_help: dict[str, str] | None = None,
-                       defaults: dict | None = None):
+                       defaults: dict | None = None, skip: tuple[str, ...] = ()):
     """Add one flag per declared setting of ``settings_class`` to ``parser`` (in a group).
 
     The flag's destination is the field name; ``settings_from_args`` builds the instance back.
     ``limits``: the safe operating area whose windows the help quotes (default: the device's).
     ``extra_help``: more text for some fields, by field name (e.g. a rule of the bench).
     ``defaults``: this command's own default of some fields, by field name (the help quotes it).
+    ``skip``: fields that get no flag here (the command sets them; ``settings_from_args`` with the same
+    ``skip`` leaves them at their defaults).
     """
     from rramlab.protocols.settings import declared
 
     group = parser.add_argument_group(title or "settings (units and limits in each help)")
     taken = {a.dest for a in parser._actions}
     for d in declared(settings_class):
+        if d.name in skip:
+            continue
         if d.name in taken:
             # Two flags writing one destination would silently feed one setting from the other flag.
             raise ValueError(f"{settings_class.__name__}.{d.name} collides with another option of "
@@ -55,11 +59,12 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings_class, title: s
     return group
 
 
-def settings_from_args(settings_class, args: argparse.Namespace):
-    """An instance of ``settings_class`` from the flags ``add_settings_flags`` added."""
+def settings_from_args(settings_class, args: argparse.Namespace, skip: tuple[str, ...] = ()):
+    """An instance of ``settings_class`` from the flags ``add_settings_flags`` added (``skip``: the
+    fields it was told to skip, left at their defaults)."""
     from rramlab.protocols.settings import declared
 
-    return settings_class(**{d.name: getattr(args, d.name) for d in declared(settings_class)})
+    return settings_class(**{d.name: getattr(args, d.name) for d in declared(settings_class) if d.name not in skip})
 
 
 def join_negative_values(argv: list[str]) -> list[str]:

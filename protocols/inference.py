@@ -213,8 +213,8 @@ def plan(settings: InferenceSettings, variant: Variant, data: Dataset, indices=N
     images, labels = data.images[indices], data.labels[indices]
     # one generator per image, seeded by (seed, image index): an image gets the same spikes whatever
     # else is in the batch and in whichever order
-    spikes_in = np.concatenate([rate_code(images[k:k + 1], settings.steps, np.random.default_rng([settings.spike_seed, i]),
-                                          settings.max_rate)
+    spikes_in = np.concatenate([rate_code(images[k:k + 1], settings.steps,
+                                          np.random.default_rng([settings.spike_seed, i]), settings.max_rate)
                                 for k, i in enumerate(indices)])
     threshold = settings.hidden_threshold(variant.threshold)
     hidden_spikes = integrate_and_fire(spikes_in, variant.w1, variant.b1, threshold)

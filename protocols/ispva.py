@@ -25,7 +25,11 @@ For each cell and its target conductance:
    bracket afresh and keeps trying while the budget lasts;
 5. within tolerance: ``instrument.programming_done(cell)`` (hardware: nothing; the twin adds its
    programming error there), then read again. The final read is what counts: a cell that fell out
-   of tolerance is set again from HRS at the amplitude that had landed it, while its budget lasts.
+   of tolerance is set again from HRS at the amplitude that had landed it, while its budget lasts
+   (``programming="verified"``, the default). ``programming="paper-once"`` is the paper's
+   simulation instead: the error is added once when the cell's programming ends and nothing is
+   verified after it (a transfer adds it to every programmed cell once, after its last re-read), so
+   about 94 % of cells stay within +-2 nS of a 1.06 nS Gaussian.
 
 Nothing here assumes that a pulse lands exactly: the loop only trusts reads, so it works on any
 backend whose conductance moves imperfectly per pulse.
@@ -55,6 +59,9 @@ MIN_TARGET_S = 10e-9
 MAX_TARGET_S = 80e-9
 #: the paper's eight 3-bit states G1..G8: 10, 20, ... 80 nS (S)
 PAPER_LEVELS_S = tuple(LEVEL_SPACING_S * k for k in range(1, 9))
+#: programming-error procedures: "verified" (the error is drawn when a cell is accepted, then the
+#: cell is verified again and re-programmed if it fell out) and "paper-once" (added once, no re-verify)
+PROGRAMMINGS = ("verified", "paper-once")
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,10 @@ class IspvaSettings:
     shape: str = setting("rect", "pulse shape: rect or tri", choices=PULSE_SHAPES)
     verify: int = setting(1, "1: read after every pulse and steer by the error; 0: one open-loop set at "
                              "the level's amplitude (to measure what verify buys)", minimum=0, maximum=1)
+    programming: str = setting("verified", "verified: the programming error is drawn when a cell is accepted and "
+                                           "the cell is verified again (re-programmed if it fell out); paper-once: "
+                                           "the paper's procedure, the error added once after the transfer and "
+                                           "not verified", choices=PROGRAMMINGS)
 
     def validate(self, limits: SafeOperatingArea | None = None) -> None:
         """Check every setting against its declaration and ``limits``; SafetyError or RequestError naming it."""
@@ -227,13 +238,15 @@ def settles_without_change(instrument) -> bool:
 def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: tuple[int, int],
                  target_s: float, should_stop: Callable[[], bool] | None = None,
                  pulses_used: int = 0, last_set_v: float | None = None,
-                 first_read_s: float | None = None) -> Iterator[IspvaPulse | IspvaResult]:
+                 first_read_s: float | None = None, settle: bool = True) -> Iterator[IspvaPulse | IspvaResult]:
     """The verify loop of one cell (see the module docstring); yields its pulses and, unless
     stopped, its IspvaResult. ``pulses_used`` counts pulses the cell already had (a scheme that
     pulsed it before hands over the rest of the budget); ``last_set_v``: the amplitude (V) of the
     set pulse it had just before (the fast scheme's row pulse), so the loop starts from its response.
     ``first_read_s``: the cell's conductance (S) from a read the caller has just made (a transfer's
-    whole-region read), used instead of reading it again before the first pulse."""
+    whole-region read), used instead of reading it again before the first pulse.
+    ``settle``: with ``programming="paper-once"``, add the programming error when the loop ends
+    (False: the caller adds it later, as a transfer does after its last re-read)."""
     s = settings
     w, b = cell
     tol = s.tolerance_s
@@ -296,13 +309,14 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
     def is_best() -> bool:
         return best is not None and abs(g - target_s) <= best[0] + 1e-15
 
+    once = s.programming == "paper-once"
     try:
         while True:
             error = g - target_s
             if peak_v and (best is None or abs(error) < best[0]):
                 best = (abs(error), g, peak_v)
             if abs(error) <= tol:
-                if not pulsed_since_done:
+                if not pulsed_since_done or once:
                     break
                 instrument.programming_done([(w, b)])
                 pulsed_since_done = False
@@ -370,6 +384,11 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
                 high_v, high_s = next_v, g
     except _Stopped:
         return
+    if once and settle:
+        # the paper's procedure: the error is added once, when the cell's programming ends, and the
+        # read after it counts as it is (nothing re-verifies it)
+        instrument.programming_done([(w, b)])
+        g = conductance()
     converged = abs(g - target_s) <= tol
     yield IspvaResult(w, b, target_s, converged, pulses, g, g - target_s, out_of_reach and not converged)
 

@@ -39,6 +39,9 @@ from rramlab.protocols.mnist import CLASSES, PIXELS, Dataset
 from rramlab.protocols.settings import check_settings, setting, settings_dict
 
 VARIANTS = ("fp32", "qt", "qtpr")
+#: level -> conductance-pair mappings: "ours" (zero = both cells in HRS, 17 signed levels) and "paper"
+#: (zero = both cells at G1, 15 signed levels, the paper's "G6 - G1 to realise G+5")
+MAPPINGS = ("ours", "paper")
 ARRAY_VARIANTS = ("qt", "qtpr")
 VARIANT_TITLES = {"fp32": "FP32", "qt": "QT", "qtpr": "QT & PR"}
 NETWORK_FILE_VERSION = 1
@@ -64,6 +67,9 @@ class NetworkSettings:
     activation_percentile: float = setting(99.5, "percentile of the hidden ReLU activations (training images) "
                                            "taken as the integrate-and-fire threshold", minimum=50.0,
                                            maximum=100.0)
+    mapping: str = setting("ours", "second layer -> conductance pairs: ours (|level| x 10 nS on one cell, the other "
+                                   "and a zero weight in HRS; levels -8..8) or paper (G1..G8 = 10..80 nS with G1 as "
+                                   "zero, G6 - G1 = +5; levels -7..7, every cell programmed)", choices=MAPPINGS)
 
     def validate(self) -> None:
         check_settings(self)
@@ -133,14 +139,21 @@ def _sgd(x, y, w1, b1, w2, epochs, lr, batch, rng, masks, on_epoch):
 
 # ----- quantisation and pruning -----
 
-def quantise(w: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
-    """(integer levels, step): w ~ levels * step, levels in -2**bits .. 2**bits, step = max|w| / 2**bits.
+def top_level(bits: int, mapping: str = "ours") -> int:
+    """The largest |level| a device pair holds: 2**bits (ours: states 1..2**bits, zero in HRS) or
+    2**bits - 1 (paper: zero is G1, so G2..G(2**bits) carry 1..2**bits - 1)."""
+    return 2 ** bits - (1 if mapping == "paper" else 0)
+
+
+def quantise(w: np.ndarray, bits: int, mapping: str = "ours") -> tuple[np.ndarray, float]:
+    """(integer levels, step): w ~ levels * step, levels in -top .. top, step = max|w| / top, top =
+    ``top_level(bits, mapping)`` (2**bits, or 2**bits - 1 for the paper's mapping).
 
     Rounds to the nearest level. An all-zero layer has step 1.0 and every level 0.
     """
     if not 1 <= bits <= 16:
         raise RequestError(f"quantiser bits must be 1 to 16, got {bits}")
-    top = 2 ** bits
+    top = top_level(bits, mapping)
     peak = float(np.max(np.abs(w))) if w.size else 0.0
     step = peak / top if peak > 0 else 1.0
     levels = np.clip(np.rint(w / step), -top, top).astype(np.int64)
@@ -184,6 +197,12 @@ class Variant:
     step2: float | None = None          # weight per level of the second layer
     bits: int | None = None
     test_accuracy: float = float("nan")
+    mapping: str = "ours"               # level -> conductance pair (MAPPINGS)
+
+    @property
+    def pair_zero(self) -> str:
+        """What the transfer puts on a zero weight and a pair's unused side: "hrs" (ours) or "g1" (paper)."""
+        return "g1" if self.mapping == "paper" else "hrs"
 
     @property
     def title(self) -> str:
@@ -197,7 +216,7 @@ class Variant:
         """The second layer as conductance targets (hidden, 20) in siemens; 0.0: no target (HRS)."""
         if self.levels2 is None:
             raise RequestError(f"variant {self.name!r} is not quantised: only {ARRAY_VARIANTS} map onto the array")
-        return levels_to_targets(self.levels2, conductance_step(self.bits))
+        return levels_to_targets(self.levels2, conductance_step(self.bits), self.pair_zero)
 
     def predict(self, x) -> np.ndarray:
         return np.argmax(forward(x, self.w1, self.b1, self.w2)[1], axis=1)
@@ -218,12 +237,13 @@ class Network:
         return self.variants[name]
 
 
-def _quantised_variant(name, w1, b1, w2, bits, x_train, percentile, x_test, y_test) -> Variant:
-    l1, s1 = quantise(w1, bits)
-    l2, s2 = quantise(w2, bits)
+def _quantised_variant(name, w1, b1, w2, bits, x_train, percentile, x_test, y_test, mapping="ours") -> Variant:
+    # both layers get the same number of levels (the first runs in software, quantised as the paper does)
+    l1, s1 = quantise(w1, bits, mapping)
+    l2, s2 = quantise(w2, bits, mapping)
     q1, q2 = l1 * s1, l2 * s2
     return Variant(name, q1, b1.copy(), q2, spiking_threshold(x_train, q1, b1, percentile), l2, s2, bits,
-                   accuracy(x_test, y_test, q1, b1, q2))
+                   accuracy(x_test, y_test, q1, b1, q2), mapping)
 
 
 def build_variants(train: Dataset, test: Dataset, settings: NetworkSettings = NetworkSettings(),
@@ -243,7 +263,7 @@ def build_variants(train: Dataset, test: Dataset, settings: NetworkSettings = Ne
     xt, yt = test.images, test.labels
     variants = {"fp32": Variant("fp32", w1, b1, w2, spiking_threshold(x, w1, b1, s.activation_percentile),
                                 test_accuracy=accuracy(xt, yt, w1, b1, w2))}
-    variants["qt"] = _quantised_variant("qt", w1, b1, w2, s.bits, x, s.activation_percentile, xt, yt)
+    variants["qt"] = _quantised_variant("qt", w1, b1, w2, s.bits, x, s.activation_percentile, xt, yt, s.mapping)
     # its own generator (seed + 1), so the pruning sweep at the same ratio gives this same variant
     variants["qtpr"] = pruned_variant(w1, b1, w2, s.prune_ratio, train, test, s, name="qtpr", on_epoch=on_epoch)
     return Network(s, variants, train.source.replace(" (train)", ""), len(train), len(test))
@@ -261,7 +281,7 @@ def pruned_variant(w1, b1, w2, ratio: float, train: Dataset, test: Dataset, sett
         if s.finetune_epochs \
         else (w1 * m1, b1.copy(), w2 * m2)
     return _quantised_variant(name, p1, pb, p2, s.bits, train.images, s.activation_percentile,
-                              test.images, test.labels)
+                              test.images, test.labels, s.mapping)
 
 
 def training_epochs(settings: NetworkSettings) -> int:
@@ -288,14 +308,19 @@ def conductance_levels(bits: int, max_conductance_s: float = MAX_CONDUCTANCE_S) 
     return conductance_step(bits, max_conductance_s) * np.arange(1, 2 ** bits + 1)
 
 
-def levels_to_targets(levels: np.ndarray, step_s: float) -> np.ndarray:
+def levels_to_targets(levels: np.ndarray, step_s: float, pair_zero: str = "hrs") -> np.ndarray:
     """Integer levels (hidden, classes) -> conductance targets (hidden, 2 * classes) in S.
 
     Positive levels on columns 0..classes-1, negative ones (as magnitudes) on columns
-    classes..2*classes-1; 0.0 where a cell has no target (left in HRS)."""
+    classes..2*classes-1; 0.0 where a cell has no target (left in HRS). ``pair_zero="g1"`` (the
+    paper's mapping): every cell holds (its magnitude + 1) x step_s, so zero is G1 on both cells."""
     levels = np.asarray(levels)
     if levels.ndim != 2:
         raise RequestError(f"weight levels must be a (hidden, classes) matrix, got shape {levels.shape}")
+    if pair_zero == "g1":
+        pos = (np.maximum(levels, 0) + 1) * step_s
+        neg = (np.maximum(-levels, 0) + 1) * step_s
+        return np.concatenate([pos, neg], axis=1).astype(float)
     pos = np.where(levels > 0, levels, 0) * step_s
     neg = np.where(levels < 0, -levels, 0) * step_s
     return np.concatenate([pos, neg], axis=1).astype(float)
@@ -333,7 +358,7 @@ def save_network(path, net: Network) -> Path:
             "extra": net.extra, "variants": {}}
     for name, v in net.variants.items():
         arrays[f"{name}.w1"], arrays[f"{name}.b1"], arrays[f"{name}.w2"] = v.w1, v.b1, v.w2
-        vm = {"threshold": v.threshold, "test_accuracy": v.test_accuracy}
+        vm = {"threshold": v.threshold, "test_accuracy": v.test_accuracy, "mapping": v.mapping}
         if v.quantised:
             arrays[f"{name}.levels2"] = v.levels2
             arrays[f"{name}.targets_s"] = v.targets_s()
@@ -385,7 +410,7 @@ def load_network(path) -> Network:
                 q = "bits" in vm
                 variants[name] = Variant(name, data[f"{name}.w1"], data[f"{name}.b1"], data[f"{name}.w2"],
                                          vm["threshold"], data[f"{name}.levels2"] if q else None,
-                                         vm.get("step2"), vm.get("bits"), vm["test_accuracy"])
+                                         vm.get("step2"), vm.get("bits"), vm["test_accuracy"], vm.get("mapping", "ours"))
             return Network(NetworkSettings(**meta["settings"]), variants, meta["data_source"], meta["train_images"],
                            meta["test_images"], meta.get("extra", {}))
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -404,6 +429,7 @@ def save_weight_file(path, variant: Variant) -> Path:
 
     meta = {"version": NETWORK_FILE_VERSION, "variant": variant.name, "bits": variant.bits,
             "columns": "bitline c: positive part of class c; bitline 10 + c: negative part",
+            "mapping": variant.mapping, "pair_zero": variant.pair_zero,
             "rramlab": __version__}
     return save_weights(path, variant.levels2, f"{variant.title} second layer of the 784-24-10 network",
                         conductance_step(variant.bits), targets_s=variant.targets_s(), weights=variant.w2,

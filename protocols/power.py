@@ -148,7 +148,8 @@ class PowerFactors:
 
     def line(self) -> str:
         """One line: e.g. "1164 nW = 4.63 active wordlines/step x 240 nS per wordline x (1 V)^2"."""
-        wave = "" if abs(self.waveform_factor - 1.0) < 1e-9 else f" x {self.waveform_factor:.3f} ({self.spike} waveform)"
+        wave = "" if abs(self.waveform_factor - 1.0) < 1e-9 else \
+            f" x {self.waveform_factor:.3f} ({self.spike} waveform)"
         return (f"{self.power_w * 1e9:.0f} nW = {self.active_wordlines_per_step:.2f} active wordlines/step x "
                 f"{self.conductance_per_active_wordline_s * 1e9:.0f} nS per wordline x ({self.spike_v:g} V)^2{wave}")
 

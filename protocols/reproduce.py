@@ -139,6 +139,7 @@ class ReproduceResult:
     spiking_sweep: dict = field(default_factory=dict)   # {variant: [point, ...]} (spiking_sweep)
     power_grid: dict = field(default_factory=dict)      # {variant: [entry, ...]} (power_grid)
     paper_power: list = field(default_factory=list)     # paper_power_settings, with each variant's accuracy there
+    programming: str = "verified"                       # the programming-error procedure (IspvaSettings.programming)
 
     def factors_dict(self, name: str) -> dict:
         """The power factors of a variant, with the active wordlines (and rate) the paper's figure needs."""
@@ -167,6 +168,10 @@ class ReproduceResult:
                "six": {k: {"image": r.six.image, "prediction": r.six.prediction,
                            "totals_a": r.six.totals.tolist()} for k, r in self.runs.items() if r.six is not None},
                "sweep": self.sweep,
+               "mapping": net.settings.mapping,
+               "programming": self.programming,
+               "transfer_levels": {k: transfer_levels(r.transfer_report) for k, r in self.runs.items()},
+               "levels_absent_s": {k: levels_absent(r.transfer_report) for k, r in self.runs.items()},
                "array_accuracy_standard_error": {k: r.accuracy_standard_error for k, r in self.runs.items()},
                "split_accuracy": {k: r.split for k, r in self.runs.items()},
                "power_factors": {k: self.factors_dict(k) for k, r in self.runs.items() if r.factors is not None},
@@ -198,17 +203,22 @@ class Writer:
     ispva: IspvaSettings = IspvaSettings()
     store: object = None
 
+    def settings_for(self, variant: Variant) -> transfer.TransferSettings:
+        """The transfer settings for a variant: its mapping decides what a zero weight holds."""
+        return replace(self.settings, pair_zero=variant.pair_zero)
+
     def check(self, variant: Variant, checker=None) -> transfer.TransferPlan:
         """Every pulse the write may send, checked before any instrument is touched."""
-        return transfer.plan(self.settings, self.ispva, variant.levels2, checker, conductance_step(variant.bits))
+        return transfer.plan(self.settings_for(variant), self.ispva, variant.levels2, checker,
+                             conductance_step(variant.bits))
 
     def __call__(self, instrument: CrossbarInstrument, variant: Variant,
                  should_stop: Callable[[], bool] | None = None) -> dict:
         """Transfer the variant's levels; returns the transfer report (with ``run_id``)."""
         t = time.perf_counter()
         plan_, records, run_id = transfer.write_levels(
-            instrument, variant.levels2, self.settings, self.ispva, conductance_step(variant.bits), self.store,
-            f"{variant.name} second layer", should_stop)
+            instrument, variant.levels2, self.settings_for(variant), self.ispva, conductance_step(variant.bits),
+            self.store, f"{variant.name} second layer", should_stop)
         report = transfer.summarise(plan_, records, time.perf_counter() - t)
         report["run_id"] = run_id
         return report
@@ -254,8 +264,26 @@ class DistinctSteps:
 
     def vmm(self, wordline_v, bitlines=None) -> np.ndarray:
         """Bitline currents (A) of every row of ``wordline_v`` (V), one solve per distinct row."""
-        rows, where = np.unique(np.asarray(wordline_v, dtype=float), axis=0, return_inverse=True)
-        return np.asarray(self.instrument.vmm(rows, bitlines))[np.ravel(where)]
+        v = np.asarray(wordline_v, dtype=float)
+        first, where = distinct_rows(v)
+        return np.asarray(self.instrument.vmm(v[first], bitlines))[where]
+
+
+def distinct_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of each distinct row's first occurrence, which distinct row each row is) of a 2-D array.
+    Spike rows (each row 0 V or one voltage, at most 40 lines) are keyed by their voltage and the bit
+    mask of their spiking lines, a 1-D integer sort; anything else by numpy's row-wise unique."""
+    nonzero = v != 0
+    peak = v.max(axis=1, initial=0.0)
+    low = np.where(nonzero, v, np.inf).min(axis=1, initial=np.inf)
+    if v.shape[1] <= 40 and np.all(~nonzero.any(axis=1) | (peak == low)):
+        mask = nonzero.astype(np.int64) @ (np.int64(1) << np.arange(v.shape[1], dtype=np.int64))
+        _, level = np.unique(peak, return_inverse=True)
+        key = level.astype(np.int64) * (np.int64(1) << np.int64(v.shape[1])) + mask
+        _, first, where = np.unique(key, return_index=True, return_inverse=True)
+        return first, np.ravel(where)
+    _, first, where = np.unique(v, axis=0, return_index=True, return_inverse=True)
+    return first, np.ravel(where)
 
 
 def _steps_backend(instrument):
@@ -450,7 +478,8 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
             for c in paper_power:
                 s = sweep_point_settings(replace(inference_settings, spike_shape=c["spike_shape"],
                                                  spike_duty=c["spike_duty"], spike_v=c["spike_v"]),
-                                         inference_settings.hidden_threshold(v.threshold), "threshold", c["threshold_multiple"])
+                                         inference_settings.hidden_threshold(v.threshold), "threshold",
+                                         c["threshold_multiple"])
                 progress(f"{v.title}: accuracy at {s.describe_spike()}, threshold x{c['threshold_multiple']:g}")
                 c[name] = split_accuracy(array, inference.plan(s, v, mnist.test, split_idx, array), cache)
                 c[name]["power_w"] = next(g["power_w"] for g in grids[name] if all(
@@ -479,7 +508,21 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
             ispp_records = list(ispp.run_ispp(device, ispp.IsppSettings(cycles=settings.ispp_cycles)))
         timings["ispp"] = time.perf_counter() - t
     return ReproduceResult(net, runs, sweep, ispp_records, settings,
-                           f"{mnist.description}", timings, spiking, grids, paper_power)
+                           f"{mnist.description}", timings, spiking, grids, paper_power, write.ispva.programming)
+
+
+def transfer_levels(report: dict) -> list[dict]:
+    """Cells programmed per target level and their error: [{target_s, cells, rmse_s, mae_s}], ascending;
+    what tells two transfers' RMSE apart (how many cells, at which levels)."""
+    return [{"target_s": lv["target_s"], "cells": lv["cells"], "rmse_s": lv["rmse_s"], "mae_s": lv["mae_s"]}
+            for lv in report["levels"]]
+
+
+def levels_absent(report: dict) -> list[float]:
+    """The device's states G1..G8 (10..80 nS) that no cell of the transfer targets (S), e.g. the 20 nS
+    level the paper finds absent after pruning."""
+    present = {round(lv["target_s"] * 1e9) for lv in report["levels"] if lv["cells"]}
+    return [k * 10e-9 for k in range(1, 9) if k * 10 not in present]
 
 
 def sweep_checks(spiking: dict) -> dict:

@@ -15,7 +15,9 @@ Both start by reading every cell: a cell already within tolerance gets no pulse 
 ``--resume`` relies on), and both end with a re-read of the whole region: a cell that was accepted
 and has since been pushed out of tolerance (disturbed by its neighbours' pulses) is re-programmed,
 for up to ``final_rounds`` rounds. Cells to leave in HRS are accepted at or below ``hrs_max_s`` and
-otherwise reset.
+otherwise reset. With ISPVA's ``programming="paper-once"`` (the paper's simulation) no cell is
+settled on the way: after the last re-read every programmed cell gets ``programming_done`` once and
+one more whole-region read (a last "final" round) is what counts, with nothing re-programmed.
 
 ``run`` is a generator of records (CellRead, RowPulse, IspvaPulse, IspvaResult, Disturbed);
 ``summarise`` turns them into the report. Units: siemens, volts, seconds.
@@ -33,7 +35,7 @@ from rramlab.drivers.interface import (CrossbarInstrument, RequestChecker, Reque
 from rramlab.protocols import ispva
 from rramlab.protocols.ispva import IspvaPulse, IspvaResult, IspvaSettings, first_set_v, within_fraction
 from rramlab.protocols.settings import check_settings, setting
-from rramlab.protocols.weights import (HRS, LEVEL_SPACING_S, MAPPINGS, check_levels, check_spacing,
+from rramlab.protocols.weights import (HRS, LEVEL_SPACING_S, MAPPINGS, PAIR_ZEROS, check_levels, check_spacing,
                                       differential_targets, weight_map)
 
 __all__ = ["TransferSettings", "TransferPlan", "CellRead", "RowPulse", "Disturbed", "plan", "run", "Settings", "Plan",
@@ -61,6 +63,9 @@ class TransferSettings:
                                minimum=0.0, maximum=9e-9, exclusive_minimum=True, flag="hrs_max")
     final_rounds: int = setting(3, "final re-reads of the whole region, each re-programming the cells out of "
                                    "tolerance", minimum=1, maximum=20)
+    pair_zero: str = setting("hrs", "a zero weight and a pair's unused side: hrs (left in HRS, no target) or g1 "
+                                    "(the lowest state G1, the paper's G6 - G1 = +5: levels -7..7, every cell "
+                                    "programmed)", choices=PAIR_ZEROS)
 
     def validate(self, limits=None) -> None:
         """Check every setting against its declaration and ``limits``; SafetyError or RequestError naming it."""
@@ -154,8 +159,8 @@ def plan(settings: TransferSettings, ispva_settings: IspvaSettings, levels,
     settings.validate(checker.limits)
     g = checker.geometry
     levels = check_levels(levels, "weights", (len(g.used_wordlines), len(g.used_bitlines)))
-    level_spacing_s = check_spacing(level_spacing_s, levels)
-    targets = differential_targets(levels, settings.mapping, level_spacing_s)
+    level_spacing_s = check_spacing(level_spacing_s, levels, pair_zero=settings.pair_zero)
+    targets = differential_targets(levels, settings.mapping, level_spacing_s, settings.pair_zero)
     rows, cols = targets.shape
     cells = tuple((g.used_wordlines[r], g.used_bitlines[c]) for r in range(rows) for c in range(cols))
     # targets indexed by (wordline, bitline) of the chip
@@ -253,7 +258,9 @@ def _program(instrument, plan_: TransferPlan, cell, should_stop, pulses_used: in
     t = plan_.target(cell)
     if t == HRS:
         return reset_to_hrs(instrument, plan_.ispva, cell, plan_.settings.hrs_max_s, should_stop, first_read_s)
-    return ispva.program_cell(instrument, plan_.ispva, cell, t, should_stop, pulses_used, last_set_v, first_read_s)
+    # paper-once: the transfer adds every cell's error itself, after its last re-read
+    return ispva.program_cell(instrument, plan_.ispva, cell, t, should_stop, pulses_used, last_set_v,
+                              first_read_s=first_read_s, settle=plan_.ispva.programming != "paper-once")
 
 
 def _read_all(instrument, plan_: TransferPlan, cells) -> np.ndarray:
@@ -316,7 +323,7 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
                 yield CellRead("row", 0, c[0], c[1], plan_.target(c), float(g))
                 if _accepted(plan_, plan_.target(c), g):
                     hits.append(c)
-            if hits:
+            if hits and plan_.ispva.programming != "paper-once":
                 instrument.programming_done(hits)
                 if ispva.settles_without_change(instrument):
                     accepted.update(hits)  # nothing moved: the row read that accepted them stands
@@ -339,6 +346,21 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
             return
         yield from program(cell)
 
+    last = yield from _final_rounds(instrument, plan_, accepted, out_of_reach, program, stopped, last_read)
+    if last is None or plan_.ispva.programming != "paper-once":
+        return
+    # the paper's procedure: the programming error once on every programmed cell, then one read
+    instrument.programming_done([c for c in plan_.cells if plan_.target(c) != HRS])
+    for c, g in zip(plan_.cells, _read_all(instrument, plan_, plan_.cells)):
+        yield CellRead("final", last + 1, c[0], c[1], plan_.target(c), float(g))
+
+
+def _final_rounds(instrument, plan_: TransferPlan, accepted: set, out_of_reach: dict, program, stopped,
+                  last_read: dict):
+    """The whole-region re-reads, re-programming cells out of tolerance; yields records and returns
+    the last round's number (None if stopped). ``last_read``: each cell's latest read (S), updated
+    here so that a re-programmed cell starts from it."""
+    s = plan_.settings
     for rnd in range(1, s.final_rounds + 2):
         gs = _read_all(instrument, plan_, plan_.cells)
         bad = []
@@ -353,13 +375,14 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
                                                    abs(g - out_of_reach[c]) <= plan_.ispva.tolerance_s / 2):
                 bad.append((c, float(g)))
         if not bad or rnd == s.final_rounds + 1:
-            return
+            return rnd
         for c, g in bad:
             if stopped():
-                return
+                return None
             yield Disturbed(rnd, c[0], c[1], plan_.target(c), g, c in accepted)
             accepted.discard(c)
             yield from program(c)
+    return None
 
 
 #: the same shape in every protocol module (see ``rramlab.protocols``): Settings, Plan, RECORDS. A transfer has

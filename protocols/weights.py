@@ -123,14 +123,14 @@ def check_levels(levels, where: str = "weights", max_shape: tuple[int, int] | No
     return arr.astype(int)
 
 
-def check_spacing(spacing_s, levels, where: str = "weights") -> float:
+def check_spacing(spacing_s, levels, where: str = "weights", pair_zero: str = "hrs") -> float:
     """The conductance per level (S), or WeightFileError: every non-zero level x spacing must be a
-    target the device holds (10..80 nS)."""
+    target the device holds (10..80 nS); with ``pair_zero="g1"`` every (|level| + 1) x spacing."""
     try:
         step = float(np.asarray(spacing_s, dtype=float).reshape(()))
     except (TypeError, ValueError):
         raise WeightFileError(f"{where}: '{SPACING_ARRAY}' must be one number in siemens, e.g. 1e-08") from None
-    top = int(np.abs(np.asarray(levels)).max(initial=0))
+    top = int(np.abs(np.asarray(levels)).max(initial=0)) + (1 if pair_zero == "g1" else 0)
     if not np.isfinite(step) or step < MIN_TARGET_S - 1e-15 or top * step > MAX_TARGET_S + 1e-15:
         raise WeightFileError(
             f"{where}: '{SPACING_ARRAY}' {step * 1e9:g} nS with levels up to {top} gives targets up to "
@@ -208,17 +208,28 @@ def pair_bitlines(column: int, columns: int, mapping: str) -> tuple[int, int]:
     raise RequestError(f"mapping {mapping!r} is unknown: use one of {MAPPINGS}")
 
 
-def differential_targets(levels, mapping: str = "blocked", spacing_s: float = LEVEL_SPACING_S) -> np.ndarray:
+#: what a differential pair holds for a zero weight and on its unused side: "hrs" (no target, left in
+#: HRS) or "g1" (the lowest state, one level: the paper's "G6 - G1 realises +5", levels -7..7)
+PAIR_ZEROS = ("hrs", "g1")
+
+
+def differential_targets(levels, mapping: str = "blocked", spacing_s: float = LEVEL_SPACING_S,
+                         pair_zero: str = "hrs") -> np.ndarray:
     """Conductance target (S) of every cell of the (rows, 2 x columns) region; HRS (0.0) where a cell
-    stays in the high-resistance state."""
+    stays in the high-resistance state. ``pair_zero="g1"``: level k is G(1 + k) on the positive cell
+    and G1 on the negative (the reverse for k < 0), G1 on both for 0, so every cell has a target."""
     levels = np.asarray(levels, dtype=int)
     rows, cols = levels.shape
     targets = np.full((rows, 2 * cols), HRS)
     for j in range(cols):
         pos, neg = pair_bitlines(j, cols, mapping)
         k = levels[:, j]
-        targets[:, pos] = np.where(k > 0, k * spacing_s, HRS)
-        targets[:, neg] = np.where(k < 0, -k * spacing_s, HRS)
+        if pair_zero == "g1":
+            targets[:, pos] = (np.maximum(k, 0) + 1) * spacing_s
+            targets[:, neg] = (np.maximum(-k, 0) + 1) * spacing_s
+        else:
+            targets[:, pos] = np.where(k > 0, k * spacing_s, HRS)
+            targets[:, neg] = np.where(k < 0, -k * spacing_s, HRS)
     return targets
 
 

@@ -235,3 +235,39 @@ def test_bad_network_files_are_named(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(RequestError, match="no 'meta' entry"):
         nw.load_network(tmp_path / "other.npz")
+
+
+def test_the_papers_mapping_holds_zero_at_g1_on_both_cells():
+    """mapping="paper": 8 states G1..G8 with G1 as zero, so level L is G(1 + L) - G1 (G6 - G1 = +5),
+    levels -7..7; every cell has a target, and G+ - G- is still L x 10 nS."""
+    w = np.array([[0.7, -0.36, 0.0], [0.04, -0.7, 0.5]])
+    levels, step = nw.quantise(w, 3, "paper")
+    assert step == pytest.approx(0.1) and levels.tolist() == [[7, -4, 0], [0, -7, 5]]
+    assert nw.quantise(w, 3)[0].max() == 8 and nw.top_level(3, "paper") == 7
+    g = nw.levels_to_targets(levels, 10e-9, "g1")
+    assert g.min() == pytest.approx(10e-9) and g.max() == pytest.approx(80e-9)
+    assert g[1, 2] == pytest.approx(60e-9) and g[1, 5] == pytest.approx(10e-9)   # +5 = G6 - G1
+    assert g[0, 2] == g[0, 5] == pytest.approx(10e-9)                           # zero: G1 on both cells
+    assert np.array_equal(nw.conductance_to_levels(g, 10e-9), levels)
+    ours = nw.levels_to_targets(levels, 10e-9)
+    assert ours[0, 2] == ours[0, 5] == 0.0 and ours[0, 0] == pytest.approx(70e-9)
+
+
+def test_a_paper_mapped_layer_goes_in_with_every_cell_programmed():
+    from rramlab.protocols.reproduce import Writer
+    from rramlab.protocols.weights import WeightFileError
+    from rramlab.protocols import transfer
+    from rramlab.sim.virtual_array import VirtualArray
+
+    rng = np.random.default_rng(5)
+    levels = rng.integers(-7, 8, size=(24, 10))
+    variant = nw.Variant("qt", np.zeros((784, 24)), np.zeros(24), levels * 0.1, 1.0, levels, 0.1, 3, 0.9, "paper")
+    writer = Writer()
+    assert writer.settings_for(variant).pair_zero == "g1" and variant.pair_zero == "g1"
+    with VirtualArray(seed=1, engine="fast") as va:
+        rep = writer(va, variant)
+    assert rep["programmed_cells"] == 480 and rep["hrs_cells"] == 0 and rep["within_2ns"] >= 0.95
+    assert np.allclose(rep["target_weight_map_s"], levels * 10e-9)
+    assert np.max(np.abs(np.array(rep["achieved_weight_map_s"]) - levels * 10e-9)) < 4.5e-9
+    with pytest.raises(WeightFileError, match="90 nS"):   # level 8 would need G9
+        transfer.plan(transfer.TransferSettings(pair_zero="g1"), writer.ispva, np.array([[8, -1]]))

@@ -264,3 +264,25 @@ def test_train_shows_a_progress_bar_per_epoch_with_the_time_left(tmp_path, capsy
     assert main(["train", "--out", str(tmp_path / "m.npz"), "--epochs", "1", "--finetune-epochs", "0",
                  "--no-progress"]) == 0
     assert "epoch" not in capsys.readouterr().err
+
+
+def test_distinct_steps_give_the_twins_own_currents_for_every_step():
+    """reproduce's DistinctSteps solves each distinct wordline pattern once and hands its currents to
+    every step that applied it: the same currents as the twin's own vmm of every step."""
+    from rramlab.protocols.reproduce import DistinctSteps, distinct_rows
+    from rramlab.sim.virtual_array import VirtualArray
+
+    rng = np.random.default_rng(3)
+    spikes = (rng.random((300, 24)) < 0.1) * 1.0
+    for v in (spikes * 0.7, np.vstack([spikes[:150] * 0.7, spikes[150:] * 0.3])):
+        first, where = distinct_rows(v)
+        assert np.array_equal(v[first][where], v) and first.size < v.shape[0]
+    mixed = spikes * rng.choice([0.5, 1.0], size=spikes.shape)      # rows with two voltages: the general path
+    first, where = distinct_rows(mixed)
+    assert np.array_equal(mixed[first][where], mixed)
+    with VirtualArray(seed=2, engine="fast") as va:
+        from rramlab.protocols import transfer
+
+        transfer.write_levels(va, rng.integers(-8, 9, size=(24, 10)))
+        v = np.vstack([spikes, spikes[:100]]) * 0.8
+        assert np.allclose(DistinctSteps(va).vmm(v, list(range(20))), va.vmm(v, list(range(20))), rtol=1e-12, atol=0)

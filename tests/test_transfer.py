@@ -147,6 +147,29 @@ def test_a_full_transfer_by_each_scheme_meets_the_paper(tmp_path, scheme):
         assert rep["row_pulses"] >= 24
 
 
+@pytest.mark.parametrize("scheme", ["half-bias", "fast"])
+def test_the_papers_error_procedure_adds_the_error_once_after_the_transfer(monkeypatch, scheme):
+    """programming="paper-once": no cell is settled on the way; after the last re-read every
+    programmed cell gets its error once, and the read after it counts with nothing re-programmed."""
+    calls = []
+    original = VirtualArray._programming_done
+    monkeypatch.setattr(VirtualArray, "_programming_done", lambda self, cells: (calls.append(list(cells)),
+                                                                              original(self, cells)))
+    levels = load_weights(EXAMPLE)
+    with VirtualArray(seed=4, engine="fast") as va:
+        p, records, _ = transfer.write_levels(va, levels, TransferSettings(scheme=scheme),
+                                              IspvaSettings(programming="paper-once"))
+    rep = transfer.summarise(p, records, 0.0)
+    programmed = [c for c in p.cells if p.target(c) != 0.0]
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(programmed)      # once, every programmed cell
+    finals = [r for r in records if isinstance(r, CellRead) and r.stage == "final"]
+    last = max(r.round for r in finals)
+    assert records.index(next(r for r in records if isinstance(r, CellRead) and r.round == last)) > \
+        max(i for i, r in enumerate(records) if not isinstance(r, CellRead))   # nothing pulsed after it
+    assert 0.88 <= rep["within_2ns"] <= 0.99 and 0.85 * nS <= rep["rmse_s"] <= 1.3 * nS   # the 1.06 nS Gaussian
+    assert rep["left_out_of_tolerance"] == round((1 - rep["within_tolerance"]) * 240)
+
+
 def test_the_fast_scheme_writes_a_row_per_level_with_inhibited_bitlines():
     va = VirtualArray(engine="fast", seed=2)
     p = transfer.plan(TransferSettings(scheme="fast"), IspvaSettings(), SMALL, va)
