@@ -539,7 +539,7 @@ class NodalArray:
                                 bitlines=None, bitline_v: np.ndarray | None = None,
                                 insulator_r0: np.ndarray | None = None) -> np.ndarray:
         """Bitline currents (A) as ``bitline_currents``, every step solved in full, in blocks of
-        BATCH_BLOCK steps.
+        BATCH_BLOCK steps (fewer on arrays above 24 x 24: at most BATCH_BLOCK x 576 cells).
 
         Large batches whose inputs take few distinct levels (spike trains: 0 V and the spike
         voltage) use a local cubic of each cell's I(V) about its open-circuit voltage: the wires
@@ -559,7 +559,11 @@ class NodalArray:
             levels = np.unique(wordline_v)
             if levels.size <= TAYLOR_MAX_LEVELS:
                 local = self._local_cubics(levels, bl, g_switch, g_offset, insulator_r0)
-        blocks = [(start, wordline_v[start:start + BATCH_BLOCK]) for start in range(0, steps, BATCH_BLOCK)]
+        # a block holds at most BATCH_BLOCK steps of a 24 x 24 array's worth of cells, so that a
+        # larger array's blocks stay in cache too (and a 96-step whole-array read of 96 x 96 runs on
+        # both cores)
+        per_block = max(1, min(BATCH_BLOCK, BATCH_BLOCK * 576 // (self.W * self.B)))
+        blocks = [(start, wordline_v[start:start + per_block]) for start in range(0, steps, per_block)]
 
         def one(block):
             start, x = block
