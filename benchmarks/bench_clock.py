@@ -21,7 +21,11 @@ hardware method: +V/2 on the wordline, -V/2 on the bitline, a 1 V read after eve
 the cell is within tolerance, then a re-read of the whole region) of ``examples/weights_24x10.npz``
 (240 programmed cells, 240 left in HRS: the full 24 x 20 differential region) through ProbeStation +
 drivers + virtual instruments at 20 and 30 ms pulses, and prints the bench clock broken down into
-pulses x period + reads x integration + switching + bus. ``rramlab transfer --bench
+pulses x period + reads x integration + switching + bus, and per operation (the whole-region reads,
+ISPVA's pulses and reads): relay waits, VISA transactions, readings. Goal (issue 21): at most 60 s
+of bench time at 20 ms (was 112.6 s: the whole-region reads moved the ammeter bitline by bitline,
+ISPVA re-read every cell after the no-op programming_done, and the break of every route waited out
+the contact settling that only a make needs). ``rramlab transfer --bench
 drivers/benches/virtual.toml`` prints the same estimate after a run.
 """
 
@@ -76,12 +80,51 @@ def part1() -> None:
 EXAMPLE_WEIGHTS = Path(__file__).resolve().parents[1] / "examples" / "weights_24x10.npz"
 
 
+class PerOperation:
+    """The bench clock's counts and seconds charged to each seam call of a station (pulse_cell,
+    read_cell, a whole-region read, ...), counted at the outermost call only."""
+
+    def __init__(self, station, clock, names=("read", "read_cell", "pulse_cell", "pulse", "vmm",
+                                              "programming_done")):
+        self.clock, self.ops, self._depth = clock, {}, 0
+        for name in names:
+            setattr(station, name, self._wrap(name, getattr(station, name)))
+
+    def _wrap(self, name, call):
+        def counted(*args, **kwargs):
+            if self._depth:
+                return call(*args, **kwargs)
+            clock = self.clock
+            counts, seconds = dict(clock.counts), dict(clock.seconds)
+            self._depth += 1
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                key = f"read of {len(args[0])} cells" if name == "read" else name
+                op = self.ops.setdefault(key, {"calls": 0, "s": 0.0, **{c: 0 for c in clock.counts}})
+                op["calls"] += 1
+                op["s"] += sum(clock.seconds.values()) - sum(seconds.values())
+                for c in clock.counts:
+                    op[c] += clock.counts[c] - counts[c]
+        return counted
+
+    def print(self) -> None:
+        print(f"    {'per operation':<22s} {'calls':>6s} {'relay waits':>12s} {'VISA':>7s} {'readings':>9s} "
+              f"{'bench s':>8s}   (per call: relay waits, VISA transactions, ms)")
+        for key, op in self.ops.items():
+            n = op["calls"]
+            print(f"    {key:<22s} {n:6d} {op['switching']:12d} {op['bus']:7d} {op['measurement']:9d} {op['s']:8.1f}"
+                  f"   ({op['switching'] / n:.2f}, {op['bus'] / n:.1f}, {op['s'] / n * 1e3:.0f})")
+
+
 def part2(width: float) -> None:
     print(f"\n2. Full 24 x 20 half-bias transfer of {EXAMPLE_WEIGHTS.name} at {width * 1e3:g} ms pulses, the transfer "
           "protocol on the virtual bench")
     station, bench = virtual_station()
     clock = bench.clock
     levels = load_weights(EXAMPLE_WEIGHTS)
+    per_op = PerOperation(station, clock)
     t0 = time.perf_counter()
     with station:
         clock.reset()
@@ -106,6 +149,7 @@ def part2(width: float) -> None:
     for text, sec in rows:
         print(f"    {text:<72s} {sec:8.1f} s")
     print(f"    {'total (the bench clock)':<72s} {clock.now:8.1f} s = {format_duration(clock.now)}")
+    per_op.print()
 
 
 def main() -> int:

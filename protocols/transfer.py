@@ -278,12 +278,15 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
     # cells whose levels straddle their target (IspvaResult.out_of_reach): conductance they ended at (S)
     out_of_reach: dict[tuple[int, int], float] = {}
 
-    # the cell's conductance at the transfer's last read of it (start, row, settled or final): the
-    # verify loop starts from it instead of reading the cell once more
+    # the cell's conductance at the transfer's start or final read: the verify loop starts from it
+    # instead of reading the cell once more. Not after a row pulse: there the loop counts that read
+    # as a level the pulse reached, and the cells written since on the row move it by ~1e-5 nS
+    # through the wires, enough for "back at the best level" to fail and the loop to retry it
     last_read: dict[tuple[int, int], float] = {}
 
     def program(cell, pulses_used=0, last_set_v=None):
-        for r in _program(instrument, plan_, cell, stopped, pulses_used, last_set_v, last_read.pop(cell, None)):
+        first = last_read.pop(cell, None) if last_set_v is None else None
+        for r in _program(instrument, plan_, cell, stopped, pulses_used, last_set_v, first):
             if isinstance(r, IspvaResult):
                 if r.converged:
                     accepted.add(cell)
@@ -319,7 +322,6 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
             gs = _read_all(instrument, plan_, row_cells)
             hits = []
             for c, g in zip(row_cells, gs):
-                last_read[c] = float(g)
                 yield CellRead("row", 0, c[0], c[1], plan_.target(c), float(g))
                 if _accepted(plan_, plan_.target(c), g):
                     hits.append(c)
@@ -329,7 +331,6 @@ def run(instrument: CrossbarInstrument, plan_: TransferPlan,
                     accepted.update(hits)  # nothing moved: the row read that accepted them stands
                 else:
                     for c, g in zip(hits, _read_all(instrument, plan_, hits)):
-                        last_read[c] = float(g)
                         yield CellRead("settled", 0, c[0], c[1], plan_.target(c), float(g))
                         if _accepted(plan_, plan_.target(c), g):
                             accepted.add(c)

@@ -56,6 +56,9 @@ GRID_STEP_V = 5e-3
 MAX_TABLE_ROWS = 2048
 #: convergence of the network solve: largest change of any cell voltage (V) in the last sweep
 VOLTAGE_TOL = 1e-10
+#: arrays with more lines than this compute the wire drops by prefix sums (O(W B) per step) rather
+#: than by two matrix products (O(W B (W + B)), faster only on small arrays)
+PREFIX_DROPS_ABOVE = 32
 #: steps solved together in one vectorised block (small enough for the arrays to stay in cache)
 BATCH_BLOCK = 128
 #: batches of at least this many steps with at most TAYLOR_MAX_LEVELS distinct inputs use local cubics
@@ -383,8 +386,23 @@ class NodalArray:
 
     def _drops(self, cur: np.ndarray) -> np.ndarray:
         """Voltage (V) that the wires take from each cell, (n, W, B), given cell currents (n, W, B)."""
+        if max(self.W, self.B) > PREFIX_DROPS_ABOVE:
+            return self._prefix_drops(cur)
         # wordline: sum_j I[w, j] Rw[j, b]; bitline: sum_i Rb[w, i] I[i, b]
         return cur @ self.r_wl + np.matmul(self.r_bl, cur)
+
+    def _prefix_drops(self, cur: np.ndarray) -> np.ndarray:
+        """``_drops`` in O(W B) per step instead of O(W B (W + B)): with Rw[b, j] = rc + rw min(b, j),
+        sum_j Rw[b, j] I_j = rc S_0 + rw (S_1 + ... + S_b), S_k = sum_{j >= k} I_j (the current
+        that passes segment k); a bitline is the same counted from its contact end."""
+        rc, rw = self.array.contact_resistance, self.array.wire_resistance
+        # wordline: suffix sums along b, then their prefix sums
+        s = np.cumsum(cur[..., ::-1], axis=-1)[..., ::-1]                 # S_k, k = 0..B-1
+        drop = rc * s[..., :1] + rw * (np.cumsum(s, axis=-1) - s[..., :1])
+        # bitline (leaves after wordline W-1): the passing current of segment k, counted from the contact
+        t = np.cumsum(cur, axis=-2)                                         # current above the segment below w
+        drop += rc * t[..., -1:, :] + rw * (np.cumsum(t[..., ::-1, :], axis=-2)[..., ::-1, :] - t[..., -1:, :])
+        return drop
 
     # ----- the solve -----
     def solve(self, v_open: np.ndarray, g_switch: np.ndarray, g_offset: np.ndarray | None = None,
@@ -521,7 +539,7 @@ class NodalArray:
                                 bitlines=None, bitline_v: np.ndarray | None = None,
                                 insulator_r0: np.ndarray | None = None) -> np.ndarray:
         """Bitline currents (A) as ``bitline_currents``, every step solved in full, in blocks of
-        BATCH_BLOCK steps.
+        BATCH_BLOCK steps (fewer on arrays above 24 x 24: at most BATCH_BLOCK x 576 cells).
 
         Large batches whose inputs take few distinct levels (spike trains: 0 V and the spike
         voltage) use a local cubic of each cell's I(V) about its open-circuit voltage: the wires
@@ -541,7 +559,11 @@ class NodalArray:
             levels = np.unique(wordline_v)
             if levels.size <= TAYLOR_MAX_LEVELS:
                 local = self._local_cubics(levels, bl, g_switch, g_offset, insulator_r0)
-        blocks = [(start, wordline_v[start:start + BATCH_BLOCK]) for start in range(0, steps, BATCH_BLOCK)]
+        # a block holds at most BATCH_BLOCK steps of a 24 x 24 array's worth of cells, so that a
+        # larger array's blocks stay in cache too (and a 96-step whole-array read of 96 x 96 runs on
+        # both cores)
+        per_block = max(1, min(BATCH_BLOCK, BATCH_BLOCK * 576 // (self.W * self.B)))
+        blocks = [(start, wordline_v[start:start + per_block]) for start in range(0, steps, per_block)]
 
         def one(block):
             start, x = block

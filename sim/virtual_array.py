@@ -253,6 +253,7 @@ class VirtualArray(CrossbarInstrument):
         self.disturb_count = 0
         self._nodal: NodalArray | None = None
         self._imax_cache: dict = {}
+        self._view: dict | None = None
 
     @property
     def engine(self) -> str:
@@ -374,8 +375,31 @@ class VirtualArray(CrossbarInstrument):
                                      self.array, v_max=v_max)
         return self._nodal
 
+    def _state_view(self) -> dict:
+        """What every read derives from the switch states, kept until they (or the per-cell switch
+        values) change: the switch-bank conductance (W, B) S, and the lowest turn-on threshold of
+        an off switch and the highest turn-off threshold of an on one (V). The states are compared,
+        not tracked, since callers may assign ``switch_states`` directly."""
+        view = self._view
+        if (view is not None and view["device"] == self.device and np.array_equal(view["states"], self.switch_states)
+                and (self.cell_switches is None) == (view["cell_switches"] is None)
+                and (self.cell_switches is None or np.array_equal(view["cell_switches"], self.cell_switches))):
+            return view
+        on_v, off_v = self.thresholds()
+        off_sw = ~self.switch_states
+        view = {
+            "device": self.device,
+            "states": self.switch_states.copy(),
+            "cell_switches": None if self.cell_switches is None else self.cell_switches.copy(),
+            "g_switch": self._fast().switch_conductance(self.switch_states, self._on_resistance()),
+            "lowest_on": float(np.min(on_v[off_sw])) if off_sw.any() else np.inf,
+            "highest_off": float(np.max(off_v[self.switch_states])) if self.switch_states.any() else -np.inf,
+        }
+        self._view = view
+        return view
+
     def _g_switch(self) -> np.ndarray:
-        return self._fast().switch_conductance(self.switch_states, self._on_resistance())
+        return self._state_view()["g_switch"]
 
     def _fast_currents(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
         na = self._fast()
@@ -453,10 +477,8 @@ class VirtualArray(CrossbarInstrument):
         threshold. A cell's voltage differs from its open-circuit value V_wl by at most the IR drop
         of its two lines, bounded by the line's resistance times the most current its cells could
         carry; a step is safe when that interval holds no threshold of a switch that could flip."""
-        on_v, off_v = self.thresholds()
-        off_sw = ~self.switch_states
-        lowest_on = float(np.min(on_v[off_sw])) if off_sw.any() else np.inf
-        highest_off = float(np.max(off_v[self.switch_states])) if self.switch_states.any() else -np.inf
+        view = self._state_view()
+        lowest_on, highest_off = view["lowest_on"], view["highest_off"]
         if not steps.size:
             return np.zeros(steps.shape[0], dtype=bool)
         top, bottom = float(steps.max()), float(steps.min())

@@ -393,3 +393,17 @@ def test_lone_device_set_ramp_matches_ngspice():
         assert np.array_equal(fast.switch_states, spice.switch_states)
         assert fast.read_cell(0, 0) == pytest.approx(spice.read_cell(0, 0), rel=1e-6)
     assert fast.switch_states.sum() > 4
+
+
+def test_reads_follow_switch_states_changed_in_place_and_reassigned():
+    """The twin keeps what it derives from the switch states (conductances, thresholds in reach)
+    until they change, however they change."""
+    chip = VirtualArray(ArrayGeometry(4, 4), engine="fast")
+    hrs = chip.read_cell(1, 2)
+    chip.switch_states[1, 2, :4] = True                # in place
+    mid = chip.read_cell(1, 2)
+    assert mid > 10 * hrs
+    chip.switch_states = np.zeros_like(chip.switch_states)   # reassigned
+    assert chip.read_cell(1, 2) == pytest.approx(hrs, rel=1e-12)
+    chip.switch_states[1, 2, :] = True
+    assert chip.read_cell(1, 2) > mid

@@ -207,11 +207,17 @@ def test_query_closed_reads_an_unpadded_reply_as_closed():
         assert m.query_closed() == {(1, 5), (10, 12)}
 
 
-def test_wait_checks_opc_and_settles():
-    with matrix([OPC], settle_time=0.02) as m:
+def test_wait_checks_opc_and_settles_after_a_make_only():
+    with opened([(":ROUT:CLOS (@00105)", None), OPC, (":ROUT:OPEN (@00105)", None), OPC], settle_time=0.02) as m:
+        m.open_all()
+        m.close([(1, 5)])
         t = time.perf_counter()
         m.wait()
-        assert time.perf_counter() - t >= 0.02
+        assert time.perf_counter() - t >= 0.02      # contacts just made: they settle
+        m.open([(1, 5)])
+        t = time.perf_counter()
+        m.wait()
+        assert time.perf_counter() - t < 0.02       # a break alone: the relays are open, nothing to settle
     with matrix([("*OPC?", "0")]) as bad, pytest.raises(InstrumentError, match="OPC"):
         bad.wait()
 

@@ -525,11 +525,9 @@ def test_fault_mid_run_stops_safe_and_keeps_the_records(virtual, kind, match, oc
 
 
 @pytest.mark.parametrize("kind, match, occurrence, message", [
-    # the reads of one wordline share a routing and a spot measurement now (15 TI?, 15 XE in all):
-    # these land part-way, after some pulses were recorded
-    ("timeout", r"^TI\?", 12, "no answer"),
+    ("timeout", r"^TI\?", 15, "no answer"),  # row reads measure by MM/XE: fewer TI? than cells
     ("error", r"^PV", 5, "reported error -300"),
-    ("compliance", r"^XE", 8, "compliance"),
+    ("compliance", r"^XE", 8, "compliance"),  # the 4 x 4 start read takes 4 XE (one per row), then pulses
 ])
 def test_fault_mid_transfer_stops_safe_keeps_the_records_and_resume_finishes(tmp_path, monkeypatch, capsys, kind,
                                                                              match, occurrence, message):
@@ -681,3 +679,41 @@ def test_sim_instruments_import_no_pyvisa_qt_app_or_protocols():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for name in names:
                 assert not name.startswith(forbidden), f"{path.name} imports {name}"
+
+
+def test_row_reads_keep_the_matrix_rules_and_read_what_single_reads_read(virtual, monkeypatch):
+    """A whole-region read measures several bitlines of a wordline at once: still never two inputs
+    on one output, every make after its break (checked at each :ROUT:CLOS the matrix receives), the
+    same currents as cell-by-cell reads, and fewer relay waits."""
+    station, bench, _ = virtual
+    from rramlab.sim.instruments import matrix as virtual_matrix
+    m = bench.matrix
+    makes = []
+    real_close = VirtualMatrix._close
+
+    def close(self, rest):
+        for i, o in self.parse_list(rest):
+            others = {ci for ci, co in self.closed if co == o and ci != i}
+            assert not others, f"output {o} closed to input {i} while still on {others}: no break before make"
+            makes.append((i, o))
+        real_close(self, rest)
+        assert all(len({ci for ci, co in self.closed if co == o}) == 1 for _, o in self.closed)
+
+    for path in ("CLOS", "CLOS:LIST"):
+        monkeypatch.setitem(virtual_matrix._ROUTES, path, close)
+    cells = [(w, b) for w in (0, 5, 23) for b in range(20)]
+    for w, b in [(5, 3), (23, 19)]:
+        station.pulse_cell(w, b, 3.6, 2e-3)
+    bench.clock.reset()
+    together = station.read(cells)
+    waits_together = bench.clock.counts["switching"]
+    bench.clock.reset()
+    one_by_one = [station.read_cell(w, b) for w, b in cells]
+    assert bench.clock.counts["switching"] > 2 * waits_together
+    # each of these routings is a break and a make (two relay moves); only the make is settled
+    t = bench.clock.timing
+    assert bench.clock.seconds["switching"] == pytest.approx(
+        bench.clock.counts["switching"] / 2 * (2 * t.relay_operate_s + t.relay_settle_s))
+    assert np.allclose(together, one_by_one, rtol=1e-9, atol=1e-15)
+    assert together[cells.index((5, 3))] > 5 * together[cells.index((5, 4))]
+    assert makes and m.hazards == [] and list(bench.analyzer.errors) == [] and list(m.errors) == []

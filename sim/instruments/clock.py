@@ -26,7 +26,8 @@ class BenchTiming:
     short_integration_s: the short mode's time when no SIT was sent (manual: initial 640 us).
     long_integration_plc: the long mode's PLC setting when no SIT was sent.
     relay_operate_s: one switching command that moves relays (E5252A reed relays, a few ms) [G].
-    relay_settle_s: the wait after ``*OPC?`` the drivers add for contact settling (20 ms default).
+    relay_settle_s: the wait after ``*OPC?`` the drivers add for contact settling when crosspoints
+        have closed (20 ms default; none after a break alone).
     transaction_s: GPIB overhead of one write or one query (about 1 ms at IEEE-488 speeds) [G].
     """
 

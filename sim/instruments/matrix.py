@@ -230,7 +230,8 @@ class VirtualMatrix(VirtualInstrument):
 
     def _moved(self, before: set) -> None:
         if before != self.closed:
-            self.changed_since_wait = True
+            # the drivers let contacts settle only after a make (closed crosspoints), not after a break
+            self.changed_since_wait = self.changed_since_wait or bool(self.closed - before)
             self.clock.advance(self.clock.timing.relay_operate_s, "switching")
 
     def _close(self, rest):
@@ -307,7 +308,7 @@ class VirtualMatrix(VirtualInstrument):
         self.bias_enabled = self.bias_enabled | outs if enable else self.bias_enabled - outs
 
     def _operation_complete(self) -> None:
-        # *OPC? returns when the relays have moved; the drivers then let the contacts settle
+        # *OPC? returns when the relays have moved; after a make the drivers let the contacts settle
         if self.changed_since_wait:
             self.clock.advance(self.clock.timing.relay_settle_s, "switching", count=0)
             self.changed_since_wait = False
