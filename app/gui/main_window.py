@@ -482,11 +482,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 run.message += f": {error}"
         if bench:
             run.message += f" ({bench})"
+        lines = self._summarise(run, spec, elapsed)
         try:
             self.history.update(run)
         except Exception as exc:  # noqa: BLE001 - the run is over either way; say the store failed
             self.show_error(exc)
-        self.progress_label.setText(run.message)
+        self.progress_label.setText(run.message + (f"\n{lines[0].strip()}" if lines else ""))
         self.statusBar().showMessage(f"{spec.name}: {run.message}")
         self.run_thread.deleteLater()
         self.run_thread = None
@@ -505,6 +506,28 @@ class MainWindow(QtWidgets.QMainWindow):
             self.close()
         elif then is not None and status == DONE:
             QtCore.QTimer.singleShot(0, lambda: self.run_protocol(then))
+
+    def _summarise(self, run: Run, spec: ProtocolSpec, elapsed: float) -> list[str]:
+        """The numbers the run ended with, as the command line prints them: shown in its panel and
+        kept with the run in the store. Returns the lines (none if there was nothing to sum up)."""
+        from rramlab.app.summaries import summarise_run
+
+        if not run.records:
+            return []
+        try:
+            summary, lines = summarise_run(spec.stored_as, self._current_plan, run.records, elapsed,
+                                           run.backend.get("backend", "?"))
+        except Exception:  # noqa: BLE001 - a summary that cannot be made must not hide the run's end
+            log.exception("no summary for run #%s", run.run_id)
+            return []
+        if not lines:
+            return []
+        try:
+            self.history.set_summary(run, summary)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error(exc)
+        self.panels[spec.name].show_summary(f"run #{run.run_id}: {run.message}", lines)
+        return lines
 
     def wait_for_run(self, timeout_s: float = 60.0) -> Run | None:
         """Process events until the current run has finished (for scripts and tests)."""
