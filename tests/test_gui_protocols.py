@@ -77,6 +77,7 @@ def test_a_transfer_aborted_on_the_virtual_bench_leaves_it_safe_with_its_records
     assert bench.clock.counts["pulse"] > 0  # it did pulse before
     assert run.status == ABORTED and window.last_error is None and "a real bench" in run.message
     assert "virtual bench, estimated bench time" in window.backend.status.text()
+    assert " on virtual bench: " in run.title()
     info, records = stored(run.run_id)
     assert info.protocol == "transfer" and info.status == "aborted"
     assert len(records) == len(run.records) > 120 and records[0].type == "CellRead"

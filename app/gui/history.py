@@ -25,6 +25,20 @@ RUNNING, DONE, ABORTED, FAILED = "running", "finished", "aborted", "failed"
 log = logging.getLogger(__name__)
 
 
+def backend_kind(describe: dict) -> str:
+    """Which backend a run ran on, from its ``describe()``: "twin", "virtual bench" (the twin behind
+    the instruments' own commands), "simulated bench (pyvisa-sim)" or "real bench"."""
+    backend = describe.get("backend", "?")
+    if backend != "probe-station":
+        return backend
+    library = str(describe.get("visa_library") or "").strip()
+    if library == "@rramlab-twin":
+        return "virtual bench"
+    if library.startswith("@sim"):
+        return "simulated bench (pyvisa-sim)"
+    return "real bench" + (f" {describe['bench']}" if describe.get("bench") else "")
+
+
 @dataclass
 class Run:
     """One protocol run: what was asked, on what, and every record it yielded (in order).
@@ -53,7 +67,7 @@ class Run:
 
     def title(self) -> str:
         when = f"{self.started:%Y-%m-%d %H:%M}" if self.past else f"{self.started:%H:%M:%S}"
-        return (f"#{self.run_id} {self.protocol} {when} on {self.backend.get('backend', '?')}: "
+        return (f"#{self.run_id} {self.protocol} {when} on {backend_kind(self.backend)}: "
                 f"{self.count} records, {self.status}")
 
 

@@ -184,7 +184,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(REDRAW_MS)
         self.timer.timeout.connect(self._tick)
-        self.resize(1400, 860)
+        self.resize(1400, 880)  # the default size: everything fits without a horizontal scroll bar
         for panel in self.panels.values():
             if panel.extra is not None:
                 panel.extra.attach(panel, self)
@@ -505,7 +505,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._close_pending:
             self.close()
         elif then is not None and status == DONE:
-            QtCore.QTimer.singleShot(0, lambda: self.run_protocol(then))
+            QtCore.QTimer.singleShot(0, self, lambda: self.run_protocol(then))
 
     def _summarise(self, run: Run, spec: ProtocolSpec, elapsed: float) -> list[str]:
         """The numbers the run ended with, as the command line prints them: shown in its panel and

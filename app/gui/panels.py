@@ -141,7 +141,9 @@ class ProtocolPanel(QtWidgets.QWidget):
         self.forms = [self.form] + [SettingsForm(c, owner=spec.name) for c in spec.more_settings]
         if spec.more_settings:
             for form in self.forms:
-                box = QtWidgets.QGroupBox(form.settings_class.__doc__.strip().splitlines()[0].rstrip("."))
+                # the docstring's first phrase: a group box title does not wrap, so it must be short
+                title = form.settings_class.__doc__.strip().split(".")[0].split(",")[0].split(" (")[0]
+                box = QtWidgets.QGroupBox(title)
                 QtWidgets.QVBoxLayout(box).addWidget(form)
                 layout.addWidget(box)
         else:
