@@ -9,6 +9,7 @@ and each backend's conductance map survive every switch.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import time
 
@@ -370,6 +371,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_running(True)
         self.history_panel.refresh()
         self.statusBar().showMessage(f"{spec.name} running on {choice.label()}")
+        # No cyclic garbage collection while the worker emits: a collection on this thread deletes
+        # Qt objects (taking Qt's signal-slot mutexes with the interpreter held) while the worker,
+        # inside a signal emit, holds such a mutex and waits for the interpreter: a deadlock. What
+        # is garbage now is collected first; collection resumes when the run has ended.
+        gc.collect()
+        gc.disable()
         self.run_thread.start()
         self.timer.start()
         self._then = then
@@ -463,6 +470,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.history_panel.update_run(run)
 
     def _on_run_done(self, status: str, error) -> None:
+        gc.enable()  # the worker has ended (see run_protocol)
         run, spec = self.current_run, self._current_spec
         self._tick()
         for plots in [*self.plots.values(), self.map]:  # every plot the run fed, drawn once at its end
