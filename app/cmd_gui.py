@@ -41,7 +41,27 @@ def _cell(text: str):
     return parse(text)
 
 
+def no_display_reason(environ=None, platform: str | None = None) -> str | None:
+    """Why the window cannot open here, or None: on Linux, no X or Wayland display and no Qt
+    platform chosen (Qt would abort with a misleading 'xcb-cursor0 is needed' text)."""
+    import os
+    import sys
+
+    env = os.environ if environ is None else environ
+    if not (platform or sys.platform).startswith("linux"):
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") or env.get("QT_QPA_PLATFORM"):
+        return None
+    return ("rramlab gui: no display (neither DISPLAY nor WAYLAND_DISPLAY is set): run it in a desktop session, "
+            "over ssh -X, under xvfb-run rramlab gui, or with QT_QPA_PLATFORM=offscreen for a window nobody sees")
+
+
 def cmd_gui(args) -> int:
+    from rramlab.drivers.interface import RramlabError
+
+    reason = no_display_reason()
+    if reason is not None:
+        raise RramlabError(reason)
     from rramlab.app.gui import run_gui
 
     if args.start is None and (args.cell is not None or args.settings):

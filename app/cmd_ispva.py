@@ -53,20 +53,11 @@ def register(subparsers) -> None:
 
 
 def summary_dict(results, wall_s: float, devices_per_level: int) -> dict:
-    """The JSON summary: fractions over all devices, one entry per level, wall time (SI units)."""
-    errors = [r.error_s for r in results]
-    return {
-        "devices": len(results),
-        "devices_per_level": devices_per_level,
-        "within_2ns": ispva.within_fraction(errors, 2e-9),
-        "within_4ns": ispva.within_fraction(errors, 4e-9),
-        "converged": sum(r.converged for r in results) / len(results) if results else float("nan"),
-        "mean_pulses": sum(r.pulses for r in results) / len(results) if results else float("nan"),
-        "levels": [{"target_s": s.target_s, "devices": s.devices, "within_2ns": s.within_2ns,
-                    "within_4ns": s.within_4ns, "mean_pulses": s.mean_pulses, "mean_error_s": s.mean_error_s,
-                    "std_error_s": s.std_error_s} for s in ispva.summarise_levels(results)],
-        "wall_s": wall_s,
-    }
+    """The JSON summary: fractions over all devices, RMSE, MAE, one entry per level, wall time (SI
+    units); the GUI's ISPVA panel ends with the same (``app/summaries.py``)."""
+    from rramlab.app.summaries import ispva_summary
+
+    return ispva_summary(results, wall_s, devices_per_level)
 
 
 def cmd_ispva(args) -> int:
@@ -144,11 +135,12 @@ def cmd_ispva(args) -> int:
     summary = summary_dict(results, wall, args.devices)
     print(f"ISPVA on {len(results)} fresh twin devices ({args.devices} per level), tolerance "
           f"+-{settings.tolerance_s * 1e9:g} nS, read at {settings.read_v:g} V")
-    for lv in summary["levels"]:
-        print(f"  {lv['target_s'] * 1e9:4.0f} nS: {lv['within_2ns'] * 100:5.1f} % within +-2 nS, "
-              f"{lv['within_4ns'] * 100:5.1f} % within +-4 nS, {lv['mean_pulses']:.2f} pulses")
-    print(f"  all: {summary['within_2ns'] * 100:.1f} % within +-2 nS, {summary['within_4ns'] * 100:.1f} % within "
-          f"+-4 nS, {summary['mean_pulses']:.2f} pulses per device, {wall:.1f} s (run {run_id} in {store.path})")
+    from rramlab.app.summaries import ispva_lines
+
+    print("\n".join(ispva_lines(summary)) + f" (run {run_id} in {store.path})")
+    if run_id is not None:
+        with RunStore(store.path) as kept:
+            kept.set_summary(run_id, json_ready(summary))
     if args.json:
         provenance = provenance_dict(__version__, command, started, first.describe(), run_settings,
                                      {"protocol": "ispva", "run_id": run_id})

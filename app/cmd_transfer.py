@@ -175,6 +175,11 @@ def cmd_transfer(args) -> int:
     report.update(run_id=run_id, store=str(store.path), backend=instrument.backend_name,
                   weights_file=weights_name)
     _print_report(report, instrument, isettings)
+    if run_id is not None:
+        from rramlab.app.summaries import transfer_store_summary
+
+        with RunStore(store.path) as kept:
+            kept.set_summary(run_id, json_ready(transfer_store_summary(report)))
     if args.json:
         settings = {k: v for k, v in run_settings.items() if k != "levels"}
         report["provenance"] = provenance_dict(__version__, ["rramlab", *args.argv], started,
@@ -192,14 +197,7 @@ def _finishes_cell(r) -> bool:
 
 
 def _print_report(rep: dict, instrument, isettings) -> None:
-    nS = 1e9
-    print(f"transfer ({rep['scheme']}, {rep['mapping']} mapping) on the {instrument.backend_name}: "
-          f"{rep['programmed_cells']} cells programmed, {rep['hrs_cells']} left in HRS, run {rep['run_id']}")
-    print(f"  RMSE {rep['rmse_s'] * nS:.2f} nS, MAE {rep['mae_s'] * nS:.2f} nS, "
-          f"{rep['within_2ns'] * 100:.1f} % within +-2 nS, {rep['within_4ns'] * 100:.1f} % within +-4 nS")
-    print(f"  {rep['pulses']} pulses ({rep['row_pulses']} row pulses), {rep['pulses_per_cell']:.2f} per programmed "
-          f"cell; {rep['disturbed_cells']} disturbed cells re-programmed, {rep['left_out_of_tolerance']} left out "
-          f"of tolerance; {rep['wall_s']:.1f} s")
-    for lv in rep["levels"]:
-        print(f"  {lv['target_s'] * nS:4.0f} nS: {lv['cells']:3d} cells, mean {lv['mean_s'] * nS:6.2f} nS, "
-              f"std {lv['std_s'] * nS:.2f} nS, {lv['within_2ns'] * 100:5.1f} % within +-2 nS")
+    """The report's lines (``app/summaries.py``: the GUI's Transfer panel ends with the same)."""
+    from rramlab.app.summaries import transfer_lines
+
+    print("\n".join(transfer_lines(rep, instrument.backend_name)))

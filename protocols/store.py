@@ -5,11 +5,13 @@ record is appended in its own small transaction, so a process killed mid-run (po
 loses at most the record in flight; the run row then still says ``running`` and ``runs list``
 shows it as ``unfinished`` once its process is gone.
 
-Tables (schema version 1, see ``MIGRATIONS``):
+Tables (schema version 2, see ``MIGRATIONS``):
 
 * ``runs``: id, protocol, settings (JSON), backend, backend_describe (JSON, the backend's
   ``describe()``), software_version, pid, host, started_at, ended_at (ISO 8601 UTC), status
-  (``running``, ``finished``, ``aborted``, ``failed``), error (text of the failure).
+  (``running``, ``finished``, ``aborted``, ``failed``), error (text of the failure), summary (JSON:
+  the numbers the run ended with, e.g. a transfer's RMSE; NULL until set, and for runs of stores
+  made before version 2).
 * ``records``: id, run_id, seq (0-based order within the run), type (the record dataclass's name),
   data (JSON of its fields), at (ISO 8601 UTC).
 * ``schema_version``: one row, the number of migrations applied.
@@ -82,6 +84,10 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (run_id, seq)
     );
     CREATE INDEX records_by_run ON records(run_id, seq);
+    """,
+    # 2: the numbers a run ended with (JSON, the summary the command line prints); NULL for older runs
+    """
+    ALTER TABLE runs ADD COLUMN summary TEXT;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -199,6 +205,7 @@ class RunInfo:
     status: str
     error: str | None
     records: int = 0
+    summary: dict | None = None  # the numbers the run ended with (SI units), if recorded
 
     @property
     def id(self) -> int:
@@ -285,6 +292,12 @@ class RunStore:
             self.conn.execute("UPDATE runs SET status=?, ended_at=?, error=? WHERE id=?",
                               (status, _now(), error, run_id))
 
+    def set_summary(self, run_id: int, summary: dict) -> None:
+        """Keep the numbers run ``run_id`` ended with (a JSON-ready dict, SI units) with its row."""
+        with self.conn:
+            self.conn.execute("UPDATE runs SET summary=? WHERE id=?",
+                              (json.dumps(_plain(summary), allow_nan=False), int(run_id)))
+
     def append(self, run_id: int, record) -> int:
         """Store one record (a dataclass) in its own transaction; return its seq."""
         kind, data = record_to_json(record)
@@ -344,14 +357,15 @@ class RunStore:
 
 
 _RUN_SELECT = ("SELECT runs.id, protocol, settings, backend, backend_describe, software_version, pid, host, "
-               "started_at, ended_at, status, error, COUNT(records.id) FROM runs "
+               "started_at, ended_at, status, error, COUNT(records.id), runs.summary FROM runs "
                "LEFT JOIN records ON records.run_id = runs.id")
 
 
 def _run_info(row) -> RunInfo:
     return RunInfo(run_id=row[0], protocol=row[1], settings=json.loads(row[2]), backend=row[3],
                    backend_describe=json.loads(row[4]), software_version=row[5], pid=row[6], host=row[7],
-                   started_at=row[8], ended_at=row[9], status=row[10], error=row[11], records=row[12])
+                   started_at=row[8], ended_at=row[9], status=row[10], error=row[11], records=row[12],
+                   summary=json.loads(row[13]) if row[13] else None)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -128,6 +128,10 @@ def test_an_over_limit_voltage_cannot_be_entered(qtbot, window):
     qtbot.keyClicks(box, "4.9")
     qtbot.keyClick(box, QtCore.Qt.Key.Key_Return)
     assert form.value("set_stop_v") <= 4.3
+    # typed beyond the limit: the row says why instead of silently keeping the old value
+    said = form.bound_labels["set_stop_v"].text()
+    assert "4.9 V not taken: above the maximum 4.3 V" in said and "set window" in said
+    assert form.refusal == said
     form.set_value("set_stop_v", 4.2)
     with pytest.raises(SafetyError, match=r"set_stop_v\) = 4.5 V is beyond the set limit.*allowed 0 to 4.3 V"):
         form.set_value("set_stop_v", 4.5)
@@ -138,6 +142,18 @@ def test_an_over_limit_voltage_cannot_be_entered(qtbot, window):
     assert "set window" in form.bound_labels["set_stop_v"].text()
     assert "0 to 4.3 V" in box.toolTip()
     assert form.settings() == dataclasses.replace(form.settings_class(), set_stop_v=4.2)
+
+
+def test_verify_is_a_check_box_and_gives_the_ints_the_settings_declare(qtbot, window):
+    from PySide6 import QtWidgets
+
+    form = window.panel("ISPVA").form
+    box = form.fields["verify"]
+    assert isinstance(box, QtWidgets.QCheckBox) and box.isChecked() and form.value("verify") == 1
+    box.setChecked(False)
+    assert form.value("verify") == 0 and form.settings().verify == 0
+    form.set_value("verify", 1)
+    assert box.isChecked() and form.bound_labels["verify"].text() == ""
 
 
 def test_the_bench_narrows_the_forms_and_says_why(qtbot, window):
@@ -164,6 +180,7 @@ def test_a_read_of_the_array_on_the_pyvisa_sim_bench(qtbot, window):
     assert len(run.records) == 24 and run.backend["analyzer"]["idn"].startswith("HEWLETT-PACKARD,4156C")
     # the simulated 4156C answers every read with 40 nA: 40 nS at 1 V, in every cell of the map
     assert np.allclose(window.map.conductance, 4e-8)
+    assert " on simulated bench (pyvisa-sim): 24 records" in run.title()
 
 
 def test_run_on_a_bench_not_yet_connected_connects_then_runs(qtbot, window):
@@ -353,3 +370,58 @@ def test_a_saved_chip_is_continued_from_its_file(qtbot, window, tmp_path):
     assert read.backend["backend"] == "twin" and window.last_error is None
     assert read.records[4].read_a[9] == pytest.approx(last, rel=1e-6)
     assert read.records[0].read_a[0] < 2e-9  # every other cell still in HRS
+
+
+# ----- the window at its default size -----
+
+def test_image_plots_span_exactly_their_cells_legends_are_sorted_and_axes_keep_one_unit(qtbot, window):
+    from rramlab.app.gui.plots import InferencePlots, IspvaPlots, PowerPlots, TransferPlots
+    from rramlab.protocols.ispva import IspvaResult
+    from rramlab.protocols.transfer import CellRead
+
+    transfer = window.plots["Transfer"]
+    assert isinstance(transfer, TransferPlots)
+    levels = np.zeros((24, 10), int)
+    transfer.clear()
+    transfer.set_context({"levels": levels.tolist(), "transfer": {"mapping": "blocked"}}, {})
+    transfer.add_records([CellRead("start", 0, 23, 23, 0.0, 1.6e-9)])
+    transfer.redraw()
+    assert transfer.chip.widget.getViewBox().viewRange() == [[-0.5, 23.5], [-0.5, 23.5]]
+    assert transfer.target.widget.getViewBox().viewRange() == [[-0.5, 9.5], [-0.5, 23.5]]
+    inference = window.plots["Inference"]
+    assert isinstance(inference, InferencePlots)
+    assert inference.matrix.widget.getViewBox().viewRange() == [[-0.5, 9.5], [-0.5, 9.5]]
+    window.backend.select_twin(array=True)
+    assert window.map.view.getViewBox().viewRange() == [[-0.5, 23.5], [-0.5, 23.5]]
+    # the cumulative plot's legend in value order, whichever level finished first
+    ispva = window.plots["ISPVA"]
+    assert isinstance(ispva, IspvaPlots)
+    ispva.add_records([IspvaResult(0, k, t * 1e-9, True, 3, t * 1e-9, 0.0) for k, t in enumerate((20, 30, 60, 70, 80, 10))])
+    ispva.redraw()
+    assert ispva.cdf.legend_names() == ["10 nS", "20 nS", "30 nS", "60 nS", "70 nS", "80 nS"]
+    assert ispva.cdf.legend not in ispva.cdf.widget.getPlotItem().vb.allChildren()  # beside the data, not on it
+    # the power plots in nW from the empty plot on, title and axis alike
+    power = window.plots["Power"]
+    assert isinstance(power, PowerPlots) and not power.records
+    for plot in (power.per_class, power.over_time):
+        axis = plot.getAxis("left")
+        assert "(nW)" in axis.labelText and axis.labelUnits == "" and not axis.autoSIPrefix
+        assert "(nW)" in plot.getPlotItem().titleLabel.text
+    assert "(nA)" in inference.steps.getAxis("left").labelText
+
+
+def test_at_1400_by_880_the_settings_need_no_horizontal_scroll_and_texts_wrap(qtbot, window):
+    from PySide6 import QtWidgets
+
+    assert (window.width(), window.height()) == (1400, 880)
+    qtbot.wait(50)
+    for i in range(window.protocol_tabs.count()):
+        window.protocol_tabs.setCurrentIndex(i)
+        scroll = window.protocol_tabs.widget(i)
+        qtbot.wait(20)
+        panel = scroll.widget()
+        assert scroll.horizontalScrollBar().maximum() == 0, window.protocol_tabs.tabText(i)
+        assert panel.width() <= scroll.viewport().width()
+        for label in panel.findChildren(QtWidgets.QLabel):
+            if label.isVisible() and len(label.text()) > 40:
+                assert label.wordWrap(), label.text()

@@ -133,6 +133,22 @@ def test_rramlab_gui_starts_offscreen_stays_up_and_exits_0_when_closed(tmp_path)
     assert store.read_bytes()[:16] == b"SQLite format 3\x00"  # the window opened the store it was given
 
 
+def test_rramlab_gui_without_a_display_says_so_in_one_line_and_what_to_do(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    proc = subprocess.run([sys.executable, "-m", "rramlab", "gui", "--store", str(tmp_path / "r.sqlite")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no display" in lines[0]
+    assert "QT_QPA_PLATFORM=offscreen" in lines[0] and "xvfb-run" in lines[0] and "ssh -X" in lines[0]
+    assert "xcb" not in proc.stderr
+    from rramlab.app.cmd_gui import no_display_reason
+
+    assert no_display_reason({"DISPLAY": ":0"}, "linux") is None
+    assert no_display_reason({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert no_display_reason({}, "darwin") is None and no_display_reason({}, "linux") is not None
+
+
 def test_rramlab_gui_help_lists_the_window():
     proc = subprocess.run([sys.executable, "-m", "rramlab", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "gui" in proc.stdout
@@ -186,3 +202,13 @@ def test_ispva_cells_follow_the_chosen_cell_and_refuse_to_run_off_the_array():
     assert lone == [(0, 0)] * 24
     with pytest.raises(RequestError, match="run past the end of the array"):
         ispva_cells({"mode": "levels", "devices_per_level": 2, "cell": (23, 20)}, ArrayGeometry())
+
+
+def test_the_history_says_which_backend_a_run_ran_on():
+    from rramlab.app.gui.history import backend_kind
+
+    assert backend_kind({"backend": "twin", "seed": 0}) == "twin"
+    assert backend_kind({"backend": "probe-station", "visa_library": "@rramlab-twin"}) == "virtual bench"
+    assert backend_kind({"backend": "probe-station", "visa_library": "@sim:default"}) == \
+        "simulated bench (pyvisa-sim)"
+    assert backend_kind({"backend": "probe-station", "visa_library": "", "bench": "lab 2"}) == "real bench lab 2"

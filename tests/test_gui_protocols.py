@@ -77,6 +77,7 @@ def test_a_transfer_aborted_on_the_virtual_bench_leaves_it_safe_with_its_records
     assert bench.clock.counts["pulse"] > 0  # it did pulse before
     assert run.status == ABORTED and window.last_error is None and "a real bench" in run.message
     assert "virtual bench, estimated bench time" in window.backend.status.text()
+    assert " on virtual bench: " in run.title()
     info, records = stored(run.run_id)
     assert info.protocol == "transfer" and info.status == "aborted"
     assert len(records) == len(run.records) > 120 and records[0].type == "CellRead"
@@ -109,6 +110,17 @@ def test_a_stopped_transfer_continues_from_the_store(qtbot, window, tmp_path):
     achieved = window.plots["Transfer"].achieved_levels()
     assert np.abs(achieved - levels).max() < 0.5  # every pair within half a level of its weight
     assert combo.findData(run.run_id) < 0  # finished: no longer offered
+    # it ends with the numbers rramlab transfer prints, computed by the same function, kept in the store
+    from rramlab.app.summaries import transfer_lines
+    from rramlab.protocols import transfer
+
+    rep = transfer.summarise(window._current_plan, resumed.records, 0.0)
+    text = panel.summary.text()
+    assert not panel.summary.isHidden() and f"RMSE {rep['rmse_s'] * 1e9:.2f} nS" in text
+    assert transfer_lines(rep, "twin")[1] in text and "out of reach" in text and "per programmed cell" in text
+    assert info.summary["rmse_s"] == pytest.approx(rep["rmse_s"]) and info.summary["programmed_cells"] == int(np.count_nonzero(levels))
+    assert info.summary["within_2ns"] == pytest.approx(rep["within_2ns"]) and "pulses_per_cell" in info.summary
+    assert f"RMSE {rep['rmse_s'] * 1e9:.2f} nS" in window.progress_label.text()
 
 
 def hold_network(qtbot, window, panel, network_file):
@@ -152,6 +164,9 @@ def test_inference_on_a_fresh_twin_is_refused_and_transfer_now_writes_the_networ
     assert len(infer_run.records) == 10
     right = sum(r.prediction == r.label for r in infer_run.records)
     assert right >= 5  # the network's own accuracy, not every image predicted 0
+    text = window.panel("Inference").summary.text()
+    assert f"array accuracy {right / 10:.1%}".replace("%", " %") in text and "confusion matrix" in text
+    assert stored(infer_run.run_id)[0].summary["correct"] == right
     info, _ = stored(transfer_run.run_id)
     assert len(info.settings["target_fingerprint"]) == 12
 
@@ -211,6 +226,15 @@ def test_ispva_levels_fill_the_cumulative_plot(qtbot, window):
     assert np.allclose(x, sorted(r.conductance_s for r in results if abs(r.target_s - 30e-9) < 1e-15))
     assert list(y) == [0.5, 1.0]
     assert window.progress_label.text().startswith("16 cells in")
+    from rramlab.app.summaries import ispva_summary
+
+    expected = ispva_summary(results, 0.0)
+    text = window.panel("ISPVA").summary.text()
+    assert f"RMSE {expected['rmse_s'] * 1e9:.2f} nS, MAE {expected['mae_s'] * 1e9:.2f} nS" in text
+    assert f"{expected['within_2ns'] * 100:.1f} % within +-2 nS" in text and "pulses per cell" in text
+    info, _ = stored(run.run_id)
+    assert info.summary["devices"] == 16 and info.summary["mean_pulses"] == pytest.approx(expected["mean_pulses"])
+    assert len(info.summary["levels"]) == 8 and info.summary["out_of_reach"] == expected["out_of_reach"]
 
 
 def test_power_per_class_is_the_mean_of_its_images(qtbot, window, network_file):
@@ -227,6 +251,10 @@ def test_power_per_class_is_the_mean_of_its_images(qtbot, window, network_file):
     x, y = plots.mean_curve.getData()
     assert len(x) == 25 and np.allclose(y, np.mean([r.array_power_w for r in run.records], axis=0))
     assert all(r.average_w > 0 for r in run.records)
+    mean = np.mean([r.average_w for r in run.records])
+    assert f"average P_avg,array: {mean * 1e9:.1f} nW" in window.panel("Power").summary.text()
+    info, _ = stored(run.run_id)
+    assert info.summary["average_w"] == pytest.approx(mean) and "array accuracy" in window.panel("Power").summary.text()
 
 
 def test_the_history_lists_runs_of_the_store_and_reopens_them(qtbot, tmp_path):

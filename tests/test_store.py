@@ -179,3 +179,31 @@ def test_runs_list_show_and_export(tmp_path, capsys):
         assert data["IsppRecord.pulse_v"].shape == (62,) and data["IsppRecord.read_a"][0] < 5e-9
     assert main(["runs", "show", "7", "--store", str(path)]) == 1
     assert "run 7 is not in the store" in capsys.readouterr().err
+
+
+def test_a_version_1_store_keeps_its_runs_and_gains_the_summary_column(tmp_path):
+    """A store written before run summaries existed (schema 1) opens, keeps every run and record,
+    and its runs show no summary until one is set."""
+    import json
+    import sqlite3
+
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(st.MIGRATIONS[0])
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute("INSERT INTO runs (protocol, settings, backend, backend_describe, software_version, started_at, "
+                 "ended_at, status) VALUES ('transfer', '{\"scheme\": \"fast\"}', 'twin', '{}', '0.1', "
+                 "'2026-01-01T00:00:00', '2026-01-01T00:01:00', 'finished')")
+    conn.execute("INSERT INTO records (run_id, seq, type, data, at) VALUES (1, 0, 'CellRead', ?, "
+                 "'2026-01-01T00:00:01')", (json.dumps({"stage": "start", "conductance_s": 1.6e-9}),))
+    conn.commit()
+    conn.close()
+    with st.RunStore(path) as s:
+        assert st.schema_version(s.conn) == st.SCHEMA_VERSION == 2
+        info = s.run(1)
+        assert info.protocol == "transfer" and info.settings == {"scheme": "fast"} and info.records == 1
+        assert info.summary is None and s.records(1)[0].data["stage"] == "start"
+        s.set_summary(1, {"rmse_s": 1.2e-9, "within_2ns": float("nan")})
+    with st.RunStore(path) as s:
+        assert s.run(1).summary == {"rmse_s": 1.2e-9, "within_2ns": None}

@@ -25,6 +25,20 @@ RUNNING, DONE, ABORTED, FAILED = "running", "finished", "aborted", "failed"
 log = logging.getLogger(__name__)
 
 
+def backend_kind(describe: dict) -> str:
+    """Which backend a run ran on, from its ``describe()``: "twin", "virtual bench" (the twin behind
+    the instruments' own commands), "simulated bench (pyvisa-sim)" or "real bench"."""
+    backend = describe.get("backend", "?")
+    if backend != "probe-station":
+        return backend
+    library = str(describe.get("visa_library") or "").strip()
+    if library == "@rramlab-twin":
+        return "virtual bench"
+    if library.startswith("@sim"):
+        return "simulated bench (pyvisa-sim)"
+    return "real bench" + (f" {describe['bench']}" if describe.get("bench") else "")
+
+
 @dataclass
 class Run:
     """One protocol run: what was asked, on what, and every record it yielded (in order).
@@ -45,6 +59,7 @@ class Run:
     extra: dict = field(default_factory=dict)   # e.g. the cell and read voltage the plots need
     stored_count: int | None = None             # a past run not opened yet: its record count in the store
     past: bool = False                          # from an earlier session (or the command line)
+    summary: dict | None = None                 # the numbers it ended with (app/summaries.py), SI units
 
     @property
     def count(self) -> int:
@@ -52,7 +67,7 @@ class Run:
 
     def title(self) -> str:
         when = f"{self.started:%Y-%m-%d %H:%M}" if self.past else f"{self.started:%H:%M:%S}"
-        return (f"#{self.run_id} {self.protocol} {when} on {self.backend.get('backend', '?')}: "
+        return (f"#{self.run_id} {self.protocol} {when} on {backend_kind(self.backend)}: "
                 f"{self.count} records, {self.status}")
 
 
@@ -71,6 +86,10 @@ class RunHistory(ABC):
 
     @abstractmethod
     def get(self, run_id: int) -> Run: ...
+
+    def set_summary(self, run: Run, summary: dict) -> None:
+        """Keep the numbers the run ended with (a store writes them to its row)."""
+        run.summary = summary
 
     def sink(self, run: Run) -> "RecordSink":
         """Where the worker thread puts the run's records (called in the window's thread)."""
@@ -215,6 +234,12 @@ class StoreHistory(RunHistory):
     def sink(self, run: Run) -> "StoreSink":
         return StoreSink(run, self.path)
 
+    def set_summary(self, run: Run, summary: dict) -> None:
+        from rramlab.protocols.store import json_ready
+
+        run.summary = json_ready(summary)
+        self.store.set_summary(run.run_id, run.summary)
+
     def update(self, run: Run) -> None:
         if run.status != RUNNING:
             error = None if run.status == DONE else (run.message or None)
@@ -233,7 +258,7 @@ class StoreHistory(RunHistory):
         extra = settings.pop("gui_inputs", {}) if isinstance(settings.get("gui_inputs"), dict) else {}
         return Run(info.id, info.protocol, settings, dict(info.backend_describe), _started(info.started_at),
                    status=status, message=info.error or "", total=info.records, extra=extra,
-                   stored_count=info.records, past=True)
+                   stored_count=info.records, past=True, summary=info.summary)
 
     def get(self, run_id: int) -> Run:
         if run_id in self._live:

@@ -9,6 +9,7 @@ and each backend's conductance map survive every switch.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import time
 
@@ -195,7 +196,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(REDRAW_MS)
         self.timer.timeout.connect(self._tick)
-        self.resize(1400, 860)
+        self.resize(1400, 880)  # the default size: everything fits without a horizontal scroll bar
         for panel in self.panels.values():
             if panel.extra is not None:
                 panel.extra.attach(panel, self)
@@ -381,6 +382,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_running(True)
         self.history_panel.refresh()
         self.statusBar().showMessage(f"{spec.name} running on {choice.label()}")
+        # No cyclic garbage collection while the worker emits: a collection on this thread deletes
+        # Qt objects (taking Qt's signal-slot mutexes with the interpreter held) while the worker,
+        # inside a signal emit, holds such a mutex and waits for the interpreter: a deadlock. What
+        # is garbage now is collected first; collection resumes when the run has ended.
+        gc.collect()
+        gc.disable()
         self.run_thread.start()
         self.timer.start()
         self._then = then
@@ -495,6 +502,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.history_panel.update_run(run)
 
     def _on_run_done(self, status: str, error) -> None:
+        gc.enable()  # the worker has ended (see run_protocol)
         run, spec = self.current_run, self._current_spec
         self._tick()
         for plots in [*self.plots.values(), self.map]:  # every plot the run fed, drawn once at its end
@@ -515,11 +523,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 run.message += f": {error}"
         if bench:
             run.message += f" ({bench})"
+        lines = self._summarise(run, spec, elapsed)
         try:
             self.history.update(run)
         except Exception as exc:  # noqa: BLE001 - the run is over either way; say the store failed
             self.show_error(exc)
-        self.progress_label.setText(run.message)
+        self.progress_label.setText(run.message + (f"\n{lines[0].strip()}" if lines else ""))
         self.statusBar().showMessage(f"{spec.name}: {run.message}")
         self.run_thread.deleteLater()
         self.run_thread = None
@@ -537,7 +546,29 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._close_pending:
             self.close()
         elif then is not None and status == DONE:
-            QtCore.QTimer.singleShot(0, lambda: self.run_protocol(then))
+            QtCore.QTimer.singleShot(0, self, lambda: self.run_protocol(then))
+
+    def _summarise(self, run: Run, spec: ProtocolSpec, elapsed: float) -> list[str]:
+        """The numbers the run ended with, as the command line prints them: shown in its panel and
+        kept with the run in the store. Returns the lines (none if there was nothing to sum up)."""
+        from rramlab.app.summaries import summarise_run
+
+        if not run.records:
+            return []
+        try:
+            summary, lines = summarise_run(spec.stored_as, self._current_plan, run.records, elapsed,
+                                           run.backend.get("backend", "?"))
+        except Exception:  # noqa: BLE001 - a summary that cannot be made must not hide the run's end
+            log.exception("no summary for run #%s", run.run_id)
+            return []
+        if not lines:
+            return []
+        try:
+            self.history.set_summary(run, summary)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error(exc)
+        self.panels[spec.name].show_summary(f"run #{run.run_id}: {run.message}", lines)
+        return lines
 
     def wait_for_run(self, timeout_s: float = 60.0) -> Run | None:
         """Process events until the current run has finished (for scripts and tests)."""

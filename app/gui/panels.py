@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from rramlab.app.gui import jobs
 from rramlab.app.gui.plots import IsppPlots, PlotSet
@@ -141,7 +141,9 @@ class ProtocolPanel(QtWidgets.QWidget):
         self.forms = [self.form] + [SettingsForm(c, owner=spec.name) for c in spec.more_settings]
         if spec.more_settings:
             for form in self.forms:
-                box = QtWidgets.QGroupBox(form.settings_class.__doc__.strip().splitlines()[0].rstrip("."))
+                # the docstring's first phrase: a group box title does not wrap, so it must be short
+                title = form.settings_class.__doc__.strip().split(".")[0].split(",")[0].split(" (")[0]
+                box = QtWidgets.QGroupBox(title)
                 QtWidgets.QVBoxLayout(box).addWidget(form)
                 layout.addWidget(box)
         else:
@@ -163,7 +165,20 @@ class ProtocolPanel(QtWidgets.QWidget):
         self.extra = spec.make_inputs() if spec.make_inputs is not None else None
         if self.extra is not None:
             layout.addWidget(self.extra)
+        # the numbers the last run ended with, as the command line prints them (app/summaries.py)
+        self.summary = QtWidgets.QLabel()
+        self.summary.setObjectName("run_summary")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.summary.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
+        self.summary.hide()
+        layout.addWidget(self.summary)
         layout.addStretch(1)
+
+    def show_summary(self, heading: str, lines: list[str]) -> None:
+        """Show the numbers a run ended with under the settings."""
+        self.summary.setText("\n".join([heading, *lines]))
+        self.summary.show()
 
     def set_backend(self, checker: RequestChecker, limits_source: str):
         """Bound the form and the cell choice by a backend's limits and geometry; returns the

@@ -1,5 +1,7 @@
-"""Live pyqtgraph plots. Records arrive in SI units; the axes show them with SI prefixes (nA) and
-the conductance map in nS.
+"""Live pyqtgraph plots. Records arrive in SI units and are plotted as they are; each axis shows
+them in one fixed lab unit (nA, nS, nW: ``lab_axis``), the one its title uses, from the empty plot
+on, so an axis never switches prefix as data arrives. Image plots span exactly their cells (-0.5 to
+n - 0.5, no padding); legends stand in a column of their own beside the plot, in value order.
 
 A plot set is a widget with ``clear()``, ``add_records(records)``, ``redraw()`` and
 ``plot_items()`` (name -> PlotItem, for PNG export). Adding only stores; the window calls
@@ -15,6 +17,27 @@ from PySide6 import QtCore, QtWidgets
 pg.setConfigOptions(antialias=True, imageAxisOrder="row-major", background="w", foreground="k")
 
 SET_PEN, RESET_PEN = pg.mkColor("#c0392b"), pg.mkColor("#2471a3")
+
+
+#: SI unit -> (lab unit, scale): what an axis shows an SI value in
+LAB_UNITS = {"A": ("nA", 1e9), "S": ("nS", 1e9), "W": ("nW", 1e9)}
+
+
+def lab_axis(widget: pg.PlotWidget, side: str, label: str, si_unit: str) -> None:
+    """Label an axis fed SI values with its lab unit (nA, nS, nW), fixed: ticks scaled, no SI prefix."""
+    unit, scale = LAB_UNITS[si_unit]
+    axis = widget.getAxis(side)
+    axis.enableAutoSIPrefix(False)
+    axis.setScale(scale)
+    widget.setLabel(side, f"{label} ({unit})")
+
+
+def side_legend(widget: pg.PlotWidget) -> pg.LegendItem:
+    """A legend in its own column right of the plot (it never covers the data)."""
+    item = widget.getPlotItem()
+    legend = pg.LegendItem(verSpacing=-4)
+    item.layout.addItem(legend, 2, 3)
+    return legend
 
 
 class PlotSet(QtWidgets.QWidget):
@@ -48,19 +71,21 @@ class IsppPlots(PlotSet):
         layout.setContentsMargins(0, 0, 0, 0)
         self.by_pulse = pg.PlotWidget(title="read current after each pulse")
         self.by_pulse.setLabel("bottom", "pulse number")
-        self.by_pulse.setLabel("left", "read current", units="A")
+        lab_axis(self.by_pulse, "left", "read current", "A")
         self.by_pulse.showGrid(x=True, y=True, alpha=0.3)
         self.pulse_curve = self.by_pulse.plot([], [], pen=pg.mkPen("#555", width=1), symbol="o", symbolSize=4,
                                               symbolBrush="#555", symbolPen=None)
         self.by_voltage = pg.PlotWidget(title="read current against pulse voltage")
-        self.by_voltage.setLabel("bottom", "pulse voltage", units="V")
-        self.by_voltage.setLabel("left", "read current", units="A")
+        self.by_voltage.setLabel("bottom", "pulse voltage (V)")
+        lab_axis(self.by_voltage, "left", "read current", "A")
         self.by_voltage.showGrid(x=True, y=True, alpha=0.3)
-        self.by_voltage.addLegend(offset=(10, 10))
+        legend = side_legend(self.by_voltage)
         self.set_scatter = self.by_voltage.plot([], [], pen=None, symbol="o", symbolSize=5, symbolBrush=SET_PEN,
                                                 symbolPen=None, name="set ramp")
         self.reset_scatter = self.by_voltage.plot([], [], pen=None, symbol="t", symbolSize=6,
                                                   symbolBrush=RESET_PEN, symbolPen=None, name="reset ramp")
+        legend.addItem(self.set_scatter, "set ramp")
+        legend.addItem(self.reset_scatter, "reset ramp")
         layout.addWidget(self.by_pulse)
         layout.addWidget(self.by_voltage)
         self.clear()
@@ -102,7 +127,6 @@ class ConductanceMap(PlotSet):
         self.view.setLabel("bottom", "bitline")
         self.view.setLabel("left", "wordline")
         self.view.invertY(True)
-        self.view.setAspectLocked(True)
         self.image = pg.ImageItem()
         self.view.addItem(self.image)
         self.bar = pg.ColorBarItem(values=(0, 100), colorMap=pg.colormap.get("viridis"), label="G (nS)",
@@ -116,6 +140,7 @@ class ConductanceMap(PlotSet):
         """Show an array of this shape: ``values`` (S, NaN = not read) or blank."""
         self.conductance = np.full((wordlines, bitlines), np.nan) if values is None else np.array(values, float)
         self._dirty = True
+        exact_range(self.view, wordlines, bitlines)
         self.redraw()
 
     def clear(self) -> None:
@@ -153,11 +178,22 @@ CLASS_COLOURS = LEVEL_COLOURS + ["#7f7f7f", "#bcbd22"]
 
 
 def _plot(title: str, bottom: str, left: str, bottom_units=None, left_units=None) -> pg.PlotWidget:
+    """A plot with a grid; an axis given an SI unit (A, S, W) shows it in its lab unit (``lab_axis``)."""
     w = pg.PlotWidget(title=title)
-    w.setLabel("bottom", bottom, units=bottom_units)
-    w.setLabel("left", left, units=left_units)
+    for side, label, unit in (("bottom", bottom, bottom_units), ("left", left, left_units)):
+        if unit in LAB_UNITS:
+            lab_axis(w, side, label, unit)
+        else:
+            w.setLabel(side, label, units=unit)
     w.showGrid(x=True, y=True, alpha=0.3)
     return w
+
+
+def exact_range(widget: pg.PlotWidget, rows: int, columns: int) -> None:
+    """Show exactly the cells of a (rows, columns) image: -0.5 to n - 0.5 on both axes, no padding
+    (no aspect lock either: it would pad one axis to the widget's shape)."""
+    widget.setAspectLocked(False)
+    widget.setRange(xRange=(-0.5, columns - 0.5), yRange=(-0.5, rows - 0.5), padding=0)
 
 
 class ImagePlot:
@@ -169,7 +205,6 @@ class ImagePlot:
         self.widget.setLabel("bottom", bottom)
         self.widget.setLabel("left", left)
         self.widget.invertY(True)
-        self.widget.setAspectLocked(True)
         self.image = pg.ImageItem()
         self.widget.addItem(self.image)
         self.bar = pg.ColorBarItem(values=levels, colorMap=pg.colormap.get(colormap), label=label,
@@ -183,8 +218,7 @@ class ImagePlot:
         self.image.setRect(-0.5, -0.5, values.shape[1], values.shape[0])
         if values.shape != self._shape:  # the view fits the array, not the autorange's guess
             self._shape = values.shape
-            self.widget.setRange(xRange=(-0.5, values.shape[1] - 0.5), yRange=(-0.5, values.shape[0] - 0.5),
-                                 padding=0.02)
+            exact_range(self.widget, *values.shape)
         if levels is not None:
             self.bar.setLevels(levels)
 
@@ -211,22 +245,33 @@ class LevelCdf:
 
     def __init__(self, title: str):
         self.widget = _plot(title, "conductance", "fraction of cells at or below", bottom_units="S")
-        self.widget.addLegend(offset=(10, 10))
+        self.legend = side_legend(self.widget)
         self.widget.setYRange(0, 1.02)
         self.curves: dict[float, pg.PlotDataItem] = {}
 
     def show(self, by_level: dict[float, list[float]]) -> None:
+        changed = False
         for level in sorted(by_level):
             curve = self.curves.get(level)
             if curve is None:
                 colour = LEVEL_COLOURS[int(round(level / 10e-9)) - 1 if 1 <= round(level / 10e-9) <= 8 else 0]
                 curve = self.curves[level] = self.widget.plot(
                     [], [], pen=pg.mkPen(colour, width=2), stepMode=None, symbol="o", symbolSize=3,
-                    symbolBrush=colour, symbolPen=None, name=f"{level * 1e9:.0f} nS")
+                    symbolBrush=colour, symbolPen=None)
+                changed = True
             x, y = cumulative(by_level[level])
             curve.setData(x, y)
         for level in [lv for lv in self.curves if lv not in by_level]:
             self.widget.removeItem(self.curves.pop(level))
+            changed = True
+        if changed:  # the legend lists the levels in value order, whichever came first
+            self.legend.clear()
+            for level in sorted(self.curves):
+                self.legend.addItem(self.curves[level], f"{level * 1e9:.0f} nS")
+
+    def legend_names(self) -> list[str]:
+        """The legend's entries, top to bottom."""
+        return [label.text for _, label in self.legend.items]
 
 
 class IspvaPlots(PlotSet):
@@ -396,9 +441,10 @@ class InferencePlots(PlotSet):
         for axis in ("left", "bottom"):
             self.digit.widget.getPlotItem().hideAxis(axis)
         self.steps = _plot("output currents per step", "time step", "I+ - I-", left_units="A")
-        self.steps.addLegend(offset=(5, 5), colCount=5)
-        self.step_curves = [self.steps.plot([], [], pen=pg.mkPen(CLASS_COLOURS[c], width=1.5), name=str(c))
-                            for c in range(10)]
+        legend = side_legend(self.steps)
+        self.step_curves = [self.steps.plot([], [], pen=pg.mkPen(CLASS_COLOURS[c], width=1.5)) for c in range(10)]
+        for c, curve in enumerate(self.step_curves):
+            legend.addItem(curve, f"class {c}")
         self.scores = _plot("class scores (summed over the steps)", "class", "I+ - I-", left_units="A")
         self.bars = pg.BarGraphItem(x=np.arange(10), height=np.zeros(10), width=0.7, brush="#2471a3")
         self.scores.addItem(self.bars)
@@ -487,11 +533,13 @@ class PowerPlots(PlotSet):
         super().__init__(parent)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.over_time = _plot("array power over time", "time step", "power", left_units="W")
-        self.over_time.addLegend(offset=(10, 10))
-        self.latest_curve = self.over_time.plot([], [], pen=pg.mkPen("#999", width=1), name="latest image")
-        self.mean_curve = self.over_time.plot([], [], pen=pg.mkPen("#c0392b", width=2.5), name="mean over images")
-        self.per_class = _plot("average power per class (eqn 3)", "class", "P_avg,array", left_units="W")
+        self.over_time = _plot("array power over time (nW)", "time step", "power", left_units="W")
+        legend = side_legend(self.over_time)
+        self.latest_curve = self.over_time.plot([], [], pen=pg.mkPen("#999", width=1))
+        self.mean_curve = self.over_time.plot([], [], pen=pg.mkPen("#c0392b", width=2.5))
+        legend.addItem(self.latest_curve, "latest image")
+        legend.addItem(self.mean_curve, "mean over images")
+        self.per_class = _plot("average power per class, eqn 3 (nW)", "class", "P_avg,array", left_units="W")
         self.bars = pg.BarGraphItem(x=np.arange(10), height=np.zeros(10), width=0.7, brush="#2471a3")
         self.per_class.addItem(self.bars)
         layout.addWidget(self.over_time)
@@ -524,7 +572,7 @@ class PowerPlots(PlotSet):
             self.latest_curve.setData([], [])
             self.mean_curve.setData([], [])
             self.bars.setOpts(height=np.zeros(10))
-            self.per_class.setTitle("average power per class (eqn 3)")
+            self.per_class.setTitle("average power per class, eqn 3 (nW)")
             return
         traces = np.array([r.array_power_w for r in self.records], dtype=float)
         steps = np.arange(1, traces.shape[1] + 1)
@@ -532,7 +580,7 @@ class PowerPlots(PlotSet):
         self.mean_curve.setData(steps, traces.mean(axis=0))
         self.bars.setOpts(height=np.nan_to_num(self.class_means()))
         mean = float(np.mean([r.average_w for r in self.records]))
-        self.per_class.setTitle(f"average power per class (eqn 3); all {len(self.records)} images: "
+        self.per_class.setTitle(f"average power per class, eqn 3 (nW); all {len(self.records)} images: "
                                 f"{mean * 1e9:.1f} nW")
 
     def plot_items(self):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from rramlab.drivers.interface import SafeOperatingArea
 from rramlab.protocols.settings import DeclaredSetting, check_settings, declared
@@ -27,6 +27,8 @@ DISPLAY_UNITS = {
     "ohm": ("Ω", 1.0, 3),
 }
 _UNBOUNDED = 1e12
+#: how long a row says why a typed value was not taken (ms)
+REFUSAL_SHOWN_MS = 10000
 _WINDOW_NAMES = {"set": "set", "reset": "reset", "read": "read", "width": "pulse-width"}
 
 
@@ -57,11 +59,60 @@ def display_range(lo: float | None, hi: float | None, scale: float, decimals: in
     return dlo, dhi
 
 
+def _is_switch(d: DeclaredSetting) -> bool:
+    """A yes/no setting: a bool, or a whole number declared 0 to 1 (``verify``): a check box."""
+    return d.type is bool or (d.type is int and d.spec.choices is None and d.spec.minimum == 0
+                              and d.spec.maximum == 1)
+
+
+class _SaysWhy:
+    """Mixin for a spin box: typing a number beyond its range (which Qt silently refuses) calls
+    ``refused(number)``, so the form can say which limit it is, instead of keeping the old value
+    without a word."""
+
+    refused = None  # callable(number) set by the form
+
+    def _typed_number(self, text: str):
+        t = text.strip()
+        if self.suffix() and t.endswith(self.suffix().strip()):
+            t = t[:-len(self.suffix().strip())]
+        try:
+            return float(t.strip().replace(self.locale().decimalPoint(), "."))
+        except ValueError:
+            return None
+
+    def validate(self, text, pos):
+        result = super().validate(text, pos)
+        state = result[0] if isinstance(result, tuple) else result
+        if state != QtGui.QValidator.State.Acceptable and self.refused is not None:
+            x = self._typed_number(text)
+            # beyond a bound on its own side of 0, no further digit can bring it back: say so now;
+            # a number short of a bound may still be on its way (0 -> 0.5) and is judged in fixup
+            if x is not None and (x > self.maximum() >= 0 or x < self.minimum() <= 0):
+                self.refused(x)
+        return result
+
+    def fixup(self, text):
+        x = self._typed_number(text)
+        if self.refused is not None and x is not None and not self.minimum() <= x <= self.maximum():
+            self.refused(x)
+        return super().fixup(text)
+
+
+class _SpinBox(_SaysWhy, QtWidgets.QSpinBox):
+    pass
+
+
+class _DoubleSpinBox(_SaysWhy, QtWidgets.QDoubleSpinBox):
+    pass
+
+
 class SettingsForm(QtWidgets.QWidget):
     """Form for one settings dataclass. ``settings()`` builds the instance; ``set_limits`` re-bounds
     every field for another backend (values outside the new bounds are clamped and reported)."""
 
     changed = QtCore.Signal()
+    refused = QtCore.Signal(str)  # a typed value beyond a field's range: what was refused and why
 
     def __init__(self, settings_class, limits: SafeOperatingArea | None = None, limits_source: str = "",
                  owner: str = "", parent=None):
@@ -70,6 +121,7 @@ class SettingsForm(QtWidgets.QWidget):
         self.owner = owner or settings_class.__name__
         self.declared: dict[str, DeclaredSetting] = {d.name: d for d in declared(settings_class)}
         self.fields: dict[str, QtWidgets.QWidget] = {}
+        self.refusal = ""  # the last refused typed value, said (see _refused)
         self.bound_labels: dict[str, QtWidgets.QLabel] = {}
         layout = QtWidgets.QFormLayout(self)
         layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -79,10 +131,15 @@ class SettingsForm(QtWidgets.QWidget):
             bound = QtWidgets.QLabel()
             bound.setObjectName(f"bounds_{name}")
             bound.setStyleSheet("color: gray")
+            bound.setWordWrap(True)  # wraps at the pane's width instead of widening it
+            bound.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
             row = QtWidgets.QHBoxLayout()
             row.addWidget(widget, 2)
             row.addWidget(bound, 3)
+            if isinstance(widget, _SaysWhy):
+                widget.refused = lambda x, name=name: self._refused(name, x)
             label = QtWidgets.QLabel(self._label(d))
+            label.setWordWrap(True)
             label.setToolTip(d.spec.help)
             layout.addRow(label, row)
             self.fields[name] = widget
@@ -100,6 +157,10 @@ class SettingsForm(QtWidgets.QWidget):
         return text[:1].upper() + text[1:]
 
     def _make_field(self, d: DeclaredSetting) -> QtWidgets.QWidget:
+        if _is_switch(d):
+            box = QtWidgets.QCheckBox()
+            box.toggled.connect(self.changed)
+            return box
         if d.spec.choices is not None:
             box = QtWidgets.QComboBox()
             for c in d.spec.choices:
@@ -107,11 +168,11 @@ class SettingsForm(QtWidgets.QWidget):
             box.currentIndexChanged.connect(self.changed)
             return box
         if d.type is int:
-            box = QtWidgets.QSpinBox()
+            box = _SpinBox()
             box.valueChanged.connect(self.changed)
             return box
         suffix, _, decimals = display_unit(d.spec.unit)
-        box = QtWidgets.QDoubleSpinBox()
+        box = _DoubleSpinBox()
         box.setDecimals(decimals)
         box.setSuffix(f" {suffix}" if suffix else "")
         box.setSingleStep(10 ** -(decimals - 2) if decimals >= 2 else 1)
@@ -136,6 +197,27 @@ class SettingsForm(QtWidgets.QWidget):
             source = f"{self.owner}'s own range"
         return f"{text} ({source})"
 
+    def _refused(self, name: str, typed: float) -> None:
+        """A number beyond the field's range was typed: say which limit, in the row and its tooltip."""
+        box = self.fields[name]
+        unit = box.suffix().strip() if isinstance(box, QtWidgets.QDoubleSpinBox) else ""
+        side = "above the maximum" if typed > box.maximum() else "below the minimum"
+        limit = box.maximum() if typed > box.maximum() else box.minimum()
+        text = f"{typed:g} {unit} not taken: {side} {limit:g} {unit}; allowed {self.reason(name)}".replace("  ", " ")
+        label = self.bound_labels[name]
+        label.setText(text)
+        label.setStyleSheet("color: #b03a2e")
+        QtWidgets.QToolTip.showText(box.mapToGlobal(box.rect().bottomLeft()), text, box)
+        self.refusal = text
+        self.refused.emit(text)
+        # the row says it for a while (Qt has already put back what fits), then shows the range again
+        QtCore.QTimer.singleShot(REFUSAL_SHOWN_MS, label, lambda: label.text() == text and self._show_bounds(name))
+
+    def _show_bounds(self, name: str) -> None:
+        label = self.bound_labels[name]
+        label.setStyleSheet("color: gray")
+        label.setText("" if _is_switch(self.declared[name]) else self.reason(name))
+
     def set_limits(self, limits: SafeOperatingArea, source: str = "") -> list[tuple[str, object, object]]:
         """Re-bound every field for ``limits``; returns [(name, old SI value, new SI value)] for the
         values that had to be clamped into the new range."""
@@ -144,9 +226,9 @@ class SettingsForm(QtWidgets.QWidget):
         for name, d in self.declared.items():
             box = self.fields[name]
             reason = self.reason(name)
-            self.bound_labels[name].setText(reason)
+            self._show_bounds(name)
             box.setToolTip(f"{d.spec.help}\nAllowed: {reason}" if reason else d.spec.help)
-            if d.spec.choices is not None:
+            if d.spec.choices is not None or _is_switch(d):
                 continue
             lo, hi = d.bounds(limits)
             if d.type is int:
@@ -165,6 +247,8 @@ class SettingsForm(QtWidgets.QWidget):
     def value(self, name: str):
         """The field's value in SI units (a choice as declared)."""
         d, box = self.declared[name], self.fields[name]
+        if _is_switch(d):
+            return d.type(box.isChecked())
         if d.spec.choices is not None:
             return box.currentData()
         if d.type is int:
@@ -173,7 +257,9 @@ class SettingsForm(QtWidgets.QWidget):
 
     def _write(self, name: str, value) -> None:
         d, box = self.declared[name], self.fields[name]
-        if d.spec.choices is not None:
+        if _is_switch(d):
+            box.setChecked(bool(value))
+        elif d.spec.choices is not None:
             box.setCurrentIndex(box.findData(value))
         elif d.type is int:
             box.setValue(int(value))
