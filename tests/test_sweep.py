@@ -302,3 +302,16 @@ def test_inference_sweep_reports_accuracy_power_and_yield_pngs(tmp_path):
 def test_the_shipped_example_sweep_file_is_valid():
     spec = sw.load_spec(ROOT / "examples" / "sweep.toml")
     assert spec.size == 200 and spec.pipeline["name"] == "transfer"
+
+
+def test_a_point_runs_on_one_blas_thread_and_workers_are_started_with_one():
+    from threadpoolctl import threadpool_info
+
+    with sw._single_blas_thread():
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    import dask
+    import distributed  # noqa: F401  (loads its configuration)
+
+    # what `dask worker` and the local cluster's nannies set in every worker process before it starts
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert all(int(environ[k]) == 1 for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"))
