@@ -701,6 +701,9 @@ def _open_store(spec, out, force, report):
             raise SweepError(f"--report {r} is a file: give a folder (it is created if missing)")
         if not r.parent.is_dir():
             raise SweepError(f"--report {r}: the folder {r.parent} does not exist: create it first")
+        old = sorted(r.glob("*_vs_*.png")) if r.is_dir() else []
+        if old and not (force or same):
+            raise SweepError(f"--report {old[0]} already exists: use --force to overwrite it, or another folder")
     return PointStore(points, spec, fresh=force)
 
 
