@@ -701,6 +701,9 @@ def _open_store(spec, out, force, report):
             raise SweepError(f"--report {r} is a file: give a folder (it is created if missing)")
         if not r.parent.is_dir():
             raise SweepError(f"--report {r}: the folder {r.parent} does not exist: create it first")
+        old = sorted(r.glob("*_vs_*.png")) if r.is_dir() else []
+        if old and not (force or same):
+            raise SweepError(f"--report {old[0]} already exists: use --force to overwrite it, or another folder")
     return PointStore(points, spec, fresh=force)
 
 
@@ -765,6 +768,11 @@ def yield_fraction(ds, spec: dict):
     return ok.astype(float).where(valid)
 
 
+_LABELS = {"transfer_rmse_s": "transfer RMSE", "transfer_within_2ns": "cells within +-2 nS",
+           "pulses_per_cell": "pulses per programmed cell", "out_of_reach_cells": "cells out of reach",
+           "accuracy": "inference accuracy", "power_w": "average array power"}
+
+
 def write_report(ds, spec: SweepSpec, folder) -> list[Path]:
     """PNGs in ``folder``: each measured output against each non-chip axis (mean and spread over
     chips), and yield curves (fraction of chips meeting the stated spec) against each axis."""
@@ -818,11 +826,11 @@ def write_report(ds, spec: SweepSpec, folder) -> list[Path]:
             ax.set_xlabel(f"{axis}" + (f" ({unit})" if unit else ""))
             if var == "yield":
                 ax.set_ylabel("chips meeting the spec (%)")
-                ax.set_title(f"yield: {spec_text}", fontsize=9)
+                ax.set_title(f"yield of {ds.sizes.get('chip', 1)} chips: {spec_text}", fontsize=9)
                 ax.set_ylim(-5, 105)
             else:
                 f, unit = scale.get(var, (1, OUTPUTS[var][0]))
-                ax.set_ylabel(f"{var}" + (f" ({unit})" if unit else ""))
+                ax.set_ylabel(_LABELS.get(var, var) + (f" ({unit})" if unit else ""))
                 ax.set_title(("mean +- std over chips" if over_chips else "per point"), fontsize=9)
             if len(combos) > 1:
                 ax.legend(fontsize=6)

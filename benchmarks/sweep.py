@@ -51,7 +51,7 @@ def run_on(spec, workers: int, out: Path) -> dict:
     from rramlab.app.sweep import sweep
 
     t = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         client.run(_warm)
         startup = time.perf_counter() - t
