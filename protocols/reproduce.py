@@ -268,6 +268,10 @@ class DistinctSteps:
         first, where = distinct_rows(v)
         return np.asarray(self.instrument.vmm(v[first], bitlines))[where]
 
+    def __getattr__(self, name):
+        # everything but vmm (reads, the network check, describe) is the twin's own
+        return getattr(self.instrument, name)
+
 
 def distinct_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index of each distinct row's first occurrence, which distinct row each row is) of a 2-D array.

@@ -67,6 +67,11 @@ def visa_writes(log: Path) -> list[str]:
     return [ln.split("  write  ")[1].strip("'") for ln in log.read_text().splitlines() if "  write  " in ln]
 
 
+def pulses_sent(writes: list[str]) -> int:
+    """Pulses in a 4156C command list: an XE right after a PV (a row read triggers XE after DV / MM)."""
+    return sum(1 for before, w in zip(writes, writes[1:]) if w == "XE" and before.startswith("PV "))
+
+
 def assert_bench_left_safe(writes: list[str]) -> None:
     """After the last pulse: every SMU forced to 0 V, outputs off, every crosspoint open."""
     last_pulse = max(i for i, w in enumerate(writes) if w == "XE")
@@ -218,7 +223,7 @@ def test_transfer_example_on_the_bench(tmp_path):
     report = json.load(open(tmp_path / "transfer.json"))
     assert report["cells"] == 4 and report["programmed_cells"] == 2
     writes = visa_writes(log)
-    assert writes.count("XE") == report["pulses"]
+    assert pulses_sent(writes) == report["pulses"]
     assert_bench_left_safe(writes)
     with RunStore(store) as s:
         (info,) = s.runs()

@@ -150,9 +150,11 @@ def test_infer_on_a_bench_that_does_not_hold_the_network_is_refused_and_ends_saf
     out, err = capsys.readouterr()
     assert "on the probe-station" not in out and "wrote" not in out  # a bench is not written without --program
     assert "does not hold the QT network" in err and "add --program" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip() and "%|" not in ln]  # not the bar
+    assert len(lines) == 1
     lines = log.read_text().splitlines()
-    assert sum("TI?" in x for x in lines) >= 24 * 20      # the network's cells were read once
+    # the network's cells were read once: spot reads (TI?) or a wordline's bitlines together (RMD?)
+    assert sum(("TI?" in x or "RMD?" in x) for x in lines if "write" in x) >= 24
     tail = [x for x in lines if "write" in x][-8:]
     assert any("'CL'" in x for x in tail) and any(":ROUT:OPEN:CARD" in x for x in tail)
     tail = [x for x in lines if "write" in x][-8:]
