@@ -180,7 +180,7 @@ def array_read_lines(s: dict) -> list[str]:
 # ----- a run of the window -----
 
 def summarise_run(protocol: str, plan, records: Sequence, wall_s: float, backend: str) -> tuple[dict, list[str]]:
-    """(summary dict for the store, lines for the panel) of a GUI run, by its store name ("ispva",
+    """(summary dict for the store, lines for the panel, the headline first) of a GUI run, by its store name ("ispva",
     "transfer", "infer", "power", "ispp", "Array read"; another: nothing), with the functions the
     command line uses."""
     records = list(records)
@@ -193,7 +193,8 @@ def summarise_run(protocol: str, plan, records: Sequence, wall_s: float, backend
         from rramlab.protocols.ispva import IspvaResult
 
         s = ispva_summary([r for r in records if isinstance(r, IspvaResult)], wall_s)
-        return s, ispva_lines(s, "cell")
+        lines = ispva_lines(s, "cell")
+        return s, lines[-1:] + lines[:-1]  # the 'all:' line first, then the levels
     if protocol in ("infer", "power"):
         variant = plan.variant
         images = np.asarray(plan.images)
@@ -204,7 +205,8 @@ def summarise_run(protocol: str, plan, records: Sequence, wall_s: float, backend
         lines = inference_lines(s, variant.title)
         if protocol == "power":
             s = {**power_summary(records), "inference": s}
-            lines = power_lines(s) + lines[:1]
+            p_lines = power_lines(s)
+            lines = p_lines[-1:] + p_lines[:-1] + lines[:1]  # the average first
         return s, lines
     if protocol == "ispp":
         s = ispp_summary(records, plan.settings.read_v)

@@ -232,6 +232,7 @@ def test_ispva_levels_fill_the_cumulative_plot(qtbot, window):
     text = window.panel("ISPVA").summary.text()
     assert f"RMSE {expected['rmse_s'] * 1e9:.2f} nS, MAE {expected['mae_s'] * 1e9:.2f} nS" in text
     assert f"{expected['within_2ns'] * 100:.1f} % within +-2 nS" in text and "pulses per cell" in text
+    assert window.progress_label.text().splitlines()[1].startswith("all: ")  # the headline under the count
     info, _ = stored(run.run_id)
     assert info.summary["devices"] == 16 and info.summary["mean_pulses"] == pytest.approx(expected["mean_pulses"])
     assert len(info.summary["levels"]) == 8 and info.summary["out_of_reach"] == expected["out_of_reach"]

@@ -30,8 +30,8 @@ from rramlab.app.gui.worker import Connector, RunThread, RunWorker
 log = logging.getLogger(__name__)
 
 REDRAW_MS = 100
-#: the largest share of the time the window spends drawing plots during a run
-REDRAW_DUTY = 0.1
+#: the largest share of the time the window spends drawing plots during a run (5 %)
+REDRAW_DUTY = 0.05
 
 
 def _fmt_duration(seconds: float) -> str:

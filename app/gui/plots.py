@@ -32,12 +32,29 @@ def lab_axis(widget: pg.PlotWidget, side: str, label: str, si_unit: str) -> None
     widget.setLabel(side, f"{label} ({unit})")
 
 
-def side_legend(widget: pg.PlotWidget) -> pg.LegendItem:
-    """A legend in its own column right of the plot (it never covers the data)."""
+def side_legend(widget: pg.PlotWidget, widest: str) -> pg.LegendItem:
+    """A legend in its own column right of the plot (it never covers the data), wide enough for its
+    ``widest`` entry (a narrow plot would otherwise squeeze the column to its swatches)."""
+    from PySide6 import QtGui
+
     item = widget.getPlotItem()
     legend = pg.LegendItem(verSpacing=-4)
+    legend.setSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed, QtWidgets.QSizePolicy.Policy.Fixed)
     item.layout.addItem(legend, 2, 3)
+    item.layout.setAlignment(legend, QtCore.Qt.AlignmentFlag.AlignTop)
+    item.layout.setColumnFixedWidth(3, QtGui.QFontMetrics(widget.font()).horizontalAdvance(widest) + 45)
+    # the title spans the legend's column too: alone above the view box it would widen the plot
+    # beyond a narrow widget and push the legend out of sight
+    item.layout.removeItem(item.titleLabel)
+    item.layout.addItem(item.titleLabel, 0, 1, 1, 3)
     return legend
+
+
+def empty_range(widget: pg.PlotWidget, x: tuple[float, float], y: tuple[float, float]) -> None:
+    """What an empty plot shows (SI values, e.g. 0 to 100 nA as (0, 1e-7)): numbers of the size its
+    data will have, in its unit; autoscaling takes over when data arrives."""
+    widget.setRange(xRange=x, yRange=y, padding=0)
+    widget.getViewBox().enableAutoRange()
 
 
 class PlotSet(QtWidgets.QWidget):
@@ -73,13 +90,15 @@ class IsppPlots(PlotSet):
         self.by_pulse.setLabel("bottom", "pulse number")
         lab_axis(self.by_pulse, "left", "read current", "A")
         self.by_pulse.showGrid(x=True, y=True, alpha=0.3)
+        empty_range(self.by_pulse, (0, 60), (0, 100e-9))
         self.pulse_curve = self.by_pulse.plot([], [], pen=pg.mkPen("#555", width=1), symbol="o", symbolSize=4,
                                               symbolBrush="#555", symbolPen=None)
         self.by_voltage = pg.PlotWidget(title="read current against pulse voltage")
         self.by_voltage.setLabel("bottom", "pulse voltage (V)")
         lab_axis(self.by_voltage, "left", "read current", "A")
         self.by_voltage.showGrid(x=True, y=True, alpha=0.3)
-        legend = side_legend(self.by_voltage)
+        empty_range(self.by_voltage, (-2.0, 4.5), (0, 100e-9))
+        legend = side_legend(self.by_voltage, "reset ramp")
         self.set_scatter = self.by_voltage.plot([], [], pen=None, symbol="o", symbolSize=5, symbolBrush=SET_PEN,
                                                 symbolPen=None, name="set ramp")
         self.reset_scatter = self.by_voltage.plot([], [], pen=None, symbol="t", symbolSize=6,
@@ -200,7 +219,7 @@ class ImagePlot:
     """A pyqtgraph image in a plot with a colour bar: rows down, columns across, NaN blank."""
 
     def __init__(self, title: str, bottom: str, left: str, colormap: str, label: str,
-                 levels: tuple[float, float] = (0.0, 1.0)):
+                 levels: tuple[float, float] = (0.0, 1.0), shape: tuple[int, int] = (24, 24)):
         self.widget = pg.PlotWidget(title=title)
         self.widget.setLabel("bottom", bottom)
         self.widget.setLabel("left", left)
@@ -210,7 +229,8 @@ class ImagePlot:
         self.bar = pg.ColorBarItem(values=levels, colorMap=pg.colormap.get(colormap), label=label,
                                    interactive=False)
         self.bar.setImageItem(self.image, insert_in=self.widget.getPlotItem())
-        self._shape = None
+        self._shape = tuple(shape)
+        exact_range(self.widget, *shape)  # the cells it will show, before any data
 
     def show(self, values: np.ndarray, levels: tuple[float, float] | None = None) -> None:
         values = np.asarray(values, dtype=float)
@@ -245,8 +265,8 @@ class LevelCdf:
 
     def __init__(self, title: str):
         self.widget = _plot(title, "conductance", "fraction of cells at or below", bottom_units="S")
-        self.legend = side_legend(self.widget)
-        self.widget.setYRange(0, 1.02)
+        self.legend = side_legend(self.widget, "80 nS")
+        empty_range(self.widget, (0, 90e-9), (0, 1.02))
         self.curves: dict[float, pg.PlotDataItem] = {}
 
     def show(self, by_level: dict[float, list[float]]) -> None:
@@ -268,6 +288,7 @@ class LevelCdf:
             self.legend.clear()
             for level in sorted(self.curves):
                 self.legend.addItem(self.curves[level], f"{level * 1e9:.0f} nS")
+            self.legend.updateGeometry()
 
     def legend_names(self) -> list[str]:
         """The legend's entries, top to bottom."""
@@ -284,6 +305,7 @@ class IspvaPlots(PlotSet):
         layout.setContentsMargins(0, 0, 0, 0)
         self.cdf = LevelCdf("tuned conductance per level (cumulative)")
         self.pulses = _plot("conductance after each pulse", "pulse (whole run)", "conductance", left_units="S")
+        empty_range(self.pulses, (0, 50), (0, 90e-9))
         self.scatter = pg.ScatterPlotItem(size=4, pen=None)
         self.pulses.addItem(self.scatter)
         for k in range(1, 9):
@@ -335,9 +357,10 @@ class TransferPlots(PlotSet):
         grid.setContentsMargins(0, 0, 0, 0)
         self.chip = ImagePlot("chip conductance (nS), cell by cell", "bitline", "wordline", "viridis", "G (nS)",
                               (0, 80))
-        self.target = ImagePlot("target weights (levels)", "weight column", "wordline", "CET-D1", "level", (-8, 8))
+        self.target = ImagePlot("target weights (levels)", "weight column", "wordline", "CET-D1", "level", (-8, 8),
+                                (24, 10))
         self.achieved = ImagePlot("achieved weights: (G+ - G-) / 10 nS", "weight column", "wordline", "CET-D1",
-                                  "level", (-8, 8))
+                                  "level", (-8, 8), (24, 10))
         self.cdf = LevelCdf("programmed cells per level, as verified (cumulative)")
         grid.addWidget(self.chip.widget, 0, 0)
         grid.addWidget(self.cdf.widget, 0, 1)
@@ -436,19 +459,21 @@ class InferencePlots(PlotSet):
         self.caption = QtWidgets.QLabel()
         row.addWidget(self.caption, 1)
         grid.addLayout(row, 0, 0, 1, 2)
-        self.digit = ImagePlot("test image", "", "", "CET-L1", "pixel", (0, 1))
+        self.digit = ImagePlot("test image", "", "", "CET-L1", "pixel", (0, 1), (28, 28))
         self.digit.bar.setVisible(False)
         for axis in ("left", "bottom"):
             self.digit.widget.getPlotItem().hideAxis(axis)
         self.steps = _plot("output currents per step", "time step", "I+ - I-", left_units="A")
-        legend = side_legend(self.steps)
+        empty_range(self.steps, (1, 25), (-200e-9, 200e-9))
+        legend = side_legend(self.steps, "class 9")
         self.step_curves = [self.steps.plot([], [], pen=pg.mkPen(CLASS_COLOURS[c], width=1.5)) for c in range(10)]
         for c, curve in enumerate(self.step_curves):
             legend.addItem(curve, f"class {c}")
         self.scores = _plot("class scores (summed over the steps)", "class", "I+ - I-", left_units="A")
+        empty_range(self.scores, (-0.5, 9.5), (-2e-6, 2e-6))
         self.bars = pg.BarGraphItem(x=np.arange(10), height=np.zeros(10), width=0.7, brush="#2471a3")
         self.scores.addItem(self.bars)
-        self.matrix = ImagePlot("confusion matrix", "prediction", "true digit", "viridis", "images", (0, 1))
+        self.matrix = ImagePlot("confusion matrix", "prediction", "true digit", "viridis", "images", (0, 1), (10, 10))
         self.matrix_text = []
         for t in range(10):
             for p in range(10):
@@ -534,12 +559,14 @@ class PowerPlots(PlotSet):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.over_time = _plot("array power over time (nW)", "time step", "power", left_units="W")
-        legend = side_legend(self.over_time)
+        empty_range(self.over_time, (1, 25), (0, 2e-6))
+        legend = side_legend(self.over_time, "mean over images")
         self.latest_curve = self.over_time.plot([], [], pen=pg.mkPen("#999", width=1))
         self.mean_curve = self.over_time.plot([], [], pen=pg.mkPen("#c0392b", width=2.5))
         legend.addItem(self.latest_curve, "latest image")
         legend.addItem(self.mean_curve, "mean over images")
         self.per_class = _plot("average power per class, eqn 3 (nW)", "class", "P_avg,array", left_units="W")
+        empty_range(self.per_class, (-0.5, 9.5), (0, 2e-6))
         self.bars = pg.BarGraphItem(x=np.arange(10), height=np.zeros(10), width=0.7, brush="#2471a3")
         self.per_class.addItem(self.bars)
         layout.addWidget(self.over_time)

@@ -31,7 +31,7 @@ class RunWorker(QtCore.QObject):
     finished = QtCore.Signal(str, object)
     #: records are handed to the window in batches at most this often (s): one queued signal per
     #: record costs the run's thread time (a transfer yields about 2,500)
-    batch_s = 0.05
+    batch_s = 0.1
 
     def __init__(self, instrument: CrossbarInstrument, start: Callable[..., Iterator], run: Run,
                  sink: RecordSink | None = None):
