@@ -37,7 +37,10 @@ def register(subparsers) -> None:
     p.add_argument("--csv", metavar="FILE", help="write the final conductance of every device, as it runs, after "
                                                  "'#' lines saying what produced it (read with "
                                                  "pandas.read_csv(FILE, comment='#'))")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first device; device i uses seed + i")
+    p.add_argument("--seed", type=int, default=None,
+                   help="draw varied devices (typical device-to-device spread) from this seed, device i from "
+                        "seed + i; without it every device is the paper's exact device (programming-error "
+                        "draws from seed 0 + i)")
     p.add_argument("--engine", choices=("auto", "fast", "spice"), default="auto", help="twin engine (default auto)")
     p.add_argument("--programming-error", choices=("paper", "device"), default="paper",
                    help="where a programmed cell's error comes from: 'paper' (default: exact levels, the paper's "
@@ -73,7 +76,7 @@ def cmd_ispva(args) -> int:
     from rramlab.app.outputs import OutputPath, RecordFile, check_output_paths, keep_record, now, \
         provenance_dict, provenance_lines, write_json
     from rramlab.drivers.interface import RequestError
-    from rramlab.sim.virtual_array import VirtualArray
+    from rramlab.sim.virtual_array import Variability, VirtualArray
 
     from rramlab import __version__
 
@@ -89,13 +92,19 @@ def cmd_ispva(args) -> int:
     record_file = None
     total = args.devices * len(levels)
     run_settings = {**ispva_settings_dict(settings), "devices_per_level": args.devices,
-                    "levels_s": list(levels), "seed": args.seed, "programming_error": args.programming_error}
+                    "levels_s": list(levels), "seed": args.seed, "varied": args.seed is not None,
+                    "programming_error": args.programming_error}
     run_id = None
     try:
-        def fresh_device(seed):
-            return VirtualArray.lone_device(seed=seed, engine=args.engine, programming_error=args.programming_error)
+        base_seed = 0 if args.seed is None else args.seed
+        # seeded devices are varied devices: each draws its own switches and Ri from its seed
+        variability = Variability.typical() if args.seed is not None else None
 
-        first = fresh_device(args.seed)
+        def fresh_device(seed):
+            return VirtualArray.lone_device(seed=seed, engine=args.engine, programming_error=args.programming_error,
+                                            variability=variability)
+
+        first = fresh_device(base_seed)
         ispva.plan(settings, [(0, 0)] * len(levels), levels, first)  # everything checked before any pulse
         command = ["rramlab", *args.argv]
         if args.csv:
@@ -109,7 +118,7 @@ def cmd_ispva(args) -> int:
             run_id = rec.run_id
             for i in range(total):
                 target = levels[i // args.devices]
-                device = first if i == 0 else fresh_device(args.seed + i)
+                device = first if i == 0 else fresh_device(base_seed + i)
                 with device:
                     for r in ispva.run(device, ispva.plan(settings, [(0, 0)], [target], device)):
                         if isinstance(r, ispva.IspvaResult):
@@ -132,7 +141,8 @@ def cmd_ispva(args) -> int:
         store.close()
     wall = time.perf_counter() - start
     summary = summary_dict(results, wall, args.devices)
-    print(f"ISPVA on {len(results)} fresh twin devices ({args.devices} per level), tolerance "
+    kind = f"varied (seed {args.seed}) " if args.seed is not None else ""
+    print(f"ISPVA on {len(results)} fresh {kind}twin devices ({args.devices} per level), tolerance "
           f"+-{settings.tolerance_s * 1e9:g} nS, read at {settings.read_v:g} V")
     for lv in summary["levels"]:
         print(f"  {lv['target_s'] * 1e9:4.0f} nS: {lv['within_2ns'] * 100:5.1f} % within +-2 nS, "

@@ -83,6 +83,27 @@ TABLE1_HYSTERESIS_V = 2.4
 TABLE1_SWITCHES = tuple(Switch(vt, TABLE1_HYSTERESIS_V, ron) for vt, ron in zip(TABLE1_THRESHOLDS_V, _DEFAULT_RON))
 
 
+#: Overdrive window (V) of the partial on-state (partial_on_fraction). Half the 12.5 mV by which the
+#: measured preset's turn-on thresholds sit below the 25 mV ramp grid, so every pulse of the measured
+#: ISPP ramp turns its switch fully on (the ISPP levels are unchanged), even with a few mV of IR drop
+#: on an array cell. See README "Partial switching".
+PARTIAL_WINDOW_V = 0.006
+#: Smallest on-fraction of a switch that has just turned on (a tiny switched area, never zero).
+PARTIAL_FLOOR = 1e-3
+
+
+def partial_on_fraction(overdrive_v, window_v: float = PARTIAL_WINDOW_V):
+    """Fraction (0..1] of a switch's on-conductance 1/RON reached by a pulse whose peak terminal
+    voltage exceeded the switch's turn-on threshold by ``overdrive_v`` (V, broadcast): linear from
+    PARTIAL_FLOOR at the threshold to 1 at ``window_v`` above it. A non-filamentary switching area
+    switches in proportion to how far the field went beyond threshold, so a cell can be moved by
+    small amounts between the eight levels (the paper's write-verify needs that). window_v 0: 1."""
+    x = np.asarray(overdrive_v, dtype=float)
+    if window_v <= 0:
+        return np.ones_like(x)
+    return np.clip(x / window_v, PARTIAL_FLOOR, 1.0)
+
+
 @dataclass(frozen=True)
 class DeviceParameters:
     """Every element of the HT-RRAM compact model (Table 1).
@@ -92,6 +113,9 @@ class DeviceParameters:
     contact_r: Rc at the top and at the bottom electrode [ohm]
     switching_c, insulator_c: Cs and Ci [F]
     switches: the parallel switches S1..Sn, in turn-on order
+    partial_window_v: overdrive (V, peak terminal voltage above a switch's turn-on threshold) over
+        which a switch that turns on goes from barely on to fully on (partial_on_fraction); 0 turns
+        the partial state off (every switch that turns on is fully on at once)
     """
 
     switching_r0: float = 51e5
@@ -104,11 +128,14 @@ class DeviceParameters:
     switching_c: float = 0.1e-15
     insulator_c: float = 0.1e-15
     switches: tuple[Switch, ...] = field(default=DEFAULT_SWITCHES)
+    partial_window_v: float = PARTIAL_WINDOW_V
 
     def __post_init__(self):
         for name in ("switching_r0", "switching_k", "insulator_r0", "insulator_k", "switching_c", "insulator_c"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"DeviceParameters.{name} must be positive, got {getattr(self, name)!r}")
+        if not (np.isfinite(self.partial_window_v) and self.partial_window_v >= 0):
+            raise ValueError(f"DeviceParameters.partial_window_v must be >= 0 V, got {self.partial_window_v!r}")
         if self.contact_r < 0:
             raise ValueError(f"DeviceParameters.contact_r must be >= 0 ohm, got {self.contact_r!r}")
         if not self.switches:
