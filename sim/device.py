@@ -104,6 +104,28 @@ def partial_on_fraction(overdrive_v, window_v: float = PARTIAL_WINDOW_V):
     return np.clip(x / window_v, PARTIAL_FLOOR, 1.0)
 
 
+#: The fabricated stack (paper Fig. 2): HfO2 over TiOx between the electrodes. Permittivities are
+#: typical thin-film values (assumed; the paper gives none): HfO2 about 20, sputtered TiOx about 40.
+EPSILON_0 = 8.854e-12  # F/m
+HFO2_THICKNESS_M, HFO2_PERMITTIVITY = 4.5e-9, 20.0
+TIOX_THICKNESS_M, TIOX_PERMITTIVITY = 9e-9, 40.0
+
+
+def layer_capacitance(cell_side_m: float, thickness_m: float, permittivity: float) -> float:
+    """Parallel-plate capacitance (F) of one oxide layer under a square cell of side ``cell_side_m`` (m)."""
+    return EPSILON_0 * permittivity * cell_side_m ** 2 / thickness_m
+
+
+def stack_capacitances(cell_side_m: float) -> tuple[float, float, float]:
+    """(C_HfO2, C_TiOx, C_stack) in F of a square cell of side ``cell_side_m`` (m): the two layers
+    and their series combination, the capacitance the cell's terminals see. A 10 um cell:
+    8.854e-12 x 20 x (10e-6)^2 / 4.5e-9 = 3.93 pF per layer (TiOx: 40 / 9 nm, the same), 1.97 pF in
+    series; 2.5 um: 0.12 pF; 20 um: 7.9 pF (area scales as side^2)."""
+    c_hf = layer_capacitance(cell_side_m, HFO2_THICKNESS_M, HFO2_PERMITTIVITY)
+    c_ti = layer_capacitance(cell_side_m, TIOX_THICKNESS_M, TIOX_PERMITTIVITY)
+    return c_hf, c_ti, c_hf * c_ti / (c_hf + c_ti)
+
+
 @dataclass(frozen=True)
 class DeviceParameters:
     """Every element of the HT-RRAM compact model (Table 1).

@@ -81,6 +81,9 @@ DEFAULT_PROGRAMMING_ERROR_SIGMA = 1.06e-9  # S; paper: 94 % of transfers within 
 #: width "auto" uses ngspice and "fast" warns.
 DC_MIN_WIDTH_S = 1e-6
 
+#: ngspice's largest time step in a pulse transient: the narrowest pulse's width over this number.
+SPICE_STEPS_PER_WIDTH = 50
+
 #: Largest voltage (V) of the state probe at the end of every ngspice pulse transient.
 PROBE_V = 0.1
 
@@ -259,6 +262,9 @@ class VirtualArray(CrossbarInstrument):
         self.disturb_count = 0
         self._nodal: NodalArray | None = None
         self._imax_cache: dict = {}
+        #: ngspice's largest time step in a pulse transient is the narrowest pulse's width over this
+        #: (tests/test_twin_fidelity.py: doubling it changes no switch state)
+        self.spice_steps_per_width = SPICE_STEPS_PER_WIDTH
 
     @property
     def engine(self) -> str:
@@ -372,7 +378,7 @@ class VirtualArray(CrossbarInstrument):
         sw_vecs = [f"@{switch_name(f'x{w}_{b}', k)}[i]" for w, b in cells for k in range(n)]
         saves = ["time"] + [f"v({x})" for x in area_nodes] + sw_vecs
         vecs = ["time"] + [f"v({x})" for x in area_nodes] + sw_vecs
-        tmax = min(p[2] for p in pulses) / 50
+        tmax = min(p[2] for p in pulses) / self.spice_steps_per_width
         analysis = f".tran {_num(tmax)} {_num(seq.stop)} 0 {_num(tmax)}"
         result = simulate(self._netlist(seq.wordline_sources, seq.bitline_sources, analysis, saves), vecs)
         t = result["time"]
@@ -417,19 +423,25 @@ class VirtualArray(CrossbarInstrument):
                         insulator_r0=self.cell_insulator_r0)
         return v[0]
 
-    def _update_fractions(self, new: np.ndarray, v_peak: np.ndarray | None):
+    def _update_fractions(self, new: np.ndarray, v_peak: np.ndarray | None, lines=None):
         """The on-fraction of every switch after a pulse with peak cell voltages ``v_peak`` (W, B)
         volts: a switch that turned on gets partial_on_fraction of its overdrive; one already on
-        that was driven above its threshold again grows to at least that; an off switch is 1."""
+        that was driven above its threshold again grows to at least that; an off switch is 1.
+        lines: the pulse's (wordline_v, bitline_v); when a switch turned on, the overdrive is taken
+        from the higher of the cell's peak voltage before and after the flips (the drive the pulse
+        applied, before the switch's own current loaded the lines)."""
         window = self.device.partial_window_v
         if v_peak is None or window <= 0:
             self.switch_fraction[~new] = 1.0
             return
-        on_v, _ = self.thresholds()
-        over = np.asarray(v_peak, float)[:, :, None] - on_v
-        f = partial_on_fraction(over, window)
         old = self.switch_states
         newly_on = new & ~old
+        v_peak = np.asarray(v_peak, float)
+        if lines is not None and newly_on.any():
+            v_peak = np.maximum(v_peak, self._peak_cell_voltage(*lines, old))
+        on_v, _ = self.thresholds()
+        over = v_peak[:, :, None] - on_v
+        f = partial_on_fraction(over, window)
         driven = new & old & (over > 0)
         frac = self.switch_fraction
         frac[newly_on] = f[newly_on]
@@ -437,14 +449,14 @@ class VirtualArray(CrossbarInstrument):
         frac[~new] = 1.0
 
     def _commit_states(self, new: np.ndarray, targets: np.ndarray | None,
-                       v_peak: np.ndarray | None = None) -> list[tuple[int, int]]:
+                       v_peak: np.ndarray | None = None, lines=None) -> list[tuple[int, int]]:
         """Keep ``new`` switch states; return the cells that changed outside ``targets`` (W, B) bool
         (None: no target, every change is a disturb). v_peak: (W, B) peak cell voltages (V) of the
         pulse, which set the on-fractions (None: switches that turn on are fully on)."""
         flipped = new != self.switch_states
         changed = np.any(flipped, axis=2)
         before = self.switch_fraction.copy()
-        self._update_fractions(np.asarray(new, dtype=bool), v_peak)  # with the pulse's thresholds, before a redraw
+        self._update_fractions(np.asarray(new, dtype=bool), v_peak, lines)  # with the pulse's thresholds, before a redraw
         changed |= np.any(self.switch_fraction != before, axis=2)
         self.conductance_offset[changed] = 0.0  # a new physical state: the old error no longer applies
         if self.programming_error == "device" and flipped.any():
@@ -570,7 +582,7 @@ class VirtualArray(CrossbarInstrument):
         if engine == "spice":
             new = self._spice_transient([(step, zeros, READ_PULSE_WIDTH_S, "rect")])[0]
             v_peak = self._peak_cell_voltage(step, zeros, new)
-        cells = self._commit_states(new, None, v_peak)
+        cells = self._commit_states(new, None, v_peak, (step, zeros))
         self.last_read_disturbed += cells
         if cells:
             log.info("read disturb: %d cell(s) changed by a read/VMM step", len(cells))
@@ -612,7 +624,7 @@ class VirtualArray(CrossbarInstrument):
                 self.spice_pulses += 1
             new = self._spice_transient([(wordline_v, bitline_v, width, shape)])[0]
             v_peak = self._peak_cell_voltage(wordline_v, bitline_v, new)
-        self.last_pulse_disturbed = self._commit_states(new, targets, v_peak)
+        self.last_pulse_disturbed = self._commit_states(new, targets, v_peak, (wordline_v, bitline_v))
         self.pulse_count += 1
 
     def _programming_done(self, cells):
