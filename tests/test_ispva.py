@@ -343,3 +343,16 @@ def test_two_switches_within_one_amplitude_step_are_told_apart_by_a_finer_step()
     amplitudes = [p.pulse_v for p in records if isinstance(p, IspvaPulse) and p.kind == "set"]
     assert r.converged and not r.out_of_reach
     assert any(round(v / 0.025, 6) != round(v / 0.025) for v in amplitudes)  # off the 25 mV grid
+
+
+def test_ispva_cli_with_seed_draws_varied_devices(tmp_path, capsys):
+    """--seed N: device i is drawn with typical device-to-device spread from seed N + i (without it,
+    the paper's exact device); the JSON says so and the devices differ."""
+    out = tmp_path / "v.json"
+    assert main(["ispva", "--devices", "2", "--seed", "3", "--engine", "fast", "--json", str(out),
+                 "--store", str(tmp_path / "s.sqlite"), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["varied"] is True and report["settings"]["seed"] == 3
+    assert report["provenance"]["backend"]["variability"]["threshold_sigma_v"] > 0
+    assert "fresh varied (seed 3) twin devices" in capsys.readouterr().out
+    assert report["within_2ns"] >= 0.9
