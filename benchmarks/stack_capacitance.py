@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -65,7 +64,7 @@ def main(argv=None):
           + " ".join(f"{g:.1f}" for g in ispp_levels(base)))
     for side_um in (float(x) for x in args.sides_um.split(",")):
         c_hf, c_ti, c_stack = stack_capacitances(side_um * 1e-6)
-        p = replace(base, switching_c=c_hf, insulator_c=c_ti)
+        p = base.with_stack_capacitance(side_um * 1e-6)
         # HRS read: the internal node n2 charges through Rs || Ri at about 0 V bias
         rs0 = base.switching_r0 * np.exp(base.switching_v0 / base.switching_k)
         ri0 = base.insulator_r0 * np.exp(base.insulator_v0 / base.insulator_k)

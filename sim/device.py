@@ -172,6 +172,13 @@ class DeviceParameters:
     def n_switches(self) -> int:
         return len(self.switches)
 
+    def with_stack_capacitance(self, cell_side_m: float) -> "DeviceParameters":
+        """This device with Cs and Ci of the fabricated stack under a square cell of side
+        ``cell_side_m`` (m): Cs = C(HfO2), Ci = C(TiOx) (stack_capacitances; 10 um: 3.9 pF each)
+        instead of Table 1's 0.1 fF. benchmarks/stack_capacitance.py shows what it changes."""
+        c_hf, c_ti, _ = stack_capacitances(cell_side_m)
+        return replace(self, switching_c=c_hf, insulator_c=c_ti)
+
     def with_variability(self, rng: np.random.Generator, threshold_sigma_v: float = 0.0,
                          on_resistance_sigma: float = 0.0) -> "DeviceParameters":
         """A device-to-device variant: each switch's VT shifted by N(0, threshold_sigma_v) volts and

@@ -118,3 +118,23 @@ def test_a_pulse_just_above_a_threshold_switches_part_of_the_area_and_a_higher_o
     assert d.switch_fraction[0, 0, 0] == 1.0 and d.read_cell(0, 0) == pytest.approx(10e-9, abs=0.1e-9)
     d.pulse_cell(0, 0, -1.6, 2e-6)                   # the reset forgets it
     assert not d.switch_states[0, 0].any() and np.all(d.switch_fraction == 1.0)
+
+
+def test_with_the_stacks_picofarads_2us_set_pulses_land_on_the_same_levels_in_ngspice():
+    """The switches follow the terminal voltage, which the source sets whatever Cs and Ci are: the
+    levels of 2 us set pulses on ngspice are those of the 0.1 fF model (README, capacitances)."""
+    from rramlab.sim.device import device_preset
+    from rramlab.sim.virtual_array import VirtualArray
+
+    def levels(params):
+        d = VirtualArray.lone_device(device=params, engine="spice")
+        out = []
+        for k in (0, 3, 7):
+            d.pulse_cell(0, 0, 3.3 + 0.1 * k, 2e-6)
+            out.append(d.read_cell(0, 0))
+        return out
+
+    stack = device_preset("measured").with_stack_capacitance(10e-6)
+    assert stack.switching_c == pytest.approx(3.935e-12, rel=1e-3) and stack.insulator_c == stack.switching_c
+    np.testing.assert_allclose(levels(stack), levels(device_preset("measured")), atol=0.05e-9)
+    np.testing.assert_allclose(levels(stack), [10e-9, 40e-9, 80e-9], atol=0.1e-9)
