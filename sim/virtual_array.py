@@ -265,6 +265,8 @@ class VirtualArray(CrossbarInstrument):
         #: ngspice's largest time step in a pulse transient is the narrowest pulse's width over this
         #: (tests/test_twin_fidelity.py: doubling it changes no switch state)
         self.spice_steps_per_width = SPICE_STEPS_PER_WIDTH
+        #: segment (V) of the rising edge ngspice is drawn with (RAMP_STEP_V; halved in the convergence test)
+        self.ramp_step_v = RAMP_STEP_V
 
     @property
     def engine(self) -> str:
@@ -369,6 +371,7 @@ class VirtualArray(CrossbarInstrument):
         # later pulses of a sequence always finely, as their starting states are not known here
         fine = [self._pulse_may_flip(*pulses[0][:2])] + [True] * (len(pulses) - 1)
         seq = pulse_sequence(pulses, probe_v, turn_on_v=_lowest_positive(on_v), turn_off_v=-_lowest_positive(-off_v),
+                             ramp_step_v=self.ramp_step_v,
                              fine=fine)
         nodes = ArrayNodes(W, B, self.array)
         n = self.device.n_switches
@@ -879,11 +882,12 @@ class PulseSequence:
     stop: float                  # end of the sequence, s
 
 
-def rising_edge_fractions(wordline_v, bitline_v, turn_on_v: float, turn_off_v: float) -> np.ndarray:
+def rising_edge_fractions(wordline_v, bitline_v, turn_on_v: float, turn_off_v: float,
+                          step_v: float = RAMP_STEP_V) -> np.ndarray:
     """Corner points of a pulse's rising edge as fractions of its peak (the last is 1.0): one
     segment up to 90 % of the fraction at which the first cell could meet a threshold (the lowest
     turn-on ``turn_on_v`` > 0 for cells driven positive, the highest turn-off ``turn_off_v`` < 0
-    for cells driven negative, volts), then segments of at most RAMP_STEP_V of the peak."""
+    for cells driven negative, volts), then segments of at most ``step_v`` (RAMP_STEP_V) of the peak."""
     v = np.asarray(wordline_v, float)[:, None] - np.asarray(bitline_v, float)[None, :]
     up = float(max(v.max(), 0.0)) if v.size else 0.0
     down = float(max(-v.min(), 0.0)) if v.size else 0.0
@@ -892,13 +896,13 @@ def rising_edge_fractions(wordline_v, bitline_v, turn_on_v: float, turn_off_v: f
         return np.array([1.0])
     reach = [abs(turn_on_v) / up if up > 0 else np.inf, abs(turn_off_v) / down if down > 0 else np.inf]
     s0 = min(max(0.9 * min(reach), 0.0), 1.0)
-    n = max(1, int(np.ceil((1.0 - s0) * peak / RAMP_STEP_V)))
+    n = max(1, int(np.ceil((1.0 - s0) * peak / step_v)))
     fine = np.linspace(s0, 1.0, n + 1)[1:]
     return np.concatenate([[s0], fine]) if s0 > 0 else fine
 
 
 def pulse_sequence(pulses, probe_v: float, settle_s: float = SETTLE_S, turn_on_v: float = 0.0,
-                   turn_off_v: float = 0.0, fine=None) -> PulseSequence:
+                   turn_off_v: float = 0.0, fine=None, ramp_step_v: float = RAMP_STEP_V) -> PulseSequence:
     """PWL sources for ``pulses`` [(wordline_v, bitline_v, width, shape), ...] applied one after
     the other (volts, seconds).
 
@@ -918,7 +922,8 @@ def pulse_sequence(pulses, probe_v: float, settle_s: float = SETTLE_S, turn_on_v
     fine = [True] * len(pulses) if fine is None else list(fine)
     for (wordline_v, bitline_v, width, shape), drawn_fine in zip(pulses, fine):
         edge = min(width * 0.01, 10e-9)
-        ramp = rising_edge_fractions(wordline_v, bitline_v, turn_on_v, turn_off_v) if drawn_fine else np.ones(1)
+        ramp = (rising_edge_fractions(wordline_v, bitline_v, turn_on_v, turn_off_v, ramp_step_v) if drawn_fine
+                else np.ones(1))
         if shape == "rect":
             times = [*(t0 + edge * ramp), t0 + edge + width, t0 + 2 * edge + width]
             factors = [*ramp, 1.0, 0.0]

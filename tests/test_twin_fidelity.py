@@ -96,13 +96,15 @@ def test_spice_engine_ends_every_pulse_in_the_states_of_one_continuous_ngspice_t
 
 def test_spice_states_do_not_change_when_its_time_step_is_halved_and_fast_agrees_on_row_pulses():
     """The reference converges on the near-threshold row-parallel pulses of the test above (100 ohm,
-    the worst parasitics): ngspice with its largest time step halved ends every pulse in the same
-    switch states, and the fast engine agrees with that converged reference."""
+    the worst parasitics): ngspice with its largest time step halved and its rising edge drawn in
+    half the segments (25 mV) ends every pulse in the same switch states, and the fast engine agrees
+    with that converged reference."""
     wire = 100.0
     rng = np.random.default_rng(40 + int(wire))
     geometry = ArrayGeometry(8, 8)
     coarse, fine, fast = chips(geometry, wire, 40 + int(wire), "spice", "spice", "fast")
     fine.spice_steps_per_width = 2 * coarse.spice_steps_per_width
+    fine.ramp_step_v = coarse.ramp_step_v / 2
     pulses = [p for i, p in enumerate(near_threshold_pulses(rng, coarse, 10, 1e-5)) if i % 4 >= 2]
     changed = 0
     for pulse in pulses:
