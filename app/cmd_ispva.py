@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                                                  "pandas.read_csv(FILE, comment='#'))")
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="draw the devices with device-to-device variability (as every twin command's --seed: "
-                        "VT 20 mV, RON 10 %%, Ri 3 %%), device i from seed N + i; without it every device is the "
+                        "VT 20 mV, RON 10 %%, Ri 1 %%), device i from seed N + i; without it every device is the "
                         "paper's exact device (device i draws its programming error from seed i)")
     p.add_argument("--engine", choices=("auto", "fast", "spice"), default="auto", help="twin engine (default auto)")
     p.add_argument("--programming-error", choices=("paper", "device"), default="paper",
@@ -67,7 +67,7 @@ def cmd_ispva(args) -> int:
     from rramlab.app.outputs import OutputPath, RecordFile, check_output_paths, keep_record, now, \
         provenance_dict, provenance_lines, write_json
     from rramlab.drivers.interface import RequestError
-    from rramlab.sim.virtual_array import VirtualArray
+    from rramlab.sim.virtual_array import Variability, VirtualArray
 
     from rramlab import __version__
 
@@ -83,11 +83,10 @@ def cmd_ispva(args) -> int:
     record_file = None
     total = args.devices * len(levels)
     from rramlab.app.cli import DEFAULT_SEED
-    from rramlab.sim.virtual_array import Variability
-
     first_seed = DEFAULT_SEED if args.seed is None else args.seed
     run_settings = {**ispva_settings_dict(settings), "devices_per_level": args.devices,
                     "levels_s": list(levels), "seed": first_seed, "variability": args.seed is not None,
+                    "varied": args.seed is not None,
                     "programming_error": args.programming_error}
     run_id = None
     try:
@@ -133,7 +132,8 @@ def cmd_ispva(args) -> int:
         store.close()
     wall = time.perf_counter() - start
     summary = summary_dict(results, wall, args.devices)
-    print(f"ISPVA on {len(results)} fresh twin devices ({args.devices} per level), tolerance "
+    kind = f"varied (seed {args.seed}) " if args.seed is not None else ""
+    print(f"ISPVA on {len(results)} fresh {kind}twin devices ({args.devices} per level), tolerance "
           f"+-{settings.tolerance_s * 1e9:g} nS, read at {settings.read_v:g} V")
     from rramlab.app.summaries import ispva_lines
 

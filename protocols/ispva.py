@@ -8,8 +8,9 @@ For each cell and its target conductance:
    that the cell's own response decides. A set at ``low_v`` that left it below and one at
    ``high_v`` that took it above bracket the amplitudes that can land in the window; the next set
    is interpolated between them on the cell's measured conductance per volt (``bracket_set_v``);
-   reads more than a level apart with no grid amplitude between them (two switches turn on
-   within one step) get a halved step, down to a quarter of ``set_step_v``.
+   when no grid amplitude is left between them, the bracket is halved, down to
+   ``set_step_v / FINE_DIVISIONS`` (two switches that turn on within one step, or a switch that a
+   pulse just above its threshold turns only partly on).
    With only ``low_v`` known the amplitude steps up from it by the measured error (``next_set_v``:
    ``set_level_v`` per 10 nS, at least ``set_step_v``), doubling the step after a set that moved
    nothing; with only ``high_v`` known it steps down by the overshoot;
@@ -55,6 +56,9 @@ __all__ = ["IspvaSettings", "IspvaPlan", "IspvaPulse", "IspvaResult", "plan", "r
            "LevelSummary", "summarise_levels", "PAPER_LEVELS_S"]
 
 LEVEL_SPACING_S = 10e-9
+#: the bracket of a cell is halved down to set_step_v / FINE_DIVISIONS (1.6 mV on the 25 mV grid):
+#: a switch of an HT-RRAM device moves from barely to fully on within a few mV above its threshold
+FINE_DIVISIONS = 16
 MIN_TARGET_S = 10e-9
 MAX_TARGET_S = 80e-9
 #: the paper's eight 3-bit states G1..G8: 10, 20, ... 80 nS (S)
@@ -335,10 +339,10 @@ def program_cell(instrument: CrossbarInstrument, settings: IspvaSettings, cell: 
             # the next set amplitude, from what this cell did so far
             if low_v is not None and high_v is not None:
                 next_v = bracket_set_v(s, low_v, low_s, high_v, high_s, target_s)
-                if next_v is None and high_s - low_s > 1.5 * LEVEL_SPACING_S \
-                        and high_v - low_v >= s.set_step_v / 4 - 1e-9:
-                    # more than a level apart within one step: two switches turn on inside it, so
-                    # a finer amplitude can still land on the level between them
+                if next_v is None and high_v - low_v >= s.set_step_v / FINE_DIVISIONS - 1e-9:
+                    # no step of the grid is left between them, but a finer amplitude can still land
+                    # between: two switches that turn on inside one step, or a switch only partly on
+                    # (a pulse just above its threshold switches part of its area, sim/device.py)
                     next_v = round((low_v + high_v) / 2, 6)
             elif high_v is not None:
                 next_v = next_set_v(s, high_v, high_s - target_s)

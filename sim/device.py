@@ -83,6 +83,49 @@ TABLE1_HYSTERESIS_V = 2.4
 TABLE1_SWITCHES = tuple(Switch(vt, TABLE1_HYSTERESIS_V, ron) for vt, ron in zip(TABLE1_THRESHOLDS_V, _DEFAULT_RON))
 
 
+#: Overdrive window (V) of the partial on-state (partial_on_fraction). Half the 12.5 mV by which the
+#: measured preset's turn-on thresholds sit below the 25 mV ramp grid, so every pulse of the measured
+#: ISPP ramp turns its switch fully on (the ISPP levels are unchanged), even with a few mV of IR drop
+#: on an array cell. See README "Partial switching".
+PARTIAL_WINDOW_V = 0.006
+#: Smallest on-fraction of a switch that has just turned on (a tiny switched area, never zero).
+PARTIAL_FLOOR = 1e-3
+
+
+def partial_on_fraction(overdrive_v, window_v: float = PARTIAL_WINDOW_V):
+    """Fraction (0..1] of a switch's on-conductance 1/RON reached by a pulse whose peak terminal
+    voltage exceeded the switch's turn-on threshold by ``overdrive_v`` (V, broadcast): linear from
+    PARTIAL_FLOOR at the threshold to 1 at ``window_v`` above it. A non-filamentary switching area
+    switches in proportion to how far the field went beyond threshold, so a cell can be moved by
+    small amounts between the eight levels (the paper's write-verify needs that). window_v 0: 1."""
+    x = np.asarray(overdrive_v, dtype=float)
+    if window_v <= 0:
+        return np.ones_like(x)
+    return np.clip(x / window_v, PARTIAL_FLOOR, 1.0)
+
+
+#: The fabricated stack (paper Fig. 2): HfO2 over TiOx between the electrodes. Permittivities are
+#: typical thin-film values (assumed; the paper gives none): HfO2 about 20, sputtered TiOx about 40.
+EPSILON_0 = 8.854e-12  # F/m
+HFO2_THICKNESS_M, HFO2_PERMITTIVITY = 4.5e-9, 20.0
+TIOX_THICKNESS_M, TIOX_PERMITTIVITY = 9e-9, 40.0
+
+
+def layer_capacitance(cell_side_m: float, thickness_m: float, permittivity: float) -> float:
+    """Parallel-plate capacitance (F) of one oxide layer under a square cell of side ``cell_side_m`` (m)."""
+    return EPSILON_0 * permittivity * cell_side_m ** 2 / thickness_m
+
+
+def stack_capacitances(cell_side_m: float) -> tuple[float, float, float]:
+    """(C_HfO2, C_TiOx, C_stack) in F of a square cell of side ``cell_side_m`` (m): the two layers
+    and their series combination, the capacitance the cell's terminals see. A 10 um cell:
+    8.854e-12 x 20 x (10e-6)^2 / 4.5e-9 = 3.93 pF per layer (TiOx: 40 / 9 nm, the same), 1.97 pF in
+    series; 2.5 um: 0.12 pF; 20 um: 7.9 pF (area scales as side^2)."""
+    c_hf = layer_capacitance(cell_side_m, HFO2_THICKNESS_M, HFO2_PERMITTIVITY)
+    c_ti = layer_capacitance(cell_side_m, TIOX_THICKNESS_M, TIOX_PERMITTIVITY)
+    return c_hf, c_ti, c_hf * c_ti / (c_hf + c_ti)
+
+
 @dataclass(frozen=True)
 class DeviceParameters:
     """Every element of the HT-RRAM compact model (Table 1).
@@ -92,6 +135,9 @@ class DeviceParameters:
     contact_r: Rc at the top and at the bottom electrode [ohm]
     switching_c, insulator_c: Cs and Ci [F]
     switches: the parallel switches S1..Sn, in turn-on order
+    partial_window_v: overdrive (V, peak terminal voltage above a switch's turn-on threshold) over
+        which a switch that turns on goes from barely on to fully on (partial_on_fraction); 0 turns
+        the partial state off (every switch that turns on is fully on at once)
     """
 
     switching_r0: float = 51e5
@@ -104,11 +150,14 @@ class DeviceParameters:
     switching_c: float = 0.1e-15
     insulator_c: float = 0.1e-15
     switches: tuple[Switch, ...] = field(default=DEFAULT_SWITCHES)
+    partial_window_v: float = PARTIAL_WINDOW_V
 
     def __post_init__(self):
         for name in ("switching_r0", "switching_k", "insulator_r0", "insulator_k", "switching_c", "insulator_c"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"DeviceParameters.{name} must be positive, got {getattr(self, name)!r}")
+        if not (np.isfinite(self.partial_window_v) and self.partial_window_v >= 0):
+            raise ValueError(f"DeviceParameters.partial_window_v must be >= 0 V, got {self.partial_window_v!r}")
         if self.contact_r < 0:
             raise ValueError(f"DeviceParameters.contact_r must be >= 0 ohm, got {self.contact_r!r}")
         if not self.switches:
@@ -122,6 +171,13 @@ class DeviceParameters:
     @property
     def n_switches(self) -> int:
         return len(self.switches)
+
+    def with_stack_capacitance(self, cell_side_m: float) -> "DeviceParameters":
+        """This device with Cs and Ci of the fabricated stack under a square cell of side
+        ``cell_side_m`` (m): Cs = C(HfO2), Ci = C(TiOx) (stack_capacitances; 10 um: 3.9 pF each)
+        instead of Table 1's 0.1 fF. benchmarks/stack_capacitance.py shows what it changes."""
+        c_hf, c_ti, _ = stack_capacitances(cell_side_m)
+        return replace(self, switching_c=c_hf, insulator_c=c_ti)
 
     def with_variability(self, rng: np.random.Generator, threshold_sigma_v: float = 0.0,
                          on_resistance_sigma: float = 0.0) -> "DeviceParameters":

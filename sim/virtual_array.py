@@ -54,8 +54,9 @@ import numpy as np
 from rramlab.drivers.interface import (ArrayGeometry, CrossbarInstrument, RequestError, RramlabError,
                                       SafeOperatingArea)
 from rramlab.sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
-from rramlab.sim.device import (DEFAULT_PRESET, DeviceParameters, Switch, _num, device_preset, preset_name,
-                                switch_name, switch_nodes, zero_bias_conductance)
+from rramlab.sim.device import (DEFAULT_PRESET, DeviceParameters, Switch, _num, device_preset,
+                                partial_on_fraction, preset_name, switch_name, switch_nodes,
+                                zero_bias_conductance)
 from rramlab.sim.nodal import NodalArray, device_current_exact
 from rramlab.sim.spice import simulate
 
@@ -79,6 +80,9 @@ DEFAULT_PROGRAMMING_ERROR_SIGMA = 1.06e-9  # S; paper: 94 % of transfers within 
 #: the 12.5 mV by which the measured preset's thresholds sit off the 25 mV pulse grid. Below this
 #: width "auto" uses ngspice and "fast" warns.
 DC_MIN_WIDTH_S = 1e-6
+
+#: ngspice's largest time step in a pulse transient: the narrowest pulse's width over this number.
+SPICE_STEPS_PER_WIDTH = 50
 
 #: Largest voltage (V) of the state probe at the end of every ngspice pulse transient.
 PROBE_V = 0.1
@@ -143,9 +147,11 @@ class Variability:
     @classmethod
     def typical(cls) -> "Variability":
         """The spreads a chip drawn with ``--seed`` gets: VT 20 mV (a fifth of the 0.1 V spacing of
-        the turn-on thresholds, so the levels keep their order), RON 10 % and Ri's R0 3 % log-normal
-        (the 80 nS level spreads by about 2 nS). Assumed, not measured: the paper gives none."""
-        return cls(threshold_sigma_v=0.02, on_resistance_sigma=0.10, insulator_r0_sigma=0.03)
+        the turn-on thresholds, so the levels keep their order), RON 10 % and Ri's R0 1 % log-normal
+        (the 80 nS level spreads by about 0.8 nS). Assumed, not measured: the paper gives none. Ri
+        caps the top level and no switch can raise a cell above that cap, so a wider Ri spread puts
+        the top targets out of reach: 3 % left 4.5 % of 400 lone devices' targets (70, 80 nS) there."""
+        return cls(threshold_sigma_v=0.02, on_resistance_sigma=0.10, insulator_r0_sigma=0.01)
 
 
 PROGRAMMING_ERRORS = ("paper", "device")
@@ -230,6 +236,9 @@ class VirtualArray(CrossbarInstrument):
         self.rng = np.random.default_rng(seed)
         W, B, n = self.geometry.wordlines, self.geometry.bitlines, self.device.n_switches
         self.switch_states = np.zeros((W, B, n), dtype=bool)  # every cell starts in HRS
+        #: (W, B, n) on-fraction of each switch (partial_on_fraction): the share of its 1/RON an on
+        #: switch conducts, set by the overdrive of the pulses that turned it on; 1 for off switches
+        self.switch_fraction = np.ones((W, B, n))
         self.conductance_offset = np.zeros((W, B))
         self.cell_switches = self._draw_cell_switches() if self.variability.any else None
         self.cell_insulator_r0 = self._draw_insulator_r0() if self.variability.insulator_r0_sigma > 0 else None
@@ -254,6 +263,11 @@ class VirtualArray(CrossbarInstrument):
         self._nodal: NodalArray | None = None
         self._imax_cache: dict = {}
         self._view: dict | None = None
+        #: ngspice's largest time step in a pulse transient is the narrowest pulse's width over this
+        #: (tests/test_twin_fidelity.py: doubling it changes no switch state)
+        self.spice_steps_per_width = SPICE_STEPS_PER_WIDTH
+        #: segment (V) of the rising edge ngspice is drawn with (RAMP_STEP_V; halved in the convergence test)
+        self.ramp_step_v = RAMP_STEP_V
 
     @property
     def engine(self) -> str:
@@ -297,7 +311,22 @@ class VirtualArray(CrossbarInstrument):
                 np.broadcast_to(self.device.turn_off_thresholds(), shape))
 
     def _on_resistance(self):
-        return None if self.cell_switches is None else self.cell_switches[..., 2]
+        """(W, B, n) ohm, each switch's present on-resistance (its RON over its on-fraction), or None
+        when every cell is the device itself, fully switched."""
+        partial = bool(np.any(self.switch_fraction < 1.0))
+        if self.cell_switches is None and not partial:
+            return None
+        ron = (self.cell_switches[..., 2] if self.cell_switches is not None else
+               np.broadcast_to(np.array([s.on_resistance for s in self.device.switches]), self.switch_states.shape))
+        return ron / self.switch_fraction if partial else ron
+
+    def _netlist_switches(self):
+        """(W, B, n, 3) (turn_on_v, turn_off_v, present on-resistance) for the netlist, or None."""
+        ron = self._on_resistance()
+        if ron is None:
+            return None
+        on_v, off_v = self.thresholds()
+        return np.stack([on_v, off_v, ron], axis=-1)
 
     def _on_conductance(self) -> np.ndarray:
         """(W, B, n) siemens: each switch's conductance when on."""
@@ -312,7 +341,7 @@ class VirtualArray(CrossbarInstrument):
     # ----- netlists -----
     def _netlist(self, wordline_sources, bitline_sources, analysis: str, saves: list[str]) -> str:
         body = array_netlist(self.device, self.array, self.switch_states, self.conductance_offset,
-                             wordline_sources, bitline_sources, self.cell_switches, self.cell_insulator_r0)
+                             wordline_sources, bitline_sources, self._netlist_switches(), self.cell_insulator_r0)
         return "\n".join(["* rramlab virtual array", *body, ".save " + " ".join(saves), analysis, ".end", ""])
 
     def _op(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
@@ -343,6 +372,7 @@ class VirtualArray(CrossbarInstrument):
         # later pulses of a sequence always finely, as their starting states are not known here
         fine = [self._pulse_may_flip(*pulses[0][:2])] + [True] * (len(pulses) - 1)
         seq = pulse_sequence(pulses, probe_v, turn_on_v=_lowest_positive(on_v), turn_off_v=-_lowest_positive(-off_v),
+                             ramp_step_v=self.ramp_step_v,
                              fine=fine)
         nodes = ArrayNodes(W, B, self.array)
         n = self.device.n_switches
@@ -352,7 +382,7 @@ class VirtualArray(CrossbarInstrument):
         sw_vecs = [f"@{switch_name(f'x{w}_{b}', k)}[i]" for w, b in cells for k in range(n)]
         saves = ["time"] + [f"v({x})" for x in area_nodes] + sw_vecs
         vecs = ["time"] + [f"v({x})" for x in area_nodes] + sw_vecs
-        tmax = min(p[2] for p in pulses) / 50
+        tmax = min(p[2] for p in pulses) / self.spice_steps_per_width
         analysis = f".tran {_num(tmax)} {_num(seq.stop)} 0 {_num(tmax)}"
         result = simulate(self._netlist(seq.wordline_sources, seq.bitline_sources, analysis, saves), vecs)
         t = result["time"]
@@ -411,11 +441,50 @@ class VirtualArray(CrossbarInstrument):
         return self._fast().pulse(wordline_v, bitline_v, self.switch_states, on_v, off_v, self._on_resistance(),
                                   self.conductance_offset, self.cell_insulator_r0)
 
-    def _commit_states(self, new: np.ndarray, targets: np.ndarray | None) -> list[tuple[int, int]]:
+    def _peak_cell_voltage(self, wordline_v, bitline_v, states) -> np.ndarray:
+        """(W, B) volts: each cell's DC terminal voltage at a pulse's peak with switch ``states``."""
+        v_open = (np.asarray(wordline_v, float)[:, None] - np.asarray(bitline_v, float)[None, :])[None]
+        na = self._fast()
+        ron = self._on_resistance()
+        v, _ = na.solve(v_open, na.switch_conductance(states, ron), self.conductance_offset,
+                        insulator_r0=self.cell_insulator_r0)
+        return v[0]
+
+    def _update_fractions(self, new: np.ndarray, v_peak: np.ndarray | None, lines=None):
+        """The on-fraction of every switch after a pulse with peak cell voltages ``v_peak`` (W, B)
+        volts: a switch that turned on gets partial_on_fraction of its overdrive; one already on
+        that was driven above its threshold again grows to at least that; an off switch is 1.
+        lines: the pulse's (wordline_v, bitline_v); when a switch turned on, the overdrive is taken
+        from the higher of the cell's peak voltage before and after the flips (the drive the pulse
+        applied, before the switch's own current loaded the lines)."""
+        window = self.device.partial_window_v
+        if v_peak is None or window <= 0:
+            self.switch_fraction[~new] = 1.0
+            return
+        old = self.switch_states
+        newly_on = new & ~old
+        v_peak = np.asarray(v_peak, float)
+        if lines is not None and newly_on.any():
+            v_peak = np.maximum(v_peak, self._peak_cell_voltage(*lines, old))
+        on_v, _ = self.thresholds()
+        over = v_peak[:, :, None] - on_v
+        f = partial_on_fraction(over, window)
+        driven = new & old & (over > 0)
+        frac = self.switch_fraction
+        frac[newly_on] = f[newly_on]
+        frac[driven] = np.maximum(frac[driven], f[driven])
+        frac[~new] = 1.0
+
+    def _commit_states(self, new: np.ndarray, targets: np.ndarray | None,
+                       v_peak: np.ndarray | None = None, lines=None) -> list[tuple[int, int]]:
         """Keep ``new`` switch states; return the cells that changed outside ``targets`` (W, B) bool
-        (None: no target, every change is a disturb)."""
+        (None: no target, every change is a disturb). v_peak: (W, B) peak cell voltages (V) of the
+        pulse, which set the on-fractions (None: switches that turn on are fully on)."""
         flipped = new != self.switch_states
         changed = np.any(flipped, axis=2)
+        before = self.switch_fraction.copy()
+        self._update_fractions(np.asarray(new, dtype=bool), v_peak, lines)  # with the pulse's thresholds, before a redraw
+        changed |= np.any(self.switch_fraction != before, axis=2)
         self.conductance_offset[changed] = 0.0  # a new physical state: the old error no longer applies
         if self.programming_error == "device" and flipped.any():
             self._redraw_cycle(flipped)
@@ -530,13 +599,15 @@ class VirtualArray(CrossbarInstrument):
     def _disturbing_step(self, step, bitlines):
         zeros = np.zeros(self.geometry.bitlines)
         engine = self.engine
+        v_peak = None
         if engine != "spice":
-            new, estimated, _ = self._fast_pulse(step, zeros)
+            new, estimated, v_peak = self._fast_pulse(step, zeros)
             if estimated and engine == "auto":  # as for a pulse: ngspice settles the flip order
                 engine = "spice"
         if engine == "spice":
             new = self._spice_transient([(step, zeros, READ_PULSE_WIDTH_S, "rect")])[0]
-        cells = self._commit_states(new, None)
+            v_peak = self._peak_cell_voltage(step, zeros, new)
+        cells = self._commit_states(new, None, v_peak, (step, zeros))
         self.last_read_disturbed += cells
         if cells:
             log.info("read disturb: %d cell(s) changed by a read/VMM step", len(cells))
@@ -568,15 +639,17 @@ class VirtualArray(CrossbarInstrument):
                 warnings.warn(f"a {width:g} s pulse is shorter than {DC_MIN_WIDTH_S:g} s, below which the fast "
                               "engine's DC view of a pulse (no Cs, Ci) is not checked against ngspice: use "
                               "engine='spice' or 'auto' for it", RuntimeWarning, stacklevel=3)
+        v_peak = None
         if engine != "spice":
-            new, estimated, _ = self._fast_pulse(wordline_v, bitline_v)
+            new, estimated, v_peak = self._fast_pulse(wordline_v, bitline_v)
             if estimated and engine == "auto":
                 engine = "spice"
         if engine == "spice":
             if self.engine == "auto":
                 self.spice_pulses += 1
             new = self._spice_transient([(wordline_v, bitline_v, width, shape)])[0]
-        self.last_pulse_disturbed = self._commit_states(new, targets)
+            v_peak = self._peak_cell_voltage(wordline_v, bitline_v, new)
+        self.last_pulse_disturbed = self._commit_states(new, targets, v_peak, (wordline_v, bitline_v))
         self.pulse_count += 1
 
     def _programming_done(self, cells):
@@ -620,7 +693,7 @@ class VirtualArray(CrossbarInstrument):
             "engine": self.engine,
         }
         arrays = {"switch_states": self.switch_states, "conductance_offset": self.conductance_offset,
-                  "meta": np.array(json.dumps(meta))}
+                  "switch_fraction": self.switch_fraction, "meta": np.array(json.dumps(meta))}
         if self.cell_switches is not None:
             arrays["cell_switches"] = self.cell_switches
         if self.cell_insulator_r0 is not None:
@@ -697,7 +770,8 @@ class VirtualArray(CrossbarInstrument):
         chip.variability = Variability(**meta["variability"])
         W, B, n = geometry.wordlines, geometry.bitlines, device.n_switches
         expected = {"switch_states": (W, B, n), "conductance_offset": (W, B), "cell_switches": (W, B, n, 3),
-                    "cell_insulator_r0": (W, B), "cell_switches_nominal": (W, B, n, 3)}
+                    "cell_insulator_r0": (W, B), "cell_switches_nominal": (W, B, n, 3),
+                    "switch_fraction": (W, B, n)}
         arrays = {}
         for name, shape in expected.items():
             if name not in names:
@@ -711,6 +785,12 @@ class VirtualArray(CrossbarInstrument):
             arrays[name] = arr
         chip.switch_states = np.array(arrays["switch_states"], dtype=bool)
         chip.conductance_offset = np.array(arrays["conductance_offset"], dtype=float)
+        if "switch_fraction" in arrays:  # chips saved before the partial on-state: fully switched
+            frac = np.array(arrays["switch_fraction"], dtype=float)
+            if np.any((frac <= 0) | (frac > 1)):
+                raise ChipFileError(f"chip file {path}: switch_fraction must lie in (0, 1]; the file is damaged "
+                                    "or was edited")
+            chip.switch_fraction = frac
         chip.cell_switches = np.array(arrays["cell_switches"], dtype=float) if "cell_switches" in arrays else None
         chip.cell_insulator_r0 = (np.array(arrays["cell_insulator_r0"], dtype=float)
                                   if "cell_insulator_r0" in arrays else None)
@@ -824,11 +904,12 @@ class PulseSequence:
     stop: float                  # end of the sequence, s
 
 
-def rising_edge_fractions(wordline_v, bitline_v, turn_on_v: float, turn_off_v: float) -> np.ndarray:
+def rising_edge_fractions(wordline_v, bitline_v, turn_on_v: float, turn_off_v: float,
+                          step_v: float = RAMP_STEP_V) -> np.ndarray:
     """Corner points of a pulse's rising edge as fractions of its peak (the last is 1.0): one
     segment up to 90 % of the fraction at which the first cell could meet a threshold (the lowest
     turn-on ``turn_on_v`` > 0 for cells driven positive, the highest turn-off ``turn_off_v`` < 0
-    for cells driven negative, volts), then segments of at most RAMP_STEP_V of the peak."""
+    for cells driven negative, volts), then segments of at most ``step_v`` (RAMP_STEP_V) of the peak."""
     v = np.asarray(wordline_v, float)[:, None] - np.asarray(bitline_v, float)[None, :]
     up = float(max(v.max(), 0.0)) if v.size else 0.0
     down = float(max(-v.min(), 0.0)) if v.size else 0.0
@@ -837,13 +918,13 @@ def rising_edge_fractions(wordline_v, bitline_v, turn_on_v: float, turn_off_v: f
         return np.array([1.0])
     reach = [abs(turn_on_v) / up if up > 0 else np.inf, abs(turn_off_v) / down if down > 0 else np.inf]
     s0 = min(max(0.9 * min(reach), 0.0), 1.0)
-    n = max(1, int(np.ceil((1.0 - s0) * peak / RAMP_STEP_V)))
+    n = max(1, int(np.ceil((1.0 - s0) * peak / step_v)))
     fine = np.linspace(s0, 1.0, n + 1)[1:]
     return np.concatenate([[s0], fine]) if s0 > 0 else fine
 
 
 def pulse_sequence(pulses, probe_v: float, settle_s: float = SETTLE_S, turn_on_v: float = 0.0,
-                   turn_off_v: float = 0.0, fine=None) -> PulseSequence:
+                   turn_off_v: float = 0.0, fine=None, ramp_step_v: float = RAMP_STEP_V) -> PulseSequence:
     """PWL sources for ``pulses`` [(wordline_v, bitline_v, width, shape), ...] applied one after
     the other (volts, seconds).
 
@@ -863,7 +944,8 @@ def pulse_sequence(pulses, probe_v: float, settle_s: float = SETTLE_S, turn_on_v
     fine = [True] * len(pulses) if fine is None else list(fine)
     for (wordline_v, bitline_v, width, shape), drawn_fine in zip(pulses, fine):
         edge = min(width * 0.01, 10e-9)
-        ramp = rising_edge_fractions(wordline_v, bitline_v, turn_on_v, turn_off_v) if drawn_fine else np.ones(1)
+        ramp = (rising_edge_fractions(wordline_v, bitline_v, turn_on_v, turn_off_v, ramp_step_v) if drawn_fine
+                else np.ones(1))
         if shape == "rect":
             times = [*(t0 + edge * ramp), t0 + edge + width, t0 + 2 * edge + width]
             factors = [*ramp, 1.0, 0.0]

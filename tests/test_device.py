@@ -83,3 +83,58 @@ def test_the_set_is_gradual_a_higher_sweep_peak_leaves_a_higher_state():
     after = np.array(after)
     assert np.all(np.diff(after) > 5e-9), after           # each higher peak: a higher read level
     assert after[0] < 30e-9 and after[-1] > 75e-9          # from a low level to the top, not one jump
+
+
+def test_stack_capacitances_follow_the_parallel_plate_arithmetic():
+    from rramlab.sim.device import stack_capacitances
+
+    c_hf, c_ti, c = stack_capacitances(10e-6)
+    assert c_hf == pytest.approx(8.854e-12 * 20 * 1e-10 / 4.5e-9)
+    assert c == pytest.approx(c_hf * c_ti / (c_hf + c_ti)) and c == pytest.approx(1.97e-12, rel=0.01)
+    # the issue's range for 2.5-20 um cells: about 0.1-8 pF
+    assert 0.1e-12 < stack_capacitances(2.5e-6)[2] < 0.15e-12
+    assert 7.5e-12 < stack_capacitances(20e-6)[2] < 8.0e-12
+
+
+def test_partial_on_fraction_is_linear_in_overdrive_between_its_floor_and_one():
+    from rramlab.sim.device import PARTIAL_FLOOR, partial_on_fraction
+
+    f = partial_on_fraction([-0.01, 0.0, 0.003, 0.006, 0.0125], 0.006)
+    assert list(f) == pytest.approx([PARTIAL_FLOOR, PARTIAL_FLOOR, 0.5, 1.0, 1.0])
+    assert list(partial_on_fraction([0.0, 0.001], 0.0)) == [1.0, 1.0]   # window 0: all-or-nothing
+
+
+def test_a_pulse_just_above_a_threshold_switches_part_of_the_area_and_a_higher_one_the_rest(tmp_path):
+    from rramlab.sim.virtual_array import VirtualArray
+
+    d = VirtualArray.lone_device(engine="fast")
+    d.pulse_cell(0, 0, 3.2625 + 0.003, 2e-6)         # 3 mV over the first switch's turn-on: half of it
+    assert d.switch_states[0, 0, 0] and d.switch_fraction[0, 0, 0] == pytest.approx(0.5)
+    half = d.read_cell(0, 0)
+    assert 4e-9 < half < 7e-9                        # between HRS (1.6 nA) and the 10 nA level
+    again = VirtualArray.load_chip(d.save_chip(tmp_path / "c.npz"))
+    assert again.read_cell(0, 0) == pytest.approx(half, rel=1e-9)   # the fraction is saved with the chip
+    d.pulse_cell(0, 0, 3.275, 2e-6)                  # 12.5 mV over: fully on, the 10 nA level
+    assert d.switch_fraction[0, 0, 0] == 1.0 and d.read_cell(0, 0) == pytest.approx(10e-9, abs=0.1e-9)
+    d.pulse_cell(0, 0, -1.6, 2e-6)                   # the reset forgets it
+    assert not d.switch_states[0, 0].any() and np.all(d.switch_fraction == 1.0)
+
+
+def test_with_the_stacks_picofarads_2us_set_pulses_land_on_the_same_levels_in_ngspice():
+    """The switches follow the terminal voltage, which the source sets whatever Cs and Ci are: the
+    levels of 2 us set pulses on ngspice are those of the 0.1 fF model (README, capacitances)."""
+    from rramlab.sim.device import device_preset
+    from rramlab.sim.virtual_array import VirtualArray
+
+    def levels(params):
+        d = VirtualArray.lone_device(device=params, engine="spice")
+        out = []
+        for k in (0, 3, 7):
+            d.pulse_cell(0, 0, 3.3 + 0.1 * k, 2e-6)
+            out.append(d.read_cell(0, 0))
+        return out
+
+    stack = device_preset("measured").with_stack_capacitance(10e-6)
+    assert stack.switching_c == pytest.approx(3.935e-12, rel=1e-3) and stack.insulator_c == stack.switching_c
+    np.testing.assert_allclose(levels(stack), levels(device_preset("measured")), atol=0.05e-9)
+    np.testing.assert_allclose(levels(stack), [10e-9, 40e-9, 80e-9], atol=0.1e-9)

@@ -246,9 +246,7 @@ def _levels_of(device):
 
 
 @pytest.mark.parametrize("target_ns, ri_scale", [
-    (36, 1.0),    # between the exact device's 30 and 40 nS levels: ends at 40
-    (33, 1.0),    # ... nearer 30
-    (80, 1.04),   # Ri sets the top level: 4 % more Ri puts it below 78 nS
+    (80, 1.04),   # Ri sets the top level: 4 % more Ri puts it below 78 nS, and no switch raises that cap
 ])
 def test_a_target_between_two_levels_ends_at_the_closer_level_not_after_a_reset(target_ns, ri_scale):
     device = _device_with_ri(ri_scale)
@@ -266,10 +264,22 @@ def test_a_target_between_two_levels_ends_at_the_closer_level_not_after_a_reset(
     assert pulses[-1].kind == "set" and r.pulses == len(pulses) <= 10   # well inside the 40-pulse budget
 
 
+@pytest.mark.parametrize("target_ns", [33, 36, 55])
+def test_a_target_between_two_levels_is_reached_by_a_partly_switched_area(target_ns):
+    """Between two of the exact device's levels: a set pulse just above the next switch's threshold
+    turns it only partly on (sim/device.py partial_on_fraction), and the halved bracket finds it."""
+    va = VirtualArray.lone_device(engine="fast")
+    records = list(ispva.run(va, ispva.plan(IspvaSettings(), [(0, 0)], [target_ns * nS], va)))
+    r = _result(records)
+    assert r.converged and not r.out_of_reach and abs(r.error_s) <= 2 * nS
+    assert 0 < va.switch_fraction[0, 0][va.switch_states[0, 0]].min() < 1   # one switch is partly on
+    assert r.pulses <= 20
+
+
 def test_ispva_on_a_varied_chip_ends_every_cell_in_or_next_to_the_window():
     """Typical device-to-device spread (what --seed draws): the first amplitude from the nominal
-    table often misses and some targets lie between two levels of their cell. Every cell ends
-    within tolerance or, out of reach, at a level next to it; none in HRS, few pulses."""
+    table often misses and targets lie between two levels of their cell; partly switched areas
+    reach them. Every cell ends within tolerance (none out of reach: the issue allows 1 %), few pulses."""
     from rramlab.sim.virtual_array import Variability
 
     va = VirtualArray(engine="fast", seed=1, variability=Variability.typical())
@@ -279,10 +289,28 @@ def test_ispva_on_a_varied_chip_ends_every_cell_in_or_next_to_the_window():
                if isinstance(r, IspvaResult)]
     assert len(results) == len(cells)
     assert all(r.converged or r.out_of_reach for r in results)
-    assert sum(r.out_of_reach for r in results) >= 1       # the chip has some, or this test shows nothing
-    assert all(abs(r.error_s) <= 7 * nS for r in results)  # at most about half a level off
-    assert ispva.within_fraction([r.error_s for r in results], 2 * nS) >= 0.75
+    assert sum(r.out_of_reach for r in results) == 0
+    assert sum(r.pulses > 1 for r in results) >= 3          # the nominal table misses some (4 of 32 here)
+    assert ispva.within_fraction([r.error_s for r in results], 2 * nS) == 1.0
     assert np.mean([r.pulses for r in results]) <= 8
+
+
+def test_device_mode_ispva_on_varied_devices_meets_the_papers_94_percent():
+    """The paper's single-device experiment on varied devices (typical spread, what --seed draws) in
+    "device" mode (cycle-to-cycle redraw per switching event), with verify: at least the paper's
+    94 % within +-2 nS and at most 1 % of targets out of reach (here 10 devices per level; the
+    README gives the 400-device numbers)."""
+    from rramlab.sim.virtual_array import Variability
+
+    results = []
+    for i in range(80):
+        target = ispva.PAPER_LEVELS_S[i % 8]
+        with VirtualArray.lone_device(seed=i, engine="fast", programming_error="device",
+                                      variability=Variability.typical()) as device:
+            results.append(_result(ispva.run(device, ispva.plan(IspvaSettings(), [(0, 0)], [target], device))))
+    assert ispva.within_fraction([r.error_s for r in results], 2 * nS) >= 0.94
+    assert np.mean([r.out_of_reach for r in results]) <= 0.0125  # at most 1 of 80
+    assert np.mean([r.pulses for r in results]) > 1.5             # verify did the work
 
 
 def _device_mode_experiment(verify: int, per_level: int = 3):
@@ -327,3 +355,16 @@ def test_two_switches_within_one_amplitude_step_are_told_apart_by_a_finer_step()
     amplitudes = [p.pulse_v for p in records if isinstance(p, IspvaPulse) and p.kind == "set"]
     assert r.converged and not r.out_of_reach
     assert any(round(v / 0.025, 6) != round(v / 0.025) for v in amplitudes)  # off the 25 mV grid
+
+
+def test_ispva_cli_with_seed_draws_varied_devices(tmp_path, capsys):
+    """--seed N: device i is drawn with typical device-to-device spread from seed N + i (without it,
+    the paper's exact device); the JSON says so and the devices differ."""
+    out = tmp_path / "v.json"
+    assert main(["ispva", "--devices", "2", "--seed", "3", "--engine", "fast", "--json", str(out),
+                 "--store", str(tmp_path / "s.sqlite"), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["varied"] is True and report["settings"]["seed"] == 3
+    assert report["provenance"]["backend"]["variability"]["threshold_sigma_v"] > 0
+    assert "fresh varied (seed 3) twin devices" in capsys.readouterr().out
+    assert report["within_2ns"] >= 0.9

@@ -52,6 +52,24 @@ def test_power_from_measured_conductances_equals_the_circuits_own_currents():
     assert np.allclose(p_t, 1.0 * i.sum(axis=1), rtol=2e-3)
 
 
+def test_the_sources_also_deliver_the_power_of_the_four_unused_grounded_bitlines():
+    """Eqns 1-3 count the network's 20 bitlines; the array's 4 unused bitlines are grounded too, so
+    every spike also drives their (HRS) cells: what the wordline sources deliver, V x the current of
+    all 24 bitlines, is the eqn 1-3 figure plus those cells' V^2 G (README: about 2.7 % for QT)."""
+    va = VirtualArray(geometry=ArrayGeometry(24, 24), seed=2)
+    rng = np.random.default_rng(0)
+    transfer.write_levels(va, rng.integers(-8, 9, size=(24, 10)))
+    g_all = power.measure_conductances(va, range(24), range(24), 1.0)
+    v = (rng.random((200, 24)) < 0.3) * 1.0
+    eqn = power.wordline_power(v, g_all[:, :20]).sum(axis=1)
+    delivered = 1.0 * va.vmm(v, list(range(24))).sum(axis=1)
+    unused = power.wordline_power(v, g_all[:, 20:]).sum(axis=1)
+    assert np.all(g_all[:, 20:] < 2e-9)                            # the unused cells are in HRS
+    assert np.allclose(delivered, eqn + unused, rtol=2e-3)
+    share = unused.sum() / eqn.sum()
+    assert 0.005 < share < 0.05, share
+
+
 def test_image_power_uses_the_spikes_inference_applied():
     data = mnist.load_sample()
     idx = np.concatenate([np.flatnonzero(data.train.labels == d)[:100] for d in range(10)])
