@@ -528,7 +528,11 @@ def main(argv=None) -> int:
     handler = args.handler
     with stop_signals_raise():
         try:
-            code = handler(args)
+            from rramlab.protocols.store import metadata_from_args, using_metadata
+
+            # --chip-id, --operator ... (store.add_store_flag) reach every run the command records
+            with using_metadata(metadata_from_args(args)):
+                code = handler(args)
             sys.stdout.flush()  # a reader that went away (| head) is found here, not at exit
             return code
         except KeyboardInterrupt as exc:

@@ -1,6 +1,7 @@
 """``rramlab runs``: what the run store holds.
 
-    rramlab runs list                    # newest first: id, protocol, status, records, start, backend
+    rramlab runs list                    # newest first: id, protocol, status, records, start, backend, chip
+    rramlab runs list --chip W3-D12 --protocol ispva --since 2026-12-01 --json
     rramlab runs show RUN                # the run row: settings, backend, version, status, error
     rramlab runs export RUN --csv FILE   # every record, one row each (seq, type, fields)
     rramlab runs export RUN --npz FILE   # one array per record type and field, e.g. IspvaPulse.pulse_v
@@ -29,17 +30,24 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="runs_command", metavar="ACTION")
     c = sub.add_parser("list", help="the runs, newest first")
     c.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50)")
-    add_store_flag(c, "to list the runs of")
+    c.add_argument("--chip", metavar="ID", help="only the runs of this chip id (as given to --chip-id)")
+    c.add_argument("--protocol", metavar="NAME", help="only the runs of this protocol (ispp, ispva, transfer, ...)")
+    c.add_argument("--since", metavar="DATE", help="only runs started on or after this date or time (UTC), "
+                                                   "e.g. 2026-12-01 or 2026-12-01T08:00")
+    c.add_argument("--tag", metavar="WORD", help="only runs tagged WORD (--tag when they were recorded)")
+    c.add_argument("--json", action="store_true", help="one JSON object: the filters and every run with its "
+                                                       "metadata, instead of the table")
+    add_store_flag(c, "to list the runs of", metadata=False)
     c = sub.add_parser("show", help="one run in full")
     c.add_argument("run", type=int, metavar="RUN", help="the run's id (the first column of `rramlab runs list`)")
-    add_store_flag(c, "to read the run from")
+    add_store_flag(c, "to read the run from", metadata=False)
     c = sub.add_parser("export", help="a run's records to CSV or NPZ")
     c.add_argument("run", type=int, metavar="RUN", help="the run's id (the first column of `rramlab runs list`)")
     c.add_argument("--csv", metavar="FILE", help="one row per record, after '#' lines saying which run, version, "
                                                  "backend and settings (read with pandas.read_csv(FILE, comment='#'))")
     c.add_argument("--npz", metavar="FILE", help="one array per record type and field, and 'provenance' (JSON text)")
     add_force_flag(c)
-    add_store_flag(c, "to read the run from")
+    add_store_flag(c, "to read the run from", metadata=False)
     p.set_defaults(handler=cmd_runs)
 
 
@@ -51,18 +59,13 @@ def cmd_runs(args) -> int:
         return EXIT_USAGE
     with RunStore(args.store) as store:
         if args.runs_command == "list":
-            runs = store.runs(args.limit)
-            if not runs:
-                print(f"no runs in {store.path}")
-            for r in runs:
-                print(f"{r.run_id:5d}  {r.protocol:9s} {r.shown_status:10s} {r.records:7d} records  "
-                      f"{r.started_at}  {r.backend}")
-            return EXIT_OK
+            return _list(store, args)
         if args.runs_command == "show":
             r = store.run(args.run)
             print(f"run {r.run_id}: {r.protocol}, {r.shown_status}" + (f" ({r.error})" if r.error else ""))
             print(f"  started {r.started_at}, ended {r.ended_at or '-'}, {r.records} records")
             print(f"  rramlab {r.software_version}, pid {r.pid} on {r.host}")
+            print("  " + _metadata_text(r.metadata))
             print(f"  backend {r.backend}: {json.dumps(r.backend_describe)}")
             settings = {k: v for k, v in r.settings.items() if k != "levels"}
             print(f"  settings: {json.dumps(settings)}")
@@ -102,6 +105,45 @@ def cmd_runs(args) -> int:
         return EXIT_OK
 
 
+LIST_HEADER = f"{'RUN':>5s}  {'PROTOCOL':9s} {'STATUS':10s} {'RECORDS':>7s}          {'STARTED (UTC)':29s}  " \
+              f"{'BACKEND':14s} CHIP"
+
+
+def _list(store, args) -> int:
+    from rramlab.app.cli import EXIT_OK
+
+    filters = {"chip": args.chip, "protocol": args.protocol, "since": args.since, "tag": args.tag}
+    runs = store.runs(args.limit, **filters)
+    chosen = ", ".join(f"{k} {v}" for k, v in filters.items() if v is not None)
+    if args.json:
+        print(json.dumps({"store": str(store.path), "filters": {k: v for k, v in filters.items() if v is not None},
+                          "limit": args.limit, "runs": [run_dict(r) for r in runs]}, indent=1))
+        return EXIT_OK
+    if not runs:
+        print(f"no runs in {store.path}" + (f" with {chosen}" if chosen else ""))
+        return EXIT_OK
+    print(f"{len(runs)} runs in {store.path}" + (f" with {chosen}" if chosen else "") + ", newest first")
+    print(LIST_HEADER)
+    for r in runs:
+        print(f"{r.run_id:5d}  {r.protocol:9s} {r.shown_status:10s} {r.records:7d} records  "
+              f"{r.started_at}  {r.backend:14s} {r.metadata.chip_id or '-'}")
+    return EXIT_OK
+
+
+def _metadata_text(m) -> str:
+    temperature = "-" if m.temperature_k is None else f"{m.temperature_k:g} K"
+    return (f"chip {m.chip_id or '-'}, sample {m.sample or '-'}, operator {m.operator or '-'}, "
+            f"temperature {temperature}, tags {', '.join(m.tags) or '-'}" + (f"; notes: {m.notes}" if m.notes else ""))
+
+
+def run_dict(info) -> dict:
+    """A run as ``runs list --json`` prints it: its row, metadata included (SI units)."""
+    return {"run_id": info.run_id, "protocol": info.protocol, "status": info.shown_status, "records": info.records,
+            "started_at": info.started_at, "ended_at": info.ended_at, "backend": info.backend,
+            "software_version": info.software_version, "error": info.error, **info.metadata.as_dict(),
+            "settings": info.settings, "summary": info.summary}
+
+
 def run_provenance(info, command) -> dict:
     """The provenance of a stored run (arguments of ``provenance_lines``/``provenance_dict``): the
     version, start, backend and settings it was taken with; ``command`` is the export's."""
@@ -109,7 +151,7 @@ def run_provenance(info, command) -> dict:
             "backend": {"backend": info.backend, **info.backend_describe},
             "settings": info.settings,
             "extra": {"protocol": info.protocol, "run_id": info.run_id, "status": info.status,
-                      "exported_by": f"rramlab {__version__}"}}
+                      "exported_by": f"rramlab {__version__}", **info.metadata.as_dict()}}
 
 
 def export_arrays(records) -> dict[str, np.ndarray]:
