@@ -5,6 +5,9 @@
     rramlab runs show RUN                # the run row: settings, backend, version, status, error
     rramlab runs export RUN --csv FILE   # every record, one row each (seq, type, fields)
     rramlab runs export RUN --npz FILE   # one array per record type and field, e.g. IspvaPulse.pulse_v
+    rramlab runs export RUN --netcdf FILE  # metadata, provenance, unit-labelled arrays, array snapshots
+    rramlab runs watch                   # the live run's progress and last records, refreshed (Ctrl-C ends)
+    rramlab cell 3,7 --chip W3-D12 [--csv F] [--png F]   # every read of one cell across the chip's runs
 
 An exported CSV starts with the ``#`` provenance lines of the stored run (the rramlab version that
 took it, its start, backend and settings) and the export command; the NPZ holds the same as a JSON
@@ -41,22 +44,54 @@ def register(subparsers) -> None:
     c = sub.add_parser("show", help="one run in full")
     c.add_argument("run", type=int, metavar="RUN", help="the run's id (the first column of `rramlab runs list`)")
     add_store_flag(c, "to read the run from", metadata=False)
-    c = sub.add_parser("export", help="a run's records to CSV or NPZ")
+    c = sub.add_parser("export", help="a run's records to CSV, NPZ or NetCDF")
     c.add_argument("run", type=int, metavar="RUN", help="the run's id (the first column of `rramlab runs list`)")
     c.add_argument("--csv", metavar="FILE", help="one row per record, after '#' lines saying which run, version, "
                                                  "backend and settings (read with pandas.read_csv(FILE, comment='#'))")
     c.add_argument("--npz", metavar="FILE", help="one array per record type and field, and 'provenance' (JSON text)")
+    c.add_argument("--netcdf", metavar="FILE", help="NetCDF (xarray.open_dataset(FILE)): the run's metadata and "
+                                                    "provenance as attributes, every record field as a named "
+                                                    "array with its units, whole-array snapshots where the "
+                                                    "protocol has them")
     add_force_flag(c)
     add_store_flag(c, "to read the run from", metadata=False)
+    c = sub.add_parser("watch", help="the live run's progress and last records, refreshed until Ctrl-C")
+    c.add_argument("--run", type=int, metavar="RUN", help="watch this run (default: the newest running one)")
+    c.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1)")
+    c.add_argument("--last", type=int, default=5, metavar="N", help="show the last N records (default 5)")
+    c.add_argument("--times", type=int, default=None, metavar="N", help="stop after N refreshes (default: Ctrl-C)")
+    add_store_flag(c, "to watch (read only: the run's writer is never held up)", metadata=False)
     p.set_defaults(handler=cmd_runs)
+
+
+def register_cell(subparsers) -> None:
+    from rramlab.app.cli import COMMANDS, _cell, add_force_flag
+
+    p = subparsers.add_parser("cell", help=COMMANDS["cell"][1],
+                              description="Every record that read one cell (its wordline and bitline), across "
+                                          "every run of a chip, in the order taken: a table, a CSV, a PNG plot "
+                                          "of its conductance on one time axis.")
+    p.add_argument("cell", type=_cell, metavar="WL,BL", help="the cell: wordline,bitline (counted from 0)")
+    p.add_argument("--chip", metavar="ID", help="the chip id its runs were recorded with (--chip-id); without "
+                                                "it: the runs recorded with no chip id")
+    p.add_argument("--csv", metavar="FILE", help="one row per read: at, run, protocol, type, seq, conductance_s, "
+                                                 "and the record's fields")
+    p.add_argument("--png", metavar="FILE", help="the conductance (nS) against time, one colour per run")
+    add_force_flag(p)
+    add_store_flag(p, "to read the runs from", metadata=False)
+    p.set_defaults(handler=cmd_cell)
 
 
 def cmd_runs(args) -> int:
     from rramlab.app.cli import EXIT_OK, EXIT_USAGE
 
     if args.runs_command is None:
-        print("usage: rramlab runs list | show RUN | export RUN --csv FILE | --npz FILE")
+        print("usage: rramlab runs list | show RUN | export RUN --csv FILE | --npz FILE | --netcdf FILE | watch")
         return EXIT_USAGE
+    if args.runs_command == "watch":
+        from rramlab.app.watch import watch
+
+        return watch(args.store, run=args.run, interval_s=args.interval, last=args.last, times=args.times)
     with RunStore(args.store) as store:
         if args.runs_command == "list":
             return _list(store, args)
@@ -74,10 +109,11 @@ def cmd_runs(args) -> int:
                 counts[rec.type] = counts.get(rec.type, 0) + 1
             print("  records: " + (", ".join(f"{n} {t}" for t, n in counts.items()) or "none"))
             return EXIT_OK
-        if not args.csv and not args.npz:
-            print("rramlab runs export: give --csv FILE and/or --npz FILE")
+        if not args.csv and not args.npz and not args.netcdf:
+            print("rramlab runs export: give --csv FILE, --npz FILE and/or --netcdf FILE")
             return EXIT_USAGE
-        check_output_paths([OutputPath("--csv", args.csv), OutputPath("--npz", args.npz)], force=args.force)
+        check_output_paths([OutputPath("--csv", args.csv), OutputPath("--npz", args.npz),
+                            OutputPath("--netcdf", args.netcdf)], force=args.force)
         info = store.run(args.run)
         records = store.records(args.run)
         provenance = run_provenance(info, ["rramlab", *getattr(args, "argv", ["runs", "export", str(args.run)])])
@@ -102,7 +138,88 @@ def cmd_runs(args) -> int:
                 raise OutputError(f"cannot write --npz {args.npz}: {describe_os_error(exc)}") from None
             print(f"{len(records)} records of run {args.run} written to {args.npz} ({len(arrays) - 1} arrays "
                   f"and provenance)")
+        if args.netcdf:
+            from rramlab.app.export import write_netcdf
+
+            ds = write_netcdf(store, args.run, args.netcdf, provenance["command"])
+            snapshots = ds.sizes.get("snapshot", 0)
+            print(f"{len(records)} records of run {args.run} written to {args.netcdf} (NetCDF: {len(ds.data_vars)} "
+                  f"arrays" + (f", {snapshots} array snapshots" if snapshots else "") + ", metadata and provenance)")
         return EXIT_OK
+
+
+def cmd_cell(args) -> int:
+    """``rramlab cell WL,BL --chip ID``: the cell's reads across runs, as a table, a CSV and a plot."""
+    from rramlab.app.cli import EXIT_OK
+
+    wordline, bitline = args.cell
+    check_output_paths([OutputPath("--csv", args.csv), OutputPath("--png", args.png)], force=args.force)
+    with RunStore(args.store) as store:
+        history = store.cell_history(args.chip, wordline, bitline)
+    chip = args.chip or "(no chip id)"
+    if not history:
+        print(f"no records of cell {wordline},{bitline} on chip {chip} in {store.path}")
+        return EXIT_OK
+    runs = list(dict.fromkeys(h.run_id for h in history))
+    print(f"cell {wordline},{bitline} on chip {chip}: {len(history)} reads in {len(runs)} runs ({store.path})")
+    print(f"{'AT (UTC)':29s}  {'RUN':>5s}  {'PROTOCOL':9s} {'RECORD':12s} {'SEQ':>6s}  {'G (nS)':>8s}")
+    for h in history:
+        g = "-" if h.conductance_s != h.conductance_s else f"{h.conductance_s * 1e9:8.2f}"
+        print(f"{h.at:29s}  {h.run_id:5d}  {h.protocol:9s} {h.type:12s} {h.seq:6d}  {g:>8s}")
+    if args.csv:
+        fields: list[str] = []
+        for h in history:
+            fields.extend(k for k in h.data if k not in fields and k != "conductance_s")
+        out = RecordFile(args.csv, "--csv")
+        try:
+            out.start([f"# cell: {wordline},{bitline}", f"# chip: {json.dumps(args.chip)}",
+                       f"# store: {json.dumps(str(store.path))}", f"# exported_by: \"rramlab {__version__}\""],
+                      ["at", "run_id", "protocol", "type", "seq", "conductance_s", *fields])
+            for h in history:
+                out.write([h.at, h.run_id, h.protocol, h.type, h.seq, h.conductance_s,
+                           *[_csv_value(h.data.get(k)) for k in fields]])
+        finally:
+            out.close()
+        print(f"{len(history)} reads written to {args.csv}")
+    if args.png:
+        cell_figure(history, f"cell {wordline},{bitline}, chip {chip}", args.png)
+        print(f"plot written to {args.png}")
+    return EXIT_OK
+
+
+def _csv_value(v):
+    if v is None:
+        return ""
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
+def cell_figure(history, title: str, path) -> None:
+    """A PNG of a cell's conductance (nS) against the time of each read, one colour per run."""
+    import datetime as dt
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, also without a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    try:
+        for run_id in dict.fromkeys(h.run_id for h in history):
+            hs = [h for h in history if h.run_id == run_id]
+            ax.plot([dt.datetime.fromisoformat(h.at) for h in hs], [h.conductance_s * 1e9 for h in hs], ".-",
+                    label=f"run {run_id} ({hs[0].protocol})")
+        ax.set_xlabel("time (UTC)")
+        ax.set_ylabel("conductance (nS)")
+        ax.set_title(title)
+        ax.legend(fontsize="small")
+        fig.autofmt_xdate()
+        try:
+            fig.savefig(path)
+        except OSError as exc:
+            exc.filename = None
+            raise OutputError(f"cannot write --png {path}: {describe_os_error(exc)}") from None
+    finally:
+        plt.close(fig)
 
 
 LIST_HEADER = f"{'RUN':>5s}  {'PROTOCOL':9s} {'STATUS':10s} {'RECORDS':>7s}          {'STARTED (UTC)':29s}  " \
