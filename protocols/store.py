@@ -51,7 +51,7 @@ import numpy as np
 from rramlab.drivers.interface import RramlabError
 
 __all__ = ["RunStore", "record_run", "RunRecorder", "RunInfo", "RunMetadata", "StoredRecord", "CellReading",
-           "StoreError", "default_store_path", "using_metadata", "STATUSES", "ENV_VAR"]
+           "StoreError", "default_store_path", "using_metadata", "cell_history", "STATUSES", "ENV_VAR"]
 
 #: a run's status: running, then finished, aborted (Ctrl-C) or failed (an error)
 STATUSES = ("running", "finished", "aborted", "failed")
@@ -753,6 +753,23 @@ def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_re
                 on_record(record)
     return ProtocolRun(rec.run_id, rec.store.path, records)
 
+
+
+def cell_history(cell: tuple[int, int], chip: str | None, store=None) -> list[CellReading]:
+    """Every record that read ``cell`` (wordline, bitline) in the runs of chip ``chip`` (their
+    ``--chip-id``; None: runs recorded with no chip id), in the order taken, from ``store`` (a path,
+    an open RunStore or None: the command line's default store). ``rramlab cell WL,BL --chip ID``
+    prints the same. Example::
+
+        from rramlab import cell_history
+        for h in cell_history((3, 7), "W3-D12"):
+            print(h.at, h.run_id, h.protocol, h.conductance_s)   # conductance in S
+    """
+    wordline, bitline = (int(x) for x in cell)
+    if isinstance(store, RunStore):
+        return store.cell_history(chip, wordline, bitline)
+    with RunStore(store) as s:
+        return s.cell_history(chip, wordline, bitline)
 
 
 def add_store_flag(parser, purpose: str = "to record this run in", default: str | None = None,

@@ -162,3 +162,25 @@ def test_a_cells_history_spans_the_runs_of_its_chip_only(tmp_path):
         assert [h.conductance_s for h in history] == [1e-8, 2e-8]
         assert [h.run_id for h in s.cell_history("W1-D1", 3, 7)] == [c]
         assert s.cell_history("W3-D12", 9, 9) == []
+
+
+def test_the_api_finds_a_cells_history_from_a_path(tmp_path):
+    import rramlab
+
+    path = tmp_path / "r.sqlite"
+    a, b, c = _three_runs(path)
+    assert [h.run_id for h in rramlab.cell_history((3, 8), "W3-D12", store=path)] == [a, b]
+    assert [h.seq for h in rramlab.cell_history((3, 8), "W1-D1", store=path)] == [1]
+
+
+def test_run_protocol_keeps_its_metadata(tmp_path):
+    from rramlab import VirtualArray, run_protocol
+    from rramlab.protocols import ispva
+
+    with VirtualArray(seed=1, engine="fast") as chip:
+        plan = ispva.plan(ispva.IspvaSettings(), [(3, 7)], [20e-9], chip)
+        done = run_protocol(chip, ispva, plan, store=tmp_path / "r.sqlite",
+                            metadata=RunMetadata(chip_id="twin-1", operator="kim"))
+    with RunStore(tmp_path / "r.sqlite") as s:
+        assert s.run(done.run_id).metadata == RunMetadata(chip_id="twin-1", operator="kim")
+        assert len(s.cell_history("twin-1", 3, 7)) == len(done.records)
