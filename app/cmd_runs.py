@@ -161,7 +161,8 @@ def cmd_cell(args) -> int:
         print(f"no records of cell {wordline},{bitline} on chip {chip} in {store.path}")
         return EXIT_OK
     runs = list(dict.fromkeys(h.run_id for h in history))
-    print(f"cell {wordline},{bitline} on chip {chip}: {len(history)} reads in {len(runs)} runs ({store.path})")
+    print(f"cell {wordline},{bitline} on chip {chip}: {_n(len(history), 'read')} in {_n(len(runs), 'run')} "
+          f"({store.path})")
     print(f"{'AT (UTC)':29s}  {'RUN':>5s}  {'PROTOCOL':9s} {'RECORD':12s} {'SEQ':>6s}  {'G (nS)':>8s}")
     for h in history:
         g = "-" if h.conductance_s != h.conductance_s else f"{h.conductance_s * 1e9:8.2f}"
@@ -185,6 +186,10 @@ def cmd_cell(args) -> int:
         cell_figure(history, f"cell {wordline},{bitline}, chip {chip}", args.png)
         print(f"plot written to {args.png}")
     return EXIT_OK
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _csv_value(v):
@@ -239,7 +244,7 @@ def _list(store, args) -> int:
     if not runs:
         print(f"no runs in {store.path}" + (f" with {chosen}" if chosen else ""))
         return EXIT_OK
-    print(f"{len(runs)} runs in {store.path}" + (f" with {chosen}" if chosen else "") + ", newest first")
+    print(f"{_n(len(runs), 'run')} in {store.path}" + (f" with {chosen}" if chosen else "") + ", newest first")
     print(LIST_HEADER)
     for r in runs:
         print(f"{r.run_id:5d}  {r.protocol:9s} {r.shown_status:10s} {r.records:7d} records  "
