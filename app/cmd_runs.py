@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 
 from rramlab import __version__
-from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error, \
-    provenance_dict, provenance_lines
-from rramlab.protocols.store import RunStore, add_store_flag, records_table
+from rramlab.app.export import export_arrays, run_provenance  # noqa: F401 (their earlier home; the GUI's import)
+from rramlab.app.outputs import OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error
+from rramlab.protocols.store import RunStore, add_store_flag
 
 
 def register(subparsers) -> None:
@@ -114,36 +113,20 @@ def cmd_runs(args) -> int:
             return EXIT_USAGE
         check_output_paths([OutputPath("--csv", args.csv), OutputPath("--npz", args.npz),
                             OutputPath("--netcdf", args.netcdf)], force=args.force)
-        info = store.run(args.run)
-        records = store.records(args.run)
-        provenance = run_provenance(info, ["rramlab", *getattr(args, "argv", ["runs", "export", str(args.run)])])
-        if args.csv:
-            header, rows = records_table(records)
-            out = RecordFile(args.csv, "--csv")
-            try:
-                out.start(provenance_lines(**provenance), header)
-                for row in rows:
-                    out.write(row)
-            finally:
-                out.close()
-            print(f"{len(rows)} records of run {args.run} written to {args.csv}")
-        if args.npz:
-            arrays = export_arrays(records)
-            arrays["provenance"] = np.array(json.dumps(provenance_dict(**provenance), default=str))
-            try:
-                with open(args.npz, "wb") as fh:
-                    np.savez(fh, **arrays)
-            except OSError as exc:
-                exc.filename = None
-                raise OutputError(f"cannot write --npz {args.npz}: {describe_os_error(exc)}") from None
-            print(f"{len(records)} records of run {args.run} written to {args.npz} ({len(arrays) - 1} arrays "
-                  f"and provenance)")
-        if args.netcdf:
-            from rramlab.app.export import write_netcdf
+        from rramlab.app import export
 
-            ds = write_netcdf(store, args.run, args.netcdf, provenance["command"])
+        command = ["rramlab", *getattr(args, "argv", ["runs", "export", str(args.run)])]
+        records = store.run(args.run).records
+        if args.csv:
+            rows = export.write_csv(store, args.run, args.csv, command)
+            print(f"{rows} records of run {args.run} written to {args.csv}")
+        if args.npz:
+            arrays = export.write_npz(store, args.run, args.npz, command)
+            print(f"{records} records of run {args.run} written to {args.npz} ({arrays} arrays and provenance)")
+        if args.netcdf:
+            ds = export.write_netcdf(store, args.run, args.netcdf, command)
             snapshots = ds.sizes.get("snapshot", 0)
-            print(f"{len(records)} records of run {args.run} written to {args.netcdf} (NetCDF: {len(ds.data_vars)} "
+            print(f"{records} records of run {args.run} written to {args.netcdf} (NetCDF: {len(ds.data_vars)} "
                   f"arrays" + (f", {snapshots} array snapshots" if snapshots else "") + ", metadata and provenance)")
         return EXIT_OK
 
@@ -264,31 +247,3 @@ def run_dict(info) -> dict:
             "started_at": info.started_at, "ended_at": info.ended_at, "backend": info.backend,
             "software_version": info.software_version, "error": info.error, **info.metadata.as_dict(),
             "settings": info.settings, "summary": info.summary}
-
-
-def run_provenance(info, command) -> dict:
-    """The provenance of a stored run (arguments of ``provenance_lines``/``provenance_dict``): the
-    version, start, backend and settings it was taken with; ``command`` is the export's."""
-    return {"version": info.software_version, "command": command, "started": info.started_at,
-            "backend": {"backend": info.backend, **info.backend_describe},
-            "settings": info.settings,
-            "extra": {"protocol": info.protocol, "run_id": info.run_id, "status": info.status,
-                      "exported_by": f"rramlab {__version__}", **info.metadata.as_dict()}}
-
-
-def export_arrays(records) -> dict[str, np.ndarray]:
-    """One array per record type and field, named ``Type.field``, plus ``Type.seq``."""
-    by_type: dict[str, list] = {}
-    for r in records:
-        by_type.setdefault(r.type, []).append(r)
-    out = {}
-    for kind, rs in by_type.items():
-        out[f"{kind}.seq"] = np.array([r.seq for r in rs])
-        for k in rs[0].data:
-            values = [r.data.get(k) for r in rs]
-            if all(isinstance(v, (int, float, bool)) or v is None for v in values):
-                out[f"{kind}.{k}"] = np.array([np.nan if v is None else v for v in values], dtype=float)
-            else:
-                out[f"{kind}.{k}"] = np.array([json.dumps(v) if isinstance(v, (list, dict)) else str(v)
-                                               for v in values])
-    return out

@@ -1,6 +1,7 @@
-"""A stored run as one NetCDF file: metadata, provenance, every record as named, unit-labelled arrays,
-and whole-array snapshots where the protocol has them. One exporter for ``rramlab runs export
---netcdf`` and the window.
+"""A stored run as a file, for ``rramlab runs export`` and the window alike: ``write_csv`` (one row
+per record after ``#`` provenance lines), ``write_npz`` (one array per record type and field) and
+``write_netcdf``: one NetCDF file with the run's metadata, provenance, every record as named,
+unit-labelled arrays, and whole-array snapshots where the protocol has them.
 
 Why NetCDF (and not HDF5): xarray and scipy are already rramlab's dependencies (``rramlab sweep``
 writes NetCDF), and scipy's NetCDF3 writer needs no HDF5 library, so the format costs nothing new;
@@ -35,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rramlab.app.outputs import OutputError, describe_os_error
-from rramlab.protocols.store import RunStore, StoredRecord, json_ready
+from rramlab import __version__
+from rramlab.app.outputs import OutputError, RecordFile, describe_os_error, provenance_dict, provenance_lines
+from rramlab.protocols.store import RunStore, StoredRecord, json_ready, records_table
 
 FORMAT = "rramlab-run-1"
 INT32 = np.iinfo(np.int32)
@@ -57,12 +59,67 @@ def field_units(name: str) -> str:
     return "1"
 
 
+def run_provenance(info, command) -> dict:
+    """The provenance of a stored run (arguments of ``provenance_lines``/``provenance_dict``): the
+    version, start, backend and settings it was taken with; ``command`` is the export's."""
+    return {"version": info.software_version, "command": command, "started": info.started_at,
+            "backend": {"backend": info.backend, **info.backend_describe},
+            "settings": info.settings,
+            "extra": {"protocol": info.protocol, "run_id": info.run_id, "status": info.status,
+                      "exported_by": f"rramlab {__version__}", **info.metadata.as_dict()}}
+
+
+def write_csv(store: RunStore, run_id: int, path, command) -> int:
+    """Run ``run_id`` as a CSV at ``path``: its ``#`` provenance lines, then seq, type and every field,
+    one row per record (``pandas.read_csv(path, comment='#')``). Returns the number of rows."""
+    info = store.run(run_id)
+    header, rows = records_table(store.records(run_id))
+    out = RecordFile(path, "--csv")
+    try:
+        out.start(provenance_lines(**run_provenance(info, command)), header)
+        for row in rows:
+            out.write(row)
+    finally:
+        out.close()
+    return len(rows)
+
+
+def write_npz(store: RunStore, run_id: int, path, command) -> int:
+    """Run ``run_id`` as an NPZ at ``path``: ``export_arrays`` and ``provenance`` (JSON text).
+    Returns the number of record arrays."""
+    info = store.run(run_id)
+    arrays = export_arrays(store.records(run_id))
+    arrays["provenance"] = np.array(json.dumps(provenance_dict(**run_provenance(info, command)), default=str))
+    try:
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+    except OSError as exc:
+        exc.filename = None
+        raise OutputError(f"cannot write --npz {path}: {describe_os_error(exc)}") from None
+    return len(arrays) - 1
+
+
+def export_arrays(records) -> dict[str, np.ndarray]:
+    """One array per record type and field, named ``Type.field``, plus ``Type.seq``."""
+    by_type: dict[str, list] = {}
+    for r in records:
+        by_type.setdefault(r.type, []).append(r)
+    out = {}
+    for kind, rs in by_type.items():
+        out[f"{kind}.seq"] = np.array([r.seq for r in rs])
+        for k in rs[0].data:
+            values = [r.data.get(k) for r in rs]
+            if all(isinstance(v, (int, float, bool)) or v is None for v in values):
+                out[f"{kind}.{k}"] = np.array([np.nan if v is None else v for v in values], dtype=float)
+            else:
+                out[f"{kind}.{k}"] = np.array([json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+                                               for v in values])
+    return out
+
+
 def run_dataset(store: RunStore, run_id: int, command=None):
     """The xarray Dataset of run ``run_id`` (layout in the module docstring)."""
     import xarray as xr
-
-    from rramlab.app.cmd_runs import run_provenance
-    from rramlab.app.outputs import provenance_dict
 
     info = store.run(run_id)
     records = store.records(run_id)

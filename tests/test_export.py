@@ -124,3 +124,19 @@ def test_rramlab_cell_lists_every_read_across_runs_and_writes_csv_and_png(tmp_pa
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["cell", "0,0", "--chip", "W3-D12", "--store", str(path)]) == 0
     assert capsys.readouterr().out.startswith("no records of cell 0,0 on chip W3-D12")
+
+
+def test_npz_and_netcdf_of_one_run_hold_the_same_numbers(tmp_path):
+    from rramlab.app.export import write_npz
+
+    path = tmp_path / "r.sqlite"
+    run = _store(path)
+    with RunStore(path) as s:
+        arrays = write_npz(s, run, tmp_path / "run.npz", ["rramlab", "test"])
+        write_netcdf(s, run, tmp_path / "run.nc", ["rramlab", "test"])
+    npz = np.load(tmp_path / "run.npz")
+    ds = open_run(tmp_path / "run.nc")
+    assert arrays == len(npz.files) - 1
+    for name in ("CellRead.conductance_s", "CellRead.wordline", "Odd.read_a", "Odd.count", "CellRead.seq"):
+        np.testing.assert_array_equal(npz[name], ds[name].values)
+    assert json.loads(str(npz["provenance"])) == json.loads(ds.attrs["provenance"])
