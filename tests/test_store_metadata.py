@@ -49,11 +49,11 @@ def _old_store(path, version: int, runs: int = 3):
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_an_old_store_migrates_to_schema_3_and_keeps_every_run_and_record(tmp_path, version):
+def test_an_old_store_migrates_to_the_current_schema_and_keeps_every_run_and_record(tmp_path, version):
     path = tmp_path / f"v{version}.sqlite"
     _old_store(path, version)
     with RunStore(path) as s:
-        assert st.schema_version(s.conn) == 3 == st.SCHEMA_VERSION
+        assert st.schema_version(s.conn) == 4 == st.SCHEMA_VERSION
         runs = s.runs()
         assert [r.run_id for r in runs] == [3, 2, 1] and [r.records for r in runs] == [3, 2, 1]
         assert [r.settings["i"] for r in runs] == [2, 1, 0]
@@ -66,7 +66,7 @@ def test_an_old_store_migrates_to_schema_3_and_keeps_every_run_and_record(tmp_pa
         new = s.start_run("ispp", {}, "fake", {}, metadata=RunMetadata(chip_id="W3-D12"))
         assert s.run(new).metadata.chip_id == "W3-D12"
     with RunStore(path) as s:  # opened again: no second migration, nothing lost
-        assert len(s.runs()) == 4 and st.schema_version(s.conn) == 3
+        assert len(s.runs()) == 4 and st.schema_version(s.conn) == 4
 
 
 def test_record_run_keeps_the_metadata_given_or_that_of_the_enclosing_block(tmp_path):
@@ -184,3 +184,10 @@ def test_run_protocol_keeps_its_metadata(tmp_path):
     with RunStore(tmp_path / "r.sqlite") as s:
         assert s.run(done.run_id).metadata == RunMetadata(chip_id="twin-1", operator="kim")
         assert len(s.cell_history("twin-1", 3, 7)) == len(done.records)
+
+
+def test_a_cells_history_is_found_by_index_not_by_reading_every_record(tmp_path):
+    with RunStore(tmp_path / "r.sqlite") as s:
+        sql, args = st._cell_history_sql("W3-D12", 3, 7)
+        plan = " ".join(str(row) for row in s.conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+    assert "records_by_cell" in plan
