@@ -64,13 +64,13 @@ def register(subparsers) -> None:
 
 
 def register_cell(subparsers) -> None:
-    from rramlab.app.cli import COMMANDS, _cell, add_force_flag
+    from rramlab.app.cli import COMMANDS, add_force_flag
 
     p = subparsers.add_parser("cell", help=COMMANDS["cell"][1],
                               description="Every record that read one cell (its wordline and bitline), across "
                                           "every run of a chip, in the order taken: a table, a CSV, a PNG plot "
                                           "of its conductance on one time axis.")
-    p.add_argument("cell", type=_cell, metavar="WL,BL", help="the cell: wordline,bitline (counted from 0)")
+    p.add_argument("cell", type=_cell_arg, metavar="WL,BL", help="the cell: wordline,bitline (counted from 0)")
     p.add_argument("--chip", metavar="ID", help="the chip id its runs were recorded with (--chip-id); without "
                                                 "it: the runs recorded with no chip id")
     p.add_argument("--csv", metavar="FILE", help="one row per read: at, run, protocol, type, seq, conductance_s, "
@@ -129,6 +129,19 @@ def cmd_runs(args) -> int:
             print(f"{records} records of run {args.run} written to {args.netcdf} (NetCDF: {len(ds.data_vars)} "
                   f"arrays" + (f", {snapshots} array snapshots" if snapshots else "") + ", metadata and provenance)")
         return EXIT_OK
+
+
+def _cell_arg(text: str) -> tuple[int, int]:
+    import argparse
+
+    try:
+        wordline, bitline = (int(x) for x in text.split(","))
+        if wordline < 0 or bitline < 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the cell is WL,BL (two whole numbers from 0, e.g. 3,7), got {text!r}") \
+            from None
+    return wordline, bitline
 
 
 def cmd_cell(args) -> int:

@@ -191,3 +191,30 @@ def test_a_cells_history_is_found_by_index_not_by_reading_every_record(tmp_path)
         sql, args = st._cell_history_sql("W3-D12", 3, 7)
         plan = " ".join(str(row) for row in s.conn.execute("EXPLAIN QUERY PLAN " + sql, args))
     assert "records_by_cell" in plan
+
+
+def test_runs_show_prints_the_metadata(tmp_path, capsys):
+    path = tmp_path / "r.sqlite"
+    with RunStore(path) as s:
+        run = s.start_run("ispp", {}, "twin", {}, metadata=RunMetadata("W3-D12", None, "kim", 298.15, "n1", ("a",)))
+    assert main(["runs", "show", str(run), "--store", str(path)]) == 0
+    assert "chip W3-D12, sample -, operator kim, temperature 298.15 K, tags a; notes: n1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["cell", "3", "--chip", "W3-D12"], "the cell is WL,BL"),
+    (["cell", "3,-1"], "the cell is WL,BL"),
+    (["runs", "list", "--since", "yesterday"], "--since 'yesterday' is not a date"),
+    (["ispp", "--temperature", "warm", "--cycles", "1"], "--temperature 'warm'"),
+])
+def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, argv, text):
+    code = None
+    try:
+        code = main([*argv, "--store", str(tmp_path / "r.sqlite")])
+    except SystemExit as exc:  # argparse refuses a bad positional itself
+        code = exc.code
+    assert code in (1, 2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert text in err[-1]
+    if argv[0] == "ispp":
+        assert not (tmp_path / "r.sqlite").exists() or RunStore(tmp_path / "r.sqlite").runs() == []
