@@ -16,6 +16,7 @@ text array ``provenance``. Existing files are overwritten only with ``--force``.
 
 from __future__ import annotations
 
+import argparse
 import json
 
 
@@ -52,6 +53,7 @@ def register(subparsers) -> None:
                                                     "provenance as attributes, every record field as a named "
                                                     "array with its units, whole-array snapshots where the "
                                                     "protocol has them")
+    c.add_argument("--hdf5", metavar="FILE", help=argparse.SUPPRESS)  # asked for by name: answered with --netcdf
     add_force_flag(c)
     add_store_flag(c, "to read the run from", metadata=False)
     c = sub.add_parser("watch", help="the live run's progress and last records, refreshed until Ctrl-C")
@@ -108,6 +110,9 @@ def cmd_runs(args) -> int:
                 counts[rec.type] = counts.get(rec.type, 0) + 1
             print("  records: " + (", ".join(f"{n} {t}" for t, n in counts.items()) or "none"))
             return EXIT_OK
+        if args.hdf5:
+            raise ValueError(f"--hdf5: this rramlab writes NetCDF, not HDF5: give --netcdf {args.hdf5} "
+                             "(xarray.open_dataset, netCDF4, MATLAB ncread read it)")
         if not args.csv and not args.npz and not args.netcdf:
             print("rramlab runs export: give --csv FILE, --npz FILE and/or --netcdf FILE")
             return EXIT_USAGE

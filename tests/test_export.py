@@ -140,3 +140,11 @@ def test_npz_and_netcdf_of_one_run_hold_the_same_numbers(tmp_path):
     for name in ("CellRead.conductance_s", "CellRead.wordline", "Odd.read_a", "Odd.count", "CellRead.seq"):
         np.testing.assert_array_equal(npz[name], ds[name].values)
     assert json.loads(str(npz["provenance"])) == json.loads(ds.attrs["provenance"])
+
+
+def test_asking_for_hdf5_names_the_netcdf_flag_before_writing_anything(tmp_path, capsys):
+    path = tmp_path / "r.sqlite"
+    run = _store(path)
+    assert main(["runs", "export", str(run), "--hdf5", str(tmp_path / "r.h5"), "--store", str(path)]) == 1
+    assert f"give --netcdf {tmp_path / 'r.h5'}" in capsys.readouterr().err
+    assert not (tmp_path / "r.h5").exists()
