@@ -62,6 +62,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transfer": ("rramlab.app.cmd_transfer", "program a weight file into the differential array, verify, re-read, "
                                              "report"),
     "runs": ("rramlab.app.cmd_runs", "list, show and export the runs in the run store"),
+    "cell": ("rramlab.app.cmd_runs:register_cell", "every read of one cell across the runs of a chip: table, CSV, "
+                                                   "plot"),
     "train": ("rramlab.app.cmd_network", "train the 784-24-10 network: FP32, QT (3-bit), QT & PR (pruned, 3-bit)"),
     "infer": ("rramlab.app.cmd_network", "spiking inference with the second layer in the array"),
     "power": ("rramlab.app.cmd_network", "average power of the array during inference (eqns 1-3)"),
@@ -528,7 +530,11 @@ def main(argv=None) -> int:
     handler = args.handler
     with stop_signals_raise():
         try:
-            code = handler(args)
+            from rramlab.protocols.store import metadata_from_args, using_metadata
+
+            # --chip-id, --operator ... (store.add_store_flag) reach every run the command records
+            with using_metadata(metadata_from_args(args)):
+                code = handler(args)
             sys.stdout.flush()  # a reader that went away (| head) is found here, not at exit
             return code
         except KeyboardInterrupt as exc:

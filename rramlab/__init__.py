@@ -92,6 +92,8 @@ _EXPORTS = {
     "run_protocol": "rramlab.protocols.store",
     "ProtocolRun": "rramlab.protocols.store",
     "StoreError": "rramlab.protocols.store",
+    "RunMetadata": "rramlab.protocols.store",
+    "cell_history": "rramlab.protocols.store",
     # records to tables
     "record_dicts": "rramlab.protocols.records",
     "records_frame": "rramlab.protocols.records",
