@@ -61,6 +61,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                        "experiment)"),
     "transfer": ("rramlab.app.cmd_transfer", "program a weight file into the differential array, verify, re-read, "
                                              "report"),
+    "map": ("rramlab.app.cmd_map", "read every cell of the array (or a region) at the read voltage: the conductance "
+                                   "map"),
     "runs": ("rramlab.app.cmd_runs", "list, show and export the runs in the run store"),
     "train": ("rramlab.app.cmd_network", "train the 784-24-10 network: FP32, QT (3-bit), QT & PR (pruned, 3-bit)"),
     "infer": ("rramlab.app.cmd_network", "spiking inference with the second layer in the array"),
