@@ -1,0 +1,94 @@
+"""``rramlab iv`` and protocols/iv.py on the twin: the paper's Fig. 3 features on the default device,
+the lone device and an array cell agreeing within the wires' effect, and over-limit sweeps refused
+before the sweep starts."""
+
+import numpy as np
+import pytest
+
+from rramlab.app.cli import main
+from rramlab.drivers.interface import SafetyError
+from rramlab.protocols import iv
+from rramlab.protocols.store import RunStore
+from rramlab.sim.array import ArrayParameters
+from rramlab.sim.virtual_array import VirtualArray
+
+nA = 1e-9
+
+
+def sweep(instrument, cell=(0, 0), **settings):
+    s = iv.IvSettings(**settings)
+    return list(iv.run(instrument, iv.plan(s, instrument, cell)))
+
+
+def test_the_default_device_sets_gradually_from_about_3_v_and_reads_inside_the_ispp_window():
+    points = sweep(VirtualArray.lone_device(seed=0), step_v=0.02)
+    summary = iv.summarise(points)
+    assert 3.0 <= summary["set_onset_v"] <= 3.5
+    up = [p for p in points if p.leg == 0 and p.voltage_v > 0]
+    v = np.array([p.voltage_v for p in up])
+    i = np.array([p.current_a for p in up])
+    slope = np.diff(np.log(i)) / np.diff(np.log(v))
+    # no abrupt set: the switches turn on one after another, in many steps between 3 V and the peak
+    switching = v[2:][np.diff(slope) > 1.0]
+    assert len(switching) >= 5 and switching.min() >= 3.0
+    assert np.all(np.diff(i) > 0)  # the current only rises on the way up
+    # the 1 V read: HRS before, within ISPP's 1.6..80 nA window after the set
+    assert 1.0 * nA < summary["read_before_a"] < 2.5 * nA
+    assert 10 * nA < summary["read_after_a"] <= 81 * nA
+    # the reset branch brings the cell back: the last point's state reads near HRS again
+    assert summary["reset_onset_v"] < -0.5
+    back = [p for p in points if p.leg == 3]
+    assert abs(back[0].current_a) < 10 * nA
+
+
+def test_a_lone_device_and_an_array_cell_agree_within_the_wires_effect():
+    lone = np.array([p.current_a for p in sweep(VirtualArray.lone_device(seed=0), step_v=0.05)])
+    cell = np.array([p.current_a for p in sweep(VirtualArray(seed=0), (3, 7), step_v=0.05)])
+    ideal = np.array([p.current_a for p in sweep(VirtualArray(seed=0, array=ArrayParameters(
+        wire_resistance=0.0, contact_resistance=0.0)), (3, 7), step_v=0.05)])
+    big = np.abs(lone) > 1 * nA
+    assert np.allclose(ideal, lone, rtol=1e-6, atol=1e-15)  # no wires: the same device
+    rel = np.abs(cell[big] - lone[big]) / np.abs(lone[big])
+    # the wires take a few ohms' drop from the cell: less current, by well under 1 %
+    assert 0 < rel.max() < 0.01 and np.all(np.abs(cell[big]) <= np.abs(lone[big]) * (1 + 1e-9))
+
+
+def test_an_over_limit_sweep_is_refused_before_the_sweep_starts():
+    chip = VirtualArray(seed=0)
+    calls = []
+    chip.sweep_cell = lambda *a: calls.append(a)
+    with pytest.raises(SafetyError, match="set limit"):
+        iv.plan(iv.IvSettings(set_peak_v=4.5), chip, (3, 7))
+    with pytest.raises(SafetyError, match="reset limit"):
+        iv.plan(iv.IvSettings(reset_peak_v=-3.0), chip, (3, 7))
+    assert not calls
+    with pytest.raises(SafetyError):  # the twin's own sweep checks too, whoever calls it
+        VirtualArray(seed=0).sweep_cell(3, 7, [0.0, 4.6])
+
+
+def test_rramlab_iv_on_an_array_cell_writes_csv_png_and_the_run_store(tmp_path, capsys):
+    csv, png, store = tmp_path / "iv.csv", tmp_path / "iv.png", tmp_path / "s.sqlite"
+    assert main(["iv", "--cell", "3,7", "--double", "--to", "4.2", "--back-to", "-1.6", "--step", "0.05",
+                 "--csv", str(csv), "--png", str(png), "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "cell 3,7 of the twin array" in out and "before the set" in out and "set onset 3." in out
+    rows = [ln for ln in csv.read_text().splitlines() if not ln.startswith("#")]
+    assert rows[0] == "voltage_v,current_a" and len(rows) == 1 + 2 * 84 + 2 * 32 + 1
+    assert png.stat().st_size > 10_000
+    with RunStore(store) as s:
+        (info,) = s.runs()
+        assert info.protocol == "iv" and info.status == "finished"
+        assert len(s.records(info.run_id, "IvPoint")) == len(rows) - 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--to", "4.5"], "--set-peak (set_peak_v) = 4.5 V is beyond the set limit"),
+    (["--back-to", "-2.6"], "--reset-peak (reset_peak_v) = -2.6 V is beyond the reset limit"),
+    (["--cell", "3,7", "--bench", "drivers/benches/virtual.toml"], "twin only so far"),
+])
+def test_rramlab_iv_refuses_with_one_line_and_no_run(tmp_path, capsys, argv, message):
+    store = tmp_path / "s.sqlite"
+    assert main(["iv", *argv, "--store", str(store)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not store.exists() or not RunStore(store).runs()
