@@ -78,21 +78,23 @@ def cmd_iv(args: argparse.Namespace) -> int:
     from rramlab.app.outputs import (OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error,
                                      keep_record, now, provenance_lines)
     from rramlab.app.settings_flags import settings_from_args
-    from rramlab.drivers.interface import RequestError
     from rramlab.protocols.settings import settings_dict
     from rramlab.protocols.store import RunStore, record_run
 
     from rramlab import __version__
 
     settings = settings_from_args(iv.IvSettings, args)
-    if args.bench is not None:
-        raise RequestError("rramlab iv runs on the twin only so far (the 4156C staircase sweep through the matrix "
-                           "is not wired into the probe station yet): drop --bench")
     check_backend_flags(args, args.cell is not None)
     check_output_paths([OutputPath("--csv", args.csv), OutputPath("--png", args.png),
-                        OutputPath("--save-chip", args.save_chip)], force=args.force)
+                        OutputPath("--save-chip", args.save_chip),
+                        OutputPath("--visa-log", args.visa_log, append=True)], force=args.force)
     cell = args.cell if args.cell is not None else (0, 0)
-    iv.plan(settings, None, (0, 0))  # the device's own limits, before any backend is made
+    checker = None
+    if args.bench:
+        from rramlab.drivers.probe_station import load_bench
+
+        checker = load_bench(args.bench).checker()  # the bench file's limits: a bad sweep never connects
+    iv.plan(settings, checker, cell if checker is not None else (0, 0))  # before any backend is opened
     store = RunStore(args.store)
     started = now()
     points = []
@@ -139,8 +141,13 @@ def cmd_iv(args: argparse.Namespace) -> int:
         legs += f" -> {s.reset_peak_v:g}" + (" -> 0" if s.double else "")
     print(f"DC sweep {legs} V of {where}, {len(points)} points in {s.step_v * 1e3:g} mV steps; "
           f"run {run_id} in {store.path}")
-    print(f"  current at {s.read_v:g} V: {_fmt_na(summary['read_before_a'])} before the set"
-          + (f", {_fmt_na(summary['read_after_a'])} after it" if s.double else ""))
+    import math
+
+    def na(a):
+        return _fmt_na(a) if math.isfinite(a) else f"no step at {s.read_v:g} V"
+
+    print(f"  current at {s.read_v:g} V: {na(summary['read_before_a'])} before the set"
+          + (f", {na(summary['read_after_a'])} after it" if s.double else ""))
     print(f"  set onset {summary['set_onset_v']:.2f} V (the first switch turns on), reset onset "
           f"{summary['reset_onset_v']:.2f} V (largest |I| of the reset branch), peak "
           f"{summary['peak_current_a'] * 1e6:.2f} uA")

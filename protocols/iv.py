@@ -140,9 +140,9 @@ def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = No
     sweep = getattr(instrument, "sweep_cell", None)
     if sweep is None:
         raise RequestError(f"the {getattr(instrument, 'backend_name', type(instrument).__name__)} has no DC "
-                           "staircase sweep yet: run rramlab iv on the twin")
+                           "staircase sweep (sweep_cell): use the twin or a probe station")
     w, b = iv_plan.cell
-    currents = sweep(w, b, np.array(iv_plan.voltages))
+    currents = sweep(w, b, np.array(iv_plan.voltages), compliance=iv_plan.settings.compliance_a)
     for k, (v, leg, i) in enumerate(zip(iv_plan.voltages, iv_plan.legs, currents)):
         yield IvPoint(w, b, k, leg, v, float(i))
 

@@ -596,14 +596,15 @@ class VirtualArray(CrossbarInstrument):
         return None
 
     # ----- DC staircase sweep of one cell (rramlab iv) -----
-    def sweep_cell(self, wordline: int, bitline: int, voltages) -> np.ndarray:
+    def sweep_cell(self, wordline: int, bitline: int, voltages, compliance: float | None = None) -> np.ndarray:
         """The current (A) through cell (``wordline``, ``bitline``) at each step of a DC staircase
         ``voltages`` (V), applied in order in the half-bias circuit of a pulse (selected wordline at
         +V/2, selected bitline at -V/2, every other line at 0 V), so no half-selected cell sees more
         than V/2. Each step settles the switches as a pulse to that voltage does (the fast engine's
         DC view, held to ngspice for pulses; the switches it flips stay flipped), then the cell's own
         current is solved with the wires' IR drop. A lone device (1 x 1, no wires) gives the compact
-        model's I-V. Every step is checked against the safe operating area first (SafetyError)."""
+        model's I-V. Every step is checked against the safe operating area first (SafetyError).
+        ``compliance`` (A) is accepted as a bench's is and not applied: the HT-RRAM needs none."""
         (w, b), = self.check_cells([(wordline, bitline)])
         volts = np.asarray(voltages, dtype=float)
         if volts.ndim != 1 or not volts.size or not np.all(np.isfinite(volts)):

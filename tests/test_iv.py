@@ -2,6 +2,8 @@
 the lone device and an array cell agreeing within the wires' effect, and over-limit sweeps refused
 before the sweep starts."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,11 @@ from rramlab.protocols import iv
 from rramlab.protocols.store import RunStore
 from rramlab.sim.array import ArrayParameters
 from rramlab.sim.virtual_array import VirtualArray
+from tests.test_stop_paths import bench_state, visa_writes
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM_BENCH = ROOT / "drivers" / "benches" / "sim.toml"
+VIRTUAL_BENCH = ROOT / "drivers" / "benches" / "virtual.toml"
 
 nA = 1e-9
 
@@ -84,7 +91,6 @@ def test_rramlab_iv_on_an_array_cell_writes_csv_png_and_the_run_store(tmp_path, 
 @pytest.mark.parametrize("argv, message", [
     (["--to", "4.5"], "--set-peak (set_peak_v) = 4.5 V is beyond the set limit"),
     (["--back-to", "-2.6"], "--reset-peak (reset_peak_v) = -2.6 V is beyond the reset limit"),
-    (["--cell", "3,7", "--bench", "drivers/benches/virtual.toml"], "twin only so far"),
 ])
 def test_rramlab_iv_refuses_with_one_line_and_no_run(tmp_path, capsys, argv, message):
     store = tmp_path / "s.sqlite"
@@ -92,3 +98,47 @@ def test_rramlab_iv_refuses_with_one_line_and_no_run(tmp_path, capsys, argv, mes
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not store.exists() or not RunStore(store).runs()
+
+
+@pytest.mark.parametrize("bench", [VIRTUAL_BENCH, SIM_BENCH], ids=["virtual", "pyvisa-sim"])
+def test_rramlab_iv_runs_on_a_bench_in_half_bias_and_leaves_it_safe(tmp_path, capsys, bench):
+    log, store, csv = tmp_path / "visa.log", tmp_path / "s.sqlite", tmp_path / "iv.csv"
+    assert main(["iv", "--cell", "3,7", "--bench", str(bench), "--step", "0.1", "--visa-log", str(log),
+                 "--store", str(store), "--csv", str(csv)]) == 0, capsys.readouterr().err
+    assert "cell 3,7 of the probe-station array" in capsys.readouterr().out
+    writes = visa_writes(log)
+    assert bench_state(writes).safe, str(bench_state(writes))
+    dv = [cmd for _, cmd in writes if cmd.startswith("DV ")]
+    levels = {float(cmd.split(",")[2]) for cmd in dv}
+    assert max(levels) == pytest.approx(2.1) and min(levels) == pytest.approx(-2.1)  # +-V/2: half-bias
+    with RunStore(store) as s:
+        (info,) = s.runs()
+        assert info.status == "finished" and len(s.records(info.run_id, "IvPoint")) == 1 + 2 * 42 + 2 * 16
+
+
+def test_the_virtual_bench_sweep_follows_the_twins_cell_plus_its_half_selected_bitline():
+    import argparse
+
+    from rramlab.app import virtual_bench
+    from rramlab.drivers.probe_station import load_bench
+
+    args = argparse.Namespace(seed=None, engine=None, wire_resistance=None, chip=None, save_chip=None,
+                              device=None, programming_error=None)
+    with virtual_bench.open_virtual_bench(load_bench(VIRTUAL_BENCH), args) as station:
+        bench = [p.current_a for p in sweep(station, (3, 7), step_v=0.1)]
+    twin = [p.current_a for p in sweep(VirtualArray(seed=0), (3, 7), step_v=0.1)]
+    bench, twin = np.array(bench), np.array(twin)
+    # the bitline current is the cell's plus 23 half-selected HRS cells at V/2: never less, and at
+    # the set peak (20 uA through the cell) within 5 %
+    assert np.all(np.abs(bench) >= np.abs(twin) - 1e-12) and np.all(np.sign(bench) == np.sign(twin))
+    peak = int(np.argmax(twin))
+    assert bench[peak] == pytest.approx(twin[peak], rel=0.05)
+
+
+@pytest.mark.parametrize("bench", [VIRTUAL_BENCH, SIM_BENCH], ids=["virtual", "pyvisa-sim"])
+def test_an_over_limit_sweep_on_a_bench_sends_no_command(tmp_path, capsys, bench):
+    log = tmp_path / "visa.log"
+    assert main(["iv", "--cell", "3,7", "--bench", str(bench), "--to", "4.5", "--visa-log", str(log),
+                 "--store", str(tmp_path / "s.sqlite")]) == 1
+    assert "beyond the set limit" in capsys.readouterr().err
+    assert not log.exists() or not visa_writes(log)
