@@ -142,3 +142,36 @@ def test_an_over_limit_sweep_on_a_bench_sends_no_command(tmp_path, capsys, bench
                  "--store", str(tmp_path / "s.sqlite")]) == 1
     assert "beyond the set limit" in capsys.readouterr().err
     assert not log.exists() or not visa_writes(log)
+
+
+def test_the_virtual_4156c_runs_its_staircase_sweep_from_the_twin():
+    """The driver's staircase_sweep (MM 2, WV, WT, WM, XE, RMD? 0) on the virtual bench, read-range
+    voltages on one routed cell: the 1 V step reads what a spot read does, the double sweep comes
+    back the same way, and a compliance that trips aborts the sweep (abort 2)."""
+    import argparse
+
+    from rramlab.app import virtual_bench
+    from rramlab.drivers.probe_station import load_bench
+
+    args = argparse.Namespace(seed=None, engine=None, wire_resistance=None, chip=None, save_chip=None,
+                              device=None, programming_error=None)
+    with virtual_bench.open_virtual_bench(load_bench(VIRTUAL_BENCH), args) as station:
+        cfg, a = station.config, station.analyzer
+        wl_ch, bl_ch = cfg.wordline_channel, cfg.bitline_channel
+        with station._guard():
+            routing = station._grounded()
+            routing[station._wired("wordline", 3)] = cfg.input_of(wl_ch)
+            routing[station._wired("bitline", 7)] = cfg.input_of(bl_ch)
+            station._route(routing)
+            station._ensure_on([wl_ch, bl_ch])
+            a.force_voltage(bl_ch, 0.0, 1e-4)
+            steps = a.staircase_sweep(wl_ch, 0.0, 1.0, 11, 1e-4, double=True, measure=[bl_ch])
+            cur = np.array([-s[bl_ch].checked() for s in steps])
+            a.force_voltage(bl_ch, 0.0, 1e-10)
+            tripped = a.staircase_sweep(bl_ch, 0.0, -1.0, 11, 1e-10, measure=[bl_ch])
+            a.force_voltage(bl_ch, 0.0, 1e-4)
+            a.force_voltage(wl_ch, 0.0, 1e-4)
+        read = station.read_cell(3, 7, 1.0)
+    assert len(cur) == 22 and np.allclose(cur, cur[::-1], rtol=1e-9, atol=1e-15)
+    assert cur[10] == pytest.approx(read, rel=1e-6) and np.all(np.diff(cur[:11]) > 0)
+    assert 1 <= len(tripped) < 11 and tripped[-1][bl_ch].compliance
