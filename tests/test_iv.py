@@ -175,3 +175,15 @@ def test_the_virtual_4156c_runs_its_staircase_sweep_from_the_twin():
     assert len(cur) == 22 and np.allclose(cur, cur[::-1], rtol=1e-9, atol=1e-15)
     assert cur[10] == pytest.approx(read, rel=1e-6) and np.all(np.diff(cur[:11]) > 0)
     assert 1 <= len(tripped) < 11 and tripped[-1][bl_ch].compliance
+
+
+def test_the_lone_device_staircase_is_the_compact_models_ngspice_sweep():
+    """The twin's DC staircase (fast engine, switches settled per step) against the ngspice
+    transient of the compact model through the same points (sim/sweep.py, 1 ms per point)."""
+    from rramlab.sim.sweep import dc_sweep
+
+    chip = VirtualArray.lone_device(seed=0)
+    p = iv.plan(iv.IvSettings(step_v=0.05), chip)
+    fast = np.array([q.current_a for q in iv.run(chip, p)])
+    spice = dc_sweep(np.array(p.voltages))
+    assert np.allclose(fast, spice, rtol=1e-4, atol=1e-13)
