@@ -100,6 +100,7 @@ def cmd_iv(args: argparse.Namespace) -> int:
     points = []
     record_file = None
     run_id = None
+    instrument = None
     try:
         instrument = open_backend(args, args.cell is not None)
         with instrument, record_run(store, "iv", settings, instrument) as stored:
@@ -118,11 +119,12 @@ def cmd_iv(args: argparse.Namespace) -> int:
                 instrument.save_chip(args.save_chip)
             backend = instrument.backend_name
     except KeyboardInterrupt as exc:
-        from rramlab.app.cli import Stopped, interrupt_exit_code, say
+        from rramlab.app.cli import Stopped, interrupt_exit_code, safe_state_text, say
 
         by = f" by {exc}" if isinstance(exc, Stopped) else ""
         kept = f"; {record_file.rows} rows kept in {args.csv}" if record_file else ""
-        say(f"\ninterrupted{by} after {len(points)} points{kept}")
+        # the points come when the sweep has ended: a sweep stopped part-way keeps none
+        say(f"\ninterrupted{by} after {len(points)} points; {safe_state_text(instrument, args)}{kept}")
         return interrupt_exit_code(exc)
     finally:
         store.close()

@@ -100,3 +100,23 @@ def test_the_twin_refuses_an_over_limit_read_before_reading():
     chip = VirtualArray(seed=0)
     with pytest.raises(SafetyError, match="read limit"):
         array_map.plan(array_map.MapSettings(read_v=1.6), chip)
+
+
+def test_sigterm_mid_map_leaves_the_bench_safe_and_keeps_every_read(tmp_path):
+    from tests.test_stop_paths import start  # runs tests/stop_runner.py, which sends the signal from inside
+
+    log, csv, store = tmp_path / "visa.log", tmp_path / "map.csv", tmp_path / "s.sqlite"
+    # SIGTERM just before the 20th XE: a wordline is read in 8 groups of three bitlines (one XE each),
+    # so two whole wordlines were read and recorded, the third was cut short and is not
+    proc = start(["map", "--bench", str(SIM_BENCH), "--visa-log", str(log), "--csv", str(csv), "--store", str(store),
+                  "--no-progress"], tmp_path, runner=True, env_extra={"STOP_PLAN": "XE#20:TERM"})
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert bench_state(visa_writes(log)).safe
+    assert "interrupted by SIGTERM after" in err and "every crosspoint open" in err and "Traceback" not in err
+    rows = [ln for ln in csv.read_text().splitlines() if not ln.startswith("#")][1:]
+    with RunStore(store) as s:
+        (info,) = s.runs()
+        stored = s.records(info.run_id, "MapRead")
+        assert info.status == "aborted" and not s.records(info.run_id, "MapSnapshot")
+    assert len(rows) == len(stored) == 48

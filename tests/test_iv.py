@@ -188,3 +188,19 @@ def test_the_lone_device_staircase_is_the_compact_models_ngspice_sweep():
     spice = dc_sweep(np.array(p.voltages))
     # within ngspice's transient tolerance (3e-4 at 0.05 V, where 0.6 nA flows; 7e-6 above 1 V)
     assert np.allclose(fast, spice, rtol=1e-3, atol=1e-12)
+
+
+def test_sigterm_mid_sweep_leaves_the_bench_safe(tmp_path):
+    from tests.test_stop_paths import start  # runs tests/stop_runner.py, which sends the signal from inside
+
+    log, store = tmp_path / "visa.log", tmp_path / "s.sqlite"
+    proc = start(["iv", "--cell", "3,7", "--bench", str(SIM_BENCH), "--visa-log", str(log), "--store", str(store)],
+                 tmp_path, runner=True, env_extra={"STOP_PLAN": "TI?#40:TERM"})
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    writes = visa_writes(log)
+    assert bench_state(writes).safe, str(bench_state(writes))
+    assert sum(cmd.startswith("TI?") for _, cmd in writes) == 39
+    assert "interrupted by SIGTERM" in err and "every crosspoint open" in err and "Traceback" not in err
+    with RunStore(store) as s:
+        assert s.runs()[0].status == "aborted"
