@@ -1,12 +1,13 @@
 """I-V: a DC staircase sweep of one cell, the paper's Fig. 3 measurement.
 
-The staircase goes 0 V -> ``set_peak_v`` (and back to 0 V with ``double``), then, when ``reset_peak_v`` is
-not 0, 0 V -> ``reset_peak_v`` (and back to 0 V with ``double``), in ``step_v`` steps. The whole sweep
-is checked against the safe operating area in ``plan`` (every step is a voltage the cell sees: the
-positive ones within the set window, the negative ones within the reset window), before the
-instrument is touched. ``run`` asks the instrument for the sweep (``sweep_cell``: the twin solves
-each step in the half-bias circuit of its pulses; a lone device is a 1 x 1 twin) and yields one
-``IvPoint`` per step. ``summarise`` finds the set and reset onsets and the currents at the read
+The staircase goes 0 V -> ``set_peak_v`` (and back to 0 V with ``double``), then, when
+``reset_peak_v`` is not 0, 0 V -> ``reset_peak_v`` (and back to 0 V with ``double``), in ``step_v``
+steps. The whole sweep is checked against the safe operating area in ``plan`` (every step is a
+voltage the cell sees: the positive ones within the set window, the negative ones within the reset
+window), before the instrument is touched. ``run`` asks the instrument for the sweep
+(``sweep_cell``, in the half-bias circuit of a pulse: ``VirtualArray.sweep_cell`` solves each step
+on the twin, a lone device being a 1 x 1 twin; ``ProbeStation.sweep_cell`` steps the wordline and
+bitline SMUs and reads the bitline) and yields one ``IvPoint`` per step once the sweep has ended. ``summarise`` finds the set and reset onsets and the currents at the read
 voltage. Units: volts, amperes.
 
 Example::
