@@ -56,11 +56,14 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS: dict[str, tuple[str, str]] = {
     "ispp": ("rramlab.app.cli:register_ispp", "incremental step pulse programming of one device or cell"),
     "bench": ("rramlab.app.cli:register_bench", "probe-station bench files: find the instruments, check, make safe"),
-    "iv": ("rramlab.app.cmd_iv", "DC sweep of a lone simulated device (0 -> 4.2 -> 0 -> -1.6 -> 0 V)"),
+    "iv": ("rramlab.app.cmd_iv", "DC staircase sweep of a lone twin device or a twin array cell (0 -> 4.2 -> 0 -> "
+                                "-1.6 -> 0 V)"),
     "ispva": ("rramlab.app.cmd_ispva", "write-verify fresh lone twin devices to the 8 levels (the paper's Fig. 4b "
                                        "experiment)"),
     "transfer": ("rramlab.app.cmd_transfer", "program a weight file into the differential array, verify, re-read, "
                                              "report"),
+    "map": ("rramlab.app.cmd_map", "read every cell of the array (or a region) at the read voltage: the conductance "
+                                   "map"),
     "runs": ("rramlab.app.cmd_runs", "list, show and export the runs in the run store"),
     "cell": ("rramlab.app.cmd_runs:register_cell", "every read of one cell across the runs of a chip: table, CSV, "
                                                    "plot"),

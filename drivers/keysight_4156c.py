@@ -57,6 +57,10 @@ PULSE_RESOLUTION = 100e-6   # width and period are set in 100 us steps
 #: PT's fifth argument. 0 = keep the pulse width (the measurement fits inside it); 1 would let the
 #: measurement stretch the pulse, so a 2 ms pulse on SLI 2 could come out tens of ms wide.
 PULSE_PRIORITY_KEEP_WIDTH = 0
+#: staircase sweep (WV): most steps per sweep, longest hold and step delay (s)
+SWEEP_MAX_STEPS = 1001
+SWEEP_MAX_HOLD = 655.35
+SWEEP_MAX_DELAY = 65.535
 
 INTEGRATION_MODES = {"short": 1, "medium": 2, "long": 3}
 #: SIT limits (s). Long integration starts at 2 power-line cycles: 40 ms at 50 Hz covers both mains
@@ -712,3 +716,56 @@ class Keysight4156C:
         self._write("XE")
         data = self._read_channels([ch], "I", hold + period + reading_time(fixed, "short"))
         return data[ch]
+
+    # ----- staircase sweep (MM 2) -----
+    def staircase_sweep(self, channel: int, start_v: float, stop_v: float, steps: int, compliance: float,
+                        double: bool = False, hold: float = 0.0, delay: float = 0.0, abort: bool = True,
+                        measure: Sequence[int] | None = None) -> list[dict[int, FlexDatum]]:
+        """A linear staircase voltage sweep of SMU ``channel`` from ``start_v`` to ``stop_v`` (V) in
+        ``steps`` points (2..1001), and back to ``start_v`` with ``double`` (2 x ``steps`` points),
+        current compliance ``compliance`` (A); the currents of ``measure`` (default: the sweeping
+        SMU) are read at every step. Returns one {channel: datum} per step (unchecked data).
+
+        Sequence (settings in force are not resent): ``MM 2,chs``, ``WT hold,delay``,
+        ``WM abort,post`` (abort 2: stop at compliance, oscillation or overflow; 1: never; post 1:
+        the source returns to the start value when the sweep ends or aborts), ``WV ch,mode,range,
+        start,stop,steps,Icomp`` (mode 1 linear single, 3 linear double; the output range is the
+        smallest that holds both ends), ``XE``, ``RMD? 0`` (every datum of the sweep). An aborted
+        sweep returns fewer steps. Both ends are checked against ``max_line_voltage`` and nothing is
+        sent if either is beyond it. Command strings and their sources: docs/bench.md, "Staircase
+        sweep commands" (what is unconfirmed is marked there)."""
+        ch = self._smu(channel, "staircase sweep")
+        start_v = self._check_line_voltage(start_v, f"sweep start on channel {ch}")
+        stop_v = self._check_line_voltage(stop_v, f"sweep stop on channel {ch}")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 2 <= steps <= SWEEP_MAX_STEPS:
+            raise RequestError(f"4156C staircase sweep: {steps!r} steps; give 2 to {SWEEP_MAX_STEPS} (longer sweeps: "
+                               "several sweeps)")
+        hold, delay = float(hold), float(delay)
+        if not (0.0 <= hold <= SWEEP_MAX_HOLD and 0.0 <= delay <= SWEEP_MAX_DELAY):
+            raise RequestError(f"4156C staircase sweep: hold {hold:g} s / delay {delay:g} s outside 0..{SWEEP_MAX_HOLD:g}"
+                               f" s / 0..{SWEEP_MAX_DELAY:g} s")
+        comp = check_compliance(compliance, "staircase sweep compliance")
+        chans = [ch] if measure is None else [self._smu(c, "staircase sweep measurement") for c in measure]
+        code = voltage_range_code(max(abs(start_v), abs(stop_v)))
+        self._set("MM", "MM 2," + ",".join(str(c) for c in chans))
+        self._set("WT", f"WT {format_number(hold)},{format_number(delay)}")
+        self._set("WM", f"WM {2 if abort else 1},1")
+        # the sweep leaves the channel at its start value, not at any DV sent before
+        self._settings.pop(f"DV{ch}", None)
+        self._write(f"WV {ch},{3 if double else 1},{code},{format_number(start_v)},{format_number(stop_v)},"
+                    f"{int(steps)},{format_number(comp)}")
+        self._write("XE")
+        points = 2 * int(steps) if double else int(steps)
+        seconds = hold + points * (delay + len(chans) * reading_time(0, self.integration))
+        data = parse_flex_data(self._query_slow("RMD? 0", seconds))
+        if len(data) % len(chans) or len(data) > points * len(chans):
+            raise InstrumentError(f"RMD? 0 after a {points}-point sweep of {len(chans)} channel(s) returned "
+                                  f"{len(data)} items")
+        out = []
+        for k in range(0, len(data), len(chans)):
+            step = {}
+            for c, d in zip(chans, data[k:k + len(chans)]):
+                self._expect_channel(d, c, "I")
+                step[c] = d
+            out.append(step)
+        return out

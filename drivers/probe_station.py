@@ -54,7 +54,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .interface import (ArrayGeometry, CrossbarInstrument, GeometryError, InstrumentError, RequestChecker,
-                        RequestError, RramlabError, SafeOperatingArea, SafetyError)
+                        RequestError, RramlabError, SafeOperatingArea, SafetyError, half_bias_voltages)
 from .keysight_4156c import (HRSMU_ONLY_CODES, MAX_COMPLIANCE, PULSE_MAX_WIDTH, PULSE_MIN_WIDTH, AnalyzerChannel, Keysight4156C,
                              check_compliance, check_integration, check_pulse_timing, current_range_code,
                              describe_current_range)
@@ -875,6 +875,47 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
                 a.force_voltage(ch, 0.0, cfg.read_compliance)
             a.check_errors("pulse")
             self.last_pulse_current = datum.checked("pulse current")
+
+    # ----- DC staircase of one cell (rramlab iv) -----
+    def sweep_cell(self, wordline: int, bitline: int, voltages, compliance: float | None = None) -> np.ndarray:
+        """The current (A) into the selected bitline at each step of a DC staircase ``voltages``
+        (V) across cell (``wordline``, ``bitline``), in the half-bias circuit of a pulse: the
+        wordline SMU at +V/2, the bitline SMU at -V/2, every other line at 0 V. Each step is two
+        ``DV`` and a spot current of the bitline SMU (``TI?``), not the analyzer's own staircase
+        (``Keysight4156C.staircase_sweep``): one WV source cannot hold the bitline at -V/2 while
+        the wordline sweeps, and with the bitline at 0 V every cell of the wordline would see the
+        whole voltage. The bitline current includes the half-selected cells of that bitline (at V/2).
+        ``compliance``: A, default the bench file's pulse compliance. Every step is checked against
+        the safe operating area first; afterwards both lines rest at 0 V with the read compliance."""
+        (w, b), = self.check_cells([(wordline, bitline)])
+        try:
+            volts = np.asarray(voltages, dtype=float)
+        except (TypeError, ValueError):
+            raise RequestError("sweep voltages must be numbers (volts)") from None
+        if volts.ndim != 1 or not volts.size or not np.all(np.isfinite(volts)):
+            raise RequestError("sweep voltages must be a 1-d sequence of finite numbers (volts)")
+        for v in {float(volts.max()), float(volts.min())} - {0.0}:
+            wl, bl = half_bias_voltages(self.geometry, w, b, v)
+            self.check_pulse(wl, bl, self.limits.min_pulse_width)
+        self._check_open()
+        cfg, a = self.config, self.analyzer
+        comp = cfg.pulse_compliance if compliance is None else float(compliance)
+        wl_ch, bl_ch = cfg.wordline_channel, cfg.bitline_channel
+        out = np.empty(volts.size)
+        with self._guard():
+            routing = self._grounded()
+            routing[self._wired("wordline", w)] = cfg.input_of(wl_ch)
+            routing[self._wired("bitline", b)] = cfg.input_of(bl_ch)
+            self._route(routing)
+            self._ensure_on([wl_ch, bl_ch])
+            for k, v in enumerate(volts):
+                a.force_voltage(bl_ch, -v / 2, comp)
+                a.force_voltage(wl_ch, v / 2, comp)
+                out[k] = -a.spot_current_datum(bl_ch, 0).checked("sweep current")
+            a.force_voltage(wl_ch, 0.0, cfg.read_compliance)
+            a.force_voltage(bl_ch, 0.0, cfg.read_compliance)
+            a.check_errors("sweep")
+        return out
 
     # ----- read -----
     def _read_smus(self) -> list[int]:

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from rramlab.drivers.interface import (ArrayGeometry, CrossbarInstrument, RequestError, RramlabError,
-                                      SafeOperatingArea)
+                                      SafeOperatingArea, half_bias_voltages)
 from rramlab.sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
 from rramlab.sim.device import (DEFAULT_PRESET, DeviceParameters, Switch, _num, device_preset,
                                 partial_on_fraction, preset_name, switch_name, switch_nodes,
@@ -667,6 +667,39 @@ class VirtualArray(CrossbarInstrument):
     def _reset_outputs(self):
         # Sources exist only during a call: between calls every line of the twin is at 0 V.
         return None
+
+    # ----- DC staircase sweep of one cell (rramlab iv) -----
+    def sweep_cell(self, wordline: int, bitline: int, voltages, compliance: float | None = None) -> np.ndarray:
+        """The current (A) through cell (``wordline``, ``bitline``) at each step of a DC staircase
+        ``voltages`` (V), applied in order in the half-bias circuit of a pulse (selected wordline at
+        +V/2, selected bitline at -V/2, every other line at 0 V), so no half-selected cell sees more
+        than V/2. Each step settles the switches as a pulse to that voltage does (the fast engine's
+        DC view, held to ngspice for pulses; the switches it flips stay flipped), then the cell's own
+        current is solved with the wires' IR drop. A lone device (1 x 1, no wires) gives the compact
+        model's I-V. Every step is checked against the safe operating area first (SafetyError).
+        ``compliance`` (A) is accepted as a bench's is and not applied: the HT-RRAM needs none."""
+        (w, b), = self.check_cells([(wordline, bitline)])
+        volts = np.asarray(voltages, dtype=float)
+        if volts.ndim != 1 or not volts.size or not np.all(np.isfinite(volts)):
+            raise RequestError("sweep voltages must be a 1-d sequence of finite numbers (volts)")
+        for v in (float(volts.max()), float(volts.min())):
+            if v != 0.0:
+                wl, bl = half_bias_voltages(self.geometry, w, b, v)
+                self.check_pulse(wl, bl, max(self.limits.min_pulse_width, DC_MIN_WIDTH_S))
+        self._check_open()
+        na = self._fast()
+        out = np.empty(volts.size)
+        W, B = self.geometry.shape
+        for k, v in enumerate(volts):
+            wl, bl = np.zeros(W), np.zeros(B)
+            wl[w], bl[b] = v / 2, -v / 2
+            if v != 0.0 and self._pulse_may_flip(wl, bl):
+                new, _, _ = self._fast_pulse(wl, bl)
+                self._commit_states(new, pulse_targets(wl, bl))
+            _, cur = na.solve((wl[:, None] - bl[None, :])[None], self._g_switch(), self.conductance_offset,
+                              insulator_r0=self.cell_insulator_r0)
+            out[k] = float(cur[0][w, b])
+        return out
 
     # ----- the chip as a file -----
     def save_chip(self, path) -> Path:

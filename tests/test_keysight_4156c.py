@@ -566,3 +566,38 @@ def test_removing_the_log_file_handler_restores_the_loggers_level(tmp_path):
     remove_visa_log_handler(handler)
     remove_visa_log_handler(handler)   # twice is harmless
     assert logger.level == before and handler not in logger.handlers
+
+
+# ----- staircase sweep (MM 2, WV) -----
+
+def test_a_double_staircase_sweep_sends_the_flex_sequence_and_parses_every_step():
+    reply = ",".join(f"000AI+{k}.000000E-09" for k in range(1, 6)) + ",128AI+6.000000E-09"
+    protocol = [("MM 2,1", None), ("WT 0,0.01", None), ("WM 2,1", None), ("WV 1,3,12,0,4.2,3,0.001", None),
+                ("XE", None), ("RMD? 0", reply)]
+    with expected_protocol(Keysight4156C, protocol) as smu:
+        steps = smu.staircase_sweep(1, 0.0, 4.2, 3, 1e-3, double=True, delay=0.01)
+    assert [s[1].checked() for s in steps] == pytest.approx([k * 1e-9 for k in range(1, 7)])
+
+
+def test_a_sweep_beyond_the_line_limit_or_with_bad_steps_sends_nothing():
+    with expected_protocol(Keysight4156C, []) as smu:
+        with pytest.raises(SafetyError, match="nothing was sent"):
+            smu.staircase_sweep(1, 0.0, 4.6, 10, 1e-3)
+        with pytest.raises(RequestError, match="give 2 to 1001"):
+            smu.staircase_sweep(1, 0.0, 4.0, 2000, 1e-3)
+
+
+def test_an_aborted_sweep_returns_the_steps_it_took():
+    protocol = [("MM 2,1", None), ("WT 0,0", None), ("WM 2,1", None), ("WV 1,1,12,0,4,5,0.0001", None),
+                ("XE", None), ("RMD? 0", "000AI+1.000000E-09,136AI+1.000000E-04")]
+    with expected_protocol(Keysight4156C, protocol) as smu:
+        steps = smu.staircase_sweep(1, 0.0, 4.0, 5, 1e-4)
+    assert len(steps) == 2 and steps[1][1].compliance
+
+
+def test_sim_staircase_sweep(sim_smu):
+    sim_smu.reset()
+    sim_smu.outputs_on([1])
+    steps = sim_smu.staircase_sweep(1, 0.0, 2.0, 3, 1e-4)
+    assert [s[1].checked() for s in steps] == pytest.approx([1e-9, 8e-9, 27e-9])
+    sim_smu.check_errors("sweep")

@@ -93,7 +93,10 @@ def test_format_duration(seconds, text):
     ("PV 1,-11,0,3,1E-3", -222),      # 3 V pulse on the fixed 2 V range
     ("MM 3,1,2", -108),               # pulsed spot takes one channel
     ("MM 1,21", -221),                # a VSU cannot measure
-    ("MM 2,1", -224),                 # sweeps are not modelled: refused, not faked
+    ("MM 4,1", -224),                 # pulsed sweeps are not modelled: refused, not faked
+    ("WV 1,2,0,0.1,1,11", -224),      # a log staircase is not modelled (linear 1 and 3 are)
+    ("WV 1,1,0,0,1,2000", -224),      # at most 1001 steps
+    ("WM 3,1", -224),                 # abort is 1 or 2
     ("SIT 2,0.01", -224),             # medium integration time cannot be set
     ("SIT 1,0.02", -222),             # short integration at most 10.16 ms
     ("SLI 4", -224),

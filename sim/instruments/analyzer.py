@@ -109,6 +109,9 @@ class AnalyzerState:
     mode_channels: tuple = ()
     timing: PulseTiming | None = None
     buffer: list = field(default_factory=list)
+    sweep: tuple | None = None            # WV: (channel, mode, start, stop, steps, compliance)
+    sweep_timing: tuple = (0.0, 0.0)      # WT: (hold, delay) s
+    sweep_abort: tuple = (1, 1)           # WM: (abort, post)
 
 
 class VirtualAnalyzer(VirtualInstrument):
@@ -295,9 +298,10 @@ class VirtualAnalyzer(VirtualInstrument):
         mode = _int(args[0], "measurement mode")
         if mode not in (1, 2, 3, 4, 5, 10, 11, 14, 15):
             raise CommandError(ILLEGAL_PARAMETER, f"Illegal parameter value; measurement mode {mode}")
-        if mode not in (1, 3):
+        if mode not in (1, 2, 3):
             raise CommandError(ILLEGAL_PARAMETER, f"Illegal parameter value; measurement mode {mode} (only spot, 1, "
-                                                  f"and pulsed spot, 3, are modelled by the virtual 4156C)")
+                                                  f"staircase sweep, 2, and pulsed spot, 3, are modelled by the "
+                                                  f"virtual 4156C)")
         units = [self._unit(a, "measure", smu=True) for a in args[1:]]
         if not units:
             raise CommandError(MISSING_PARAMETER, "Missing parameter; MM needs the measurement channels")
@@ -376,12 +380,76 @@ class VirtualAnalyzer(VirtualInstrument):
         if s.mode == 1:
             s.buffer = self._measure(units, [u.current_range for u in units])
             return None
+        if s.mode == 2:
+            s.buffer = self._staircase(units)
+            return None
         u = units[0]
         if u.pulse is None:
             raise CommandError(SETTINGS_CONFLICT, f"Settings conflict; pulsed spot on channel {u.channel} needs PV")
         if s.timing is None:
             raise CommandError(SETTINGS_CONFLICT, "Settings conflict; pulsed spot needs the pulse timing (PT)")
         s.buffer = [self._pulse(u)]
+
+    def _cmd_WV(self, args):
+        self._nargs(args, 6, 8, "WV")
+        u = self._unit(args[0], "sweep", smu=True)
+        mode = _int(args[1], "sweep mode")
+        if mode not in (1, 3):
+            raise CommandError(ILLEGAL_PARAMETER, f"Illegal parameter value; sweep mode {mode} (only linear single, "
+                                                  f"1, and linear double, 3, are modelled by the virtual 4156C)")
+        start, stop = _float(args[3], "start voltage"), _float(args[4], "stop voltage")
+        self._voltage_code(args[2], u, start, stop)
+        steps = _int(args[5], "steps")
+        if not 1 <= steps <= 1001:
+            raise CommandError(ILLEGAL_PARAMETER, f"Illegal parameter value; {steps} sweep steps")
+        comp = self._compliance(args[6], u) if len(args) > 6 else u.compliance
+        self.state.sweep = (u.channel, mode, start, stop, steps, comp)
+
+    def _cmd_WT(self, args):
+        self._nargs(args, 1, 5, "WT")
+        hold = _float(args[0], "hold time")
+        delay = _float(args[1], "delay time") if len(args) > 1 else 0.0
+        if not (0.0 <= hold <= HOLD_MAX and 0.0 <= delay <= 65.535):
+            raise CommandError(ILLEGAL_PARAMETER, f"Illegal parameter value; WT {hold:g},{delay:g}")
+        self.state.sweep_timing = (hold, delay)
+
+    def _cmd_WM(self, args):
+        self._nargs(args, 1, 2, "WM")
+        abort = _int(args[0], "abort")
+        post = _int(args[1], "post") if len(args) > 1 else 1
+        if abort not in (1, 2) or post not in (1, 2):
+            raise CommandError(ILLEGAL_PARAMETER, f"Illegal parameter value; WM {abort},{post}")
+        self.state.sweep_abort = (abort, post)
+
+    def _staircase(self, units: list[Unit]) -> list:
+        """A staircase sweep (MM 2, WV): at each step the source is set, the twin settles under it
+        (the probe card's DC stress) and the measured channels are read; abort 2 stops after a step
+        with compliance or overflow. The source ends at its start (post 1) or stop (post 2) value."""
+        s = self.state
+        if s.sweep is None:
+            raise CommandError(SETTINGS_CONFLICT, "Settings conflict; staircase sweep (MM 2) needs a sweep source (WV)")
+        ch, mode, start, stop, steps, comp = s.sweep
+        src = self.units[ch]
+        if not src.on:
+            raise CommandError(SETTINGS_CONFLICT, f"Settings conflict; output switch of channel {ch} is off (CN)")
+        hold, delay = s.sweep_timing
+        abort, post = s.sweep_abort
+        way = [start + (stop - start) * k / (steps - 1) for k in range(steps)] if steps > 1 else [start]
+        if mode == 3:
+            way = way + way[::-1]
+        limits = [comp if u is src else u.compliance for u in units]
+        items = []
+        self.clock.advance(hold, "measurement")
+        for v in way:
+            src.voltage, src.pulse = v, None
+            self.clock.advance(delay, "measurement")
+            currents, shorted = self._currents([u.channel for u in units])
+            step = self._items(units, [u.current_range for u in units], currents, shorted, limits)
+            items += step
+            if abort == 2 and any(st & (STATUS_COMPLIANCE | STATUS_OVERFLOW) for st, *_ in step):
+                break
+        src.voltage = start if post == 1 else stop
+        return items
 
     def _cmd_TI_q(self, args):
         self._nargs(args, 1, 2, "TI?")
