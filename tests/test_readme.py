@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMAND = re.compile(r"^(\.venv/bin/|rramlab |bash |\$ )")
 SKIP = re.compile(r"^<!-- readme-test: skip \((.+)\) -->$")
 #: what may keep a block from running here
-ALLOWED_REASONS = ("root", "needs a display", "needs a Ctrl-C", "benchmarks")
+ALLOWED_REASONS = ("root", "needs a display", "needs a Ctrl-C", "benchmarks", "needs other machines")
 
 
 def readme_blocks(text: str) -> list[dict]:
