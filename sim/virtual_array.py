@@ -406,12 +406,13 @@ class VirtualArray(CrossbarInstrument):
         return self._nodal
 
     def _state_view(self) -> dict:
-        """What every read derives from the switch states, kept until they (or the per-cell switch
-        values) change: the switch-bank conductance (W, B) S, and the lowest turn-on threshold of
+        """What every read derives from the switch states, kept until they (their on-fractions, or the
+        per-cell switch values) change: the switch-bank conductance (W, B) S, and the lowest turn-on threshold of
         an off switch and the highest turn-off threshold of an on one (V). The states are compared,
         not tracked, since callers may assign ``switch_states`` directly."""
         view = self._view
         if (view is not None and view["device"] == self.device and np.array_equal(view["states"], self.switch_states)
+                and np.array_equal(view["fraction"], self.switch_fraction)
                 and (self.cell_switches is None) == (view["cell_switches"] is None)
                 and (self.cell_switches is None or np.array_equal(view["cell_switches"], self.cell_switches))):
             return view
@@ -420,6 +421,7 @@ class VirtualArray(CrossbarInstrument):
         view = {
             "device": self.device,
             "states": self.switch_states.copy(),
+            "fraction": self.switch_fraction.copy(),  # a partly-on switch conducts its fraction of 1/RON
             "cell_switches": None if self.cell_switches is None else self.cell_switches.copy(),
             "g_switch": self._fast().switch_conductance(self.switch_states, self._on_resistance()),
             "lowest_on": float(np.min(on_v[off_sw])) if off_sw.any() else np.inf,
