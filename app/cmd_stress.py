@@ -1,0 +1,243 @@
+"""``rramlab endurance``, ``rramlab retention`` and ``rramlab disturb``: the stress protocols.
+
+    rramlab endurance --cell 3,7 --cycles 100000 --read-every log --csv end.csv
+    rramlab retention --cells 0:4,0:4 --levels 20,50,80 --duration 2h --reads log:40
+    rramlab disturb --cell 3,7 --reads 100000 --neighbours
+
+Each runs on the twin (default) or a bench (``--bench FILE``), checks its whole plan before the
+backend is opened, streams its records to the run store and ``--csv`` as they come, prints the
+bench-clock estimate of the whole run before the first pulse on a bench, and a summary at the end.
+``--aging`` gives the twin wear and retention drift (sim/aging.py); without it the twin is today's
+ideal device.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+#: one reading on a bench at medium integration: 1 power-line cycle at 50 Hz (sim/instruments/clock.py)
+BENCH_READ_S = 20e-3
+#: GPIB transactions per pulse and per read on the bench (set-up, trigger, fetch), ~1 ms each [assumed]
+BENCH_TRANSACTION_S = 3e-3
+
+
+def bench_pulse_period_s(width_s: float) -> float:
+    """The 4156C's shortest pulse period for ``width_s`` (s): max(5 ms, width + 4 ms)."""
+    return max(5e-3, width_s + 4e-3)
+
+
+def bench_estimate_s(pulses: int, reads: int, width_s: float, waits_s: float = 0.0) -> float:
+    """Bench-clock estimate (s) of a run: pulses x period + reads x integration + bus + waits."""
+    return (pulses * (bench_pulse_period_s(width_s) + BENCH_TRANSACTION_S)
+            + reads * (BENCH_READ_S + BENCH_TRANSACTION_S) + waits_s)
+
+
+def _add_common(p, settings_class, title, with_cell=True, extra_help=None) -> None:
+    from rramlab.app.cli import _add_backend_options, _cell, add_force_flag
+    from rramlab.app.settings_flags import add_settings_flags
+    from rramlab.protocols.store import add_store_flag
+
+    add_settings_flags(p, settings_class, title, extra_help=extra_help, skip=_SKIP.get(settings_class.__name__, ()))
+    if with_cell:
+        p.add_argument("--cell", type=_cell, metavar="WL,BL",
+                       help="run on this cell of the 24 x 24 array (lines counted from 0); without it: a lone device")
+    p.add_argument("--csv", metavar="FILE", help="write every record as it comes, after '#' provenance lines "
+                                                 "(read with pandas.read_csv(FILE, comment='#'))")
+    p.add_argument("--aging", action="store_true",
+                   help="twin only: give the cells wear and retention drift (sim/aging.py, assumed parameters); "
+                        "without it the twin is the ideal device")
+    p.add_argument("--temperature", type=float, default=None, metavar="K",
+                   help="twin with --aging: chip temperature (K, default 300) that activates the drift")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_force_flag(p)
+    add_store_flag(p)
+    _add_backend_options(p)
+
+
+#: settings the commands set from their own flags instead (e.g. retention's --cells)
+_SKIP: dict[str, tuple[str, ...]] = {}
+
+
+def register(sub) -> None:
+    from rramlab.app.cli import COMMANDS
+    from rramlab.protocols.endurance import EnduranceSettings
+
+    p = sub.add_parser("endurance", help=COMMANDS["endurance"][1],
+                       description="Set/reset cycles of one cell; both states read at log-spaced (--read-every log) "
+                                   "or every K cycles; ends when the window closes below --min-window-ratio. "
+                                   "Records streamed: a million cycles in constant memory.")
+    _add_common(p, EnduranceSettings, "endurance settings (pulses as ISPP's ramp ends)",
+                extra_help={"pulse_width_s": "With --bench the 4156C pulses 0.5 ms to 100 ms, so give --width."})
+    p.set_defaults(handler=cmd_endurance)
+    _register_retention(sub)
+    _register_disturb(sub)
+
+
+def _register_retention(sub) -> None:  # filled in by the retention part
+    pass
+
+
+def _register_disturb(sub) -> None:  # filled in by the disturb part
+    pass
+
+
+def _apply_aging(instrument, args) -> None:
+    """Switch the twin's aging on (``--aging``): a separate state beside the chip (sim/aging.py)."""
+    if not getattr(args, "aging", False):
+        if getattr(args, "temperature", None) is not None:
+            from rramlab.drivers.interface import RramlabError
+
+            raise RramlabError("--temperature sets the drift of --aging: add --aging")
+        return
+    from rramlab.drivers.interface import RramlabError
+    from rramlab.sim.aging import Aging, AgingState
+
+    if instrument.backend_name != "twin":
+        raise RramlabError("--aging applies to the twin only: drop it with --bench (a real chip ages by itself)")
+    aging = Aging() if args.temperature is None else replace(Aging(), temperature_k=args.temperature)
+    instrument.aging = AgingState(aging, instrument.geometry.shape, instrument.seed)
+
+
+def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_record, total: int, unit: str,
+               estimate_s=None, cell=None) -> tuple[int, object, int, object]:
+    """The shared body of the three commands: check outputs and the plan, open the backend, record
+    the run, stream ``records_of(instrument, plan)`` into the store and ``--csv`` (``rows_of(record)``
+    gives its rows), call ``on_record`` per record, and make the backend safe however it ends.
+    Returns (exit code, instrument, records taken, run id)."""
+    from tqdm import tqdm
+
+    from rramlab.app.cli import (EXIT_ERROR, EXIT_OK, Stopped, check_backend_flags, interrupt_exit_code,
+                                 open_backend, safe_state_text, say)
+    from rramlab.app.outputs import (OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error,
+                                     keep_record, now, provenance_lines)
+    from rramlab.drivers.interface import RramlabError
+    from rramlab.protocols.settings import settings_dict
+    from rramlab.protocols.store import RunStore, record_run
+    from rramlab.sim.instruments.clock import format_duration
+
+    from rramlab import __version__
+
+    cell_requested = cell is not None
+    check_backend_flags(args, cell_requested)
+    check_output_paths([OutputPath("--csv", args.csv), OutputPath("--save-chip", args.save_chip),
+                        OutputPath("--visa-log", args.visa_log, append=True)], force=args.force)
+    if args.bench and args.aging:
+        raise RramlabError("--aging applies to the twin only: drop it with --bench (a real chip ages by itself)")
+    checker = None
+    if args.bench:
+        from rramlab.drivers.probe_station import load_bench
+
+        checker = load_bench(args.bench).checker()
+    plan_for(checker)  # the whole plan, before any backend is opened
+    store = RunStore(args.store)
+    started = now()
+    try:
+        instrument = open_backend(args, cell_requested)
+    except KeyboardInterrupt as exc:
+        store.close()
+        say(f"\ninterrupted while opening the backend; {safe_state_text(None, args)}")
+        return interrupt_exit_code(exc), None, 0, None
+    except BaseException:
+        store.close()
+        raise
+    taken, run_id, record_file = 0, None, None
+    try:
+        with instrument:
+            _apply_aging(instrument, args)
+            the_plan = plan_for(instrument)
+            with record_run(store, name, settings, instrument) as stored:
+                run_id = stored.run_id
+                if args.csv:
+                    record_file = RecordFile(args.csv, "--csv")
+                    record_file.start(provenance_lines(__version__, ["rramlab", *args.argv], started,
+                                                       instrument.describe(), settings_dict(settings),
+                                                       {"protocol": name, "cell": None if cell is None else list(cell)}),
+                                      rows_of.header)
+                if instrument.backend_name != "twin" and estimate_s is not None:
+                    say(f"{name}: estimated bench time of the whole run {format_duration(estimate_s)}")
+                with tqdm(total=total, desc=name, unit=unit, disable=args.no_progress, file=sys.stderr,
+                          leave=False) as bar:
+                    for record in records_of(instrument, the_plan):
+                        taken += 1
+                        keep_record(stored, record, record_file, rows_of(record))
+                        bar.update(on_record(record))
+                if args.save_chip:
+                    try:
+                        instrument.save_chip(args.save_chip)
+                    except OSError as exc:
+                        raise OutputError(f"cannot write --save-chip {args.save_chip}: "
+                                          f"{describe_os_error(exc)}") from None
+    except KeyboardInterrupt as exc:
+        kept = f"; {record_file.rows} rows kept in {args.csv}" if record_file else ""
+        by = f" by {exc}" if isinstance(exc, Stopped) else ""
+        say(f"\ninterrupted{by} after {taken} records; {safe_state_text(instrument, args)}{kept}; "
+            f"every record is in the run store as run {run_id}")
+        return interrupt_exit_code(exc), instrument, taken, run_id
+    except (RramlabError, OSError, ValueError) as exc:
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        say(f"rramlab {name}: error: {message}\n  stopped after {taken} records; {safe_state_text(instrument, args)}")
+        return EXIT_ERROR, instrument, taken, run_id
+    finally:
+        store.close()
+        if record_file:
+            record_file.close()
+    return EXIT_OK, instrument, taken, run_id
+
+
+class _Rows:
+    """rows_of for run_stress: the CSV header and one row per record (``record.csv_row()``)."""
+
+    def __init__(self, header):
+        self.header = header
+
+    def __call__(self, record):
+        return [record.csv_row()]
+
+
+def cmd_endurance(args) -> int:
+    from rramlab.app.cli import EXIT_OK
+    from rramlab.app.settings_flags import settings_from_args
+    from rramlab.protocols import endurance
+
+    settings = settings_from_args(endurance.EnduranceSettings, args)
+    cell = args.cell if args.cell is not None else (0, 0)
+    summariser = endurance.EnduranceSummariser(settings.min_window_ratio)
+    last_cycle = [0]
+
+    def on_record(r):
+        summariser.add(r)
+        done, last_cycle[0] = r.cycle - last_cycle[0], r.cycle
+        return done
+
+    p = endurance.plan(settings, cell, None) if not args.bench else None
+    reads = 2 * (p or endurance.EndurancePlan(settings, *cell)).reads()
+    estimate = bench_estimate_s(2 * settings.cycles, reads, settings.pulse_width_s)
+    code, instrument, taken, run_id = run_stress(
+        args, "endurance", settings, lambda checker: endurance.plan(settings, cell, checker), endurance.run,
+        _Rows(endurance.CSV_HEADER), on_record, settings.cycles, "cycle", estimate,
+        args.cell)
+    if code != EXIT_OK:
+        return code
+    print("\n".join(endurance_lines(summariser, settings, instrument, args.cell, run_id)))
+    if args.csv:
+        print(f"  {taken} rows written to {args.csv}")
+    return EXIT_OK
+
+
+def endurance_lines(summariser, settings, instrument, cell, run_id) -> list[str]:
+    """The endurance summary: the window per decade of cycles and where it closed (nA on screen)."""
+    where = f"cell {cell[0]},{cell[1]}" if cell is not None else "lone device"
+    cycles = summariser.last.cycle if summariser.last else 0
+    aged = " (with wear and drift)" if getattr(instrument, "aging", None) is not None else ""
+    lines = [f"endurance on the {instrument.backend_name}{aged}, {where}: {cycles} cycles of {settings.set_v:g} V / "
+             f"{settings.reset_v:g} V, {settings.pulse_width_s:g} s pulses, read at {settings.read_v:g} V; "
+             f"run {run_id}"]
+    for d in summariser.windows():
+        lines.append(f"  cycles {d.first:>9,} .. {d.last:<9,}: LRS {d.lrs_a * 1e9:7.2f} nA, HRS {d.hrs_a * 1e9:6.2f} nA, "
+                     f"window {d.ratio:7.2f}x (lowest {d.min_ratio:.2f}x, {d.reads} reads)")
+    if summariser.closed_at is not None:
+        lines.append(f"  window closed below {settings.min_window_ratio:g}x at cycle {summariser.closed_at:,}")
+    else:
+        lines.append(f"  window stayed above {settings.min_window_ratio:g}x for all {cycles:,} cycles")
+    return lines
