@@ -69,6 +69,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("rramlab.app.cmd_sweep", ("Monte-Carlo sweep of the twin (chips, variability, wires, programming error, pruning, "
                                      "firing threshold) on Dask; NetCDF out")),
     "endurance": ("rramlab.app.cmd_stress", "set/reset cycles of one cell, both states read at log-spaced cycles"),
+    "retention": ("rramlab.app.cmd_stress", "program cells to levels, read them at log-spaced times"),
     "gui": ("rramlab.app.cmd_gui", "open the desktop window: every protocol on the twin or a bench, live plots"),
 }
 

@@ -22,6 +22,17 @@ BENCH_READ_S = 20e-3
 BENCH_TRANSACTION_S = 3e-3
 
 
+def format_duration(seconds: float) -> str:
+    """The bench clock's format up to two days, then days, then years: retention runs are long."""
+    from rramlab.sim.instruments.clock import format_duration as short
+
+    if seconds < 2 * 86400:
+        return short(seconds)
+    if seconds < 365.25 * 86400:
+        return f"{seconds / 86400:.3g} d"
+    return f"{seconds / (365.25 * 86400):.3g} y"
+
+
 def bench_pulse_period_s(width_s: float) -> float:
     """The 4156C's shortest pulse period for ``width_s`` (s): max(5 ms, width + 4 ms)."""
     return max(5e-3, width_s + 4e-3)
@@ -74,8 +85,27 @@ def register(sub) -> None:
     _register_disturb(sub)
 
 
-def _register_retention(sub) -> None:  # filled in by the retention part
-    pass
+def _register_retention(sub) -> None:
+    from rramlab.app.cli import COMMANDS
+    from rramlab.protocols.retention import RetentionSettings
+
+    p = sub.add_parser("retention", help=COMMANDS["retention"][1],
+                       description="Program cells to levels by ISPVA (protocols/ispva.py, its defaults), then read "
+                                   "every cell at log-spaced times. On a bench it waits with every output at 0 V "
+                                   "(Ctrl-C leaves it safe and keeps the records); on the twin time is simulated.")
+    _SKIP["RetentionSettings"] = ("duration_s", "reads", "spacing")
+    p.add_argument("--cells", metavar="WL0:WL1,BL0:BL1", default=None,
+                   help="the cells: wordlines WL0..WL1-1 by bitlines BL0..BL1-1 (e.g. 0:4,0:4), or one cell WL,BL; "
+                        "levels go round the cells in order. Default: one cell per level on wordline 0")
+    p.add_argument("--levels", default="20,50,80", metavar="NS,...",
+                   help="target conductances in nS (default 20,50,80; the paper's levels are 10..80)")
+    p.add_argument("--duration", default="2h", help="time of the last read: 2h, 30min, 90s, 3d, 10y (default 2h)")
+    p.add_argument("--reads", default="log:40", help="log:N (log-spaced, default log:40) or lin:N reads of every cell")
+    p.add_argument("--width", type=float, default=None, metavar="S",
+                   help="ISPVA's programming pulse width (s, default 2e-6; with --bench the 4156C pulses 0.5 ms "
+                        "to 100 ms, so give e.g. 2e-3)")
+    _add_common(p, RetentionSettings, "retention settings", with_cell=False)
+    p.set_defaults(handler=cmd_retention)
 
 
 def _register_disturb(sub) -> None:  # filled in by the disturb part
@@ -114,7 +144,6 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
     from rramlab.drivers.interface import RramlabError
     from rramlab.protocols.settings import settings_dict
     from rramlab.protocols.store import RunStore, record_run
-    from rramlab.sim.instruments.clock import format_duration
 
     from rramlab import __version__
 
@@ -186,13 +215,98 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
 
 
 class _Rows:
-    """rows_of for run_stress: the CSV header and one row per record (``record.csv_row()``)."""
+    """rows_of for run_stress: the CSV header and one row per record that has ``csv_row()`` (a
+    retention run's programming pulses go to the run store only)."""
 
     def __init__(self, header):
         self.header = header
 
     def __call__(self, record):
-        return [record.csv_row()]
+        return [record.csv_row()] if hasattr(record, "csv_row") else []
+
+
+def parse_cells(text: str | None, count: int) -> list[tuple[int, int]]:
+    """'0:4,0:4' -> the 16 cells of wordlines 0..3 x bitlines 0..3; '3,7' -> [(3, 7)]; None -> one
+    cell per level on wordline 0 (``count``)."""
+    from rramlab.drivers.interface import RequestError
+
+    if text is None:
+        return [(0, b) for b in range(count)]
+    try:
+        parts = [x.strip() for x in text.split(",")]
+        if len(parts) != 2:
+            raise ValueError
+        spans = []
+        for part in parts:
+            lo, sep, hi = part.partition(":")
+            spans.append(range(int(lo), int(hi)) if sep else range(int(lo), int(lo) + 1))
+    except ValueError:
+        raise RequestError(f"--cells {text!r}: give WL0:WL1,BL0:BL1 (ends excluded, e.g. 0:4,0:4) or WL,BL") from None
+    cells = [(w, b) for w in spans[0] for b in spans[1]]
+    if not cells:
+        raise RequestError(f"--cells {text!r} names no cell: the end of a range is excluded, e.g. 0:4")
+    return cells
+
+
+def parse_levels_ns(text: str) -> list[float]:
+    """'20,50,80' (nS) -> [20e-9, 50e-9, 80e-9] S."""
+    from rramlab.drivers.interface import RequestError
+
+    try:
+        levels = [float(x) * 1e-9 for x in text.split(",") if x.strip()]
+    except ValueError:
+        levels = []
+    if not levels:
+        raise RequestError(f"--levels {text!r}: give target conductances in nS, e.g. 20,50,80")
+    return levels
+
+
+def cmd_retention(args) -> int:
+    import time
+
+    from rramlab.app.cli import EXIT_OK
+    from rramlab.app.settings_flags import settings_from_args
+    from rramlab.protocols import retention
+    settings = settings_from_args(retention.RetentionSettings, args, skip=_SKIP["RetentionSettings"])
+    spacing, reads = retention.parse_reads(args.reads)
+    settings = replace(settings, duration_s=retention.parse_duration(args.duration), reads=reads, spacing=spacing)
+    if args.width is not None:
+        settings = replace(settings, program=replace(settings.program, pulse_width_s=args.width))
+    levels = parse_levels_ns(args.levels)
+    cells = parse_cells(args.cells, len(levels))
+    targets = [levels[i % len(levels)] for i in range(len(cells))]
+    summariser = retention.RetentionSummariser(settings.tolerance_s)
+
+    def on_record(r):
+        summariser.add(r)
+        return 1 if isinstance(r, retention.RetentionRecord) else 0
+
+    times = retention.schedule(settings)
+    reads_total = len(cells) * len(times)
+    # programming: about 4 pulses and reads per cell (ISPVA on the twin), then the reads and the waits
+    estimate = bench_estimate_s(4 * len(cells), 4 * len(cells) + len(times), settings.program.pulse_width_s,
+                                waits_s=settings.duration_s)
+    start = time.perf_counter()
+    code, instrument, taken, run_id = run_stress(
+        args, "retention", settings, lambda checker: retention.plan(settings, cells, targets, checker),
+        retention.run, _Rows(retention.CSV_HEADER), on_record, reads_total, "read", estimate, cells[0])
+    if code != EXIT_OK:
+        return code
+    wall = time.perf_counter() - start
+    simulated = hasattr(instrument, "advance_time")
+    clock = (f"simulated time: {format_duration(settings.duration_s)} of retention in {wall:.1f} s of wall time"
+             if simulated else f"{format_duration(settings.duration_s)} of wall time")
+    aged = " (with wear and drift)" if getattr(instrument, "aging", None) is not None else ""
+    print(f"retention on the {instrument.backend_name}{aged}: {len(cells)} cells, {len(times)} reads each "
+          f"from {times[0]:.3g} s to {format_duration(times[-1])} at {settings.read_v:g} V ({clock}); run {run_id}")
+    for lv in summariser.levels_summary():
+        left = (f"left +-{settings.tolerance_s * 1e9:g} nS at {format_duration(lv.left_at_s)}" if lv.left_at_s is not None
+                else f"stayed within +-{settings.tolerance_s * 1e9:g} nS")
+        print(f"  {lv.target_s * 1e9:5.1f} nS ({lv.cells} cells): {lv.first_s * 1e9:6.2f} -> {lv.last_s * 1e9:6.2f} nS, "
+              f"drift {lv.drift_per_decade_s * 1e9:+.3f} nS per decade of time; {left}")
+    if args.csv:
+        print(f"  {taken} records, {reads_total} reads written to {args.csv}")
+    return EXIT_OK
 
 
 def cmd_endurance(args) -> int:

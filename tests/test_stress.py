@@ -122,3 +122,118 @@ def test_an_over_limit_endurance_plan_sends_no_instrument_command(tmp_path, caps
     assert code == 1
     assert "--set" in capsys.readouterr().err
     assert not log.exists() or visa_writes(log) == []
+
+
+# ----- retention -----
+
+from rramlab.protocols import retention  # noqa: E402
+
+
+def _retention_records(chip, settings, cells, targets):
+    return [r for r in retention.run(chip, retention.plan(settings, cells, targets, chip))
+            if isinstance(r, retention.RetentionRecord)]
+
+
+def test_retention_parses_durations_and_read_schedules():
+    assert retention.parse_duration("2h") == 7200 and retention.parse_duration("30min") == 1800
+    assert retention.parse_duration("10y") == pytest.approx(10 * 365.25 * 86400)
+    assert retention.parse_reads("log:40") == ("log", 40) and retention.parse_reads("lin:3") == ("lin", 3)
+    with pytest.raises(Exception, match="--duration"):
+        retention.parse_duration("soon")
+    with pytest.raises(Exception, match="--reads"):
+        retention.parse_reads("geo:4")
+    t = retention.schedule(retention.RetentionSettings(duration_s=1000.0, reads=4))
+    assert t == pytest.approx([1, 10, 100, 1000])
+
+
+def test_retention_without_aging_reads_exactly_todays_twin():
+    s = retention.RetentionSettings(duration_s=3.15e8, reads=6)
+    cells, targets = [(0, 0), (0, 1)], [20e-9, 80e-9]
+    runs = []
+    for aging in (None, Aging.off()):
+        chip = VirtualArray(engine="fast", aging=aging)
+        records = _retention_records(chip, s, cells, targets)
+        # today's twin: a programmed cell reads the same at any time, as a read right after programming
+        for cell in cells:
+            g = [r.conductance_s for r in records if (r.wordline, r.bitline) == cell]
+            assert len(set(g)) == 1 and g[0] == chip.read_cell(*cell, 1.0) / 1.0
+        runs.append([(r.time_s, r.wordline, r.bitline, r.conductance_s) for r in records])
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("temperature_k", [300.0, 350.0])
+def test_retention_drift_matches_the_closed_form(temperature_k):
+    aging = Aging(wear=False, temperature_k=temperature_k)
+    s = retention.RetentionSettings(duration_s=1e8, reads=9)
+    aged_chip, ideal_chip = VirtualArray.lone_device(aging=aging), VirtualArray.lone_device()
+    aged = _retention_records(aged_chip, s, [(0, 0)], [60e-9])
+    ideal = _retention_records(ideal_chip, s, [(0, 0)], [60e-9])
+    g_hrs = _hrs_current(aged_chip)
+    elapsed0 = aged_chip.aging.clock_s - aged_chip.aging.programmed_at_s[0, 0] - s.duration_s  # 0: programmed at t0
+    for a, i in zip(aged, ideal):
+        model = g_hrs + (i.conductance_s - g_hrs) * float(aging.drift_factor(a.time_s + elapsed0))
+        assert a.conductance_s == pytest.approx(model, rel=0.05)
+    # the fitted drift per decade is nu(T) x the programmed window, nu(T) Arrhenius-activated
+    (level,) = retention.summarise(aged, s.tolerance_s)
+    nu = 0.02 * math.exp(-(0.3 / 8.617333262e-5) * (1 / temperature_k - 1 / 300.0))
+    late = [r for r in aged if r.time_s >= 100]
+    x = np.log10([r.time_s for r in late])
+    slope = np.polyfit(x, [r.conductance_s for r in late], 1)[0]
+    assert slope == pytest.approx(-nu * (ideal[0].conductance_s - g_hrs), rel=0.05)
+    assert level.drift_per_decade_s < 0 and level.left_at_s is not None
+
+
+def test_retention_cli_on_the_twin_runs_in_simulated_time(tmp_path, capsys):
+    csv = tmp_path / "ret.csv"
+    code = main(["retention", "--cells", "0:1,0:2", "--levels", "20,80", "--duration", "10y", "--reads", "log:5",
+                 "--csv", str(csv), "--store", str(tmp_path / "s.db"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "simulated time: 10 y of retention" in out
+    assert "20.0 nS (1 cells)" in out and "stayed within +-2 nS" in out
+    rows = [l for l in csv.read_text().splitlines() if not l.startswith("#")]
+    assert rows[0] == ",".join(retention.CSV_HEADER) and len(rows) == 1 + 2 * 5
+
+
+def test_retention_cli_on_the_virtual_bench_waits_and_ends_safe(tmp_path, capsys):
+    log = tmp_path / "visa.log"
+    code = main(["retention", "--bench", VIRTUAL_BENCH, "--cells", "3,7", "--levels", "50", "--width", "2e-3", "--duration", "0.6s",
+                 "--reads", "lin:2", "--visa-log", str(log), "--store", str(tmp_path / "s.db"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "0.6 s of wall time" in captured.out
+    state = bench_state(visa_writes(log))
+    assert state.safe, str(state)
+
+
+def test_an_over_limit_retention_plan_sends_no_instrument_command(tmp_path, capsys):
+    log = tmp_path / "visa.log"
+    code = main(["retention", "--bench", VIRTUAL_BENCH, "--cells", "3,7", "--width", "2e-3", "--read-v", "3.5", "--visa-log", str(log),
+                 "--store", str(tmp_path / "s.db"), "--no-progress"])
+    assert code == 1 and "read" in capsys.readouterr().err
+    assert not log.exists() or visa_writes(log) == []
+
+
+def test_ctrl_c_during_a_bench_wait_leaves_the_bench_safe_and_keeps_the_reads(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log, out = tmp_path / "visa.log", tmp_path / "ret.csv"
+    rramlab = str(Path(sys.executable).with_name("rramlab"))
+    proc = subprocess.Popen([rramlab, "retention", "--bench", VIRTUAL_BENCH, "--cells", "3,7", "--levels", "50",
+                             "--width", "2e-3", "--duration", "1h", "--reads", "log:10", "--visa-log", str(log), "--csv", str(out),
+                             "--store", str(tmp_path / "s.db"), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not (out.exists() and "3,7" in out.read_text().split("time_s")[-1]):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the wait before the second read (at 2.5 s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "1 rows kept" in err
+    state = bench_state(visa_writes(log))
+    assert state.safe, str(state)
