@@ -70,6 +70,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                      "firing threshold) on Dask; NetCDF out")),
     "endurance": ("rramlab.app.cmd_stress", "set/reset cycles of one cell, both states read at log-spaced cycles"),
     "retention": ("rramlab.app.cmd_stress", "program cells to levels, read them at log-spaced times"),
+    "disturb": ("rramlab.app.cmd_stress", "repeated reads of a cell; half-bias pulses with its neighbours read"),
     "gui": ("rramlab.app.cmd_gui", "open the desktop window: every protocol on the twin or a bench, live plots"),
 }
 

@@ -108,8 +108,60 @@ def _register_retention(sub) -> None:
     p.set_defaults(handler=cmd_retention)
 
 
-def _register_disturb(sub) -> None:  # filled in by the disturb part
-    pass
+def _register_disturb(sub) -> None:
+    from rramlab.app.cli import COMMANDS
+    from rramlab.protocols.disturb import DisturbSettings
+
+    p = sub.add_parser("disturb", help=COMMANDS["disturb"][1],
+                       description="Read disturb: --reads reads of the cell at --read-v, recorded at log-spaced "
+                                   "counts. With --neighbours, then --pulses half-bias pulses of --pulse-v on the "
+                                   "cell, it and its adjacent half-selected neighbours read at log-spaced counts.")
+    _SKIP["DisturbSettings"] = ("neighbours",)
+    p.add_argument("--neighbours", action="store_true",
+                   help="then half-bias pulses on the cell and its half-selected neighbours read")
+    _add_common(p, DisturbSettings, "disturb settings",
+                extra_help={"pulse_width_s": "With --bench the 4156C pulses 0.5 ms to 100 ms, so give --width."})
+    p.set_defaults(handler=cmd_disturb)
+
+
+def cmd_disturb(args) -> int:
+    from rramlab.app.cli import EXIT_OK
+    from rramlab.app.settings_flags import settings_from_args
+    from rramlab.protocols import disturb
+
+    settings = replace(settings_from_args(disturb.DisturbSettings, args, skip=_SKIP["DisturbSettings"]),
+                       neighbours=int(args.neighbours))
+    cell = args.cell if args.cell is not None else (0, 0)
+    summariser = disturb.DisturbSummariser(settings.read_v)
+    done = {"read": 0, "half-select": 0}
+
+    def on_record(r):
+        summariser.add(r)
+        step, done[r.phase] = r.count - done[r.phase], max(done[r.phase], r.count)
+        return max(step, 0)
+
+    total = settings.reads + (settings.pulses if settings.neighbours else 0)
+    n_watch = 5 if settings.neighbours else 0
+    estimate = bench_estimate_s(settings.pulses if settings.neighbours else 0,
+                                settings.reads + 1 + n_watch * 50, settings.pulse_width_s)
+    code, instrument, taken, run_id = run_stress(
+        args, "disturb", settings, lambda checker: disturb.plan(settings, cell, checker), disturb.run,
+        _Rows(disturb.CSV_HEADER), on_record, total, "op", estimate, args.cell)
+    if code != EXIT_OK:
+        return code
+    where = f"cell {cell[0]},{cell[1]}" if args.cell is not None else "lone device"
+    events = getattr(instrument, "disturb_count", None)
+    print(f"disturb on the {instrument.backend_name}, {where}: {settings.reads:,} reads at {settings.read_v:g} V"
+          + (f", then {settings.pulses:,} half-bias pulses of {settings.pulse_v:g} V ({settings.pulse_v / 2:g} V on "
+             f"the half-selected cells)" if settings.neighbours else "")
+          + (f"; the twin counted {events} disturb events" if events is not None else "") + f"; run {run_id}")
+    for phase, (w, b), role, g0, steps in summariser.changes():
+        per = ", ".join(f"1e{d}: {dg * 1e9:+.3f}" for d, dg in steps)
+        label = "reads" if phase == "read" else "half-bias pulses"
+        print(f"  {phase:11s} {role:9s} {w:2d},{b:<2d} G0 {g0 * 1e9:6.2f} nS; change per decade of {label} (nS): {per}")
+    if args.csv:
+        print(f"  {taken} rows written to {args.csv}")
+    return EXIT_OK
 
 
 def _apply_aging(instrument, args) -> None:

@@ -237,3 +237,76 @@ def test_ctrl_c_during_a_bench_wait_leaves_the_bench_safe_and_keeps_the_reads(tm
     assert "Traceback" not in err and "1 rows kept" in err
     state = bench_state(visa_writes(log))
     assert state.safe, str(state)
+
+
+# ----- disturb -----
+
+from rramlab.protocols import disturb  # noqa: E402
+
+
+def test_disturb_on_the_default_twin_moves_nothing_and_records_log_spaced_counts():
+    chip = VirtualArray(engine="fast")
+    s = disturb.DisturbSettings(reads=120, neighbours=1, pulses=30)
+    p = disturb.plan(s, (3, 7), chip)
+    assert p.neighbours == ((3, 6), (3, 8), (2, 7), (4, 7))
+    records = list(disturb.run(chip, p))
+    reads = [r for r in records if r.phase == "read"]
+    assert [r.count for r in reads] == [0, *endurance.read_cycles(120)]
+    assert len({r.read_a for r in reads}) == 1  # 1 V reads are far below every threshold
+    summary = disturb.DisturbSummariser(s.read_v)
+    for r in records:
+        summary.add(r)
+    for phase, cell, role, g0, steps in summary.changes():
+        if role == "neighbour":  # 2.1 V half-selects flip nothing; only the wires' IR drop moves the read
+            assert all(abs(dg) < 0.01e-9 for _, dg in steps), (cell, steps)
+    assert chip.disturb_count == 0
+
+
+def test_half_select_disturb_measured_is_the_twins_own_disturb_model():
+    from dataclasses import replace as dc_replace
+
+    from rramlab.sim.device import DEVICE_PRESETS, Switch
+
+    base = DEVICE_PRESETS["measured"]
+    # turn-on thresholds 1.3 V lower: 1.96 and 2.06 V sit below a 4.2 V pulse's 2.1 V half-select
+    low = tuple(Switch.from_thresholds(s.turn_on_v - 1.3, s.turn_off_v, s.on_resistance) for s in base.switches)
+    chip = VirtualArray(engine="fast", device=dc_replace(base, switches=low))
+    s = disturb.DisturbSettings(reads=5, neighbours=1, pulses=20)
+    records = list(disturb.run(chip, disturb.plan(s, (3, 7), chip)))
+    summary = disturb.DisturbSummariser(s.read_v)
+    for r in records:
+        summary.add(r)
+    half = [c for c in summary.changes() if c[0] == "half-select" and c[2] == "neighbour"]
+    assert len(half) == 4
+    for _, cell, _, g0, steps in half:
+        first = dict(steps)[0]
+        assert first > 5e-9  # the first pulse flipped the neighbour's low switches ...
+        assert abs(dict(steps)[1]) < 0.05e-9  # ... and the next 19 add nothing: the thresholds were passed
+    # every cell of the two lines is half-selected: 23 + 23 cells, each flipped by the first pulse
+    assert chip.disturb_count == 46
+
+
+def test_disturb_cli_on_the_twin_and_on_the_virtual_bench(tmp_path, capsys):
+    csv = tmp_path / "dist.csv"
+    code = main(["disturb", "--cell", "3,7", "--reads", "50", "--neighbours", "--pulses", "10", "--csv", str(csv),
+                 "--store", str(tmp_path / "s.db"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "the twin counted 0 disturb events" in out
+    assert out.count("half-select neighbour") == 4
+    rows = [l for l in csv.read_text().splitlines() if not l.startswith("#")]
+    assert rows[0] == ",".join(disturb.CSV_HEADER)
+    log = tmp_path / "visa.log"
+    code = main(["disturb", "--bench", VIRTUAL_BENCH, "--cell", "3,7", "--reads", "5", "--neighbours", "--pulses",
+                 "3", "--width", "2e-3", "--visa-log", str(log), "--store", str(tmp_path / "s.db"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    state = bench_state(visa_writes(log))
+    assert state.safe, str(state)
+
+
+def test_an_over_limit_disturb_plan_sends_no_instrument_command(tmp_path, capsys):
+    log = tmp_path / "visa.log"
+    code = main(["disturb", "--bench", VIRTUAL_BENCH, "--cell", "3,7", "--neighbours", "--pulse-v", "7",
+                 "--width", "2e-3", "--visa-log", str(log), "--store", str(tmp_path / "s.db"), "--no-progress"])
+    assert code == 1 and "beyond the line limit" in capsys.readouterr().err
+    assert not log.exists() or visa_writes(log) == []
