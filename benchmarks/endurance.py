@@ -1,16 +1,16 @@
 """Endurance: cycles per second on the twin's fast engine, peak memory against the run's length,
 and the bench-clock time of the default run.
 
-    .venv/bin/python benchmarks/endurance.py             # about a minute
-    .venv/bin/python benchmarks/endurance.py --million   # adds the 1,000,000-cycle run (~15 min)
+    .venv/bin/python benchmarks/endurance.py             # under a minute on an idle machine
+    .venv/bin/python benchmarks/endurance.py --million   # adds the 1,000,000-cycle run (~10-15 min)
 
 1. Speed: ``protocols/endurance.py`` on ``VirtualArray(engine="fast")``, a lone device and cell 3,7
    of the 24 x 24 array, log-spaced reads: cycles per second (wall clock, this machine).
-2. Memory: tracemalloc's peak of a streamed run (protocol + summariser + CSV rows) of 10,000 and
-   100,000 cycles (``--million``: and 1,000,000), driven through the seam's checks against an
+2. Memory: tracemalloc's peak of a streamed run (protocol + summariser + CSV rows) of 2,000 and
+   20,000 cycles (``--million``: and 1,000,000), driven through the seam's checks against an
    instrument that answers at once (the seam's checks alone take ~0.4 ms a cycle here; a million
-   twin cycles take ~1.5 h), which measures what the protocol holds; the twin itself at 1,000 and
-   3,000 cycles.
+   twin cycles take ~1.5 h), which measures what the protocol holds; the twin itself at 300 and
+   1,000 cycles.
 3. Bench clock: the default run (``rramlab endurance --bench ...`` with its default 1000 cycles,
    log reads, at the 4156C's shortest 0.5 ms and at 2 ms) on the virtual bench, against the
    estimate ``rramlab endurance`` prints before the first pulse.
@@ -85,19 +85,19 @@ def main() -> None:
     for label, make, cell in (("lone device", lambda: VirtualArray.lone_device(engine="fast"), (0, 0)),
                               ("cell 3,7 of 24 x 24", lambda: VirtualArray(engine="fast"), (3, 7))):
         chip = make()
-        cycles = 2000 if cell == (0, 0) else 500
+        cycles = 500 if cell == (0, 0) else 100
         t = time.perf_counter()
         streamed_run(chip, cycles, cell)
         wall = time.perf_counter() - t
         print(f"  {label}: {cycles} cycles in {wall:.2f} s = {cycles / wall:,.0f} cycles/s")
 
     print("2. peak memory (tracemalloc) of a streamed run")
-    small, _ = peak_bytes(InstantCrossbar, 10_000)
-    for cycles in (100_000, 1_000_000) if args.million else (100_000,):
+    small, _ = peak_bytes(InstantCrossbar, 2_000)
+    for cycles in (20_000, 1_000_000) if args.million else (20_000,):
         big, wall = peak_bytes(InstantCrossbar, cycles)
-        print(f"  protocol through the seam on an instant instrument: 10,000 cycles {small / 1024:.1f} KiB, "
+        print(f"  protocol through the seam on an instant instrument: 2,000 cycles {small / 1024:.1f} KiB, "
               f"{cycles:,} cycles {big / 1024:.1f} KiB (ratio {big / small:.2f}; took {wall:.1f} s)")
-    twin = [1000, 3000]
+    twin = [300, 1000]
     peaks = [peak_bytes(lambda: VirtualArray.lone_device(engine="fast"), n)[0] for n in twin]
     print("  twin lone device: " + ", ".join(f"{n:,} cycles {p / 1024:.1f} KiB" for n, p in zip(twin, peaks)))
 
