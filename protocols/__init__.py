@@ -15,12 +15,14 @@ Every protocol module has the same shape, which is what the command line uses to
 
 Modules: ``ispp`` (incremental step pulse programming), ``ispva`` (write-verify), ``transfer``
 (weight transfer into the differential array), ``inference`` (25-step spiking inference through
-``vmm``), ``power`` (eqns 1-3 from measured conductances), ``network`` and ``mnist`` (training,
+``vmm``), ``power`` (eqns 1-3 from measured conductances), ``endurance``, ``retention`` and
+``disturb`` (set/reset cycling, states over time, read and half-select disturb), ``network`` and ``mnist`` (training,
 quantisation, pruning, mapping; the data), ``weights`` (weight files), ``store`` (the run
 store), ``records`` (records to rows and DataFrames), ``settings`` (the declarations).
 """
 
 #: the protocol modules (each has Settings, plan, run, RECORDS)
-PROTOCOLS = ("ispp", "ispva", "transfer", "inference", "power")
+PROTOCOLS = ("ispp", "ispva", "transfer", "inference", "power", "endurance", "retention", "disturb")
 
-__all__ = ["PROTOCOLS", "ispp", "ispva", "transfer", "inference", "power", "weights", "store", "records"]
+__all__ = ["PROTOCOLS", "ispp", "ispva", "transfer", "inference", "power", "endurance", "retention", "disturb",
+           "weights", "store", "records"]

@@ -50,6 +50,7 @@ class DisturbSettings:
     reads_per_decade: int = setting(10, "recorded counts per decade", minimum=1, maximum=1000)
 
     def validate(self, limits=None) -> None:
+        """Check every setting against its declaration and ``limits``."""
         check_settings(self, limits)
         if self.pulse_v == 0:
             raise RequestError("--pulse-v 0 V pulses nothing: give e.g. 4.2 (set side) or -1.6 (reset side)")
@@ -68,11 +69,14 @@ class DisturbRecord:
     read_a: float
 
     def csv_row(self) -> tuple:
+        """The row of ``rramlab disturb --csv``: phase, count, wordline, bitline, role, read_a."""
         return (self.phase, self.count, self.wordline, self.bitline, self.role, f"{self.read_a:.6e}")
 
 
 @dataclass(frozen=True)
 class DisturbPlan:
+    """A validated disturb run: settings, the cell and the half-selected neighbours read."""
+
     settings: DisturbSettings
     wordline: int
     bitline: int
@@ -142,6 +146,7 @@ def run(instrument: CrossbarInstrument, disturb_plan: DisturbPlan,
 
 Settings = DisturbSettings
 Plan = DisturbPlan
+#: the record classes ``run`` yields
 RECORDS = (DisturbRecord,)
 
 
@@ -154,6 +159,7 @@ class DisturbSummariser:
         self.series: dict[tuple[str, int, int], dict] = {}
 
     def add(self, r: DisturbRecord) -> None:
+        """Take one record into its phase and cell's series."""
         key = (r.phase, r.wordline, r.bitline)
         acc = self.series.setdefault(key, {"role": r.role, "start": r.read_a / self.read_v, "decades": {}})
         if r.count > 0:

@@ -47,6 +47,7 @@ class EnduranceSettings:
                                     minimum=0, maximum=1)
 
     def validate(self, limits: SafeOperatingArea | None = None) -> None:
+        """Check every setting against its declaration and ``limits``; SafetyError or RequestError naming it."""
         check_settings(self, limits)
         if self.set_v <= 0:
             raise RequestError(f"--set {self.set_v:g} V must be positive, e.g. 4.2")
@@ -105,20 +106,25 @@ class EnduranceRecord:
 
     @property
     def window_ratio(self) -> float:
+        """LRS / HRS read current (inf when HRS reads 0 A)."""
         return self.lrs_a / self.hrs_a if self.hrs_a > 0 else math.inf
 
     def csv_row(self) -> tuple:
+        """The row of ``rramlab endurance --csv``: cycle, lrs_a, hrs_a, window_ratio."""
         return (self.cycle, f"{self.lrs_a:.6e}", f"{self.hrs_a:.6e}", f"{self.window_ratio:.6g}")
 
 
 @dataclass(frozen=True)
 class EndurancePlan:
+    """A validated endurance run: settings and the cell."""
+
     settings: EnduranceSettings
     wordline: int
     bitline: int
 
     @property
     def total_pulses(self) -> int:
+        """Pulses in the whole run (two a cycle)."""
         return 2 * self.settings.cycles
 
     def reads(self) -> int:
@@ -168,6 +174,7 @@ def run(instrument: CrossbarInstrument, endurance_plan: EndurancePlan,
 
 Settings = EnduranceSettings
 Plan = EndurancePlan
+#: the record classes ``run`` yields
 RECORDS = (EnduranceRecord,)
 
 
@@ -186,6 +193,7 @@ class DecadeWindow:
 
     @property
     def ratio(self) -> float:
+        """Mean LRS over mean HRS read current."""
         return self.lrs_a / self.hrs_a if self.hrs_a > 0 else math.inf
 
 
@@ -200,6 +208,7 @@ class EnduranceSummariser:
         self.last: EnduranceRecord | None = None
 
     def add(self, r: EnduranceRecord) -> None:
+        """Take one record into its decade."""
         d = int(math.floor(math.log10(r.cycle)))
         acc = self.decades.setdefault(d, [0, 0.0, 0.0, math.inf])
         acc[0] += 1
@@ -211,5 +220,6 @@ class EnduranceSummariser:
         self.last = r
 
     def windows(self) -> list[DecadeWindow]:
+        """One DecadeWindow per decade of cycles that had reads, in order."""
         return [DecadeWindow(10 ** d, 10 ** (d + 1) - 1, n, lrs / n, hrs / n, lo)
                 for d, (n, lrs, hrs, lo) in sorted(self.decades.items())]

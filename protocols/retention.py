@@ -51,6 +51,7 @@ class RetentionSettings:
     program: ispva.IspvaSettings = field(default_factory=ispva.IspvaSettings)
 
     def validate(self, limits=None) -> None:
+        """Check every setting (and ISPVA's) against its declaration and ``limits``."""
         check_settings(self, limits)
         self.program.validate(limits)
         if self.spacing == "log" and not 0 < self.first_read_s <= self.duration_s:
@@ -113,12 +114,15 @@ class RetentionRecord:
     conductance_s: float
 
     def csv_row(self) -> tuple:
+        """The row of ``rramlab retention --csv``: time_s, wordline, bitline, target_s, conductance_s."""
         return (f"{self.time_s:.6g}", self.wordline, self.bitline, f"{self.target_s:.6g}",
                 f"{self.conductance_s:.6e}")
 
 
 @dataclass(frozen=True)
 class RetentionPlan:
+    """A validated retention run: settings, cells, one target each (S) and the read times (s)."""
+
     settings: RetentionSettings
     cells: tuple[tuple[int, int], ...]
     targets_s: tuple[float, ...]
@@ -186,6 +190,7 @@ def run(instrument: CrossbarInstrument, retention_plan: RetentionPlan,
 
 Settings = RetentionSettings
 Plan = RetentionPlan
+#: the record classes ``run`` yields (ISPVA's while programming, then the reads)
 RECORDS = (ispva.IspvaPulse, ispva.IspvaResult, RetentionRecord)
 
 
@@ -214,6 +219,7 @@ class RetentionSummariser:
         self.levels: dict[float, dict] = {}
 
     def add(self, r) -> None:
+        """Take one record (anything but a RetentionRecord is ignored)."""
         if not isinstance(r, RetentionRecord):
             return
         cell = (r.wordline, r.bitline)
@@ -236,6 +242,7 @@ class RetentionSummariser:
             acc["last"].append(r.conductance_s)
 
     def levels_summary(self) -> list[LevelDrift]:
+        """One LevelDrift per target level, ascending."""
         out = []
         for target, a in sorted(self.levels.items()):
             n = a["n"]
