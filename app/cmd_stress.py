@@ -398,7 +398,8 @@ def endurance_lines(summariser, settings, instrument, cell, run_id) -> list[str]
     where = f"cell {cell[0]},{cell[1]}" if cell is not None else "lone device"
     cycles = summariser.last.cycle if summariser.last else 0
     aged = " (with wear and drift)" if getattr(instrument, "aging", None) is not None else ""
-    lines = [f"endurance on the {instrument.backend_name}{aged}, {where}: {cycles} cycles of {settings.set_v:g} V / "
+    lines = [f"endurance on the {instrument.backend_name}{aged}, {where}: {cycles:,} cycle{'s' * (cycles != 1)} of "
+             f"{settings.set_v:g} V / "
              f"{settings.reset_v:g} V, {settings.pulse_width_s:g} s pulses, read at {settings.read_v:g} V; "
              f"run {run_id}"]
     for d in summariser.windows():

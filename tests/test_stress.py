@@ -310,3 +310,24 @@ def test_an_over_limit_disturb_plan_sends_no_instrument_command(tmp_path, capsys
                  "--width", "2e-3", "--visa-log", str(log), "--store", str(tmp_path / "s.db"), "--no-progress"])
     assert code == 1 and "beyond the line limit" in capsys.readouterr().err
     assert not log.exists() or visa_writes(log) == []
+
+
+SIM_BENCH = str(ROOT / "drivers" / "benches" / "sim.toml")
+
+
+@pytest.mark.parametrize("argv", [
+    ["endurance", "--cell", "3,7", "--cycles", "3", "--stop-when-closed", "0"],
+    ["retention", "--cells", "3,7", "--levels", "50", "--duration", "0.2s", "--reads", "lin:2"],
+    ["disturb", "--cell", "3,7", "--reads", "3", "--neighbours", "--pulses", "2"],
+], ids=lambda a: a[0])
+def test_each_stress_command_runs_on_the_pyvisa_sim_bench_and_ends_safe(tmp_path, capsys, argv):
+    log = tmp_path / "visa.log"
+    code = main([*argv, "--bench", SIM_BENCH, "--width", "2e-3", "--visa-log", str(log),
+                 "--store", str(tmp_path / "s.db"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"{argv[0]} on the probe-station" in captured.out
+    writes = visa_writes(log)
+    assert any(c.startswith("PV") for _, c in writes)
+    state = bench_state(writes)
+    assert state.safe, str(state)
