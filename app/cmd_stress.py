@@ -161,6 +161,10 @@ def cmd_disturb(args) -> int:
         per = ", ".join(f"1e{d}: {dg * 1e9:+.3f}" for d, dg in steps)
         label = "reads" if phase == "read" else "half-bias pulses"
         print(f"  {phase:11s} {role:9s} {w:2d},{b:<2d} G0 {g0 * 1e9:6.2f} nS; change per decade of {label} (nS): {per}")
+    keep_summary(args, run_id, {"disturb_events": events, "series": [
+        {"phase": phase, "cell": list(c), "role": role, "start_s": g0,
+         "change_per_decade_s": {f"1e{d}": dg for d, dg in steps}}
+        for phase, c, role, g0, steps in summariser.changes()]})
     if args.csv:
         print(f"  {taken} rows written to {args.csv}")
     return EXIT_OK
@@ -268,6 +272,16 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
     return EXIT_OK, instrument, taken, run_id
 
 
+def keep_summary(args, run_id, summary: dict) -> None:
+    """Keep the run's summary (SI units) with its row in the run store, as ``rramlab ispva`` does."""
+    if run_id is None:
+        return
+    from rramlab.protocols.store import RunStore, json_ready
+
+    with RunStore(args.store) as store:
+        store.set_summary(run_id, json_ready(summary))
+
+
 class _Rows:
     """rows_of for run_stress: the CSV header and one row per record that has ``csv_row()`` (a
     retention run's programming pulses go to the run store only)."""
@@ -358,6 +372,10 @@ def cmd_retention(args) -> int:
                 else f"stayed within +-{settings.tolerance_s * 1e9:g} nS")
         print(f"  {lv.target_s * 1e9:5.1f} nS ({lv.cells} cells): {lv.first_s * 1e9:6.2f} -> {lv.last_s * 1e9:6.2f} nS, "
               f"drift {lv.drift_per_decade_s * 1e9:+.3f} nS per decade of time; {left}")
+    keep_summary(args, run_id, {"simulated_time": simulated, "levels": [
+        {"target_s": lv.target_s, "cells": lv.cells, "first_s": lv.first_s, "last_s": lv.last_s,
+         "drift_per_decade_s": lv.drift_per_decade_s, "left_at_s": lv.left_at_s}
+        for lv in summariser.levels_summary()]})
     if args.csv:
         print(f"  {taken} records, {reads_total} reads written to {args.csv}")
     return EXIT_OK
@@ -388,6 +406,11 @@ def cmd_endurance(args) -> int:
     if code != EXIT_OK:
         return code
     print("\n".join(endurance_lines(summariser, settings, instrument, args.cell, run_id)))
+    keep_summary(args, run_id, {"closed_at_cycle": summariser.closed_at,
+                                "cycles": summariser.last.cycle if summariser.last else 0,
+                                "decades": [{"first_cycle": d.first, "last_cycle": d.last, "reads": d.reads,
+                                             "lrs_a": d.lrs_a, "hrs_a": d.hrs_a, "window_ratio": d.ratio,
+                                             "lowest_window_ratio": d.min_ratio} for d in summariser.windows()]})
     if args.csv:
         print(f"  {taken} rows written to {args.csv}")
     return EXIT_OK

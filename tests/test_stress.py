@@ -331,3 +331,20 @@ def test_each_stress_command_runs_on_the_pyvisa_sim_bench_and_ends_safe(tmp_path
     assert any(c.startswith("PV") for _, c in writes)
     state = bench_state(writes)
     assert state.safe, str(state)
+
+
+def test_each_stress_command_keeps_its_summary_in_the_run_store(tmp_path, capsys):
+    from rramlab.protocols.store import RunStore
+
+    db = str(tmp_path / "s.db")
+    assert main(["endurance", "--cycles", "12", "--store", db, "--no-progress"]) == 0
+    assert main(["retention", "--levels", "30", "--duration", "1d", "--reads", "log:3", "--aging", "--store", db,
+                 "--no-progress"]) == 0
+    assert main(["disturb", "--reads", "12", "--store", db, "--no-progress"]) == 0
+    capsys.readouterr()
+    with RunStore(db) as store:
+        end, ret, dist = (store.run(i).summary for i in (1, 2, 3))
+    assert end["cycles"] == 12 and end["closed_at_cycle"] is None
+    assert end["decades"][0]["window_ratio"] == pytest.approx(50.16, abs=0.01)
+    assert ret["simulated_time"] is True and ret["levels"][0]["drift_per_decade_s"] < 0
+    assert dist["disturb_events"] == 0 and dist["series"][0]["change_per_decade_s"]["1e1"] == 0.0
