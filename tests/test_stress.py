@@ -37,6 +37,9 @@ def test_read_cycles_are_log_spaced_or_every_k_and_always_end_on_the_last_cycle(
     assert list(endurance.read_cycles(20, "10")) == [10, 20]
     with pytest.raises(Exception, match="--read-every"):
         list(endurance.read_cycles(10, "often"))
+    for cycles, every in ((25, "10"), (20, "10"), (1000, "log"), (7, "1")):
+        p = endurance.EndurancePlan(endurance.EnduranceSettings(cycles=cycles, read_every=every), 0, 0)
+        assert p.reads() == len(list(endurance.read_cycles(cycles, every)))
 
 
 def test_endurance_without_aging_reads_exactly_todays_twin():
