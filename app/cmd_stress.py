@@ -62,6 +62,8 @@ def _add_common(p, settings_class, title, with_cell=True, extra_help=None) -> No
                         "without it the twin is the ideal device")
     p.add_argument("--temperature", type=float, default=None, metavar="K",
                    help="twin with --aging: chip temperature (K, default 300) that activates the drift")
+    p.add_argument("--cycles-to-failure", type=float, default=None, metavar="N",
+                   help="twin with --aging: median cycles to failure of the wear model (default 1e5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_force_flag(p)
     add_store_flag(p)
@@ -170,20 +172,38 @@ def cmd_disturb(args) -> int:
     return EXIT_OK
 
 
-def _apply_aging(instrument, args) -> None:
-    """Switch the twin's aging on (``--aging``): a separate state beside the chip (sim/aging.py)."""
-    if not getattr(args, "aging", False):
-        if getattr(args, "temperature", None) is not None:
-            from rramlab.drivers.interface import RramlabError
-
-            raise RramlabError("--temperature sets the drift of --aging: add --aging")
-        return
+def aging_from_args(args):
+    """The Aging of ``--aging`` (with ``--temperature``, ``--cycles-to-failure``), or None; checked
+    before any backend is opened (RramlabError naming the flag)."""
     from rramlab.drivers.interface import RramlabError
-    from rramlab.sim.aging import Aging, AgingState
 
-    if instrument.backend_name != "twin":
+    if not getattr(args, "aging", False):
+        for flag in ("temperature", "cycles_to_failure"):
+            if getattr(args, flag, None) is not None:
+                raise RramlabError(f"--{flag.replace('_', '-')} sets a part of --aging: add --aging")
+        return None
+    if args.bench:
         raise RramlabError("--aging applies to the twin only: drop it with --bench (a real chip ages by itself)")
-    aging = Aging() if args.temperature is None else replace(Aging(), temperature_k=args.temperature)
+    from rramlab.sim.aging import Aging
+
+    changes = {}
+    if args.temperature is not None:
+        changes["temperature_k"] = args.temperature
+    if args.cycles_to_failure is not None:
+        changes["wear_cycles_to_failure"] = args.cycles_to_failure
+    try:
+        return replace(Aging(), **changes)
+    except ValueError as exc:
+        flag = "--temperature" if "temperature" in str(exc) else "--cycles-to-failure"
+        raise RramlabError(f"{flag}: {exc}; give a positive number") from None
+
+
+def _apply_aging(instrument, aging) -> None:
+    """Give the twin its aging state (sim/aging.py), a separate state beside the chip."""
+    if aging is None:
+        return
+    from rramlab.sim.aging import AgingState
+
     instrument.aging = AgingState(aging, instrument.geometry.shape, instrument.seed)
 
 
@@ -209,8 +229,7 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
     check_backend_flags(args, cell_requested)
     check_output_paths([OutputPath("--csv", args.csv), OutputPath("--save-chip", args.save_chip),
                         OutputPath("--visa-log", args.visa_log, append=True)], force=args.force)
-    if args.bench and args.aging:
-        raise RramlabError("--aging applies to the twin only: drop it with --bench (a real chip ages by itself)")
+    aging = aging_from_args(args)
     checker = None
     if args.bench:
         from rramlab.drivers.probe_station import load_bench
@@ -231,7 +250,7 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
     taken, run_id, record_file = 0, None, None
     try:
         with instrument:
-            _apply_aging(instrument, args)
+            _apply_aging(instrument, aging)
             the_plan = plan_for(instrument)
             with record_run(store, name, settings, instrument) as stored:
                 run_id = stored.run_id

@@ -351,3 +351,14 @@ def test_each_stress_command_keeps_its_summary_in_the_run_store(tmp_path, capsys
     assert end["decades"][0]["window_ratio"] == pytest.approx(50.16, abs=0.01)
     assert ret["simulated_time"] is True and ret["levels"][0]["drift_per_decade_s"] < 0
     assert dist["disturb_events"] == 0 and dist["series"][0]["change_per_decade_s"]["1e1"] == 0.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cycles-to-failure", "300"], "--cycles-to-failure sets a part of --aging"),
+    (["--aging", "--cycles-to-failure", "-3"], "--cycles-to-failure: Aging.wear_cycles_to_failure must be a positive"),
+    (["--aging", "--bench", VIRTUAL_BENCH, "--cell", "3,7", "--width", "2e-3"], "--aging applies to the twin only"),
+])
+def test_aging_flags_are_refused_before_anything_runs(tmp_path, capsys, argv, message):
+    assert main(["endurance", "--cycles", "3", *argv, "--store", str(tmp_path / "s.db"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "stopped after" not in err  # refused before the backend was opened
