@@ -73,6 +73,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("rramlab.app.cmd_network", "the paper's experiment on the twin, its figures beside ours"),
     "sweep": ("rramlab.app.cmd_sweep", ("Monte-Carlo sweep of the twin (chips, variability, wires, programming error, pruning, "
                                      "firing threshold) on Dask; NetCDF out")),
+    "endurance": ("rramlab.app.cmd_stress", "set/reset cycles of one cell, both states read at log-spaced cycles"),
+    "retention": ("rramlab.app.cmd_stress", "program cells to levels, read them at log-spaced times"),
+    "disturb": ("rramlab.app.cmd_stress", "repeated reads of a cell; half-bias pulses with its neighbours read"),
     "gui": ("rramlab.app.cmd_gui", "open the desktop window: every protocol on the twin or a bench, live plots"),
 }
 

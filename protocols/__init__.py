@@ -16,12 +16,15 @@ Every protocol module has the same shape, which is what the command line uses to
 Modules: ``ispp`` (incremental step pulse programming), ``ispva`` (write-verify), ``transfer``
 (weight transfer into the differential array), ``inference`` (25-step spiking inference through
 ``vmm``), ``array_map`` (the conductance map of the array at the read voltage), ``iv`` (a DC staircase
-sweep of one cell), ``power`` (eqns 1-3 from measured conductances), ``network`` and ``mnist`` (training,
+sweep of one cell), ``power`` (eqns 1-3 from measured conductances), ``endurance``, ``retention`` and
+``disturb`` (set/reset cycling, states over time, read and half-select disturb), ``network`` and ``mnist`` (training,
 quantisation, pruning, mapping; the data), ``weights`` (weight files), ``store`` (the run
 store), ``records`` (records to rows and DataFrames), ``settings`` (the declarations).
 """
 
 #: the protocol modules (each has Settings, plan, run, RECORDS)
-PROTOCOLS = ("ispp", "ispva", "transfer", "inference", "power", "array_map", "iv")
+PROTOCOLS = ("ispp", "ispva", "transfer", "inference", "power", "array_map", "iv", "endurance", "retention",
+             "disturb")
 
-__all__ = ["PROTOCOLS", "ispp", "ispva", "transfer", "inference", "power", "array_map", "iv", "weights", "store", "records"]
+__all__ = ["PROTOCOLS", "ispp", "ispva", "transfer", "inference", "power", "array_map", "iv", "endurance",
+           "retention", "disturb", "weights", "store", "records"]

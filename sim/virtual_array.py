@@ -53,6 +53,7 @@ import numpy as np
 
 from rramlab.drivers.interface import (ArrayGeometry, CrossbarInstrument, RequestError, RramlabError,
                                       SafeOperatingArea, half_bias_voltages)
+from rramlab.sim.aging import AgingState
 from rramlab.sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
 from rramlab.sim.device import (DEFAULT_PRESET, DeviceParameters, Switch, _num, device_preset,
                                 partial_on_fraction, preset_name, switch_name, switch_nodes,
@@ -217,7 +218,7 @@ class VirtualArray(CrossbarInstrument):
                  variability: Variability | None = None,
                  programming_error_sigma: float = DEFAULT_PROGRAMMING_ERROR_SIGMA,
                  seed: int | None = 0, engine: str = DEFAULT_ENGINE, programming_error: str = "paper",
-                 cycle_to_cycle: CycleToCycle | None = None):
+                 cycle_to_cycle: CycleToCycle | None = None, aging=None):
         super().__init__(geometry, limits)
         self.engine = engine
         if isinstance(device, str):
@@ -268,6 +269,10 @@ class VirtualArray(CrossbarInstrument):
         self.spice_steps_per_width = SPICE_STEPS_PER_WIDTH
         #: segment (V) of the rising edge ngspice is drawn with (RAMP_STEP_V; halved in the convergence test)
         self.ramp_step_v = RAMP_STEP_V
+        #: wear and retention drift (sim/aging.py); None: today's ideal device, exactly
+        self.aging = None if aging is None else AgingState(aging, self.geometry.shape, seed)
+        #: simulated seconds passed on this chip (advance_time); nothing else moves it
+        self.clock_s = 0.0
 
     @property
     def engine(self) -> str:
@@ -626,7 +631,8 @@ class VirtualArray(CrossbarInstrument):
         cur = self._steps(x, bitlines)
         where_w = {w: i for i, w in enumerate(rows)}
         where_b = {b: i for i, b in enumerate(bitlines)}
-        return [cur[where_w[w], where_b[b]] for w, b in cells]
+        currents = [cur[where_w[w], where_b[b]] for w, b in cells]
+        return currents if self.aging is None else self._aged_reads(cells, currents, v_read)
 
     def _vmm(self, wordline_v, bitlines):
         return self._steps(np.asarray(wordline_v, dtype=float), list(bitlines))
@@ -651,8 +657,33 @@ class VirtualArray(CrossbarInstrument):
                 self.spice_pulses += 1
             new = self._spice_transient([(wordline_v, bitline_v, width, shape)])[0]
             v_peak = self._peak_cell_voltage(wordline_v, bitline_v, new)
+        before = self.switch_states if self.aging is not None else None
         self.last_pulse_disturbed = self._commit_states(new, targets, v_peak, (wordline_v, bitline_v))
         self.pulse_count += 1
+        if before is not None:
+            self._aging_after_pulse(wordline_v, bitline_v, targets, np.any(before != self.switch_states, axis=2))
+
+    # ----- aging hook (sim/aging.py): inert unless the chip was made with aging=Aging(...) -----
+    def advance_time(self, seconds: float) -> None:
+        """Let ``seconds`` of simulated time pass with every line at 0 V (a retention wait): with
+        aging, programmed states drift; without, nothing changes."""
+        if not (np.isfinite(seconds) and seconds >= 0):
+            raise RequestError(f"advance_time takes seconds >= 0, got {seconds!r}")
+        self.clock_s += float(seconds)
+        if self.aging is not None:
+            self.aging.advance_time(seconds)
+
+    def _aging_after_pulse(self, wordline_v, bitline_v, targets, changed):
+        cell_v = np.asarray(wordline_v, float)[:, None] - np.asarray(bitline_v, float)[None, :]
+        self.aging.after_pulse(cell_v, targets, changed)
+
+    def _aged_reads(self, cells, currents, v_read):
+        """Reads with wear and drift applied to the part of each current above the cell's HRS current."""
+        g_off = float(self._off_conductance().sum())
+        r0 = self.cell_insulator_r0
+        hrs = [float(device_current_exact(v_read, g_off, self.device,
+                                          insulator_r0=None if r0 is None else r0[w, b])[0]) for w, b in cells]
+        return self.aging.read_currents(cells, currents, hrs)
 
     def _programming_done(self, cells):
         if self.programming_error == "device" or self.programming_error_sigma <= 0:
@@ -852,6 +883,7 @@ class VirtualArray(CrossbarInstrument):
             "cycle_to_cycle": asdict(self.cycle_to_cycle) if self.programming_error == "device" else None,
             "variability": asdict(self.variability),
             "seed": self.seed,
+            **({"aging": self.aging.aging.describe()} if self.aging is not None else {}),
         }
 
 
