@@ -52,7 +52,7 @@ def no_display_reason(environ=None, platform: str | None = None) -> str | None:
         return None
     if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") or env.get("QT_QPA_PLATFORM"):
         return None
-    return ("rramlab gui: no display (neither DISPLAY nor WAYLAND_DISPLAY is set): run it in a desktop session, "
+    return ("no display (neither DISPLAY nor WAYLAND_DISPLAY is set): run it in a desktop session, "
             "over ssh -X, under xvfb-run rramlab gui, or with QT_QPA_PLATFORM=offscreen for a window nobody sees")
 
 
