@@ -60,8 +60,6 @@ def _add_common(p, settings_class, title, with_cell=True, extra_help=None) -> No
     p.add_argument("--aging", action="store_true",
                    help="twin only: give the cells wear and retention drift (sim/aging.py, assumed parameters); "
                         "without it the twin is the ideal device")
-    p.add_argument("--temperature", type=float, default=None, metavar="K",
-                   help="twin with --aging: chip temperature (K, default 300) that activates the drift")
     p.add_argument("--cycles-to-failure", type=float, default=None, metavar="N",
                    help="twin with --aging: median cycles to failure of the wear model (default 1e5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -173,12 +171,13 @@ def cmd_disturb(args) -> int:
 
 
 def aging_from_args(args):
-    """The Aging of ``--aging`` (with ``--temperature``, ``--cycles-to-failure``), or None; checked
-    before any backend is opened (RramlabError naming the flag)."""
+    """The Aging of ``--aging`` (with ``--cycles-to-failure``, and the run's ``--temperature``, which
+    every recording command takes for the run store and which here also activates the twin's drift),
+    or None; checked before any backend is opened (RramlabError naming the flag)."""
     from rramlab.drivers.interface import RramlabError
 
     if not getattr(args, "aging", False):
-        for flag in ("temperature", "cycles_to_failure"):
+        for flag in ("cycles_to_failure",):
             if getattr(args, flag, None) is not None:
                 raise RramlabError(f"--{flag.replace('_', '-')} sets a part of --aging: add --aging")
         return None
@@ -187,8 +186,13 @@ def aging_from_args(args):
     from rramlab.sim.aging import Aging
 
     changes = {}
-    if args.temperature is not None:
-        changes["temperature_k"] = args.temperature
+    if getattr(args, "temperature", None) is not None:
+        from rramlab.protocols.store import parse_temperature
+
+        try:
+            changes["temperature_k"] = parse_temperature(args.temperature)
+        except ValueError as exc:
+            raise RramlabError(str(exc)) from None
     if args.cycles_to_failure is not None:
         changes["wear_cycles_to_failure"] = args.cycles_to_failure
     try:
