@@ -294,6 +294,64 @@ def _steps_backend(instrument):
     return DistinctSteps(instrument) if getattr(instrument, "backend_name", "") == "twin" else instrument
 
 
+class Plans:
+    """``inference.plan`` for one reproduce run, the software layer's work kept between calls.
+
+    The sweeps plan the same images of one variant at many settings: a plan met again (same
+    settings, variant, data set and images) is handed back as it was, and a plan that changes only
+    the threshold or the spike reuses the images' rate-coded input drive (``w1 . x + b1`` of every
+    step, what ``inference.integrate_and_fire`` integrates), so only the integrate-and-fire loop
+    runs again. The hidden spikes are the ones ``inference.plan`` gives (same drive, same loop:
+    tests/test_reproduce.py compares them); every plan is still validated by ``inference.plan``
+    itself, on the images with the lowest and highest index."""
+
+    def __init__(self):
+        self._plans: dict = {}
+        self._drives: dict = {}
+
+    def __call__(self, settings: inference.InferenceSettings, variant: Variant, data, indices,
+                 checker=None) -> inference.InferencePlan:
+        indices = np.asarray(indices, dtype=np.intp)
+        if indices.ndim != 1 or indices.size == 0:
+            return inference.plan(settings, variant, data, indices, checker)
+        ends = indices[[int(np.argmin(indices)), int(np.argmax(indices))]]
+        edge = inference.plan(settings, variant, data, ends, checker)   # every refusal the whole plan has
+        key = (id(variant), id(data), indices.tobytes())
+        hit = self._plans.get((settings,) + key)
+        if hit is not None and hit[0] is variant and hit[1] is data:
+            return hit[2]
+        drive_key = key + (settings.steps, settings.spike_seed, settings.max_rate)
+        got = self._drives.get(drive_key)
+        if got is None or got[0] is not variant or got[1] is not data:
+            # as inference.plan: one generator per image, seeded by (seed, image index)
+            images = data.images[indices]
+            spikes_in = np.concatenate([inference.rate_code(images[k:k + 1], settings.steps,
+                                                            np.random.default_rng([settings.spike_seed, i]),
+                                                            settings.max_rate)
+                                        for k, i in enumerate(indices)])
+            # the images and labels are shared by the plans of these images (read-only)
+            got = (variant, data, spikes_in.astype(float) @ variant.w1 + variant.b1, images, data.labels[indices],
+                   indices)
+            self._drives[drive_key] = got
+        out = replace(edge, images=got[3], labels=got[4], indices=got[5], hidden_spikes=_fire(got[2], edge.threshold))
+        # the cache holds the variant and data set, so their ids cannot be reused while it is kept
+        self._plans[(settings,) + key] = (variant, data, out)
+        return out
+
+
+def _fire(drive: np.ndarray, threshold: float) -> np.ndarray:
+    """``inference.integrate_and_fire`` from its drive (n, steps, hidden): the same loop (reset by
+    subtraction, at most one spike per step), hidden spikes (n, steps, hidden) bool."""
+    membrane = np.zeros((drive.shape[0], drive.shape[2]))
+    out = np.zeros(drive.shape, dtype=bool)
+    for t in range(drive.shape[1]):
+        membrane += drive[:, t]
+        fired = membrane >= threshold
+        membrane -= threshold * fired
+        out[:, t] = fired
+    return out
+
+
 def accuracy_key(settings: inference.InferenceSettings, variant: Variant) -> tuple:
     """What a spiking setting's predictions depend on: the threshold, the spike voltage and the shape.
     The duty only scales every current of a step (``inference.waveform_nodes``), so it changes no prediction."""
@@ -320,25 +378,25 @@ def split_accuracy(instrument: CrossbarInstrument, inference_plan: inference.Inf
 
 def run_variant(instrument: CrossbarInstrument, variant: Variant, mnist: Mnist, accuracy_idx, power_idx,
                 inference_settings: inference.InferenceSettings = inference.InferenceSettings(),
-                write: Callable = Writer(), split_idx=None, cache: dict | None = None) -> ArrayRun:
+                write: Callable = Writer(), split_idx=None, cache: dict | None = None,
+                plan: Callable = inference.plan) -> ArrayRun:
     """Write (transfer), infer and estimate power for one variant on one array; ``split_idx``: the
-    images of the full-split accuracy (None: not measured)."""
+    images of the full-split accuracy (None: not measured); ``plan``: inference.plan or a ``Plans``."""
     report = write(instrument, variant)
     test = mnist.test
-    p = inference.plan(inference_settings, variant, test, accuracy_idx, instrument)
+    p = plan(inference_settings, variant, test, accuracy_idx, instrument)
     records = list(inference.run(instrument, p))
     ann = float(np.mean(variant.predict(test.images[accuracy_idx]) == test.labels[accuracy_idx]))
-    pp = inference.plan(inference_settings, variant, test, power_idx, instrument)
+    pp = plan(inference_settings, variant, test, power_idx, instrument)
     powers, factors, g = measure_power(instrument, pp)
     split = {}
     if split_idx is not None:
-        split = split_accuracy(instrument, inference.plan(inference_settings, variant, test, split_idx, instrument),
-                               cache)
+        split = split_accuracy(instrument, plan(inference_settings, variant, test, split_idx, instrument), cache)
     six = None
     ann_right = variant.predict(test.images) == test.labels
     sixes = np.flatnonzero((test.labels == 6) & ann_right)
     if sixes.size:
-        ps = inference.plan(inference_settings, variant, test, sixes[:1], instrument)
+        ps = plan(inference_settings, variant, test, sixes[:1], instrument)
         six = next(inference.run(instrument, ps))
     return ArrayRun(variant.name, report, transfer_figures(report), records, ann, powers, g, six, factors,
                     pp.threshold, split)
@@ -367,19 +425,20 @@ def sweep_points(settings: ReproduceSettings) -> list[tuple[str, object]]:
 
 def spiking_sweep(instrument: CrossbarInstrument, variant: Variant, test, split_idx, power_idx,
                   base: inference.InferenceSettings, settings: ReproduceSettings,
-                  progress: Callable[[str], None] = lambda message: None, cache: dict | None = None) -> list[dict]:
+                  progress: Callable[[str], None] = lambda message: None, cache: dict | None = None,
+                  plan: Callable = inference.plan) -> list[dict]:
     """Accuracy (``split_idx`` images, binomial standard error) and power (``power_idx`` images, with
     its factors) of one written variant at every point of ``sweep_points``. A point that only changes
     the spike (voltage, waveform) reuses the base's hidden spikes, which do not depend on it."""
-    base_plan = inference.plan(base, variant, test, split_idx, instrument)
-    base_power_plan = inference.plan(base, variant, test, power_idx, instrument)
+    base_plan = plan(base, variant, test, split_idx, instrument)
+    base_power_plan = plan(base, variant, test, power_idx, instrument)
     out = []
     cache = {} if cache is None else cache
     for parameter, value in sweep_points(settings):
         s = sweep_point_settings(base, base_plan.threshold, parameter, value)
         if parameter == "threshold":
-            acc_plan = inference.plan(s, variant, test, split_idx, instrument)
-            pow_plan = inference.plan(s, variant, test, power_idx, instrument)
+            acc_plan = plan(s, variant, test, split_idx, instrument)
+            pow_plan = plan(s, variant, test, power_idx, instrument)
         else:
             acc_plan = replace(base_plan, settings=s)
             pow_plan = replace(base_power_plan, settings=s)
@@ -404,10 +463,11 @@ def active_wordlines_per_class(inference_plan: inference.InferencePlan) -> list[
 
 
 def power_grid(instrument: CrossbarInstrument, variant: Variant, test, power_idx,
-               base: inference.InferenceSettings, settings: ReproduceSettings) -> list[dict]:
+               base: inference.InferenceSettings, settings: ReproduceSettings,
+               plan: Callable = inference.plan) -> list[dict]:
     """Power only (no inference: the spikes and the cells' reads) on the power images over threshold
     multiples x spike voltages x waveforms; each entry its settings and average power (W)."""
-    base_threshold = inference.plan(base, variant, test, power_idx[:1], instrument).threshold
+    base_threshold = plan(base, variant, test, power_idx[:1], instrument).threshold
     hidden = variant.w1.shape[1]
     bitlines = range(2 * inference.CLASSES)
     reads = {}  # the cells' conductances depend on the spike, not on the threshold: read once per spike
@@ -417,8 +477,8 @@ def power_grid(instrument: CrossbarInstrument, variant: Variant, test, power_idx
         reads[(v, "tri")] = (g, power.spike_conductances(instrument, range(hidden), bitlines, v, "tri", 1.0))
     out = []
     for k in POWER_GRID_MULTIPLES:
-        plan_k = inference.plan(replace(base, threshold=base_threshold * k, threshold_scale=1.0), variant, test,
-                                power_idx, instrument)
+        plan_k = plan(replace(base, threshold=base_threshold * k, threshold_scale=1.0), variant, test, power_idx,
+                      instrument)
         for v in settings.spike_voltages():
             for shape, duty in (("rect", 1.0), ("tri", 1.0)):
                 s = replace(plan_k.settings, spike_v=v, spike_shape=shape, spike_duty=duty)
@@ -465,18 +525,21 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
     spiking = {}
     grids = {}
     paper_power = []   # the settings that give the paper's power, with what they cost (filled below)
+    new_array = _sharing_tables(new_array)
+    plans = Plans()
     for name in ARRAY_VARIANTS:
         t = time.perf_counter()
         v = net.variants[name]
         progress(f"{v.title}: transfer ({write.settings.scheme}), infer {acc_idx.size} + {split_idx.size} images, "
                  f"power on {pow_idx.size}")
         with new_array() as array:
-            runs[name] = run_variant(array, v, mnist, acc_idx, pow_idx, inference_settings, write, split_idx, cache)
+            runs[name] = run_variant(array, v, mnist, acc_idx, pow_idx, inference_settings, write, split_idx, cache,
+                                     plans)
             timings[name] = time.perf_counter() - t
             t = time.perf_counter()
             spiking[name] = spiking_sweep(array, v, mnist.test, split_idx, pow_idx, inference_settings, settings,
-                                          progress, cache)
-            grids[name] = power_grid(array, v, mnist.test, pow_idx, inference_settings, settings)
+                                          progress, cache, plans)
+            grids[name] = power_grid(array, v, mnist.test, pow_idx, inference_settings, settings, plans)
             if name == ARRAY_VARIANTS[0]:
                 paper_power = [dict(c) for c in paper_power_settings(grids[name], PAPER["power.qt_w"])]
             for c in paper_power:
@@ -485,7 +548,7 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
                                          inference_settings.hidden_threshold(v.threshold), "threshold",
                                          c["threshold_multiple"])
                 progress(f"{v.title}: accuracy at {s.describe_spike()}, threshold x{c['threshold_multiple']:g}")
-                c[name] = split_accuracy(array, inference.plan(s, v, mnist.test, split_idx, array), cache)
+                c[name] = split_accuracy(array, plans(s, v, mnist.test, split_idx, array), cache)
                 c[name]["power_w"] = next(g["power_w"] for g in grids[name] if all(
                     g[k] == c[k] for k in ("threshold_multiple", "spike_v", "spike_shape", "spike_duty")))
             timings[f"{name}_spiking_sweep"] = time.perf_counter() - t
@@ -498,7 +561,7 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
         v = pruned_variant(fp.w1, fp.b1, fp.w2, ratio, mnist.train, mnist.test, network_settings,
                            name=f"pr{ratio:g}")
         with new_array() as array:
-            r = run_variant(array, v, mnist, acc_idx, pow_idx, inference_settings, write)
+            r = run_variant(array, v, mnist, acc_idx, pow_idx, inference_settings, write, plan=plans)
         sweep.append({"prune_ratio": ratio, "ann_accuracy": v.test_accuracy, "array_accuracy": r.accuracy,
                       "power_w": r.average_power_w, "programmed_cells": r.transfer["cells"],
                       "transfer_rmse_s": r.transfer["rmse_s"]})
@@ -513,6 +576,24 @@ def reproduce(mnist: Mnist, new_array: Callable[[], CrossbarInstrument],
         timings["ispp"] = time.perf_counter() - t
     return ReproduceResult(net, runs, sweep, ispp_records, settings,
                            f"{mnist.description}", timings, spiking, grids, paper_power, write.ispva.programming)
+
+
+def _sharing_tables(new_array: Callable[[], CrossbarInstrument]) -> Callable[[], CrossbarInstrument]:
+    """``new_array`` whose twins share the first twin's device tables (``VirtualArray.share_device_tables``):
+    the fresh chips of one run are one seed's, so each meets the conductances the others met, and a
+    row is built once per run instead of once per chip (on the varied default chip 9,805 rows built
+    by nine transfers were 1,216 distinct). Instruments without the method are handed on as they are."""
+    first = []
+
+    def make():
+        array = new_array()
+        if not first:
+            first.append(array)
+        elif hasattr(array, "share_device_tables"):
+            array.share_device_tables(first[0])
+        return array
+
+    return make
 
 
 def transfer_levels(report: dict) -> list[dict]:

@@ -512,7 +512,39 @@ class NodalArray:
                 out = self._spike_currents(spikes, level, g_switch, g_offset, insulator_r0, bls)
                 if out is not None:
                     return out
+            else:
+                out = self._spike_level_currents(wordline_v, g_switch, g_offset, insulator_r0, bls)
+                if out is not None:
+                    return out
         return self.solved_bitline_currents(wordline_v, g_switch, g_offset, bls, bitline_v, insulator_r0)
+
+    def _spike_level_currents(self, wordline_v, g_switch, g_offset, insulator_r0, bls):
+        """Bitline currents of a batch whose every step is a spike of its own level (each wordline at
+        0 V or at that step's one positive voltage, e.g. a triangular spike's waveform nodes stacked in
+        one call): each level with at least SPIKE_MIN_STEPS steps from that level's spike model, the
+        rest (and any level whose model fails its checks) solved in full together, steps at 0 V
+        everywhere carry no current. None when no level is answered by a model."""
+        peak = wordline_v.max(axis=1)
+        spikes = (wordline_v == peak[:, None]) & (peak[:, None] > 0)
+        if np.count_nonzero(wordline_v) != np.count_nonzero(spikes):
+            return None   # a step with two voltages, or a negative one
+        levels, which = np.unique(peak, return_inverse=True)
+        counts = np.bincount(which, minlength=levels.size)
+        if not np.any((counts >= SPIKE_MIN_STEPS) & (levels > 0)):
+            return None
+        out = np.zeros((wordline_v.shape[0], bls.size))
+        solve = peak > 0
+        for k in np.flatnonzero((counts >= SPIKE_MIN_STEPS) & (levels > 0)).tolist():
+            steps = np.flatnonzero(which == k)
+            cur = self._spike_currents(spikes[steps], float(levels[k]), g_switch, g_offset, insulator_r0, bls)
+            if cur is not None:
+                out[steps] = cur
+                solve[steps] = False
+        if solve.all():
+            return None
+        if solve.any():
+            out[solve] = self.solved_bitline_currents(wordline_v[solve], g_switch, g_offset, bls, None, insulator_r0)
+        return out
 
     def _spike_currents(self, spikes, level, g_switch, g_offset, insulator_r0, bls):
         """Bitline currents of a spike batch from the spike model (None when the model fails a check)."""

@@ -410,6 +410,27 @@ class VirtualArray(CrossbarInstrument):
                                      self.array, v_max=v_max)
         return self._nodal
 
+    def share_device_tables(self, other: "VirtualArray") -> bool:
+        """Let this twin's fast engine use ``other``'s tabulated device characteristics (I(V) per
+        switch-bank conductance and Ri, sim/nodal.py DeviceTables) from now on, and add its own rows
+        to them. A row depends only on the device model and its key, not on the chip, so it holds for
+        any twin of the same device; fresh chips of one seed (reproduce's one per variant) meet the
+        same conductances and build each row once instead of once per chip. Use the twins one after
+        the other, not from two threads at once. Returns whether the tables are now shared (False:
+        another device model, or ``other`` has no tables yet)."""
+        if not isinstance(other, VirtualArray) or other is self or other._nodal is None:
+            return False
+        theirs = other._nodal.tables
+        mine = self._fast()
+        if mine.tables is theirs:
+            return True
+        if theirs.device != mine.tables.device or theirs.step != mine.tables.step:
+            return False
+        if theirs.v_max < mine.tables.v_max:
+            theirs.grow(mine.tables.v_max)
+        mine.tables = theirs
+        return True
+
     def _state_view(self) -> dict:
         """What every read derives from the switch states, kept until they (their on-fractions, or the
         per-cell switch values) change: the switch-bank conductance (W, B) S, and the lowest turn-on threshold of

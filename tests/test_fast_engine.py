@@ -266,6 +266,31 @@ def test_spike_batches_fall_back_to_the_full_solve_when_the_model_does_not_hold(
     assert np.allclose(got, full_solve(chip, batch, list(range(24))), rtol=1e-12, atol=0)
 
 
+def test_spike_batches_of_several_levels_are_answered_level_by_level():
+    """A batch whose every step is a spike of its own level (a triangular spike's waveform nodes
+    stacked in one call, as inference sends them) takes each large level's spike model, within 1e-9
+    of the full solve of every step; a level with few steps is solved in full, a step at 0 V
+    everywhere carries 0 A, and a step with two voltages sends the whole batch to the full solve."""
+    rng = np.random.default_rng(15)
+    chip = spike_chip(rng)
+    base = spike_batch(rng, SPIKE_MIN_STEPS, 24)
+    few = spike_batch(rng, 10, 24, 0.3)
+    few[few.sum(axis=1) == 0, 0] = 0.3
+    batch = np.concatenate([base * 0.2, base, few, np.zeros((3, 24))])
+    bitlines = list(range(0, 24, 3))
+    info = chip._fast().info
+    got = chip.vmm(batch, bitlines)
+    assert info.spike_batches == 2 and info.spike_checks == 2
+    ref = full_solve(chip, batch, bitlines)
+    assert np.max(np.abs(got - ref)) <= 1e-9 * np.max(np.abs(ref))
+    n = 2 * SPIKE_MIN_STEPS
+    assert np.allclose(got[n:n + 10], full_solve(chip, few, bitlines), rtol=1e-12, atol=0) and np.all(got[-3:] == 0)
+    two = batch.copy()
+    two[0, :2] = (0.2, 1.0)
+    assert np.allclose(chip.vmm(two, bitlines), full_solve(chip, two, bitlines), rtol=1e-12, atol=0)
+    assert info.spike_batches == 2
+
+
 def test_sweep_stops_when_its_contraction_bound_proves_convergence():
     """The Jacobi-Newton sweep ends as soon as change x q / (1 - q) is below the tolerance, one
     sweep before the step itself is, and the answer is the same."""

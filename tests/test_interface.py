@@ -149,6 +149,20 @@ def test_vmm_batch_and_single_step_shapes(inst):
     assert out.shape == (25, 20)
 
 
+def test_vmm_checks_each_batch_from_its_own_extremes(inst):
+    """check_vmm finds a batch's highest and lowest voltage once for every check (non-finite, read
+    window, device ceiling): a batch checked earlier lends nothing to the next one."""
+    safe = np.zeros((30, 24))
+    inst.check_vmm(safe)
+    for bad, error in ((np.full((30, 24), 1.6), SafetyError), (np.full((30, 24), -0.6), SafetyError),
+                       (np.where(np.eye(30, 24) > 0, np.nan, 0.0), RequestError),
+                       (np.where(np.eye(30, 24) > 0, -np.inf, 0.0), RequestError)):
+        with pytest.raises(error):
+            inst.vmm(bad)
+    assert inst.calls == []
+    assert inst.vmm(np.zeros((0, 24))).shape == (0, 24)
+
+
 def test_half_bias_puts_half_the_voltage_on_each_selected_line():
     g = ArrayGeometry(24, 24)
     wl, bl = half_bias_voltages(g, 2, 5, 4.0)

@@ -1,6 +1,7 @@
 """rramlab train | infer | power | reproduce, run as a user runs them (twin: fast engine)."""
 
 import csv
+import re
 import json
 from pathlib import Path
 
@@ -288,3 +289,42 @@ def test_distinct_steps_give_the_twins_own_currents_for_every_step():
         transfer.write_levels(va, rng.integers(-8, 9, size=(24, 10)))
         v = np.vstack([spikes, spikes[:100]]) * 0.8
         assert np.allclose(DistinctSteps(va).vmm(v, list(range(20))), va.vmm(v, list(range(20))), rtol=1e-12, atol=0)
+
+
+def test_reproduce_plans_are_the_plans_inference_makes():
+    """reproduce's Plans keeps the rate-coded drive of a variant's images between plans: the plans
+    it hands back (other thresholds, other spikes, a plan met again) are inference.plan's own, and it
+    refuses what inference.plan refuses."""
+    from dataclasses import replace
+
+    from rramlab.drivers.interface import RramlabError
+    from rramlab.protocols import inference
+    from rramlab.protocols.mnist import Dataset
+    from rramlab.protocols.network import Variant
+    from rramlab.protocols.reproduce import Plans
+    from rramlab.sim.virtual_array import VirtualArray
+
+    rng = np.random.default_rng(4)
+    data = Dataset(rng.random((60, 784)), rng.integers(0, 10, 60), "random")
+    variant = Variant("qt", rng.normal(0, 0.05, (784, 24)), rng.normal(0, 0.1, 24), rng.normal(0, 1, (24, 10)), 1.5)
+    other = replace(variant, w1=variant.w1[:, ::-1].copy())
+    plans = Plans()
+    base = inference.InferenceSettings()
+    idx = np.array([5, 40, 3, 17, 59, 0, 22])
+    with VirtualArray(engine="fast") as va:
+        for v, s, images in [(variant, base, idx), (variant, replace(base, threshold_scale=2.5), idx),
+                             (variant, replace(base, spike_v=0.6, spike_shape="tri"), idx),
+                             (variant, base, idx[:4]), (other, base, idx), (variant, replace(base, spike_seed=3), idx),
+                             (variant, replace(base, threshold_scale=2.5), idx)]:
+            got, want = plans(s, v, data, images, va), inference.plan(s, v, data, images, va)
+            assert got.settings == want.settings and got.variant is v and got.threshold == want.threshold
+            for name in ("images", "labels", "indices", "hidden_spikes"):
+                assert np.array_equal(getattr(got, name), getattr(want, name)), name
+            assert got.wordlines == want.wordlines and got.bitlines == want.bitlines
+        assert plans(replace(base, threshold_scale=2.5), variant, data, idx, va) is \
+            plans(replace(base, threshold_scale=2.5), variant, data, idx, va)
+        for s, bad in ((base, np.array([3, 60])), (base, np.array([], dtype=int)), (replace(base, spike_v=9.0), idx)):
+            with pytest.raises(RramlabError) as want:
+                inference.plan(s, variant, data, bad, va)
+            with pytest.raises(type(want.value), match=re.escape(str(want.value))):
+                plans(s, variant, data, bad, va)

@@ -178,6 +178,30 @@ def test_the_same_seed_gives_the_same_chip():
     assert a.read_cell(1, 1) != c.read_cell(1, 1)
 
 
+def test_twins_of_one_device_share_their_device_tables():
+    """A fresh twin given an earlier twin's device tables reads and programs exactly as one with its
+    own, and builds no row the other already built; a twin of another device model keeps its own."""
+    def run(chip):
+        chip.pulse_cell(1, 2, 3.8, 2e-6)
+        chip.pulse_cell(0, 0, 4.0, 2e-6)
+        return chip.read([(w, b) for w in range(4) for b in range(3)])
+
+    def chip():
+        return VirtualArray(ArrayGeometry(4, 3), variability=Variability.typical(), seed=5, engine="fast")
+
+    first = chip()
+    reads = run(first)
+    tables = first._fast().tables
+    rows = len(tables.current)
+    second = chip()
+    assert second.share_device_tables(first) and second._fast().tables is tables
+    assert np.array_equal(run(second), reads) and len(tables.current) == rows
+    assert np.array_equal(run(chip()), reads)            # its own tables: the same answers
+    other = VirtualArray(ArrayGeometry(4, 3), device="table1", engine="fast")
+    assert not other.share_device_tables(first) and other._fast().tables is not tables
+    assert not chip().share_device_tables(chip())       # a twin that has solved nothing has no tables yet
+
+
 def test_programming_error_has_the_papers_spread():
     # cells programmed to the 8 levels (10 ... 80 nS): the bound that keeps HRS cells positive is
     # 8 sigma away from every level, so the paper's Gaussian is untouched there
