@@ -27,6 +27,11 @@ small matrix products per sweep), and falls back to a full Newton with the dense
 makes the sweep contract too slowly. Converged to 1e-10 V on the cell voltages. A bitline's
 current is the sum of its cells' currents (KCL at its source).
 
+*Whole-array reads.* A read step drives one wordline and holds every other line at 0 V, so the
+undriven cells sit within microvolts of 0 V, where they are linear; on arrays above 32 lines a batch
+of such steps solves only the driven row, with the undriven cells folded into coefficients per
+(wordline, bitline) computed once per chip state (ReadModel), O(B^2) per step instead of O(W B).
+
 *Pulses.* Cs and Ci are 0.1 fF, so a pulse's flat top (and the apex of a triangle, a slow monotone
 ramp) is quasi-static: the switches see the DC cell voltages at the peak. As the edge rises, a
 switch flips when its cell's voltage crosses its threshold, which changes the network before the
@@ -84,6 +89,8 @@ SPIKE_CHECK_STEPS = 8
 READ_MODEL_MIN_STEPS = 8
 #: ... on arrays with more lines than this (at 24 x 24 fitting the model costs more than the solves)
 READ_MODEL_ABOVE = 32
+#: ... and whose model (W B^2 coefficients, W^2 B while fitting) stays within this many floats (32 MB)
+READ_MODEL_MAX_FLOATS = 1 << 22
 #: the read model is used only while its neglected terms (third order in the undriven cells' coupling
 #: through the wires, and their cubic about 0 V) are bounded below this fraction of each cell's current
 READ_MODEL_TOL = 1e-10
@@ -529,6 +536,7 @@ class NodalArray:
                     return out
         if (wordline_v.ndim == 2 and wordline_v.shape[0] >= READ_MODEL_MIN_STEPS and self.coupled
                 and max(self.W, self.B) > READ_MODEL_ABOVE
+                and self.W * self.B * max(self.W, self.B) <= READ_MODEL_MAX_FLOATS
                 and (bitline_v is None or not np.any(bitline_v))):
             out = self._read_step_currents(wordline_v, g_switch, g_offset, insulator_r0, bls)
             if out is not None:
