@@ -8,7 +8,8 @@ The chip: N x N twin (wire 2 ohm, contact 10 ohm), every cell at a random level 
 of the wordlines at 1 V (timed over 10 calls); a whole-array read: ``read`` of every cell at 1 V (N
 steps of one wordline each). Medians of ``--repeat``, interleaved over the sizes. Goal (issue 21): the 96 x 96 step and
 read at most 30x the 24 x 24 ones (16x the cells); before the wire drops were computed by prefix
-sums a step cost 190x and a read 1,000x. Numbers are this machine's; the load average is printed.
+sums a step cost 190x and a read 1,000x; before the read model (sim/nodal.py ReadModel: only the
+driven row solved, the undriven cells folded in per chip state) a 96 x 96 read cost 34-62x. Numbers are this machine's; the load average is printed.
 """
 
 from __future__ import annotations

@@ -27,6 +27,11 @@ small matrix products per sweep), and falls back to a full Newton with the dense
 makes the sweep contract too slowly. Converged to 1e-10 V on the cell voltages. A bitline's
 current is the sum of its cells' currents (KCL at its source).
 
+*Whole-array reads.* A read step drives one wordline and holds every other line at 0 V, so the
+undriven cells sit within microvolts of 0 V, where they are linear; on arrays above 32 lines a batch
+of such steps solves only the driven row, with the undriven cells folded into coefficients per
+(wordline, bitline) computed once per chip state (ReadModel), O(B^2) per step instead of O(W B).
+
 *Pulses.* Cs and Ci are 0.1 fF, so a pulse's flat top (and the apex of a triangle, a slow monotone
 ramp) is quasi-static: the switches see the DC cell voltages at the peak. As the edge rises, a
 switch flips when its cell's voltage crosses its threshold, which changes the network before the
@@ -79,6 +84,17 @@ SPIKE_MAX_WORDLINES = 24
 SPIKE_MODEL_TOL = 5e-10
 #: steps of each batch re-solved in full to check the spike model (the densest and a spread)
 SPIKE_CHECK_STEPS = 8
+#: whole-array reads (batches of at least this many steps, each one wordline driven, every other
+#: line at 0 V) solve only the driven row, the undriven cells folded in as a correction (ReadModel)
+READ_MODEL_MIN_STEPS = 8
+#: ... on arrays with more lines than this (at 24 x 24 fitting the model costs more than the solves)
+READ_MODEL_ABOVE = 32
+#: ... and whose model (W B^2 coefficients, W^2 B while fitting) stays within this many floats (32 MB)
+READ_MODEL_MAX_FLOATS = 1 << 22
+#: the read model is used only while its neglected terms (third order in the undriven cells' coupling
+#: through the wires, and their cubic about 0 V) are bounded below this fraction of a step's largest
+#: cell current
+READ_MODEL_TOL = 1e-10
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,6 +359,8 @@ class SolveInfo:
     #: fails sends the batch to the full solve)
     spike_batches: int = 0
     spike_checks: int = 0
+    #: read batches answered by the read model (ReadModel)
+    read_model_batches: int = 0
 
 
 class NodalArray:
@@ -363,6 +381,7 @@ class NodalArray:
         self.info = SolveInfo()
         self._dense_r = None
         self._spike_model: SpikeModel | None = None
+        self._read_model: ReadModel | None = None
         # largest total transfer resistance (ohm) seen by one cell: with the largest cell slope it
         # bounds the contraction of the Jacobi-Newton sweep (see _converged)
         self._r_sum_max = float(np.max(self.r_wl.sum(axis=0)[None, :] + self.r_bl.sum(axis=0)[:, None]))
@@ -516,7 +535,39 @@ class NodalArray:
                 out = self._spike_level_currents(wordline_v, g_switch, g_offset, insulator_r0, bls)
                 if out is not None:
                     return out
+        if (wordline_v.ndim == 2 and wordline_v.shape[0] >= READ_MODEL_MIN_STEPS and self.coupled
+                and max(self.W, self.B) > READ_MODEL_ABOVE
+                and self.W * self.B * max(self.W, self.B) <= READ_MODEL_MAX_FLOATS
+                and (bitline_v is None or not np.any(bitline_v))):
+            out = self._read_step_currents(wordline_v, g_switch, g_offset, insulator_r0, bls)
+            if out is not None:
+                return out
         return self.solved_bitline_currents(wordline_v, g_switch, g_offset, bls, bitline_v, insulator_r0)
+
+    def _read_step_currents(self, wordline_v, g_switch, g_offset, insulator_r0, bls):
+        """Bitline currents of a batch of read steps (each step drives at most one wordline, every
+        other line at 0 V) from the chip state's ReadModel: O(B^2) per step instead of a solve of
+        all W x B cells. None when a step drives two wordlines or the model's bound fails (the
+        caller then solves in full)."""
+        driven = wordline_v != 0
+        per_step = np.count_nonzero(driven, axis=1)
+        if np.any(per_step > 1):
+            return None
+        model = self._read_model
+        if model is None or not model.fits(g_switch, g_offset, insulator_r0):
+            model = self._read_model = ReadModel.fit(self, g_switch, g_offset, insulator_r0)
+        if not model.valid:
+            return None
+        out = np.zeros((wordline_v.shape[0], bls.size))
+        on = np.flatnonzero(per_step)
+        if on.size:
+            rows_w = np.argmax(driven[on], axis=1)
+            cur = model.currents(self, rows_w, wordline_v[on, rows_w], g_switch, insulator_r0)
+            if cur is None:
+                return None
+            out[on] = cur[:, bls]
+        self.info.read_model_batches += 1
+        return out
 
     def _spike_level_currents(self, wordline_v, g_switch, g_offset, insulator_r0, bls):
         """Bitline currents of a batch whose every step is a spike of its own level (each wordline at
@@ -839,3 +890,100 @@ class SpikeModel:
         np.take(t02, i02, axis=0, out=part)
         out += part
         return out
+
+
+class ReadModel:
+    """The whole-array read of one chip state: each read step drives one wordline w at the read
+    voltage, every other line at 0 V. The driven row's B cells are solved with their non-linear
+    I(V); the (W - 1) B undriven cells sit within microvolts of 0 V, where each is linear (its
+    conductance g0 = dI/dV at 0 V; the cubic term is ~1e-11 of the current), so their effect is
+    folded into per-(wordline, bitline) coefficients computed once per chip state, to second order
+    in the coupling e = g0 x line resistance summed over a line (~1e-3 at 96 x 96):
+
+    * the driven cell (w, b) sees the undriven cells of bitline b lower its bitline node: the
+      effective bitline resistance Rb[w, w] - C1[w, b], C1 = sum_{i != w} Rb[w, i]^2 g0[i, b];
+    * the bitline current is the driven cell's current I_b times (1 - A1 + A2) plus sum_c Q_w[b, c] I_c:
+      A1 = sum_{i != w} g0[i, b] Rb[i, w] (first order: the undriven cells on b draw back current),
+      A2 its second order along the bitline, Q_w the second order through the undriven wordlines
+      (an undriven cell's current moves its wordline, which moves the row's other cells).
+
+    The neglected terms of a step are bounded by e^3 / (1 - e) times its largest cell current (4e-4
+    and 6e-11 on the growth benchmark's 96 x 96 chip: below the full solve's own 1e-10 V tolerance;
+    measured within 5e-11 relative of the full solve on every cell of the tested chips; a cell driven
+    near 0 A, e.g. by a negative programming error, keeps that absolute error, not the relative one);
+    ``valid`` is False when the bound exceeds READ_MODEL_TOL (a chip with many cells in LRS on long lines), and ``currents`` returns None
+    when a step's bitline nodes move so far that the undriven cells leave their linear range; the
+    caller then solves in full. Memory: W B^2 floats (7 MB at 96 x 96)."""
+
+    def __init__(self, key, c1, a, q, g0, valid):
+        self.key, self.c1, self.a, self.q, self.g0, self.valid = key, c1, a, q, g0, valid
+
+    @staticmethod
+    def _key(g_switch, g_offset, insulator_r0):
+        return tuple(None if x is None else np.array(x, dtype=float, copy=True) for x in (g_switch, g_offset, insulator_r0))
+
+    def fits(self, g_switch, g_offset, insulator_r0) -> bool:
+        for mine, theirs in zip(self.key, (g_switch, g_offset, insulator_r0)):
+            if (mine is None) != (theirs is None):
+                return False
+            if mine is not None and not np.array_equal(mine, np.broadcast_to(theirs, mine.shape)):
+                return False
+        return True
+
+    @classmethod
+    def fit(cls, na: "NodalArray", g_switch, g_offset, insulator_r0) -> "ReadModel":
+        W, B = na.W, na.B
+        key = cls._key(g_switch, g_offset, insulator_r0)
+        while True:
+            rows = na.tables.rows_for(g_switch, insulator_r0)
+            try:
+                _, g0 = na.cell_currents(np.zeros((W, B)), rows, None)
+                break
+            except _TablesGrew:
+                continue
+        g0 = g0 + (0.0 if g_offset is None else np.broadcast_to(g_offset, (W, B)))
+        rb, rw = na.r_bl, na.r_wl
+        # the coupling of the undriven network: a sweep over it moves the solution by at most e
+        eps = float(np.max(g0.sum(axis=0)) * rb.max() + np.max(g0.sum(axis=1)) * rw.max())
+        valid = bool(eps < 0.5 and eps ** 3 / (1.0 - eps) < READ_MODEL_TOL)
+        if not valid:
+            return cls(key, None, None, None, g0, False)
+        gm = np.broadcast_to(g0[None, :, :], (W, W, B)).copy()       # [w, i, b]: g0 of undriven cells
+        gm[np.arange(W), np.arange(W), :] = 0.0
+        t = gm * rb[:, :, None]                                        # g0[i, b] Rb[i, w] (Rb symmetric)
+        a1 = t.sum(axis=1)
+        c1 = (t * rb[:, :, None]).sum(axis=1)
+        a2 = (gm * np.matmul(rb, t)).sum(axis=1)                       # sum_{i, j} g0_i Rb[i, j] g0_j Rb[j, w]
+        q = rw[None, :, :] * np.matmul(gm.transpose(0, 2, 1), t)       # Rw[b, c] sum_i g0[i, b] g0[i, c] Rb[i, w]
+        return cls(key, c1, 1.0 - a1 + a2, q, g0, True)
+
+    def currents(self, na: "NodalArray", wordlines: np.ndarray, volts: np.ndarray, g_switch, insulator_r0):
+        """Bitline currents (A), (n, B), of n steps driving wordline ``wordlines[k]`` at ``volts[k]`` (V)."""
+        go = self.key[1]
+        go = None if go is None else np.broadcast_to(go, (na.W, na.B))[wordlines]
+        r_bitline = np.diag(na.r_bl)[wordlines][:, None] - self.c1[wordlines]   # (n, B)
+        r_self = r_bitline + np.diag(na.r_wl)[None, :]
+        v_open = np.broadcast_to(volts[:, None], (wordlines.size, na.B))
+        while True:
+            rows = na.tables.rows_for(g_switch, insulator_r0)[wordlines]
+            try:
+                v = v_open.copy()
+                for _ in range(200):
+                    cur, slope = na.cell_currents(v, rows, go)
+                    res = v - v_open + cur @ na.r_wl + r_bitline * cur
+                    step = res / (1.0 + r_self * slope)
+                    v -= step
+                    na.info.sweeps += 1
+                    change = float(np.max(np.abs(step)))
+                    if change < VOLTAGE_TOL or na._converged(change, slope):
+                        break
+                else:
+                    return None
+                cur, _ = na.cell_currents(v, rows, go)
+                break
+            except _TablesGrew:
+                continue
+        # the undriven cells' largest voltage: their cubic about 0 V must stay negligible (1 mV: ~1e-11)
+        if float(np.max(np.abs(cur))) * float(na.r_bl.max()) * 2.0 > 1e-3:
+            return None
+        return cur * self.a[wordlines] + np.einsum("nbc,nc->nb", self.q[wordlines], cur)

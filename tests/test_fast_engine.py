@@ -432,3 +432,94 @@ def test_reads_follow_switch_states_changed_in_place_and_reassigned():
     assert chip.read_cell(1, 2) == pytest.approx(hrs, rel=1e-12)
     chip.switch_states[1, 2, :] = True
     assert chip.read_cell(1, 2) > mid
+
+
+# ----- whole-array reads: the read model (one driven row, the undriven cells folded in) -----
+
+def _read_chip(n, varied, lrs_share, seed=1):
+    """An n x n twin with random levels and a share of its cells fully in LRS (all switches on)."""
+    chip = VirtualArray(ArrayGeometry(n, n), engine="fast", seed=seed,
+                        variability=Variability.typical() if varied else None)
+    rng = np.random.default_rng(seed + 10)
+    k = chip.device.n_switches
+    level = rng.integers(0, k + 1, (n, n))
+    level[rng.random((n, n)) < lrs_share] = k
+    chip.switch_states = np.arange(k)[None, None, :] < level[:, :, None]
+    return chip
+
+
+def _state(chip):
+    return chip._g_switch(), chip.conductance_offset, chip.cell_insulator_r0
+
+
+def _tiled(state, reps):
+    return tuple(None if x is None else np.tile(x, (reps, reps)) for x in state)
+
+
+def _read_model_against_full(na, state, v_read=0.2):
+    g_switch, g_offset, r0 = state
+    steps = np.eye(na.W) * v_read
+    bls = np.arange(na.B)
+    model = na._read_step_currents(steps, g_switch, g_offset, r0, bls)
+    full = na.solved_bitline_currents(steps, g_switch, g_offset, bls, None, r0)
+    return model, full
+
+
+@pytest.mark.parametrize("varied", [False, True])
+@pytest.mark.parametrize("lrs_share", [0.0, 0.6])
+def test_read_model_matches_full_solve_on_every_cell(varied, lrs_share):
+    """A whole-array read (step w drives wordline w) from the read model agrees with the full solve
+    of all W x B cells to 1e-9 relative on every cell, at 24 x 24 and 96 x 96, on the default chip and
+    on a varied one (seed 1), with and without many cells in LRS. The 96 x 96 varied chip is the 24 x 24
+    one's cells tiled 4 x 4 (its 9,216 distinct device rows would take 15 s to tabulate)."""
+    chip = _read_chip(24, varied, lrs_share)
+    state = _state(chip)
+    na24 = chip._fast()
+    model, full = _read_model_against_full(na24, state)
+    assert model is not None and np.all(full > 0)
+    assert np.max(np.abs(model - full) / full) < 1e-9
+    if varied:
+        na96 = NodalArray(96, 96, chip.device, chip.array, v_max=na24.tables.v_max)
+        na96.tables = na24.tables
+        state96 = _tiled(state, 4)
+    else:
+        big = _read_chip(96, False, lrs_share)
+        na96, state96 = big._fast(), _state(big)
+    model, full = _read_model_against_full(na96, state96)
+    assert model is not None
+    rel = np.abs(model - full) / full
+    assert np.max(rel) < 1e-9
+    # the undriven cells matter: leaving them out (the driven row alone) misses by far more
+    assert np.max(np.abs(model - full)) < 1e-3 * np.max(np.abs(na96._read_model.a - 1.0)) * np.max(full)
+
+
+def test_whole_array_read_uses_the_read_model_and_matches_cell_reads(monkeypatch):
+    """VirtualArray.read of a 96 x 96 chip goes through the read model and reads what the full solve reads."""
+    chip = _read_chip(96, False, 0.3)
+    cells = [(w, b) for w in range(96) for b in range(0, 96, 7)]
+    na = chip._fast()
+    before = na.info.read_model_batches
+    reads = np.array(chip.read(cells))
+    assert na.info.read_model_batches == before + 1
+    monkeypatch.setattr(nodal, "READ_MODEL_MIN_STEPS", 10 ** 9)   # the full solve, same chip
+    expect = np.array(chip.read(cells))
+    assert na.info.read_model_batches == before + 1
+    assert np.max(np.abs(reads - expect) / expect) < 1e-9
+
+
+def test_read_model_falls_back_when_its_bound_fails():
+    """Long resistive lines and every cell in LRS: the coupling bound fails, the model says so, and
+    the read is the full solve."""
+    chip = VirtualArray(ArrayGeometry(40, 40), engine="fast", array=ArrayParameters(wire_resistance=500.0))
+    chip.switch_states[:] = True
+    na = chip._fast()
+    g_switch, g_offset, r0 = _state(chip)
+    steps = np.eye(40) * 0.2
+    assert na._read_step_currents(steps, g_switch, g_offset, r0, np.arange(40)) is None
+    assert not na._read_model.valid
+    before = na.info.read_model_batches
+    out = na.bitline_currents(steps, g_switch, g_offset, insulator_r0=r0)
+    assert na.info.read_model_batches == before
+    np.testing.assert_array_equal(out, na.solved_bitline_currents(steps, g_switch, g_offset, None, None, r0))
+    # two wordlines in one step are not a read step: not the model's
+    assert na._read_step_currents(steps + np.roll(steps, 1, axis=1), g_switch, g_offset, r0, np.arange(40)) is None
