@@ -140,8 +140,10 @@ def _bar(args, total: int, desc: str, unit: str):
     """A progress bar on stderr with the time left (tqdm), or a silent one with --no-progress."""
     from tqdm import tqdm
 
+    # a bar of a few dozen steps (epochs, stages) shows every step, however fast: tqdm's default 0.1 s
+    # between refreshes would otherwise skip a whole fast training
     return tqdm(total=total, desc=desc, unit=unit, disable=getattr(args, "no_progress", False), file=sys.stderr,
-                leave=False)
+                leave=False, mininterval=0 if total <= 1000 else 0.1)
 
 
 #: transfer settings the network commands set themselves: the pair's zero comes from the network's

@@ -119,14 +119,3 @@ def test_the_console_entry_sets_the_blas_threads_before_numpy_loads():
     assert done.returncode == 0, done.stderr
     assert done.stdout.rsplit("THREADS", 1)[1].strip() == "1"
 
-
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_every_command_builds_its_parser_and_shows_its_help(command, capsys):
-    """Flags added by shared helpers (the run store's, the metadata's, the twin's) and a command's own
-    must not collide: argparse raises when the parser is built, so every command's help is built here."""
-    from rramlab.app.cli import build_parser
-
-    parser = build_parser(command)
-    with pytest.raises(SystemExit) as stop:
-        parser.parse_args([command, "--help"])
-    assert stop.value.code == 0 and command in capsys.readouterr().out
