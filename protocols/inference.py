@@ -116,7 +116,13 @@ def integrate_and_fire(input_spikes: np.ndarray, w1: np.ndarray, b1: np.ndarray,
     """
     if not threshold > 0:
         raise RequestError(f"integrate-and-fire threshold must be positive, got {threshold}")
-    drive = input_spikes.astype(float) @ w1 + b1          # (n, steps, hidden)
+    return fire_from_drive(input_spikes.astype(float) @ w1 + b1, threshold)
+
+
+def fire_from_drive(drive: np.ndarray, threshold: float) -> np.ndarray:
+    """The integrate-and-fire loop of ``integrate_and_fire`` from its drive (n, steps, hidden), the
+    per-step input of every neuron: hidden spikes (n, steps, hidden) bool. Reproduce's sweeps keep
+    the drive of a variant's images and fire it at each threshold."""
     membrane = np.zeros((drive.shape[0], drive.shape[2]))
     out = np.zeros(drive.shape, dtype=bool)
     for t in range(drive.shape[1]):

@@ -333,23 +333,11 @@ class Plans:
             got = (variant, data, spikes_in.astype(float) @ variant.w1 + variant.b1, images, data.labels[indices],
                    indices)
             self._drives[drive_key] = got
-        out = replace(edge, images=got[3], labels=got[4], indices=got[5], hidden_spikes=_fire(got[2], edge.threshold))
+        out = replace(edge, images=got[3], labels=got[4], indices=got[5],
+                      hidden_spikes=inference.fire_from_drive(got[2], edge.threshold))
         # the cache holds the variant and data set, so their ids cannot be reused while it is kept
         self._plans[(settings,) + key] = (variant, data, out)
         return out
-
-
-def _fire(drive: np.ndarray, threshold: float) -> np.ndarray:
-    """``inference.integrate_and_fire`` from its drive (n, steps, hidden): the same loop (reset by
-    subtraction, at most one spike per step), hidden spikes (n, steps, hidden) bool."""
-    membrane = np.zeros((drive.shape[0], drive.shape[2]))
-    out = np.zeros(drive.shape, dtype=bool)
-    for t in range(drive.shape[1]):
-        membrane += drive[:, t]
-        fired = membrane >= threshold
-        membrane -= threshold * fired
-        out[:, t] = fired
-    return out
 
 
 def accuracy_key(settings: inference.InferenceSettings, variant: Variant) -> tuple:
