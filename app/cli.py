@@ -346,6 +346,21 @@ def open_backend(args, cell_requested: bool):
     return VirtualArray.lone_device(**kwargs)
 
 
+
+def open_backend_for_run(args, cell_requested: bool, store):
+    """``open_backend`` for a command that has already opened its run store: (instrument, None), or
+    (None, exit code) after a Ctrl-C while connecting (one line said); the store is closed when the
+    backend does not open, whatever the reason."""
+    try:
+        return open_backend(args, cell_requested), None
+    except KeyboardInterrupt as exc:
+        store.close()
+        say(f"\ninterrupted while opening the backend; {safe_state_text(None, args)}")
+        return None, interrupt_exit_code(exc)
+    except BaseException:
+        store.close()
+        raise
+
 def safe_state_text(instrument, args) -> str:
     """What the user may rely on after a run stopped: 0 V only when the safe-state sequence ran
     to its end (``outputs_safe``); otherwise the state is unknown and the way out is named."""
@@ -393,15 +408,9 @@ def cmd_ispp(args) -> int:
 
     store = RunStore(args.store)  # a bad store path is refused before any backend is opened
     started = now()
-    try:
-        instrument = open_backend(args, args.cell is not None)
-    except KeyboardInterrupt as exc:
-        store.close()
-        say(f"\ninterrupted while opening the backend; {safe_state_text(None, args)}")
-        return interrupt_exit_code(exc)
-    except BaseException:
-        store.close()
-        raise
+    instrument, stopped = open_backend_for_run(args, args.cell is not None, store)
+    if instrument is None:
+        return stopped
 
     taken, total = 0, 0
     run_id = None

@@ -74,7 +74,7 @@ def draw_map(path: str, snapshot: array_map.MapSnapshot, geometry_shape: tuple[i
 
 def cmd_map(args) -> int:
     from rramlab.app.cli import (EXIT_ERROR, EXIT_OK, Stopped, check_backend_flags, interrupt_exit_code,
-                                 open_backend, safe_state_text, say)
+                                 open_backend_for_run, safe_state_text, say)
     from rramlab.app.outputs import (OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error,
                                      keep_record, now, plural, provenance_lines)
     from rramlab.app.settings_flags import settings_from_args
@@ -98,15 +98,9 @@ def cmd_map(args) -> int:
     array_map.plan(settings, checker, region)  # before any backend is opened
     store = RunStore(args.store)
     started = now()
-    try:
-        instrument = open_backend(args, True)
-    except KeyboardInterrupt as exc:
-        store.close()
-        say(f"\ninterrupted while opening the backend; {safe_state_text(None, args)}")
-        return interrupt_exit_code(exc)
-    except BaseException:
-        store.close()
-        raise
+    instrument, stopped = open_backend_for_run(args, True, store)
+    if instrument is None:
+        return stopped
 
     reads: list[array_map.MapRead] = []
     snapshot = None

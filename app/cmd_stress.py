@@ -220,7 +220,7 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
     from tqdm import tqdm
 
     from rramlab.app.cli import (EXIT_ERROR, EXIT_OK, Stopped, check_backend_flags, interrupt_exit_code,
-                                 open_backend, safe_state_text, say)
+                                 open_backend_for_run, safe_state_text, say)
     from rramlab.app.outputs import (OutputError, OutputPath, RecordFile, check_output_paths, describe_os_error,
                                      keep_record, now, provenance_lines)
     from rramlab.drivers.interface import RramlabError
@@ -242,15 +242,9 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
     plan_for(checker)  # the whole plan, before any backend is opened
     store = RunStore(args.store)
     started = now()
-    try:
-        instrument = open_backend(args, cell_requested)
-    except KeyboardInterrupt as exc:
-        store.close()
-        say(f"\ninterrupted while opening the backend; {safe_state_text(None, args)}")
-        return interrupt_exit_code(exc), None, 0, None
-    except BaseException:
-        store.close()
-        raise
+    instrument, stopped = open_backend_for_run(args, cell_requested, store)
+    if instrument is None:
+        return stopped, None, 0, None
     taken, run_id, record_file = 0, None, None
     try:
         with instrument:
