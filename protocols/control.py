@@ -31,8 +31,12 @@ from typing import Callable
 
 __all__ = ["RunControl", "RUNNING", "PAUSING", "PAUSED"]
 
-#: a RunControl's state: running, pausing (asked, not yet at a checkpoint), paused (safe, waiting)
-RUNNING, PAUSING, PAUSED = "running", "pausing", "paused"
+#: a RunControl's state: running
+RUNNING = "running"
+#: a RunControl's state: a pause was asked and the run has not yet reached a checkpoint
+PAUSING = "pausing"
+#: a RunControl's state: waiting at a checkpoint with the instrument safe (0 V, matrix open)
+PAUSED = "paused"
 
 
 class RunControl:
@@ -99,6 +103,7 @@ class RunControl:
 
     @property
     def stop_requested(self) -> bool:
+        """True once ``stop()`` was called or the other ``should_stop`` says stop."""
         return self._stop_asked or (self.other_stop is not None and bool(self.other_stop()))
 
     def paused_for_s(self) -> float:
