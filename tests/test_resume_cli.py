@@ -1,0 +1,77 @@
+"""``--resume RUN`` after a real SIGKILL (app/resume.py): a command killed mid-run on the virtual
+bench or the twin resumes from its last stored record; no stored record is lost or repeated and the
+resumed records continue the plan's sequence."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rramlab.app.cli import main
+from rramlab.protocols.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+VIRTUAL = str(ROOT / "drivers" / "benches" / "virtual.toml")
+RRAMLAB = [sys.executable, "-m", "rramlab"]
+
+
+def _count(store) -> int:
+    try:
+        with RunStore(store) as s:
+            runs = s.runs()
+            return runs[0].records if runs else 0
+    except Exception:  # noqa: BLE001 - the store may not exist yet
+        return 0
+
+
+def killed_mid_run(argv, store, after: int, tmp_path, timeout=120.0):
+    """Start ``rramlab argv --store store``, SIGKILL it once ``after`` records are stored; (run id,
+    the stored records as (type, data))."""
+    proc = subprocess.Popen([*RRAMLAB, *argv, "--store", str(store), "--no-progress"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    end = time.monotonic() + timeout
+    while _count(store) < after:
+        if proc.poll() is not None:
+            pytest.fail(f"rramlab ended (exit {proc.returncode}) before {after} records: {proc.stderr.read()}")
+        if time.monotonic() > end:
+            proc.kill()
+            pytest.fail("timed out")
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with RunStore(store) as s:
+        run = s.runs()[0]
+        assert run.shown_status == "unfinished"
+        return run.run_id, [(r.type, r.data) for r in s.records(run.run_id)]
+
+
+def resumed(argv, store, run_id, capsys):
+    assert main([*argv, "--store", str(store), "--resume", str(run_id), "--no-progress"]) == 0, \
+        capsys.readouterr().err
+    with RunStore(store) as s:
+        info = s.run(run_id)
+        records = s.records(run_id)
+    assert info.status == "finished"
+    assert [r.seq for r in records] == list(range(len(records)))  # no gap, no repeat
+    return [(r.type, r.data) for r in records]
+
+
+def test_ispp_killed_on_the_virtual_bench_resumes_with_the_next_pulse(tmp_path, capsys):
+    argv = ["ispp", "--bench", VIRTUAL, "--cell", "3,7", "--width", "2e-3", "--cycles", "2", "--seed", "5"]
+    store = tmp_path / "runs.sqlite"
+    run_id, before = killed_mid_run(argv, store, 20, tmp_path)
+    # the resume takes the stored settings and cell: only the backend flags are given again
+    after = resumed(["ispp", "--bench", VIRTUAL, "--seed", "5"], store, run_id, capsys)
+    assert after[:len(before)] == before
+    pulses = [(d["cycle"], d["phase"], d["step"]) for _, d in after]
+    assert len(pulses) == len(set(pulses)) == 2 * 62  # every pulse of both cycles, once
+    assert pulses == sorted(pulses, key=lambda p: (p[0], p[1] == "reset", p[2]))
+    assert all((d["wordline"], d["bitline"]) == (3, 7) for _, d in after)
+    assert "resuming run" in capsys.readouterr().err
