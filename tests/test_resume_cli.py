@@ -75,3 +75,43 @@ def test_ispp_killed_on_the_virtual_bench_resumes_with_the_next_pulse(tmp_path, 
     assert pulses == sorted(pulses, key=lambda p: (p[0], p[1] == "reset", p[2]))
     assert all((d["wordline"], d["bitline"]) == (3, 7) for _, d in after)
     assert "resuming run" in capsys.readouterr().err
+
+
+def test_endurance_killed_on_the_virtual_bench_resumes_and_the_cycle_count_goes_on(tmp_path, capsys):
+    argv = ["endurance", "--bench", VIRTUAL, "--cell", "2,5", "--width", "2e-3", "--cycles", "150",
+            "--read-every", "1", "--seed", "2"]
+    store = tmp_path / "runs.sqlite"
+    run_id, before = killed_mid_run(argv, store, 15, tmp_path)
+    after = resumed(["endurance", "--bench", VIRTUAL, "--seed", "2"], store, run_id, capsys)
+    assert after[:len(before)] == before
+    cycles = [d["cycle"] for _, d in after]
+    assert cycles == list(range(1, 151))  # the resumed reads continue the count: none lost, none twice
+    assert "resuming run" in capsys.readouterr().err
+
+
+def test_disturb_killed_on_the_twin_resumes_in_its_phase(tmp_path, capsys):
+    argv = ["disturb", "--cell", "3,7", "--reads", "20000", "--neighbours", "--pulses", "300", "--seed", "4"]
+    store = tmp_path / "runs.sqlite"
+    run_id, before = killed_mid_run(argv, store, 12, tmp_path)
+    after = resumed(["disturb", "--seed", "4"], store, run_id, capsys)
+    assert after[:len(before)] == before
+    keys = [(d["phase"], d["count"], d["wordline"], d["bitline"]) for _, d in after]
+    assert len(keys) == len(set(keys))
+    reads = [c for p, c, _, _ in keys if p == "read"]
+    assert reads == sorted(reads) and reads[0] == 0 and reads[-1] == 20000
+    half = [c for p, c, _, _ in keys if p == "half-select"]
+    assert half and half[0] == 0 and half[-1] == 300 and half == sorted(half)
+
+
+def test_resume_refuses_settings_flags_and_another_commands_run_before_any_backend(tmp_path, capsys):
+    store = tmp_path / "runs.sqlite"
+    assert main(["ispp", "--cycles", "1", "--store", str(store), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["endurance", "--resume", "1", "--store", str(store)]) == 1
+    assert capsys.readouterr().err.strip() == ("rramlab endurance: error: run 1 was recorded by ispp, not endurance: "
+                                               "resume it with `rramlab ispp --resume 1`")
+    assert main(["ispp", "--resume", "1", "--cycles", "3", "--store", str(store)]) == 1
+    assert "drop --cycles" in capsys.readouterr().err
+    assert main(["ispp", "--resume", "1", "--csv", str(tmp_path / "x.csv"), "--store", str(store)]) == 1
+    assert "rramlab runs export 1 --csv" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
