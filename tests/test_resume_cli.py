@@ -53,8 +53,8 @@ def killed_mid_run(argv, store, after: int, tmp_path, timeout=120.0):
 
 
 def resumed(argv, store, run_id, capsys):
-    assert main([*argv, "--store", str(store), "--resume", str(run_id), "--no-progress"]) == 0, \
-        capsys.readouterr().err
+    quiet = [] if argv[0] == "iv" else ["--no-progress"]  # iv has no progress bar
+    assert main([*argv, "--store", str(store), "--resume", str(run_id), *quiet]) == 0, capsys.readouterr().err
     with RunStore(store) as s:
         info = s.run(run_id)
         records = s.records(run_id)
@@ -115,3 +115,43 @@ def test_resume_refuses_settings_flags_and_another_commands_run_before_any_backe
     assert main(["ispp", "--resume", "1", "--csv", str(tmp_path / "x.csv"), "--store", str(store)]) == 1
     assert "rramlab runs export 1 --csv" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_map_killed_on_the_virtual_bench_resumes_cell_by_cell_and_its_snapshot_is_whole(tmp_path, capsys):
+    argv = ["map", "--bench", VIRTUAL, "--region", "0:12,0:10", "--seed", "6"]
+    store = tmp_path / "runs.sqlite"
+    run_id, before = killed_mid_run(argv, store, 25, tmp_path)
+    after = resumed(["map", "--bench", VIRTUAL, "--seed", "6"], store, run_id, capsys)
+    assert after[:len(before)] == before
+    reads = [(d["wordline"], d["bitline"]) for t, d in after if t == "MapRead"]
+    assert reads == [(w, b) for w in range(12) for b in range(10)]  # every cell once, in order
+    (snapshot,) = [d for t, d in after if t == "MapSnapshot"]
+    flat = [g for row in snapshot["conductance_s"] for g in row]
+    assert flat == [d["conductance_s"] for t, d in after if t == "MapRead"]  # stored and new reads together
+    assert after[-1][0] == "MapSnapshot"
+
+
+def test_iv_resume_sweeps_an_unstarted_run_and_refuses_a_sweep_stored_part_way(tmp_path, capsys):
+    store = tmp_path / "runs.sqlite"
+    assert main(["iv", "--cell", "1,2", "--store", str(store)]) == 0
+    with RunStore(store) as s:
+        whole = s.records(1)
+        # a run killed after its first 7 points were stored (the sweep is taken at once)
+        rid = s.start_run("iv", {**s.run(1).settings}, "twin", {})
+        for r in whole[:7]:
+            s.conn.execute("INSERT INTO records (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)",
+                           (rid, r.seq, r.type, __import__("json").dumps(r.data), r.at))
+        s.conn.commit()
+        empty = s.start_run("iv", {**s.run(1).settings}, "twin", {})
+    capsys.readouterr()
+    assert main(["iv", "--resume", str(rid), "--store", str(store)]) == 1
+    assert "a staircase cannot be continued part-way; start a new iv run" in capsys.readouterr().err
+    assert _count_of(store, rid) == 7
+    after = resumed(["iv"], store, empty, capsys)
+    assert [(d["point"], d["voltage_v"]) for _, d in after] == [(r.data["point"], r.data["voltage_v"]) for r in whole]
+    assert all((d["wordline"], d["bitline"]) == (1, 2) for _, d in after)
+
+
+def _count_of(store, run_id) -> int:
+    with RunStore(store) as s:
+        return s.run(run_id).records
