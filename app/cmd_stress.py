@@ -285,6 +285,8 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
                 run_id = stored.run_id
                 if resume is not None:
                     the_plan, earlier = resume_plan(protocol, the_plan, store, resume)
+                    if name == "retention" and not hasattr(instrument, "advance_time"):
+                        the_plan = _bench_retention_clock(the_plan, store, resume)
                     say(f"{name}: resuming run {run_id} after its {earlier} stored records")
                 if args.csv:
                     record_file = RecordFile(args.csv, "--csv")
@@ -331,6 +333,19 @@ def keep_summary(args, run_id, summary: dict) -> None:
 
     with RunStore(args.store) as store:
         store.set_summary(run_id, json_ready(summary))
+
+
+def _bench_retention_clock(the_plan, store, run_id):
+    """A retention run resumed on a bench keeps its clock: the seconds since its last cell was
+    programmed (the store's time of its last IspvaResult) decide which read comes next."""
+    import datetime as dt
+
+    results = store.records(run_id, type="IspvaResult")
+    if the_plan.start_cell < len(the_plan.cells) or not results:
+        return the_plan
+    programmed = dt.datetime.fromisoformat(results[-1].at)
+    elapsed = (dt.datetime.now(dt.timezone.utc) - programmed).total_seconds()
+    return replace(the_plan, elapsed_s=max(elapsed, 0.0))
 
 
 class _Rows:
@@ -386,14 +401,28 @@ def cmd_retention(args) -> int:
     from rramlab.app.cli import EXIT_OK
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.protocols import retention
-    settings = settings_from_args(retention.RetentionSettings, args, skip=_SKIP["RetentionSettings"])
-    spacing, reads = retention.parse_reads(args.reads)
-    settings = replace(settings, duration_s=retention.parse_duration(args.duration), reads=reads, spacing=spacing)
-    if args.width is not None:
-        settings = replace(settings, program=replace(settings.program, pulse_width_s=args.width))
-    levels = parse_levels_ns(args.levels)
-    cells = parse_cells(args.cells, len(levels))
-    targets = [levels[i % len(levels)] for i in range(len(cells))]
+    again = _resumed(args, "retention", retention.RetentionSettings)
+    if again:
+        settings, stored = again
+        given = sorted({t.split("=", 1)[0] for t in args.argv} & {"--cells", "--levels", "--duration", "--reads",
+                                                                   "--width"})
+        if given:
+            from rramlab.drivers.interface import RramlabError
+
+            raise RramlabError(f"--resume {args.resume} continues the run with its stored settings: drop "
+                               f"{', '.join(given)} (or start a new run without --resume)")
+        cells = [tuple(c) for c in stored["cells"]]
+        targets = [float(t) for t in stored["targets_s"]]
+    else:
+        settings = settings_from_args(retention.RetentionSettings, args, skip=_SKIP["RetentionSettings"])
+        spacing, reads = retention.parse_reads(args.reads)
+        settings = replace(settings, duration_s=retention.parse_duration(args.duration), reads=reads,
+                           spacing=spacing)
+        if args.width is not None:
+            settings = replace(settings, program=replace(settings.program, pulse_width_s=args.width))
+        levels = parse_levels_ns(args.levels)
+        cells = parse_cells(args.cells, len(levels))
+        targets = [levels[i % len(levels)] for i in range(len(cells))]
     summariser = retention.RetentionSummariser(settings.tolerance_s)
 
     def on_record(r):
@@ -408,7 +437,8 @@ def cmd_retention(args) -> int:
     start = time.perf_counter()
     code, instrument, taken, run_id = run_stress(
         args, "retention", settings, lambda checker: retention.plan(settings, cells, targets, checker),
-        retention.run, _Rows(retention.CSV_HEADER), on_record, reads_total, "read", estimate, cells[0])
+        retention.run, _Rows(retention.CSV_HEADER), on_record, reads_total, "read", estimate, cells[0],
+        protocol=retention, stored_extra={"cells": [list(c) for c in cells], "targets_s": targets})
     if code != EXIT_OK:
         return code
     wall = time.perf_counter() - start

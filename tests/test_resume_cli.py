@@ -155,3 +155,18 @@ def test_iv_resume_sweeps_an_unstarted_run_and_refuses_a_sweep_stored_part_way(t
 def _count_of(store, run_id) -> int:
     with RunStore(store) as s:
         return s.run(run_id).records
+
+
+def test_retention_killed_on_the_twin_resumes_programming_or_reads_without_a_gap(tmp_path, capsys):
+    argv = ["retention", "--cells", "0:2,0:3", "--levels", "20,50,80", "--duration", "2h", "--reads", "log:300",
+            "--seed", "8"]
+    store = tmp_path / "runs.sqlite"
+    run_id, before = killed_mid_run(argv, store, 40, tmp_path)
+    after = resumed(["retention", "--seed", "8"], store, run_id, capsys)
+    assert after[:len(before)] == before
+    results = [(d["wordline"], d["bitline"]) for t, d in after if t == "IspvaResult"]
+    assert results == [(w, b) for w in range(2) for b in range(3)]  # every cell programmed once
+    times = [d["time_s"] for t, d in after if t == "RetentionRecord"]
+    keys = [(d["time_s"], d["wordline"], d["bitline"]) for t, d in after if t == "RetentionRecord"]
+    assert len(keys) == len(set(keys)) and times == sorted(times)
+    assert len(set(times)) >= 299 and max(times) == pytest.approx(7200.0)
