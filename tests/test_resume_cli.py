@@ -170,3 +170,17 @@ def test_retention_killed_on_the_twin_resumes_programming_or_reads_without_a_gap
     keys = [(d["time_s"], d["wordline"], d["bitline"]) for t, d in after if t == "RetentionRecord"]
     assert len(keys) == len(set(keys)) and times == sorted(times)
     assert len(set(times)) >= 299 and max(times) == pytest.approx(7200.0)
+
+
+def test_ispva_killed_mid_device_resumes_and_equals_an_uninterrupted_run(tmp_path, capsys):
+    argv = ["ispva", "--devices", "3", "--engine", "fast", "--programming-error", "device", "--seed", "11"]
+    store = tmp_path / "runs.sqlite"
+    run_id, before = killed_mid_run(argv, store, 30, tmp_path)
+    after = resumed(["ispva"], store, run_id, capsys)
+    assert after[:len(before)] == before
+    plain = tmp_path / "plain.sqlite"
+    assert main([*argv, "--store", str(plain), "--no-progress"]) == 0
+    with RunStore(plain) as s:
+        whole = [(r.type, r.data) for r in s.records(1)]
+    assert after == whole  # the twin's fresh devices: the resumed run is the uninterrupted one
+    assert sum(t == "IspvaResult" for t, _ in after) == 24
