@@ -288,6 +288,10 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
                     if name == "retention" and not hasattr(instrument, "advance_time"):
                         the_plan = _bench_retention_clock(the_plan, store, resume)
                     say(f"{name}: resuming run {run_id} after its {earlier} stored records")
+                    from rramlab.protocols.store import stored_records
+
+                    for r in stored_records(protocol, store.records(resume)):
+                        on_record(r)  # the summary at the end is that of the whole run
                 if args.csv:
                     record_file = RecordFile(args.csv, "--csv")
                     record_file.start(provenance_lines(__version__, ["rramlab", *args.argv], started,

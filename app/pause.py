@@ -35,6 +35,8 @@ RESUME_SIGNAL = signal.SIGCONT
 
 
 def _clock_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
     seconds = int(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
