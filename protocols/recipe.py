@@ -642,7 +642,7 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
     ``store``: a path, an open RunStore or None (the command line's default store). ``resume``: a
     session id to continue: its recipe must plan to the same steps (``Recipe.fingerprint``); the
     steps it finished are skipped. ``metadata``: a RunMetadata on every step's run (None: that of the
-    enclosing ``using_metadata``). ``should_stop()`` is polled between pulses and steps (stopping
+    enclosing ``using_metadata``, the command line's flags; resuming with none, the session's own). ``should_stop()`` is polled between pulses and steps (stopping
     marks the step's run and the session aborted and raises KeyboardInterrupt, as Ctrl-C does).
     ``on_record(step, record)`` after each record is stored; ``on_session(session_id)`` once the
     session is in the store, before its first step. ``save_chip``: a path the twin's chip is
@@ -655,15 +655,17 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
 
         recipe = load_recipe("examples/day.toml")
         p = plan_recipe(recipe)                         # RecipeError: nothing runs
-        print(p.summary())                              # "4 steps, about 2 min 3 s on the bench"
+        print(p.summary())                              # "5 steps, about 10 min 1 s on the bench"
         with VirtualArray(seed=1, engine="fast") as chip:
             done = run_recipe(p, chip, "runs.sqlite")
         print(done.session_id, done.runs)               # step index -> run id
     """
-    from rramlab.protocols.store import RunStore, interrupted_text, record_run, using_session
+    from rramlab.protocols.store import _DEFAULT_METADATA, RunMetadata, RunStore, interrupted_text, record_run, \
+        using_session
 
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     recipe = recipe_plan.recipe
+    metadata = _DEFAULT_METADATA.get() if metadata is None else metadata
     own = not isinstance(store, RunStore)
     st = RunStore(store) if own else store
     session_id = None
@@ -677,10 +679,13 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
             done = st.finished_steps(resume)
             st.reopen_session(resume)
             session_id = resume
+            stored = (info.metadata or {}).get("metadata")
+            if metadata == RunMetadata() and stored:  # none given again: the session's own
+                metadata = RunMetadata(**{**stored, "tags": tuple(stored.get("tags") or ())})
         else:
-            meta = dataclasses.asdict(metadata) if metadata is not None else None
             session_id = st.start_session(recipe.source, recipe.text, recipe.fingerprint, len(recipe.steps),
-                                          {"name": recipe.name, "notes": recipe.notes, "metadata": meta})
+                                          {"name": recipe.name, "notes": recipe.notes,
+                                           "metadata": metadata.as_dict()})
             done = set()
         if on_session is not None:
             on_session(session_id)

@@ -261,6 +261,8 @@ def test_api_stop_then_resume_continues_at_the_first_unfinished_step(tmp_path):
     with RunStore(store) as s:
         assert s.session(1).status == "finished" and s.finished_steps(1) == {0, 1, 2, 3}
         assert [r.status for r in s.session_runs(1) if r.step_index == 2] == ["aborted", "finished"]
+        # resumed without metadata: every step's run keeps the session's chip id
+        assert {r.metadata.chip_id for r in s.session_runs(1)} == {"C1"}
     other = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 120", "cycles = 31"), source="other.toml")
     with VirtualArray(seed=1, engine="fast") as chip, pytest.raises(rc.RecipeError, match="another recipe"):
         rc.run_recipe(rc.plan_recipe(other), chip, store, resume=1, say=lambda t: None)
