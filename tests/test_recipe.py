@@ -266,3 +266,102 @@ def test_api_stop_then_resume_continues_at_the_first_unfinished_step(tmp_path):
     other = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 120", "cycles = 31"), source="other.toml")
     with VirtualArray(seed=1, engine="fast") as chip, pytest.raises(rc.RecipeError, match="another recipe"):
         rc.run_recipe(rc.plan_recipe(other), chip, store, resume=1, say=lambda t: None)
+
+
+def test_a_transfer_step_stopped_part_way_continues_its_own_run_on_resume(tmp_path):
+    import numpy as np
+
+    from rramlab.protocols.weights import save_weights
+
+    save_weights(tmp_path / "w.npz", np.array([[3, -2], [1, 4]]))
+    text = ('[[step]]\nprotocol = "transfer"\nweights = "w.npz"\nscheme = "half-bias"\n'
+            'ispva = {max_pulses = 30}\n\n[[step]]\nprotocol = "map"\nregion = "0:2,0:4"\n')
+    recipe = rc.load_recipe(write(tmp_path, text))
+    assert recipe.steps[0].ispva.max_pulses == 30 and recipe.steps[0].weights == tmp_path / "w.npz"
+    planned = rc.plan_recipe(recipe)
+    store, chip_file = tmp_path / "runs.sqlite", tmp_path / "chip.npz"
+    seen = []
+    with VirtualArray(seed=1, engine="fast") as chip:
+        with pytest.raises(KeyboardInterrupt):
+            rc.run_recipe(planned, chip, store, should_stop=lambda: len(seen) >= 2, say=lambda t: None,
+                          on_record=lambda step, r: seen.append(r))
+        chip.save_chip(chip_file)  # the chip as the stop left it (the CLI: --save-chip)
+    with RunStore(store) as s:
+        (stopped,) = s.session_runs(1)
+        assert stopped.status == "aborted" and stopped.settings["ispva"]["max_pulses"] == 30
+        kept = [r.data for r in s.records(stopped.run_id)]
+    lines = []
+    with VirtualArray.load_chip(chip_file, engine="fast") as chip:
+        done = rc.run_recipe(planned, chip, store, resume=1, say=lines.append)
+    assert done.runs == {0: stopped.run_id, 1: done.runs[1]}  # the same run continued, then the map
+    assert any("continuing run" in line for line in lines)
+    with RunStore(store) as s:
+        info = s.run(stopped.run_id)
+        assert info.status == "finished" and [r.data for r in s.records(stopped.run_id)][:len(kept)] == kept
+        finals = [r.data for r in s.records(stopped.run_id, "CellRead") if r.data["stage"] == "final"]
+        assert finals and all(abs(f["conductance_s"] - f["target_s"]) <= 2e-9 for f in finals if f["target_s"])
+
+
+def test_a_wait_on_the_virtual_bench_holds_every_output_at_0_v_with_the_matrix_open(tmp_path):
+    from rramlab.app.virtual_bench import open_bench
+
+    text = '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nwait = "2h"\n\n' \
+           '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n'
+    recipe = rc.load_recipe(write(tmp_path, text))
+    from rramlab.drivers.probe_station import load_bench
+
+    planned = rc.plan_recipe(recipe, load_bench(VIRTUAL_BENCH).checker())
+    safe_during_wait = []
+    with open_bench(VIRTUAL_BENCH) as station:
+        bench = station.virtual_bench
+        advance = bench.array.advance_time
+
+        def watched(seconds):
+            safe_during_wait.append((seconds, bench.is_safe()))
+            advance(seconds)
+
+        bench.array.advance_time = watched
+        t = time.monotonic()
+        done = rc.run_recipe(planned, station, tmp_path / "runs.sqlite", say=lambda line: None)
+        assert time.monotonic() - t < 60  # the two hours are simulated, not slept
+    assert safe_during_wait == [(7200.0, True)]
+    assert sorted(done.runs) == [0, 2]
+
+
+def test_nested_settings_and_a_bad_nested_key_name_their_table(tmp_path):
+    good = ('[[step]]\nprotocol = "retention"\ncells = "0:1,0:2"\ntargets_ns = [20, 60]\nduration_s = 100.0\n'
+            'reads = 5\nprogram = {pulse_width_s = 2e-3, max_pulses = 20}\n')
+    (step,) = rc.load_recipe(write(tmp_path, good)).steps
+    assert step.cells == ((0, 0), (0, 1)) and step.targets_s == (20e-9, 60e-9)
+    assert step.settings.program.pulse_width_s == 2e-3 and step.settings.reads == 5
+    bad = good.replace("max_pulses = 20", "max_pulse = 20")
+    with pytest.raises(rc.RecipeError, match=r"line 7, step 1: unknown key program.max_pulse"):
+        rc.load_recipe(write(tmp_path, bad))
+
+
+def test_sigterm_mid_step_stops_safe_marks_the_session_aborted_and_says_how_to_resume(tmp_path):
+    path, store = write(tmp_path, KILL_RECIPE), tmp_path / "runs.sqlite"
+    argv = [RRAMLAB, "run", str(path), "--store", str(store), "--engine", "fast"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            assert proc.poll() is None, proc.communicate()
+            try:
+                if store.exists() and any(len(seqs) >= 3 for _, _, seqs, _ in _session_state(store).get(2, [])):
+                    break
+            except sqlite3.OperationalError:
+                continue
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM in step 3 (line 10) endurance; outputs are at 0 V" in err, err
+    assert f"continue with: rramlab run {path} --resume 1" in err and "2 of 4 steps finished" in err
+    with RunStore(store) as s:
+        assert s.session(1).status == "aborted" and s.session(1).error == "interrupted by SIGTERM"
+        assert [r.status for r in s.session_runs(1)] == ["finished", "finished", "aborted"]
