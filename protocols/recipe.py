@@ -278,6 +278,7 @@ def recipe_from_text(text: str, source: str = "recipe", base: Path | str | None 
     if len(spans) != len(top.step):
         spans = [(1, len(text.splitlines()))] * len(top.step)  # steps written as an inline array: no line each
     steps: list[RecipeStep] = []
+    names: dict[str, int] = {}
     for number, (raw, span) in enumerate(zip(top.step, spans), start=1):
         def fail(message: str, key: str | None = None) -> RecipeError:
             return RecipeError(f"{source} line {_key_line(text, span, key)}, step {number}: {message}")
@@ -287,6 +288,11 @@ def recipe_from_text(text: str, source: str = "recipe", base: Path | str | None 
         except ValidationError as exc:
             line, key = _pydantic_text(exc)
             raise fail(line, key) from None
+        if model.name is not None:
+            if model.name in names:  # the name is how a user finds the step in the session's output
+                raise fail(f"name {model.name!r} is also step {names[model.name]}'s: give each step its own name",
+                           "name")
+            names[model.name] = number
         steps.extend(_expand(model, number, span[0], base, fail, start=len(steps)))
     return Recipe(tuple(steps), source, text, top.name, top.notes)
 

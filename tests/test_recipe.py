@@ -365,3 +365,9 @@ def test_sigterm_mid_step_stops_safe_marks_the_session_aborted_and_says_how_to_r
     with RunStore(store) as s:
         assert s.session(1).status == "aborted" and s.session(1).error == "interrupted by SIGTERM"
         assert [r.status for r in s.session_runs(1)] == ["finished", "finished", "aborted"]
+
+
+def test_two_steps_of_one_name_are_refused_at_the_second(tmp_path):
+    text = '[[step]]\nname = "before"\nprotocol = "map"\n\n[[step]]\nprotocol = "map"\nname = "before"\n'
+    with pytest.raises(rc.RecipeError, match=r"line 7, step 2: name 'before' is also step 1's"):
+        rc.load_recipe(write(tmp_path, text))
