@@ -340,14 +340,21 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.statusBar().showMessage(f"{spec.name} starts when {choice.label()} is connected")
             return None
         plan = spec.plan(settings, inputs, instrument)  # and against the instrument itself
+        precheck_on_worker = False
         if spec.precheck is not None:
             from rramlab.protocols.network_check import NetworkNotHeld
 
-            try:
-                spec.precheck(instrument, plan)  # e.g. does the array hold the network? one read, no pulse
-            except NetworkNotHeld as exc:
-                self.refuse_network(panel, exc)
-                return None
+            if isinstance(choice, TwinChoice):
+                try:
+                    spec.precheck(instrument, plan)  # e.g. does the array hold the network? one read, no pulse
+                except NetworkNotHeld as exc:
+                    self.refuse_network(panel, exc)
+                    return None
+            else:
+                # on a bench the check reads hundreds of cells through the matrix (seconds of relay
+                # waits): it runs on the worker thread before the first record, so the window stays live
+                # and Stop works; a refusal ends the run with no record and the same message box
+                precheck_on_worker = True
         total = spec.total(plan)
         extra = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items() if not k.startswith("_")}
         stored = spec.settings_for_store(settings, inputs)
@@ -374,8 +381,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress.setValue(0)
         self._started = time.monotonic()
         self._bench_start = self._bench_clock(instrument)
-        worker = RunWorker(instrument, lambda inst, should_stop: spec.run(inst, plan, should_stop), run,
-                           self.history.sink(run))
+        if precheck_on_worker:
+            def start(inst, should_stop):
+                spec.precheck(inst, plan)
+                return spec.run(inst, plan, should_stop)
+        else:
+            def start(inst, should_stop):
+                return spec.run(inst, plan, should_stop)
+        worker = RunWorker(instrument, start, run, self.history.sink(run))
         worker.records.connect(self._on_records)
         self.run_thread = RunThread(worker, self)
         self.run_thread.done.connect(self._on_run_done)
@@ -540,7 +553,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 panel.extra.refresh()
         self._show_backend_status()
         if error is not None:
-            self.show_error(error)
+            from rramlab.protocols.network_check import NetworkNotHeld
+
+            if isinstance(error, NetworkNotHeld):  # the bench's check, on the worker: refused before a pulse
+                self.refuse_network(self.panels[spec.name], error)
+            else:
+                self.show_error(error)
         self.run_finished.emit(run)
         then, self._then = self._then, None
         if self._close_pending:
