@@ -326,8 +326,8 @@ def test_the_history_lists_runs_of_the_store_and_reopens_them(qtbot, tmp_path):
     assert run.records == records  # rebuilt as the records they were
     window.export_run_csv(run, tmp_path / "past.csv")
     rows = [line for line in (tmp_path / "past.csv").read_text().splitlines() if not line.startswith("#")]
-    assert len(rows) == len(records) + 1 and rows[0].startswith("record,wordline,bitline,target_s")
-    assert rows[-1].startswith("IspvaResult,0,0,6e-08")
+    assert len(rows) == len(records) + 1 and rows[0].startswith("seq,type,wordline,bitline,target_s")
+    assert rows[-1].startswith(f"{len(records) - 1},IspvaResult,0,0,6e-08")
     window.export_run_npz(run, tmp_path / "past.npz")
     with np.load(tmp_path / "past.npz") as data:
         assert np.allclose(data["IspvaResult.conductance_s"], [r.conductance_s for r in records
