@@ -204,6 +204,9 @@ class MainWindow(QtWidgets.QMainWindow):
             if panel.extra is not None:
                 panel.extra.attach(panel, self)
         self.on_backend_changed()
+        from rramlab.app.gui import cell_history
+
+        cell_history.attach(self)  # a click on a map's cell opens its history
         if store_error is not None:
             self.show_store_error(store_error)
 
@@ -601,6 +604,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.running:
             raise TimeoutError(f"the run did not finish within {timeout_s} s")
         return self.history.runs()[-1] if self.history.runs() else None
+
+    def open_cell_history(self, wordline: int, bitline: int, chip: str | None = None):
+        """The history of a cell across the runs of the store (``cell_history.CellHistoryDialog``), as
+        a click on a map's cell opens it; ``chip``: whose runs (default: the newest run's chip id)."""
+        from rramlab.app.gui.cell_history import open_cell_history
+
+        return open_cell_history(self, wordline, bitline, chip)
 
     # ----- bench clock (virtual bench) -----
     @staticmethod
