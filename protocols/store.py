@@ -867,7 +867,7 @@ class ProtocolRun:
 
 
 def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_record=None,
-                 metadata: RunMetadata | None = None) -> ProtocolRun:
+                 metadata: RunMetadata | None = None, control=None) -> ProtocolRun:
     """Run a protocol on an instrument and record it in the run store, in one call.
 
     ``protocol``: a protocol module (``rramlab.protocols.ispva``, ...); its ``run(instrument, plan,
@@ -878,6 +878,10 @@ def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_re
     command line's default store). ``on_record(record)``: called after each record is stored (a
     progress bar, a live plot). ``metadata``: a RunMetadata (chip id, sample, operator, temperature,
     notes, tags) kept with the run. Ctrl-C and errors mark the run as ``record_run`` does.
+    ``control``: a ``rramlab.protocols.control.RunControl`` to pause, resume or stop the run from
+    another thread at the protocol's checkpoints (paused: outputs at 0 V, matrix open); it is bound
+    to ``instrument`` here and polls ``should_stop`` too. A ``should_stop`` that is a RunControl
+    is taken as ``control``.
 
     Example::
 
@@ -891,6 +895,15 @@ def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_re
     """
     name = protocol.__name__.rsplit(".", 1)[-1]
     settings = protocol.run_settings(plan) if hasattr(protocol, "run_settings") else plan.settings
+    from rramlab.protocols.control import RunControl
+
+    if control is None and isinstance(should_stop, RunControl):
+        control, should_stop = should_stop, None
+    if control is not None:
+        control.bind(instrument)
+        if should_stop is not None:
+            control.other_stop = should_stop
+        should_stop = control
     records = []
     with record_run(store, name, settings, instrument, metadata=metadata) as rec:
         for record in protocol.run(instrument, plan, should_stop=should_stop):
