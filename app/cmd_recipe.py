@@ -8,7 +8,9 @@ The whole recipe is planned and checked before anything is connected (every step
 the bench file's or the twin's limits and wiring, weight files, CSV files); a bad step is one line
 naming its line in the file and nothing is sent. Then the bench-clock estimate, the session number,
 and every step as a run of the session. Ctrl-C, SIGTERM or SIGHUP stop the step at a safe point
-(outputs at 0 V, matrix open); ``--resume SESSION`` continues at the first unfinished step.
+(outputs at 0 V, matrix open); ``--resume SESSION`` continues at the first unfinished step. Ctrl-Z
+(or ``rramlab runs pause RUN`` with any of the session's runs) pauses at the step's next checkpoint,
+as for every recording command (``app/pause.py``).
 """
 
 from __future__ import annotations
@@ -98,11 +100,14 @@ def cmd_run(args) -> int:
         state["step"], state["records"] = step, state["records"] + 1
 
     start = time.perf_counter()
+    from rramlab.app.pause import cli_control
+
     try:
-        with instrument:
+        # Ctrl-Z / `rramlab runs pause RUN` pause at the next checkpoint of the step (0 V, matrix open)
+        with instrument, cli_control(instrument, "recipe") as control:
             done = run_recipe(planned, instrument, store, resume=args.resume, say=say, on_record=on_record,
                               save_chip=args.save_chip, command=["rramlab", *args.argv],
-                              on_session=started)
+                              on_session=started, should_stop=control)
     except KeyboardInterrupt as exc:
         by = f" by {exc}" if isinstance(exc, Stopped) else ""
         where = f" in {state['step'].label}" if state["step"] is not None else ""

@@ -371,3 +371,35 @@ def test_two_steps_of_one_name_are_refused_at_the_second(tmp_path):
     text = '[[step]]\nname = "before"\nprotocol = "map"\n\n[[step]]\nprotocol = "map"\nname = "before"\n'
     with pytest.raises(rc.RecipeError, match=r"line 7, step 2: name 'before' is also step 1's"):
         rc.load_recipe(write(tmp_path, text))
+
+
+def test_a_pause_between_pulses_of_a_step_leaves_the_records_those_of_an_unpaused_session(tmp_path):
+    import threading
+
+    from rramlab.protocols.control import RunControl
+
+    text = '[[step]]\nprotocol = "ispp"\ncell = [0, 0]\ncycles = 1\n\n[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n'
+    planned = rc.plan_recipe(rc.load_recipe(write(tmp_path, text)))
+
+    def session(store, control=None):
+        seen = []
+        with VirtualArray(seed=2, engine="fast") as chip:
+            if control is not None:
+                control.bind(chip)
+
+                def on_record(step, record):
+                    seen.append(record)
+                    if len(seen) == 3:
+                        control.pause()
+                        threading.Timer(0.5, control.resume).start()
+            else:
+                on_record = None
+            done = rc.run_recipe(planned, chip, store, should_stop=control, say=lambda t: None, on_record=on_record)
+        with RunStore(store) as s:
+            return [[r.data for r in s.records(run_id)] for run_id in done.runs.values()]
+
+    states = []
+    control = RunControl(on_paused=lambda seconds: states.append(seconds))
+    paused = session(tmp_path / "paused.sqlite", control)
+    assert states  # it did pause
+    assert paused == session(tmp_path / "plain.sqlite")
