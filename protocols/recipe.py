@@ -520,7 +520,12 @@ def _step_error(recipe: Recipe, step: RecipeStep, message: str) -> RecipeError:
     spans = _step_lines(recipe.text)
     if 0 < step.number <= len(spans) and spans[step.number - 1][0] == step.line:
         span = spans[step.number - 1]
-        for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message):
+        words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message)
+        if "weight" in words:
+            words.insert(0, "weights")  # a weight file's error: the weights line
+        if "wordline" in words or "bitline" in words or "cell" in words:
+            words[:0] = ["cell", "cells", "region"]  # a line or a cell of the array: where the step names it
+        for word in words:
             found = _key_line(recipe.text, span, word)
             if found != span[0] or word in STEP_KEYS[1:2]:
                 line = found

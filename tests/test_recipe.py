@@ -65,16 +65,18 @@ def test_loops_expand_into_numbered_steps_with_the_protocols_own_settings(tmp_pa
 
 
 BAD_STEPS = [
-    ("over-limit", '[[step]]\nprotocol = "map"\n\n[[step]]\nprotocol = "ispp"\ncell = [3, 7]\n'
-                   'pulse_width_s = 2e-3\nset_stop_v = 6.0\n', 8, "set_stop_v"),
-    ("unknown-protocol", '[[step]]\nprotocol = "map"\n\n[[step]]\nprotocol = "ispvaa"\n', 5, "unknown protocol"),
-    ("negative-wait", '[[step]]\nprotocol = "map"\n\n[[step]]\nwait = -1\n', 5, "wait = -1"),
-    ("missing-weights", '[[step]]\nprotocol = "map"\n\n[[step]]\nprotocol = "transfer"\nweights = "nope.npz"\n'
-                        'scheme = "half-bias"\n', 4, "does not exist"),
+    ("over-limit", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "ispp"\ncell = [3, 7]\n'
+                   'pulse_width_s = 2e-3\nset_stop_v = 6.0\n', 9, "set_stop_v"),
+    ("unknown-protocol", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "ispvaa"\n', 6,
+     "unknown protocol"),
+    ("negative-wait", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nwait = -1\n', 6, "wait = -1"),
+    ("missing-weights", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "transfer"\n'
+                        'weights = "nope.npz"\nscheme = "half-bias"\n', 7, "does not exist"),
     ("unknown-setting", '[[step]]\nprotocol = "ispp"\ncell = [0, 0]\nset_stop = 3.0\n', 4, "unknown key set_stop"),
     ("wrong-type", '[[step]]\nprotocol = "endurance"\ncell = [0, 0]\ncycles = "many"\n', 4, "cycles"),
-    ("unwired-line", '[[step]]\nprotocol = "map"\n\n[[step]]\nprotocol = "disturb"\ncell = [5, 3]\n'
-                     'pulse_width_s = 2e-3\n', 4, "wordline 5"),
+    ("unwired-line-inside-a-region", '[[step]]\nprotocol = "map"\nregion = "0:8,0:2"\n', 3, "wordline 5"),
+    ("unwired-line", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "disturb"\n'
+                     'cell = [5, 3]\npulse_width_s = 2e-3\n', 7, "wordline 5"),
 ]
 
 
@@ -101,8 +103,8 @@ def test_a_bad_step_refuses_the_whole_recipe_on_the_virtual_bench_with_its_line_
     assert not store.exists()
 
 
-@pytest.mark.parametrize("name,text,line,words", [b for b in BAD_STEPS if b[0] != "unwired-line"],
-                         ids=[b[0] for b in BAD_STEPS if b[0] != "unwired-line"])
+@pytest.mark.parametrize("name,text,line,words", [b for b in BAD_STEPS if not b[0].startswith("unwired")],
+                         ids=[b[0] for b in BAD_STEPS if not b[0].startswith("unwired")])
 def test_a_bad_step_refuses_the_whole_recipe_on_the_twin(tmp_path, capsys, name, text, line, words):
     path = write(tmp_path, text)
     store = tmp_path / "runs.sqlite"
