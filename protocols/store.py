@@ -567,10 +567,14 @@ class RunStore:
         return _run_info(row)
 
     def runs(self, limit: int | None = None, chip: str | None = None, protocol: str | None = None,
-             since: str | None = None, tag: str | None = None) -> list[RunInfo]:
+             since: str | None = None, tag: str | None = None, session: int | None = None) -> list[RunInfo]:
         """Every run, newest first (at most ``limit``); only those of ``chip`` (its chip id), of
-        ``protocol``, started on or after ``since`` (ISO date or time, UTC) or tagged ``tag``."""
+        ``protocol``, started on or after ``since`` (ISO date or time, UTC), tagged ``tag`` or steps
+        of recipe session ``session`` (``rramlab run``)."""
         where, args = [], []
+        if session is not None:
+            where.append("runs.session_id = ?")
+            args.append(int(session))
         if chip is not None:
             where.append("runs.chip_id = ?")
             args.append(chip)

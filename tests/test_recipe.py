@@ -4,6 +4,7 @@ a stop and after SIGKILL (a real ``rramlab run`` process)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -151,6 +152,12 @@ def test_the_recipe_is_one_session_each_step_a_run_with_its_index_and_metadata(t
         assert info.status == "finished" and info.steps == 6 and "[[step]]" in info.recipe_text
         # the runs' settings are the protocol's own (what `runs show` prints)
         assert runs[1].settings["pulse_width_s"] == 2e-3
+    capsys.readouterr()
+    assert main(["runs", "list", "--session", "1", "--json", "--store", str(store)]) == 0
+    listed = json.loads(capsys.readouterr().out)["runs"]
+    assert sorted((r["step_index"], r["session_id"]) for r in listed) == [(i, 1) for i in range(5)]
+    assert main(["runs", "list", "--session", "2", "--store", str(store)]) == 0
+    assert "no runs" in capsys.readouterr().out
 
 
 def _session_state(store) -> dict:
