@@ -653,8 +653,10 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
     ``store``: a path, an open RunStore or None (the command line's default store). ``resume``: a
     session id to continue: its recipe must plan to the same steps (``Recipe.fingerprint``); the
     steps it finished are skipped. ``metadata``: a RunMetadata on every step's run (None: that of the
-    enclosing ``using_metadata``, the command line's flags; resuming with none, the session's own). ``should_stop()`` is polled between pulses and steps (stopping
-    marks the step's run and the session aborted and raises KeyboardInterrupt, as Ctrl-C does).
+    enclosing ``using_metadata``, the command line's flags; resuming with none, the session's own).
+    ``should_stop()`` is polled between pulses and steps (stopping marks the step's run and the
+    session aborted and raises KeyboardInterrupt, as Ctrl-C does); a ``RunControl``
+    (``protocols/control.py``) as ``should_stop`` pauses the session at a checkpoint too.
     ``on_record(step, record)`` after each record is stored; ``on_session(session_id)`` once the
     session is in the store, before its first step. ``save_chip``: a path the twin's chip is
     saved to after every finished step (so a resume with the saved chip continues on the same
