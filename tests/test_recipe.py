@@ -187,7 +187,7 @@ targets_ns = [20, 50]
 [[step]]
 protocol = "endurance"
 cell = [1, 1]
-cycles = 120
+cycles = 60
 read_every = "1"
 
 [[step]]
@@ -223,7 +223,7 @@ def test_sigkill_mid_step_then_resume_runs_no_finished_step_again_and_keeps_ever
     before = _session_state(store)
     assert [s for _, s, _, _ in before[0]] == ["finished"] and [s for _, s, _, _ in before[1]] == ["finished"]
     (killed_id, killed_status, killed_seqs, killed_data), = before[2]
-    assert killed_status == "running" and 5 <= len(killed_seqs) < 120 and 3 not in before
+    assert killed_status == "running" and 5 <= len(killed_seqs) < 60 and 3 not in before
 
     done = subprocess.run([*argv, "--resume", "1"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -234,7 +234,7 @@ def test_sigkill_mid_step_then_resume_runs_no_finished_step_again_and_keeps_ever
     # the killed run kept every record it committed, none added or duplicated
     assert after[2][0][0] == killed_id and after[2][0][2] == killed_seqs and after[2][0][3] == killed_data
     # the step ran again as one new, finished run; the last step ran once
-    assert len(after[2]) == 2 and after[2][1][1] == "finished" and len(after[2][1][2]) == 120
+    assert len(after[2]) == 2 and after[2][1][1] == "finished" and len(after[2][1][2]) == 60
     assert [s for _, s, _, _ in after[3]] == ["finished"]
     for runs in after.values():
         for _, _, seqs, _ in runs:
@@ -245,7 +245,7 @@ def test_sigkill_mid_step_then_resume_runs_no_finished_step_again_and_keeps_ever
 
 
 def test_api_stop_then_resume_continues_at_the_first_unfinished_step(tmp_path):
-    recipe = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 120", "cycles = 30"), source="kill.toml")
+    recipe = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 60", "cycles = 30"), source="kill.toml")
     planned = rc.plan_recipe(recipe)
     store = tmp_path / "runs.sqlite"
     seen = []
@@ -272,7 +272,7 @@ def test_api_stop_then_resume_continues_at_the_first_unfinished_step(tmp_path):
         assert [r.status for r in s.session_runs(1) if r.step_index == 2] == ["aborted", "finished"]
         # resumed without metadata: every step's run keeps the session's chip id
         assert {r.metadata.chip_id for r in s.session_runs(1)} == {"C1"}
-    other = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 120", "cycles = 31"), source="other.toml")
+    other = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 60", "cycles = 31"), source="other.toml")
     with VirtualArray(seed=1, engine="fast") as chip, pytest.raises(rc.RecipeError, match="another recipe"):
         rc.run_recipe(rc.plan_recipe(other), chip, store, resume=1, say=lambda t: None)
 
