@@ -57,7 +57,9 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
+import socket
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -673,8 +675,8 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
             done = run_recipe(p, chip, "runs.sqlite")
         print(done.session_id, done.runs)               # step index -> run id
     """
-    from rramlab.protocols.store import _DEFAULT_METADATA, RunMetadata, RunStore, interrupted_text, record_run, \
-        using_session
+    from rramlab.protocols.store import _DEFAULT_METADATA, RunMetadata, RunStore, _pid_alive, interrupted_text, \
+        record_run, using_session
 
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     recipe = recipe_plan.recipe
@@ -685,6 +687,10 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
     try:
         if resume is not None:
             info = st.session(resume)
+            if info.status == "running" and info.pid not in (None, os.getpid()) \
+                    and info.host == socket.gethostname() and _pid_alive(info.pid):
+                raise RecipeError(f"session {resume} is still running in process {info.pid}: stop it first "
+                                  f"(Ctrl-C there, or kill {info.pid}), then resume it")
             if info.fingerprint != recipe.fingerprint:
                 raise RecipeError(f"session {resume} ran another recipe ({info.recipe}, {info.steps} steps) than "
                                   f"{recipe.source} ({len(recipe.steps)} steps, or the same steps with other "

@@ -412,3 +412,24 @@ def test_a_pause_between_pulses_of_a_step_leaves_the_records_those_of_an_unpause
     paused = session(tmp_path / "paused.sqlite", control)
     assert states  # it did pause
     assert paused == session(tmp_path / "plain.sqlite")
+
+
+def test_a_session_still_running_in_another_process_is_not_resumed(tmp_path):
+    planned = rc.plan_recipe(rc.recipe_from_text('[[step]]\nprotocol = "map"\nregion = "0:1,0:1"\n'))
+    store = tmp_path / "runs.sqlite"
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        with RunStore(store) as s:
+            sid = s.start_session("day.toml", "", planned.recipe.fingerprint, 1)
+            s.conn.execute("UPDATE sessions SET pid=? WHERE id=?", (other.pid, sid))
+            s.conn.commit()
+        with VirtualArray(seed=1, engine="fast") as chip, \
+                pytest.raises(rc.RecipeError, match=f"still running in process {other.pid}"):
+            rc.run_recipe(planned, chip, store, resume=sid, say=lambda t: None)
+        with RunStore(store) as s:
+            assert s.session_runs(sid) == []
+    finally:
+        other.kill()
+        other.wait()
+    with VirtualArray(seed=1, engine="fast") as chip:  # its process gone: the session resumes
+        assert rc.run_recipe(planned, chip, store, resume=sid, say=lambda t: None).runs == {0: 1}
