@@ -48,6 +48,7 @@ import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -723,7 +724,8 @@ class VirtualArray(CrossbarInstrument):
         return None
 
     # ----- DC staircase sweep of one cell (rramlab iv) -----
-    def sweep_cell(self, wordline: int, bitline: int, voltages, compliance: float | None = None) -> np.ndarray:
+    def sweep_cell(self, wordline: int, bitline: int, voltages, compliance: float | None = None,
+                   on_step: Callable[[int, float], bool | None] | None = None) -> np.ndarray:
         """The current (A) through cell (``wordline``, ``bitline``) at each step of a DC staircase
         ``voltages`` (V), applied in order in the half-bias circuit of a pulse (selected wordline at
         +V/2, selected bitline at -V/2, every other line at 0 V), so no half-selected cell sees more
@@ -731,7 +733,9 @@ class VirtualArray(CrossbarInstrument):
         DC view, held to ngspice for pulses; the switches it flips stay flipped), then the cell's own
         current is solved with the wires' IR drop. A lone device (1 x 1, no wires) gives the compact
         model's I-V. Every step is checked against the safe operating area first (SafetyError).
-        ``compliance`` (A) is accepted as a bench's is and not applied: the HT-RRAM needs none."""
+        ``compliance`` (A) is accepted as a bench's is and not applied: the HT-RRAM needs none.
+        ``on_step(k, current_a)`` is called after each step, as the probe station's is; when it
+        returns True the sweep ends there and the currents so far are returned."""
         (w, b), = self.check_cells([(wordline, bitline)])
         volts = np.asarray(voltages, dtype=float)
         if volts.ndim != 1 or not volts.size or not np.all(np.isfinite(volts)):
@@ -753,6 +757,8 @@ class VirtualArray(CrossbarInstrument):
             _, cur = na.solve((wl[:, None] - bl[None, :])[None], self._g_switch(), self.conductance_offset,
                               insulator_r0=self.cell_insulator_r0)
             out[k] = float(cur[0][w, b])
+            if on_step is not None and on_step(k, out[k]):
+                return out[:k + 1]
         return out
 
     # ----- the chip as a file -----

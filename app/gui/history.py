@@ -157,6 +157,10 @@ def _record_types() -> dict[str, type]:
     types = [jobs.ArrayReadRecord, jobs.PowerRecord, ispva.IspvaPulse, ispva.IspvaResult, transfer.CellRead,
              transfer.RowPulse, transfer.Disturbed, inference.ImageRecord, power.ImagePower, PlainRecord]
     types.append(ispp.IsppRecord)
+    from rramlab.protocols import array_map, disturb, endurance, iv, retention
+
+    types += [iv.IvPoint, array_map.MapRead, array_map.MapSnapshot, endurance.EnduranceRecord,
+              retention.RetentionRecord, disturb.DisturbRecord]
     return {t.__name__: t for t in types if dataclasses.is_dataclass(t)}
 
 

@@ -208,6 +208,9 @@ class MainWindow(QtWidgets.QMainWindow):
             if panel.extra is not None:
                 panel.extra.attach(panel, self)
         self.on_backend_changed()
+        from rramlab.app.gui import cell_history
+
+        cell_history.attach(self)  # a click on a map's cell opens its history
         if store_error is not None:
             self.show_store_error(store_error)
 
@@ -349,14 +352,21 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.statusBar().showMessage(f"{spec.name} starts when {choice.label()} is connected")
             return None
         plan = spec.plan(settings, inputs, instrument)  # and against the instrument itself
+        precheck_on_worker = False
         if spec.precheck is not None:
             from rramlab.protocols.network_check import NetworkNotHeld
 
-            try:
-                spec.precheck(instrument, plan)  # e.g. does the array hold the network? one read, no pulse
-            except NetworkNotHeld as exc:
-                self.refuse_network(panel, exc)
-                return None
+            if isinstance(choice, TwinChoice):
+                try:
+                    spec.precheck(instrument, plan)  # e.g. does the array hold the network? one read, no pulse
+                except NetworkNotHeld as exc:
+                    self.refuse_network(panel, exc)
+                    return None
+            else:
+                # on a bench the check reads hundreds of cells through the matrix (seconds of relay
+                # waits): it runs on the worker thread before the first record, so the window stays live
+                # and Stop works; a refusal ends the run with no record and the same message box
+                precheck_on_worker = True
         total = spec.total(plan)
         extra = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items() if not k.startswith("_")}
         stored = spec.settings_for_store(settings, inputs)
@@ -383,8 +393,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress.setValue(0)
         self._started = time.monotonic()
         self._bench_start = self._bench_clock(instrument)
-        worker = RunWorker(instrument, lambda inst, should_stop: spec.run(inst, plan, should_stop), run,
-                           self.history.sink(run))
+        if precheck_on_worker:
+            def start(inst, should_stop):
+                spec.precheck(inst, plan)
+                return spec.run(inst, plan, should_stop)
+        else:
+            def start(inst, should_stop):
+                return spec.run(inst, plan, should_stop)
+        worker = RunWorker(instrument, start, run, self.history.sink(run))
         worker.records.connect(self._on_records)
         self.run_thread = RunThread(worker, self)
         self.run_thread.done.connect(self._on_run_done)
@@ -549,7 +565,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 panel.extra.refresh()
         self._show_backend_status()
         if error is not None:
-            self.show_error(error)
+            from rramlab.protocols.network_check import NetworkNotHeld
+
+            if isinstance(error, NetworkNotHeld):  # the bench's check, on the worker: refused before a pulse
+                self.refuse_network(self.panels[spec.name], error)
+            else:
+                self.show_error(error)
         self.run_finished.emit(run)
         then, self._then = self._then, None
         if self._close_pending:
@@ -587,6 +608,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.running:
             raise TimeoutError(f"the run did not finish within {timeout_s} s")
         return self.history.runs()[-1] if self.history.runs() else None
+
+    def open_cell_history(self, wordline: int, bitline: int, chip: str | None = None):
+        """The history of a cell across the runs of the store (``cell_history.CellHistoryDialog``), as
+        a click on a map's cell opens it; ``chip``: whose runs (default: the newest run's chip id)."""
+        from rramlab.app.gui.cell_history import open_cell_history
+
+        return open_cell_history(self, wordline, bitline, chip)
 
     # ----- bench clock (virtual bench) -----
     @staticmethod
