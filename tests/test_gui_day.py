@@ -133,21 +133,31 @@ def add_ispp_step(window, cell, **settings):
     return window.queue_panel.add_current()
 
 
-def test_the_queue_runs_three_steps_pauses_resumes_aborts_the_last_and_survives_a_restart(qtbot, window):
+def test_the_queue_runs_three_steps_pauses_resumes_aborts_the_last_and_survives_a_restart(qtbot, window,
+                                                                                           monkeypatch):
     from rramlab.app.gui.queue_panel import IDLE, PAUSED
 
     queue = window.queue_panel
     window.backend.select_twin(array=True)
+    twin = window.connect_backend()
+    events = []
+    pulse, reset = twin._pulse, twin._reset_outputs
+    monkeypatch.setattr(twin, "_pulse", lambda *a, **k: (events.append("pulse"), pulse(*a, **k))[1])
+    monkeypatch.setattr(twin, "_reset_outputs", lambda: (events.append("reset"), reset())[1])
     add_ispp_step(window, (3, 7))
     add_ispp_step(window, (4, 9), set_stop_v=3.3)
     add_ispp_step(window, (5, 2), cycles=500)  # long enough to abort part-way
     assert queue.list.count() == 3 and "3. ISPP cell 5,2 on twin, 24 x 24 array" in queue.list.item(2).text()
     queue.run_queue()
-    queue.pause()  # while step 1 runs: the queue stops when it has finished
-    qtbot.waitUntil(lambda: queue.state == PAUSED, timeout=30000)
-    assert [s.status for s in queue.steps] == ["finished", "pending", "pending"] and not window.running
-    qtbot.wait(300)
-    assert not window.running and queue.steps[1].run_id is None  # paused: no step starts
+    queue.pause()  # step 1 pauses at its next checkpoint, outputs safe
+    control = window.run_thread.worker.control
+    qtbot.waitUntil(lambda: control.paused, timeout=30000)
+    assert queue.state == PAUSED and window.running and queue.steps[0].status == "running"
+    held = len(window.current_run.records)
+    assert events[-1] == "reset" and held < 11
+    qtbot.wait(400)
+    assert len(window.current_run.records) == held and events[-1] == "reset"  # nothing sent while paused
+    qtbot.waitUntil(lambda: "paused at a checkpoint: outputs at 0 V" in queue.status.text(), timeout=5000)
     queue.resume()
     qtbot.waitUntil(lambda: queue.steps[2].status == "running" and window.current_run is not None
                     and window.current_run.run_id == queue.steps[2].run_id
@@ -158,10 +168,12 @@ def test_the_queue_runs_three_steps_pauses_resumes_aborts_the_last_and_survives_
     ids = [s.run_id for s in queue.steps]
     with RunStore(default_store_path()) as store:
         runs = [store.run(i) for i in ids]
+        step1 = store.records(ids[0])
         step2 = store.records(ids[1])
         step3 = store.records(ids[2])
     assert [r.status for r in runs] == ["finished", "finished", "aborted"] and len(set(ids)) == 3
     assert [r.settings["gui_inputs"]["cell"] for r in runs] == [[3, 7], [4, 9], [5, 2]]
+    assert [r.data["step"] for r in step1] == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4]  # the paused step whole
     assert max(r.data["pulse_v"] for r in step2) == pytest.approx(3.3)  # each step its own settings
     assert 5 <= len(step3) < 500 * 11 and runs[2].settings["cycles"] == 500
     saved = [s.to_dict() for s in queue.steps]

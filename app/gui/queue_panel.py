@@ -6,11 +6,12 @@ finished first (each one planned against its backend's limits and geometry: a ba
 nothing is sent), then runs them in order with ``MainWindow.run_protocol(panel, request=...)``, the
 path the Run button takes, so each step is one run in the run store with the window's run metadata.
 
-*Pause* stops the queue between steps: the step running finishes (its instrument is then at 0 V,
-matrix open, as after every run), the next one waits for *Resume*. (Pausing inside a step, at a
-protocol's checkpoints, comes with the protocols' own pause.) *Abort* stops the step running before
-its next pulse, as the window's Abort does, and ends the queue; the aborted and later steps stay
-queued, and *Run queue* runs them again.
+*Pause* pauses the step running at its next checkpoint (between pulses and reads: the worker's
+``RunControl``, ``protocols/control.py``): outputs at 0 V, every crosspoint open, nothing sent until
+*Resume*, which carries on with the next pulse (the records equal those of an unpaused run). Between
+steps (a bench still connecting, say) the next step waits instead. *Abort* stops the step running
+before its next pulse (paused or not), as the window's Abort does, and ends the queue; the aborted and
+later steps stay queued, and *Run queue* runs them again.
 
 The queue is kept in ``gui_queue.toml`` in the data folder (``window_state``) after every change,
 so it survives closing the window; *Save…* / *Load…* write and read the same format elsewhere.
@@ -145,7 +146,7 @@ def step_from_panel(panel, choice) -> QueueStep:
 def step_request(step: QueueStep, panel) -> tuple:
     """(settings, inputs) of a step for ``run_protocol``: the settings classes of its panel built
     from the step's values (a class the step leaves out takes its defaults), the weights of a
-    transfer read from its file."""
+    transfer read from its file, a map's region parsed (the inputs a panel derives, ``_`` names)."""
     built = []
     for form in panel.forms:
         cls = form.settings_class
@@ -160,6 +161,10 @@ def step_request(step: QueueStep, panel) -> tuple:
     if extra:
         raise ValueError(f"{', '.join(sorted(extra))}: not settings of the {step.panel} panel")
     inputs = {k: _tuples(v) for k, v in step.inputs.items()}
+    if inputs.get("region"):  # the map panel's region, parsed as its input does
+        from rramlab.protocols.array_map import parse_region
+
+        inputs["_region"] = parse_region(inputs["region"])
     if inputs.get("weights_file"):
         from rramlab.protocols.weights import load_weights
 
@@ -205,8 +210,12 @@ class QueuePanel(QtWidgets.QGroupBox):
         self.path = Path(path) if path is not None else window_state.state_dir() / window_state.QUEUE_FILE
         self.steps: list[QueueStep] = []
         self.state = IDLE
-        self.pause_requested = False
+        self.pause_requested = False           # pause between steps (no step running to pause)
         self.current: QueueStep | None = None
+        self.control = None                    # the RunControl of the step paused inside, if any
+        self._pause_timer = QtCore.QTimer(self)
+        self._pause_timer.setInterval(500)
+        self._pause_timer.timeout.connect(self._show_pause)
 
         layout = QtWidgets.QVBoxLayout(self)
         self.list = QtWidgets.QListWidget()
@@ -366,41 +375,80 @@ class QueuePanel(QtWidgets.QGroupBox):
         if step is None:
             return  # a run started with the Run button
         self.current = None
+        paused_in_step, self.control = self.control is not None, None
+        self._pause_timer.stop()
         step.status, step.run_id, step.message = run.status, run.run_id, run.message
         number = self.steps.index(step) + 1 if step in self.steps else 0
-        if run.status != DONE or self.state != QUEUE_RUNNING or self.window_._close_pending:
+        if run.status != DONE or self.state == IDLE or self.window_._close_pending:
             self.state, self.pause_requested = IDLE, False
             self._changed(f"queue stopped: step {number} {run.status}; the steps not finished stay queued")
+            return
+        if self.state == PAUSED and paused_in_step:  # it ended before reaching a checkpoint: wait here
+            self._changed(f"step {number} finished (run #{run.run_id}); paused between steps: Resume goes on")
             return
         self._changed(f"step {number} finished (run #{run.run_id})")
         QtCore.QTimer.singleShot(0, self, self._next)
 
     def pause(self) -> None:
-        """Stop the queue once the step running has finished (the next waits for Resume)."""
+        """Pause the step running at its next checkpoint (outputs at 0 V, matrix open); with no step
+        running (a bench connecting), the next step waits."""
         if self.state != QUEUE_RUNNING:
             raise RuntimeError("the queue is not running: nothing to pause")
+        thread = self.window_.run_thread
+        if self.current is not None and thread is not None:
+            self.control = thread.worker.control
+            self.control.pause()
+            self.state = PAUSED
+            self._pause_timer.start()
+            self._changed(f"pausing step {self.steps.index(self.current) + 1} at its next checkpoint …")
+            return
         self.pause_requested = True
-        self._changed("pausing: the queue stops when the step running has finished")
+        self._changed("pausing: the next step waits for Resume")
 
     def resume(self) -> None:
-        """Go on with the next step (or take back a Pause not yet reached)."""
+        """Carry on: the paused step with its next pulse, or the next step (or take back a Pause
+        not yet reached)."""
         if self.state == QUEUE_RUNNING and self.pause_requested:
             self.pause_requested = False
             self._changed("pause taken back: the queue goes on")
             return
         if self.state != PAUSED:
             raise RuntimeError("the queue is not paused: nothing to resume")
+        if self.control is not None:
+            self.control.resume()
+            self.control = None
+            self._pause_timer.stop()
+            self.state = QUEUE_RUNNING
+            self._changed(f"step {self.steps.index(self.current) + 1} resumed" if self.current in self.steps
+                          else "resumed")
+            return
         if self.window_.running or self.window_.connecting:
             raise RuntimeError("a run is in progress: resume the queue when it has ended")
         self.check()  # the steps may have been edited while paused
         self.state = QUEUE_RUNNING
         self._next()
 
+    def _show_pause(self) -> None:
+        """The paused step's line: safe state and how long it has waited (the worker's RunControl)."""
+        from rramlab.protocols.control import PAUSED as AT_CHECKPOINT
+
+        control, step = self.control, self.current
+        if control is None or step is None or step not in self.steps:
+            return
+        number = self.steps.index(step) + 1
+        if control.state == AT_CHECKPOINT:
+            seconds = int(control.paused_for_s())
+            self.status.setText(f"step {number} paused at a checkpoint: outputs at 0 V, matrix open · "
+                                f"{seconds // 60}:{seconds % 60:02d} · Resume goes on with its next pulse")
+        else:
+            self.status.setText(f"pausing step {number} at its next checkpoint …")
+
     def abort(self) -> None:
         """Stop the step running before its next pulse (outputs to 0 V) and end the queue."""
         if self.state == IDLE:
             raise RuntimeError("the queue is not running: nothing to abort")
         self.state, self.pause_requested = IDLE, False
+        self._pause_timer.stop()
         if self.current is not None and self.window_.running:
             self.window_.abort_run()
             self._changed("aborting: the step running stops before its next pulse, then outputs go to 0 V")

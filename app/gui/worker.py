@@ -2,7 +2,8 @@
 
 The worker appends every record to the run (so nothing is lost if the window is busy or closing)
 and emits ``record`` for the plots. Abort sets a flag the protocol polls between pulses
-(``should_stop``); however the run ends (done, aborted, an error) the worker then calls the
+(``should_stop``: the worker's ``control``, a ``RunControl`` that can also pause the run at a
+checkpoint with the outputs safe, and resume it); however the run ends (done, aborted, an error) the worker then calls the
 instrument's ``reset_outputs()``: 0 V on every source, every crosspoint open.
 """
 
@@ -17,6 +18,7 @@ from PySide6 import QtCore
 
 from rramlab.app.gui.history import ABORTED, DONE, FAILED, RecordSink, Run
 from rramlab.drivers.interface import CrossbarInstrument
+from rramlab.protocols.control import RunControl
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ class RunWorker(QtCore.QObject):
         self.sink = sink if sink is not None else RecordSink(run)
         self._stop = threading.Event()
         self._signalled = False
+        #: the run's checkpoints: ``control.pause()`` / ``resume()`` (thread-safe) pause it there with
+        #: the outputs at 0 V and the matrix open; Abort (``request_stop``) ends it, paused or not
+        self.control = RunControl(instrument, should_stop=lambda: self.stop_requested)
 
     def request_stop(self) -> None:
         """Ask the run to end before its next pulse (thread-safe)."""
@@ -60,7 +65,7 @@ class RunWorker(QtCore.QObject):
         batch: list = []
         sent = time.monotonic()
         try:
-            for rec in self._start(self.instrument, lambda: self.stop_requested):
+            for rec in self._start(self.instrument, self.control):
                 self.sink.add(rec)  # kept (in the run store) before anything else looks at it
                 batch.append(rec)
                 if time.monotonic() - sent >= self.batch_s:
