@@ -147,7 +147,7 @@ def test_the_queue_runs_three_steps_pauses_resumes_aborts_the_last_and_survives_
     add_ispp_step(window, (3, 7))
     add_ispp_step(window, (4, 9), set_stop_v=3.3)
     add_ispp_step(window, (5, 2), cycles=500)  # long enough to abort part-way
-    assert queue.list.count() == 3 and "3. ISPP cell 5,2 on twin, 24 x 24 array" in queue.list.item(2).text()
+    assert queue.list.count() == 3 and queue.list.item(2).text() == "3. ISPP 5,2 · twin · pending"
     queue.run_queue()
     queue.pause()  # step 1 pauses at its next checkpoint, outputs safe
     control = window.run_thread.worker.control

@@ -119,14 +119,19 @@ class QueueStep:
         return choice_from_dict(self.backend)
 
     def title(self, number: int) -> str:
-        cell = self.inputs.get("cell")
-        where = f" cell {cell[0]},{cell[1]}" if cell else ""
+        """'2. ISPP 4,9 · twin · finished #12': short enough for the queue's column (the backend in full
+        is ``backend_label``)."""
+        cell, region = self.inputs.get("cell"), self.inputs.get("region")
+        where = f" {cell[0]},{cell[1]}" if cell else (f" {region}" if region else "")
+        kind = getattr(_CHOICES.get(self.backend.get("choice")), "kind", "?")
+        run = f" #{self.run_id}" if self.run_id is not None else ""
+        return f"{number}. {self.panel}{where} · {kind} · {self.status}{run}"
+
+    def backend_label(self) -> str:
         try:
-            backend = self.choice().label()
-        except ValueError:
-            backend = "?"
-        run = f" (run #{self.run_id})" if self.run_id is not None else ""
-        return f"{number}. {self.panel}{where} on {backend}: {self.status}{run}"
+            return self.choice().label()
+        except (ValueError, TypeError):
+            return f"an unknown backend {self.backend}"
 
 
 def step_from_panel(panel, choice) -> QueueStep:
@@ -501,10 +506,14 @@ class QueuePanel(QtWidgets.QGroupBox):
         self.list.blockSignals(True)
         self.list.clear()
         for i, step in enumerate(self.steps):
-            item = QtWidgets.QListWidgetItem(step.title(i + 1))
+            text = step.title(i + 1)
+            if step is self.current and self.state == PAUSED:
+                text = text.replace(f" · {RUNNING}", " · paused")
+            item = QtWidgets.QListWidgetItem(text)
             item.setData(QtCore.Qt.ItemDataRole.UserRole, i)
-            item.setToolTip("\n".join([f"{k}: {v}" for k, v in step.settings.items()]
-                                      + [f"inputs: {step.inputs}"] + ([step.message] if step.message else [])))
+            tip = [f"on {step.backend_label()}", *[f"{k}: {v}" for k, v in step.settings.items()],
+                   f"inputs: {step.inputs}", *([step.message] if step.message else [])]
+            item.setToolTip("\n".join(tip))
             self.list.addItem(item)
         self.list.setCurrentRow(min(row, len(self.steps) - 1))
         self.list.blockSignals(False)
