@@ -25,6 +25,7 @@ from rramlab.app.gui.history_panel import HistoryPanel
 from rramlab.app.gui.metadata_form import MetadataForm
 from rramlab.app.gui.panels import ProtocolPanel, ProtocolSpec, protocols
 from rramlab.app.gui.plots import ConductanceMap, PlotSet
+from rramlab.app.gui.queue_panel import QueuePanel
 from rramlab.app.gui.worker import Connector, RunThread, RunWorker
 
 log = logging.getLogger(__name__)
@@ -165,12 +166,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.plot_tabs.addTab(map_page, "Conductance map")
         self.plot_tabs.currentChanged.connect(lambda *_: self._redraw_shown())
 
+        self.queue_panel = QueuePanel(self)  # beside the panels: their settings as steps, run one after another
         splitter = QtWidgets.QSplitter()
         splitter.addWidget(left)
+        splitter.addWidget(self.queue_panel)
         splitter.addWidget(self.plot_tabs)
         splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([450, 950])  # wide enough for the forms' labels and the panels' tabs
+        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(2, 3)
+        splitter.setSizes([450, 280, 670])  # wide enough for the forms' labels and the panels' tabs
 
         central = QtWidgets.QWidget()
         central_layout = QtWidgets.QVBoxLayout(central)
