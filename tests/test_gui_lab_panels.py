@@ -67,6 +67,11 @@ def test_iv_sweeps_a_cell_and_draws_abs_current_on_a_log_axis(qtbot, window):
     info, records = stored(run.run_id)
     assert info.protocol == "iv" and info.status == "finished" and len(records) == len(run.records)
     assert info.settings["step_v"] == 0.1
+    # it ends with rramlab iv's numbers, from iv.summarise, shown and kept with the run
+    summary = iv.summarise(run.records, 1.0)
+    assert info.summary["set_onset_v"] == pytest.approx(summary["set_onset_v"]) and info.summary["points"] == len(volts)
+    assert f"set onset {summary['set_onset_v']:.2f} V" in panel.summary.text()
+    assert 2.5 < summary["set_onset_v"] < 4.2  # no abrupt set at low voltage: the paper's gradual rise
 
 
 def test_map_of_a_region_fills_a_log_heat_map_over_the_arrays_lines(qtbot, window):
@@ -108,6 +113,10 @@ def test_endurance_draws_the_window_against_log_cycles(qtbot, window):
     assert np.allclose(plots.ratio.yData, [r.lrs_a / r.hrs_a for r in run.records])
     assert all(r.lrs_a > 2 * r.hrs_a for r in run.records)  # the ideal twin's window stays open
     assert window.progress.value() == 30  # progress counts cycles, not reads
+    assert "window stayed above 2x for all 30 cycles" in panel.summary.text()
+    info, records = stored(run.run_id)
+    assert info.protocol == "endurance" and info.summary["closed_at_cycle"] is None and info.summary["cycles"] == 30
+    assert len(records) == len(expected)
 
 
 def test_retention_draws_each_cells_conductance_against_log_time(qtbot, window):
@@ -132,6 +141,8 @@ def test_retention_draws_each_cells_conductance_against_log_time(qtbot, window):
     assert info.protocol == "retention" and info.settings["duration_s"] == 1000.0
     assert info.settings["program"]["tolerance_s"] == panel.forms[1].settings().tolerance_s
     assert info.settings["gui_inputs"]["cells"] == [[0, 0], [0, 1]]
+    assert [lv["cells"] for lv in info.summary["levels"]] == [1, 1] and info.summary["simulated_time"] is True
+    assert "drift" in panel.summary.text() and "simulated time" in panel.summary.text()
 
 
 def test_disturb_with_neighbours_draws_the_change_against_reads_and_pulses(qtbot, window):
@@ -150,6 +161,10 @@ def test_disturb_with_neighbours_draws_the_change_against_reads_and_pulses(qtbot
     assert {k[1] for k in plots.curves if k[0] == "half-select"} == {(3, 7), (3, 6), (3, 8), (2, 7), (4, 7)}
     assert plots.pulses.isVisible()
     assert window.progress.value() == 60
+    info, records = stored(run.run_id)
+    assert info.protocol == "disturb" and len(records) == len(run.records) == 1 + plots.points("read") + 5 + \
+        plots.points("half-select")  # count 0 of each phase: the reads before any stress
+    assert len(info.summary["series"]) == 6 and "change per decade of half-bias pulses" in panel.summary.text()
 
 
 def test_a_stop_mid_endurance_on_the_virtual_bench_leaves_it_safe_and_keeps_the_records(qtbot, window):
