@@ -275,3 +275,28 @@ def test_clicking_a_map_cell_opens_its_history_with_that_cells_records(qtbot, wi
     other = window.cell_history_dialog
     assert (other.wordline, other.bitline) == (1, 4)
     assert [h.type for h in other.history] == ["MapRead"]  # the map read it; ISPVA did not touch it
+
+
+def test_retention_on_the_virtual_bench_waits_at_0v_and_a_stop_in_the_wait_keeps_the_programming(qtbot, window):
+    window.backend.select_virtual_bench(seed=2)
+    panel = window.panel("Retention")
+    panel.extra.cells.setText("3,7")
+    panel.extra.levels.setText("30")
+    for name, value in (("duration_s", 600.0), ("reads", 2), ("first_read_s", 300.0)):
+        panel.form.set_value(name, value)
+    run = window.run_protocol("Retention")
+    if run is None:
+        assert window.connecting, window.last_error
+        qtbot.waitUntil(lambda: window.running and window.current_run is not None, timeout=20000)
+        run = window.current_run
+    qtbot.waitUntil(lambda: any(type(r).__name__ == "IspvaResult" for r in run.records), timeout=60000)
+    qtbot.wait(500)  # into the 300 s wait before the first read
+    bench = window.instrument().virtual_bench
+    assert window.running and bench.is_safe()  # resting: every output at 0 V, the matrix open
+    window.abort_run()
+    qtbot.waitUntil(lambda: not window.running, timeout=10000)  # the wait is cut short, not sat out
+    assert run.status == ABORTED and bench.is_safe()
+    assert [type(r).__name__ for r in run.records][-1] == "IspvaResult"  # programmed, not read yet
+    info, records = stored(run.run_id)
+    assert info.status == "aborted" and [r.type for r in records] == [type(r).__name__ for r in run.records]
+    assert abs(records[-1].data["conductance_s"] - 30e-9) < 4e-9
