@@ -809,7 +809,9 @@ class VirtualArray(CrossbarInstrument):
     # ----- the chip as a file -----
     def save_chip(self, path) -> Path:
         """Write the whole chip state to ``path`` (.npz): switch states, programming errors,
-        per-cell device variants, random generator, and every setting needed to rebuild it."""
+        per-cell device variants, broken cells, random generator, the simulated clock, the aging
+        parameters and state (wear cycles, cycles to failure, programming times) when the chip ages,
+        and every setting needed to rebuild it."""
         path = Path(path)
         meta = {
             "version": CHIP_FILE_VERSION,
@@ -829,7 +831,10 @@ class VirtualArray(CrossbarInstrument):
             "pulse_count": self.pulse_count,
             "disturb_count": self.disturb_count,
             "engine": self.engine,
+            "clock_s": self.clock_s,
         }
+        if self.aging is not None:  # and its parameters and clock, in the JSON meta
+            meta["aging"], aging_arrays = self.aging.to_file()
         arrays = {"switch_states": self.switch_states, "conductance_offset": self.conductance_offset,
                   "switch_fraction": self.switch_fraction, "meta": np.array(json.dumps(meta))}
         if self.cell_switches is not None:
@@ -842,6 +847,8 @@ class VirtualArray(CrossbarInstrument):
             arrays["cell_breakdown_v"] = self.cell_breakdown_v
         if self.breakdown_conductance.any():
             arrays["breakdown_conductance"] = self.breakdown_conductance
+        if self.aging is not None:  # wear and drift: per-cell counts, cycles to failure, programming times
+            arrays.update(aging_arrays)
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
         return path
@@ -950,6 +957,13 @@ class VirtualArray(CrossbarInstrument):
                                     "or was edited")
             chip.breakdown_conductance = g
         chip.rng.bit_generator.state = meta["rng_state"]
+        chip.clock_s = float(meta.get("clock_s", 0.0))
+        if meta.get("aging") is not None:
+            aging_arrays = {k: _field(path, data, k) for k in names if k.startswith("aging_")}
+            try:
+                chip.aging = AgingState.from_file(meta["aging"], aging_arrays, geometry.shape)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ChipFileError(f"chip file {path}: {exc}; the file is damaged or was edited") from None
         chip.pulse_count = int(meta.get("pulse_count", 0))
         chip.disturb_count = int(meta.get("disturb_count", 0))
         return chip
