@@ -404,6 +404,7 @@ def cmd_ispp(args) -> int:
         # The bench file's limits, pin map and pulse timing: a bad plan never connects.
         checker = load_bench(args.bench).checker()
     ispp.plan(settings, cell, checker)  # before any backend is opened
+    from rramlab.app.pause import pausable
     from rramlab.protocols.store import RunStore, record_run
 
     store = RunStore(args.store)  # a bad store path is refused before any backend is opened
@@ -444,7 +445,7 @@ def cmd_ispp(args) -> int:
             where = f"cell {cell[0]},{cell[1]}" if args.cell is not None else "device"
             with tqdm(total=total, desc=f"ISPP {where}", unit="pulse", disable=args.no_progress,
                       file=sys.stderr, leave=False) as bar:
-                for record in ispp.run(instrument, ispp_plan):
+                for record in pausable(ispp.run, instrument, ispp_plan, "ISPP", run_id):
                     taken += 1
                     keep_record(stored, record, record_file, [record.csv_row()])
                     keep(summariser.add(record))

@@ -79,6 +79,7 @@ def cmd_iv(args: argparse.Namespace) -> int:
                                      keep_record, now, provenance_lines)
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.protocols.settings import settings_dict
+    from rramlab.app.pause import pausable
     from rramlab.protocols.store import RunStore, record_run
 
     from rramlab import __version__
@@ -112,7 +113,7 @@ def cmd_iv(args: argparse.Namespace) -> int:
                                                    instrument.describe(), settings_dict(settings),
                                                    {"protocol": "iv", "cell": list(cell) if args.cell else None}),
                                   iv.CSV_HEADER)
-            for point in iv.run(instrument, iv_plan):
+            for point in pausable(iv.run, instrument, iv_plan, "IV sweep", run_id):
                 points.append(point)
                 keep_record(stored, point, record_file, [point.csv_row()])
             if args.save_chip:

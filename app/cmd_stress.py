@@ -242,6 +242,7 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
                                      keep_record, now, provenance_lines)
     from rramlab.drivers.interface import RramlabError
     from rramlab.protocols.settings import settings_dict
+    from rramlab.app.pause import pausable
     from rramlab.protocols.store import RunStore, record_run
 
     from rramlab import __version__
@@ -279,7 +280,7 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
                     say(f"{name}: estimated bench time of the whole run {format_duration(estimate_s)}")
                 with tqdm(total=total, desc=name, unit=unit, disable=args.no_progress, file=sys.stderr,
                           leave=False) as bar:
-                    for record in records_of(instrument, the_plan):
+                    for record in pausable(records_of, instrument, the_plan, name, run_id):
                         taken += 1
                         keep_record(stored, record, record_file, rows_of(record))
                         bar.update(on_record(record))

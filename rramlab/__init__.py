@@ -94,6 +94,8 @@ _EXPORTS = {
     "StoreError": "rramlab.protocols.store",
     "RunMetadata": "rramlab.protocols.store",
     "cell_history": "rramlab.protocols.store",
+    # pause, resume and stop a run at its protocol's checkpoints
+    "RunControl": "rramlab.protocols.control",
     # records to tables
     "record_dicts": "rramlab.protocols.records",
     "records_frame": "rramlab.protocols.records",
