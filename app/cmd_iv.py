@@ -147,7 +147,7 @@ def cmd_iv(args: argparse.Namespace) -> int:
 
         by = f" by {exc}" if isinstance(exc, Stopped) else ""
         kept = f"; {record_file.rows} rows kept in {args.csv}" if record_file else ""
-        # the points come when the sweep has ended: a sweep stopped part-way keeps none
+        # iv.run yields every point measured before the stop: each is in the store and --csv
         say(f"\ninterrupted{by} after {len(points)} points; {safe_state_text(instrument, args)}{kept}")
         return interrupt_exit_code(exc)
     finally:
