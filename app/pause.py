@@ -104,6 +104,19 @@ def cli_control(instrument, what: str, run_id=None, out=None):
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
+def catches_signal(pid: int, sig: int) -> bool | None:
+    """Whether process ``pid`` has a handler for ``sig`` (Linux: the SigCgt mask of
+    /proc/PID/status); None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (int(sig) - 1) & 1)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def signal_run(store, run_id: int, action: str) -> str:
     """``rramlab runs pause|resume RUN``: send the run's process the pause or resume signal; the
     line to print. RramlabError (one line) when the run is not running here."""
@@ -115,6 +128,11 @@ def signal_run(store, run_id: int, action: str) -> str:
         raise RramlabError(f"run {run_id} runs on {info.host}, not on this computer: run "
                            f"`rramlab runs {action} {run_id}` there")
     sig = PAUSE_SIGNAL if action == "pause" else RESUME_SIGNAL
+    if sig == PAUSE_SIGNAL and catches_signal(int(info.pid), sig) is False:
+        # SIGUSR1's default action ends a process: a window or a script would die with the bench live
+        raise RramlabError(f"run {run_id}'s process {info.pid} does not take pause requests (a window or a "
+                           "script, or its protocol is not at a pausable part): pause it there (the window's Pause "
+                           "button, RunControl.pause())")
     try:
         os.kill(int(info.pid), sig)
     except ProcessLookupError:

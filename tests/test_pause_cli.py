@@ -85,3 +85,22 @@ def test_runs_pause_of_a_run_that_is_not_running_is_one_line_and_sends_nothing(t
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"rramlab runs: error: run {run_id} is finished, not running: only a running run can be "
                    "paused (see `rramlab runs list`)"]
+
+
+def test_runs_pause_never_signals_a_process_that_would_die_of_it(tmp_path, capsys):
+    """SIGUSR1 ends a process without a handler (a window, a script): such a run is refused."""
+    store = tmp_path / "runs.sqlite"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with RunStore(store) as s:
+            run_id = s.start_run("ispp", {}, "twin", {})
+            s.conn.execute("UPDATE runs SET pid=? WHERE id=?", (sleeper.pid, run_id))
+            s.conn.commit()
+        time.sleep(0.3)
+        assert main(["runs", "pause", str(run_id), "--store", str(store)]) == 1
+        assert "does not take pause requests" in capsys.readouterr().err
+        time.sleep(0.2)
+        assert sleeper.poll() is None  # still alive: nothing was sent
+    finally:
+        sleeper.kill()
+        sleeper.wait()
