@@ -104,3 +104,33 @@ def test_runs_pause_never_signals_a_process_that_would_die_of_it(tmp_path, capsy
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_runs_pause_and_resume_from_another_terminal(tmp_path, capsys):
+    err, store = tmp_path / "err.txt", tmp_path / "runs.sqlite"
+    argv = [*ISPP[:ISPP.index("--cycles")], "--cycles", "3", *ISPP[ISPP.index("--cycles") + 2:]]
+    with open(err, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "rramlab", *argv, "--store", str(store)],
+                                stdout=subprocess.DEVNULL, stderr=fh, text=True, cwd=tmp_path)
+
+    def stored():
+        try:
+            return _records(store)[0].records
+        except Exception:  # noqa: BLE001 - not created yet
+            return 0
+
+    _wait(lambda: stored() >= 3, proc, "3 records")
+    run_id = _records(store)[0].run_id
+    assert main(["runs", "pause", str(run_id), "--store", str(store)]) == 0
+    assert "asked to pause" in capsys.readouterr().out
+    _wait(lambda: "ISPP paused" in err.read_text(), proc, "the pause")
+    held = stored()
+    time.sleep(0.5)
+    assert stored() == held and proc.poll() is None
+    assert main(["runs", "resume", str(run_id), "--store", str(store)]) == 0
+    proc.wait(timeout=120)
+    assert proc.returncode == 0, err.read_text()
+    run, records = _records(store, run_id)
+    assert run.status == "finished" and len(records) == 3 * (13 + 5) > held  # every pulse of 3 cycles
+    steps = [(d["cycle"], d["phase"], d["step"]) for _, d in records]
+    assert len(steps) == len(set(steps))
