@@ -225,3 +225,34 @@ def steps_as_loaded(path):
     from rramlab.app.gui.queue_panel import QueueStep
 
     return [QueueStep.from_dict(d).to_dict() for d in window_state.load_queue(path)]
+
+
+def test_a_queue_saved_as_a_recipe_is_a_recipe_and_loads_back_as_the_same_steps(qtbot, window, tmp_path):
+    from rramlab.protocols.recipe import load_recipe
+
+    queue = window.queue_panel
+    window.backend.select_twin(array=True)
+    add_ispp_step(window, (3, 7), set_stop_v=3.3)
+    window.show_panel("Map")
+    window.panel("Map").extra.region.setText("0:4,2:6")
+    queue.add_current()
+    window.show_panel("ISPVA")
+    window.panel("ISPVA").set_cell(2, 5)
+    window.panel("ISPVA").form.set_value("max_pulses", 30)
+    queue.add_current()
+    path = queue.save_recipe(tmp_path / "day.toml")
+    recipe = load_recipe(path)  # what rramlab run reads
+    assert [s.protocol for s in recipe.steps] == ["ispp", "map", "ispva"]
+    assert recipe.steps[0].cells == ((3, 7),) and recipe.steps[0].settings.set_stop_v == 3.3
+    assert recipe.steps[1].region == ((0, 4), (2, 6))
+    assert recipe.steps[2].cells == ((2, 5),) and recipe.steps[2].settings.max_pulses == 30
+    assert recipe.steps[2].targets_s == pytest.approx((queue.steps[2].inputs["target_s"],))
+    before = [s.to_dict() for s in queue.steps]
+    loaded = queue.load_recipe(path)
+    assert len(queue.steps) == 6 and [s.to_dict() for s in loaded] == before
+    # a panel that is not a recipe protocol is named, and no file is written
+    window.show_panel("Array read")
+    queue.add_current()
+    with pytest.raises(ValueError, match="queue step 7 \\(Array read\\) is not a recipe protocol"):
+        queue.save_recipe(tmp_path / "other.toml")
+    assert not (tmp_path / "other.toml").exists()

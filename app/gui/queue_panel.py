@@ -15,6 +15,8 @@ later steps stay queued, and *Run queue* runs them again.
 
 The queue is kept in ``gui_queue.toml`` in the data folder (``window_state``) after every change,
 so it survives closing the window; *Save…* / *Load…* write and read the same format elsewhere.
+*Save as recipe…* writes the steps as a recipe (``protocols/recipe.py``: ``rramlab run FILE``) and
+*Load recipe…* adds a recipe's steps to the queue (``queue_recipe``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from PySide6 import QtCore, QtWidgets
 from rramlab.app.gui import window_state
 from rramlab.app.gui.backends import BenchChoice, TwinChoice, VirtualBenchChoice
 from rramlab.app.gui.history import ABORTED, DONE, FAILED, RUNNING
-from rramlab.protocols.settings import settings_dict
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +137,14 @@ class QueueStep:
 
 def step_from_panel(panel, choice) -> QueueStep:
     """The panel's settings, cell and inputs (as plain values) and ``choice`` as a step."""
-    settings = panel.settings()
+    panel.settings()  # every form's values make settings (raises, naming the value, otherwise)
     inputs = panel.inputs()  # raises, naming the input, for a missing file
     if inputs.get("resume_run") is not None:
         raise ValueError("continuing a stopped transfer is not queued: press Run for it, or queue the transfer "
                          "with its weights file")
-    forms = settings if isinstance(settings, tuple) else (settings,)
+    # the forms' fields only (retention's program is its own form, not a field of the first)
     return QueueStep(panel=panel.spec.name, backend=choice_dict(choice),
-                     settings={type(s).__name__: _plain(settings_dict(s)) for s in forms},
+                     settings={form.settings_class.__name__: _plain(form.values()) for form in panel.forms},
                      inputs={k: _plain(v) for k, v in inputs.items() if not k.startswith("_") and v is not None},
                      protocol=panel.spec.stored_as)
 
@@ -246,7 +247,11 @@ class QueuePanel(QtWidgets.QGroupBox):
                  ("abort", "Abort", self.abort, "stop the step running before its next pulse (outputs to 0 V) and "
                   "end the queue; the steps not finished stay queued"),
                  ("save", "Save…", self._save_dialog, "write the queue to a file (the format the window keeps)"),
-                 ("load", "Load…", self._load_dialog, "replace the queue by one saved before")]
+                 ("load", "Load…", self._load_dialog, "replace the queue by one saved before"),
+                 ("save_recipe", "Save as recipe…", self._save_recipe_dialog, "the steps as a recipe file for "
+                  "rramlab run FILE (without their backends: rramlab run takes --bench)"),
+                 ("load_recipe", "Load recipe…", self._load_recipe_dialog, "add a recipe's steps (loops "
+                  "expanded) to the queue, on the selected backend")]
         for i, (key, text, slot, tip) in enumerate(specs):
             button = QtWidgets.QPushButton(text)
             button.setObjectName(f"queue_{key}")
@@ -472,6 +477,34 @@ class QueuePanel(QtWidgets.QGroupBox):
         self.steps = steps
         self._changed(f"{len(steps)} steps loaded from {path}")
 
+    def save_recipe(self, path) -> Path:
+        """Write the queue as a recipe (``queue_recipe``), checked as ``rramlab run`` reads it."""
+        from rramlab.app.gui.queue_recipe import save_recipe
+
+        out = save_recipe(self.steps, path)
+        self.status.setText(f"{len(self.steps)} steps saved as the recipe {out}: rramlab run {out}")
+        return out
+
+    def load_recipe(self, path) -> list[QueueStep]:
+        """Add the steps of the recipe at ``path`` to the queue, on the selected backend."""
+        from rramlab.app.gui.queue_recipe import steps_from_recipe
+
+        steps, notes = steps_from_recipe(path, self.window_.backend.choice())
+        self.steps.extend(steps)
+        self._changed(f"{len(steps)} steps added from the recipe {path}" + ("; " + "; ".join(notes) if notes else ""))
+        return steps
+
+    def _save_recipe_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save queue as recipe", "day.toml",
+                                                        "recipes (*.toml)")
+        if path:
+            self.save_recipe(path)
+
+    def _load_recipe_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Load recipe", "", "recipes (*.toml)")
+        if path:
+            self.load_recipe(path)
+
     def _save_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save queue", "queue.toml", "queue files (*.toml)")
         if path:
@@ -530,4 +563,5 @@ class QueuePanel(QtWidgets.QGroupBox):
         self.buttons["resume"].setEnabled(self.state == PAUSED or self.pause_requested)
         self.buttons["abort"].setEnabled(not idle)
         self.buttons["load"].setEnabled(idle)
+        self.buttons["save_recipe"].setEnabled(bool(self.steps))
         self.list.setDragEnabled(idle)
