@@ -76,6 +76,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "endurance": ("rramlab.app.cmd_stress", "set/reset cycles of one cell, both states read at log-spaced cycles"),
     "retention": ("rramlab.app.cmd_stress", "program cells to levels, read them at log-spaced times"),
     "disturb": ("rramlab.app.cmd_stress", "repeated reads of a cell; half-bias pulses with its neighbours read"),
+    "run": ("rramlab.app.cmd_recipe", "run an experiment recipe (TOML): every step planned and checked first, one "
+                                      "session in the run store, --resume after a stop"),
     "gui": ("rramlab.app.cmd_gui", "open the desktop window: every protocol on the twin or a bench, live plots"),
 }
 
