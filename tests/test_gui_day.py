@@ -153,12 +153,14 @@ def test_the_queue_runs_three_steps_pauses_resumes_aborts_the_last_and_survives_
     control = window.run_thread.worker.control
     qtbot.waitUntil(lambda: control.paused, timeout=30000)
     assert queue.state == PAUSED and window.running and queue.steps[0].status == "running"
+    assert window.pause_button.text() == "Resume"  # the window's own Pause follows the queue's
     held = len(window.current_run.records)
     assert events[-1] == "reset" and held < 11
     qtbot.wait(400)
     assert len(window.current_run.records) == held and events[-1] == "reset"  # nothing sent while paused
     qtbot.waitUntil(lambda: "paused at a checkpoint: outputs at 0 V" in queue.status.text(), timeout=5000)
     queue.resume()
+    assert window.pause_button.text() == "Pause"
     qtbot.waitUntil(lambda: queue.steps[2].status == "running" and window.current_run is not None
                     and window.current_run.run_id == queue.steps[2].run_id
                     and len(window.current_run.records) >= 5, timeout=30000)

@@ -406,8 +406,11 @@ class QueuePanel(QtWidgets.QGroupBox):
             raise RuntimeError("the queue is not running: nothing to pause")
         thread = self.window_.run_thread
         if self.current is not None and thread is not None:
+            from rramlab.protocols.control import RUNNING as CONTROL_RUNNING
+
             self.control = thread.worker.control
-            self.control.pause()
+            if self.control.state == CONTROL_RUNNING:  # not already paused with the window's Pause
+                self.window_.toggle_pause()  # the window's Pause button and line follow
             self.state = PAUSED
             self._pause_timer.start()
             self._changed(f"pausing step {self.steps.index(self.current) + 1} at its next checkpoint …")
@@ -425,7 +428,10 @@ class QueuePanel(QtWidgets.QGroupBox):
         if self.state != PAUSED:
             raise RuntimeError("the queue is not paused: nothing to resume")
         if self.control is not None:
-            self.control.resume()
+            from rramlab.protocols.control import RUNNING as CONTROL_RUNNING
+
+            if self.control.state != CONTROL_RUNNING and self.window_.run_thread is not None:
+                self.window_.toggle_pause()  # resumes, and the window's button says Pause again
             self.control = None
             self._pause_timer.stop()
             self.state = QUEUE_RUNNING
@@ -441,12 +447,17 @@ class QueuePanel(QtWidgets.QGroupBox):
     def _show_pause(self) -> None:
         """The paused step's line: safe state and how long it has waited (the worker's RunControl)."""
         from rramlab.protocols.control import PAUSED as AT_CHECKPOINT
+        from rramlab.protocols.control import RUNNING as CONTROL_RUNNING
 
         control, step = self.control, self.current
         if control is None or step is None or step not in self.steps:
             return
         number = self.steps.index(step) + 1
-        if control.state == AT_CHECKPOINT:
+        if control.state == CONTROL_RUNNING:  # resumed with the window's Resume button
+            self.control, self.state = None, QUEUE_RUNNING
+            self._pause_timer.stop()
+            self._changed(f"step {number} resumed")
+        elif control.state == AT_CHECKPOINT:
             seconds = int(control.paused_for_s())
             self.status.setText(f"step {number} paused at a checkpoint: outputs at 0 V, matrix open · "
                                 f"{seconds // 60}:{seconds % 60:02d} · Resume goes on with its next pulse")
