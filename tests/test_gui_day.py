@@ -258,3 +258,27 @@ def test_a_queue_saved_as_a_recipe_is_a_recipe_and_loads_back_as_the_same_steps(
     with pytest.raises(ValueError, match="queue step 7 \\(Array read\\) is not a recipe protocol"):
         queue.save_recipe(tmp_path / "other.toml")
     assert not (tmp_path / "other.toml").exists()
+
+
+def test_a_queue_on_the_virtual_bench_paused_while_it_connects_waits_before_its_next_step(qtbot, window):
+    from rramlab.app.gui.queue_panel import IDLE, PAUSED
+
+    queue = window.queue_panel
+    window.backend.select_virtual_bench()
+    add_ispp_step(window, (3, 7), set_stop_v=3.2, reset_stop_v=-1.1)
+    add_ispp_step(window, (4, 9), set_stop_v=3.2, reset_stop_v=-1.1)
+    assert [s.title(i + 1) for i, s in enumerate(queue.steps)][1] == "2. ISPP 4,9 · virtual bench · pending"
+    queue.run_queue()
+    assert window.connecting and not window.running  # the bench connects on its thread first
+    queue.pause()  # no step running yet to pause at a checkpoint: the next step waits instead
+    qtbot.waitUntil(lambda: queue.state == PAUSED and not window.running and queue.steps[0].status == "finished",
+                    timeout=60000)
+    assert queue.steps[1].status == "pending" and "paused between steps" in queue.status.text()
+    queue.resume()
+    qtbot.waitUntil(lambda: queue.state == IDLE and not window.running, timeout=60000)
+    assert [s.status for s in queue.steps] == ["finished", "finished"]
+    with RunStore(default_store_path()) as store:
+        runs = [store.run(s.run_id) for s in queue.steps]
+    assert [r.backend for r in runs] == ["probe-station"] * 2
+    assert [r.settings["gui_inputs"]["cell"] for r in runs] == [[3, 7], [4, 9]]
+    assert all(r.settings["pulse_width_s"] >= 500e-6 for r in runs)  # the bench's limits, as the form showed
