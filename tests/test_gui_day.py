@@ -264,6 +264,7 @@ def test_a_queue_on_the_virtual_bench_paused_while_it_connects_waits_before_its_
     from rramlab.app.gui.queue_panel import IDLE, PAUSED
 
     queue = window.queue_panel
+    window.metadata_form.set_fields(chip_id="W3-D12", operator="kim")
     window.backend.select_virtual_bench()
     add_ispp_step(window, (3, 7), set_stop_v=3.2, reset_stop_v=-1.1)
     add_ispp_step(window, (4, 9), set_stop_v=3.2, reset_stop_v=-1.1)
@@ -280,5 +281,21 @@ def test_a_queue_on_the_virtual_bench_paused_while_it_connects_waits_before_its_
     with RunStore(default_store_path()) as store:
         runs = [store.run(s.run_id) for s in queue.steps]
     assert [r.backend for r in runs] == ["probe-station"] * 2
+    assert [(r.metadata.chip_id, r.metadata.operator) for r in runs] == [("W3-D12", "kim")] * 2  # every step
     assert [r.settings["gui_inputs"]["cell"] for r in runs] == [[3, 7], [4, 9]]
     assert all(r.settings["pulse_width_s"] >= 500e-6 for r in runs)  # the bench's limits, as the form showed
+
+
+def test_a_recipe_with_a_wait_is_not_loaded_into_the_queue_and_the_line_is_named(tmp_path):
+    from rramlab.app.gui.backends import TwinChoice
+    from rramlab.app.gui.queue_recipe import steps_from_recipe
+
+    path = tmp_path / "day.toml"
+    path.write_text('[[step]]\nprotocol = "ispp"\ncell = [1, 2]\ncycles = 2\n\n[[step]]\nwait = "10min"\n')
+    with pytest.raises(ValueError, match=r"step 2 \(line 6\) wait: a wait is not a queue step yet"):
+        steps_from_recipe(path, TwinChoice(array=True))
+    path.write_text('[[step]]\nprotocol = "ispva"\ncells = [[0, 0], [0, 1]]\ntargets_ns = [20, 50]\n')
+    steps, notes = steps_from_recipe(path, TwinChoice(array=True))
+    assert [(s.panel, s.inputs["cell"], s.inputs["target_s"]) for s in steps] == [("ISPVA", [0, 0], 20e-9),
+                                                                                 ("ISPVA", [0, 1], 50e-9)]
+    assert notes == [] and steps[0].backend["choice"] == "TwinChoice"
