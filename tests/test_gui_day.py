@@ -198,8 +198,14 @@ def test_queue_steps_move_and_go_and_a_bad_step_is_refused_before_anything_runs(
     queue.move(2, -1)
     queue.move(0, 1)
     assert [s.inputs["cell"] for s in queue.steps] == [[2, 2], [0, 0], [1, 1]]
+    from PySide6 import QtCore
+
+    assert queue.list.model().moveRow(QtCore.QModelIndex(), 2, QtCore.QModelIndex(), 0)  # what a drag does
+    assert [s.inputs["cell"] for s in queue.steps] == [[1, 1], [2, 2], [0, 0]]
+    qtbot.waitUntil(lambda: [queue.list.item(i).text()[:10] for i in range(3)] == ["1. ISPP 1,", "2. ISPP 2,",
+                                                                                 "3. ISPP 0,"], timeout=5000)
     queue.remove(0)
-    assert [s.inputs["cell"] for s in queue.steps] == [[0, 0], [1, 1]]
+    assert [s.inputs["cell"] for s in queue.steps] == [[2, 2], [0, 0]]
     # a queue file edited by hand: step 2 asks for 9 V, beyond the twin's set window
     steps = window_state.load_queue(queue.path)
     steps[1]["settings"]["IsppSettings"]["set_stop_v"] = 9.0

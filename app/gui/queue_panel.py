@@ -302,7 +302,10 @@ class QueuePanel(QtWidgets.QGroupBox):
     def _on_dragged(self, *_):
         order = [self.list.item(i).data(QtCore.Qt.ItemDataRole.UserRole) for i in range(self.list.count())]
         self.steps = [self.steps[i] for i in order]
-        self._changed("steps reordered")
+        for i in range(self.list.count()):
+            self.list.item(i).setData(QtCore.Qt.ItemDataRole.UserRole, i)
+        # the list is rebuilt after the drop has finished, not inside the list's own move
+        QtCore.QTimer.singleShot(0, self, lambda: self._changed("steps reordered"))
 
     # ----- running -----
     def check(self) -> list[int]:
