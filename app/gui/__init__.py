@@ -4,7 +4,10 @@ Modules: ``main_window`` (the window), ``backend_panel`` / ``backends`` (twin, v
 bench file), ``panels`` (a generic protocol panel; one ``ProtocolSpec`` per protocol), ``specs``
 (the ISPVA, transfer, inference and power panels), ``settings_form`` (forms from settings
 declarations), ``worker`` (runs on a QThread), ``plots`` (pyqtgraph), ``history`` /
-``history_panel`` (the run store's runs, CSV/NPZ/PNG export). Only this package imports Qt.
+``history_panel`` (the run store's runs; ``run_export``: CSV/NPZ/NetCDF by ``app/export.py``, and
+PNG), ``metadata_form`` (chip id, sample, operator ... kept with every run), ``queue_panel`` (the
+queue of steps; ``queue_recipe``: as a recipe), ``window_state`` (what the window remembers, in the
+data folder). Only this package imports Qt.
 """
 
 from __future__ import annotations
