@@ -305,3 +305,23 @@ def test_a_recipe_with_a_wait_is_not_loaded_into_the_queue_and_the_line_is_named
     assert [(s.panel, s.inputs["cell"], s.inputs["target_s"]) for s in steps] == [("ISPVA", [0, 0], 20e-9),
                                                                                  ("ISPVA", [0, 1], 50e-9)]
     assert notes == [] and steps[0].backend["choice"] == "TwinChoice"
+
+
+def test_closing_the_window_during_a_queue_stops_its_step_safely_and_starts_no_other(qtbot, window):
+    queue = window.queue_panel
+    window.backend.select_twin(array=True)
+    add_ispp_step(window, (3, 7), cycles=500)
+    add_ispp_step(window, (4, 9))
+    queue.run_queue()
+    qtbot.waitUntil(lambda: window.current_run is not None and len(window.current_run.records) >= 5, timeout=30000)
+    window.close()  # the step stops at its next checkpoint, outputs to 0 V, then the window closes
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30000)
+    qtbot.wait(200)
+    assert queue.state == "idle" and not window.running and not window.instruments
+    assert [s.status for s in queue.steps] == ["aborted", "pending"] and queue.steps[1].run_id is None
+    again = open_window(qtbot)
+    try:
+        assert [s.status for s in again.queue_panel.steps] == ["aborted", "pending"] and not again.running
+        assert again.queue_panel.state == "idle"
+    finally:
+        close_window(qtbot, again)

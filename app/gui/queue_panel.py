@@ -479,6 +479,14 @@ class QueuePanel(QtWidgets.QGroupBox):
         else:
             self._changed("queue aborted between steps; the steps not finished stay queued")
 
+    def halt(self) -> None:
+        """The window is closing with no step running: the queue stops where it is (saved as it is,
+        the steps not finished pending, for the next window)."""
+        if self.state != IDLE:
+            self.state, self.pause_requested, self.control = IDLE, False, None
+            self._pause_timer.stop()
+            self._changed("queue stopped: the window closed; the steps not finished stay queued")
+
     # ----- files -----
     def save(self, path: Path | None = None) -> Path:
         return window_state.save_queue([s.to_dict() for s in self.steps], path or self.path)
