@@ -325,3 +325,22 @@ def test_closing_the_window_during_a_queue_stops_its_step_safely_and_starts_no_o
         assert again.queue_panel.state == "idle"
     finally:
         close_window(qtbot, again)
+
+
+def test_rramlab_gui_takes_the_run_metadata_flags_into_its_fields(tmp_path):
+    import subprocess
+    import sys
+
+    from rramlab.app.gui import window_state
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", RRAMLAB_STORE=str(tmp_path / "runs.sqlite"))
+    proc = subprocess.run([sys.executable, "-m", "rramlab", "gui", "--quit-after", "1", "--chip-id", "W3-D12",
+                           "--operator", "kim", "--temperature", "25C", "--tag", "day1", "--tag", "ispp"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert window_state.load_metadata(tmp_path) == {"chip_id": "W3-D12", "sample": "", "operator": "kim",
+                                                    "temperature": "25C", "notes": "", "tags": "day1, ispp"}
+    bad = subprocess.run([sys.executable, "-m", "rramlab", "gui", "--quit-after", "1", "--temperature", "hot"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "give kelvin or Celsius" in bad.stderr + bad.stdout
+    assert window_state.load_metadata(tmp_path)["temperature"] == "25C"  # refused before the window opened
