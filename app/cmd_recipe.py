@@ -15,7 +15,6 @@ as for every recording command (``app/pause.py``).
 
 from __future__ import annotations
 
-import sys
 import time
 
 

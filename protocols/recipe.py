@@ -57,7 +57,9 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
+import socket
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -520,7 +522,12 @@ def _step_error(recipe: Recipe, step: RecipeStep, message: str) -> RecipeError:
     spans = _step_lines(recipe.text)
     if 0 < step.number <= len(spans) and spans[step.number - 1][0] == step.line:
         span = spans[step.number - 1]
-        for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message):
+        words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message)
+        if "weight" in words:
+            words.insert(0, "weights")  # a weight file's error: the weights line
+        if "wordline" in words or "bitline" in words or "cell" in words:
+            words[:0] = ["cell", "cells", "region"]  # a line or a cell of the array: where the step names it
+        for word in words:
             found = _key_line(recipe.text, span, word)
             if found != span[0] or word in STEP_KEYS[1:2]:
                 line = found
@@ -648,8 +655,10 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
     ``store``: a path, an open RunStore or None (the command line's default store). ``resume``: a
     session id to continue: its recipe must plan to the same steps (``Recipe.fingerprint``); the
     steps it finished are skipped. ``metadata``: a RunMetadata on every step's run (None: that of the
-    enclosing ``using_metadata``, the command line's flags; resuming with none, the session's own). ``should_stop()`` is polled between pulses and steps (stopping
-    marks the step's run and the session aborted and raises KeyboardInterrupt, as Ctrl-C does).
+    enclosing ``using_metadata``, the command line's flags; resuming with none, the session's own).
+    ``should_stop()`` is polled between pulses and steps (stopping marks the step's run and the
+    session aborted and raises KeyboardInterrupt, as Ctrl-C does); a ``RunControl``
+    (``protocols/control.py``) as ``should_stop`` pauses the session at a checkpoint too.
     ``on_record(step, record)`` after each record is stored; ``on_session(session_id)`` once the
     session is in the store, before its first step. ``save_chip``: a path the twin's chip is
     saved to after every finished step (so a resume with the saved chip continues on the same
@@ -666,8 +675,8 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
             done = run_recipe(p, chip, "runs.sqlite")
         print(done.session_id, done.runs)               # step index -> run id
     """
-    from rramlab.protocols.store import _DEFAULT_METADATA, RunMetadata, RunStore, interrupted_text, record_run, \
-        using_session
+    from rramlab.protocols.store import _DEFAULT_METADATA, RunMetadata, RunStore, _pid_alive, interrupted_text, \
+        record_run, using_session
 
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     recipe = recipe_plan.recipe
@@ -678,6 +687,10 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
     try:
         if resume is not None:
             info = st.session(resume)
+            if info.status == "running" and info.pid not in (None, os.getpid()) \
+                    and info.host == socket.gethostname() and _pid_alive(info.pid):
+                raise RecipeError(f"session {resume} is still running in process {info.pid}: stop it first "
+                                  f"(Ctrl-C there, or kill {info.pid}), then resume it")
             if info.fingerprint != recipe.fingerprint:
                 raise RecipeError(f"session {resume} ran another recipe ({info.recipe}, {info.steps} steps) than "
                                   f"{recipe.source} ({len(recipe.steps)} steps, or the same steps with other "

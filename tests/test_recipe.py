@@ -4,6 +4,7 @@ a stop and after SIGKILL (a real ``rramlab run`` process)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -65,16 +66,18 @@ def test_loops_expand_into_numbered_steps_with_the_protocols_own_settings(tmp_pa
 
 
 BAD_STEPS = [
-    ("over-limit", '[[step]]\nprotocol = "map"\n\n[[step]]\nprotocol = "ispp"\ncell = [3, 7]\n'
-                   'pulse_width_s = 2e-3\nset_stop_v = 6.0\n', 8, "set_stop_v"),
-    ("unknown-protocol", '[[step]]\nprotocol = "map"\n\n[[step]]\nprotocol = "ispvaa"\n', 5, "unknown protocol"),
-    ("negative-wait", '[[step]]\nprotocol = "map"\n\n[[step]]\nwait = -1\n', 5, "wait = -1"),
-    ("missing-weights", '[[step]]\nprotocol = "map"\n\n[[step]]\nprotocol = "transfer"\nweights = "nope.npz"\n'
-                        'scheme = "half-bias"\n', 4, "does not exist"),
+    ("over-limit", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "ispp"\ncell = [3, 7]\n'
+                   'pulse_width_s = 2e-3\nset_stop_v = 6.0\n', 9, "set_stop_v"),
+    ("unknown-protocol", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "ispvaa"\n', 6,
+     "unknown protocol"),
+    ("negative-wait", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nwait = -1\n', 6, "wait = -1"),
+    ("missing-weights", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "transfer"\n'
+                        'weights = "nope.npz"\nscheme = "half-bias"\n', 7, "does not exist"),
     ("unknown-setting", '[[step]]\nprotocol = "ispp"\ncell = [0, 0]\nset_stop = 3.0\n', 4, "unknown key set_stop"),
     ("wrong-type", '[[step]]\nprotocol = "endurance"\ncell = [0, 0]\ncycles = "many"\n', 4, "cycles"),
-    ("unwired-line", '[[step]]\nprotocol = "map"\n\n[[step]]\nprotocol = "disturb"\ncell = [5, 3]\n'
-                     'pulse_width_s = 2e-3\n', 4, "wordline 5"),
+    ("unwired-line-inside-a-region", '[[step]]\nprotocol = "map"\nregion = "0:8,0:2"\n', 3, "wordline 5"),
+    ("unwired-line", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "disturb"\n'
+                     'cell = [5, 3]\npulse_width_s = 2e-3\n', 7, "wordline 5"),
 ]
 
 
@@ -101,8 +104,8 @@ def test_a_bad_step_refuses_the_whole_recipe_on_the_virtual_bench_with_its_line_
     assert not store.exists()
 
 
-@pytest.mark.parametrize("name,text,line,words", [b for b in BAD_STEPS if b[0] != "unwired-line"],
-                         ids=[b[0] for b in BAD_STEPS if b[0] != "unwired-line"])
+@pytest.mark.parametrize("name,text,line,words", [b for b in BAD_STEPS if not b[0].startswith("unwired")],
+                         ids=[b[0] for b in BAD_STEPS if not b[0].startswith("unwired")])
 def test_a_bad_step_refuses_the_whole_recipe_on_the_twin(tmp_path, capsys, name, text, line, words):
     path = write(tmp_path, text)
     store = tmp_path / "runs.sqlite"
@@ -149,6 +152,12 @@ def test_the_recipe_is_one_session_each_step_a_run_with_its_index_and_metadata(t
         assert info.status == "finished" and info.steps == 6 and "[[step]]" in info.recipe_text
         # the runs' settings are the protocol's own (what `runs show` prints)
         assert runs[1].settings["pulse_width_s"] == 2e-3
+    capsys.readouterr()
+    assert main(["runs", "list", "--session", "1", "--json", "--store", str(store)]) == 0
+    listed = json.loads(capsys.readouterr().out)["runs"]
+    assert sorted((r["step_index"], r["session_id"]) for r in listed) == [(i, 1) for i in range(5)]
+    assert main(["runs", "list", "--session", "2", "--store", str(store)]) == 0
+    assert "no runs" in capsys.readouterr().out
 
 
 def _session_state(store) -> dict:
@@ -178,7 +187,7 @@ targets_ns = [20, 50]
 [[step]]
 protocol = "endurance"
 cell = [1, 1]
-cycles = 120
+cycles = 60
 read_every = "1"
 
 [[step]]
@@ -214,7 +223,7 @@ def test_sigkill_mid_step_then_resume_runs_no_finished_step_again_and_keeps_ever
     before = _session_state(store)
     assert [s for _, s, _, _ in before[0]] == ["finished"] and [s for _, s, _, _ in before[1]] == ["finished"]
     (killed_id, killed_status, killed_seqs, killed_data), = before[2]
-    assert killed_status == "running" and 5 <= len(killed_seqs) < 120 and 3 not in before
+    assert killed_status == "running" and 5 <= len(killed_seqs) < 60 and 3 not in before
 
     done = subprocess.run([*argv, "--resume", "1"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -225,7 +234,7 @@ def test_sigkill_mid_step_then_resume_runs_no_finished_step_again_and_keeps_ever
     # the killed run kept every record it committed, none added or duplicated
     assert after[2][0][0] == killed_id and after[2][0][2] == killed_seqs and after[2][0][3] == killed_data
     # the step ran again as one new, finished run; the last step ran once
-    assert len(after[2]) == 2 and after[2][1][1] == "finished" and len(after[2][1][2]) == 120
+    assert len(after[2]) == 2 and after[2][1][1] == "finished" and len(after[2][1][2]) == 60
     assert [s for _, s, _, _ in after[3]] == ["finished"]
     for runs in after.values():
         for _, _, seqs, _ in runs:
@@ -236,7 +245,7 @@ def test_sigkill_mid_step_then_resume_runs_no_finished_step_again_and_keeps_ever
 
 
 def test_api_stop_then_resume_continues_at_the_first_unfinished_step(tmp_path):
-    recipe = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 120", "cycles = 30"), source="kill.toml")
+    recipe = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 60", "cycles = 30"), source="kill.toml")
     planned = rc.plan_recipe(recipe)
     store = tmp_path / "runs.sqlite"
     seen = []
@@ -263,7 +272,7 @@ def test_api_stop_then_resume_continues_at_the_first_unfinished_step(tmp_path):
         assert [r.status for r in s.session_runs(1) if r.step_index == 2] == ["aborted", "finished"]
         # resumed without metadata: every step's run keeps the session's chip id
         assert {r.metadata.chip_id for r in s.session_runs(1)} == {"C1"}
-    other = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 120", "cycles = 31"), source="other.toml")
+    other = rc.recipe_from_text(KILL_RECIPE.replace("cycles = 60", "cycles = 31"), source="other.toml")
     with VirtualArray(seed=1, engine="fast") as chip, pytest.raises(rc.RecipeError, match="another recipe"):
         rc.run_recipe(rc.plan_recipe(other), chip, store, resume=1, say=lambda t: None)
 
@@ -403,3 +412,24 @@ def test_a_pause_between_pulses_of_a_step_leaves_the_records_those_of_an_unpause
     paused = session(tmp_path / "paused.sqlite", control)
     assert states  # it did pause
     assert paused == session(tmp_path / "plain.sqlite")
+
+
+def test_a_session_still_running_in_another_process_is_not_resumed(tmp_path):
+    planned = rc.plan_recipe(rc.recipe_from_text('[[step]]\nprotocol = "map"\nregion = "0:1,0:1"\n'))
+    store = tmp_path / "runs.sqlite"
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        with RunStore(store) as s:
+            sid = s.start_session("day.toml", "", planned.recipe.fingerprint, 1)
+            s.conn.execute("UPDATE sessions SET pid=? WHERE id=?", (other.pid, sid))
+            s.conn.commit()
+        with VirtualArray(seed=1, engine="fast") as chip, \
+                pytest.raises(rc.RecipeError, match=f"still running in process {other.pid}"):
+            rc.run_recipe(planned, chip, store, resume=sid, say=lambda t: None)
+        with RunStore(store) as s:
+            assert s.session_runs(sid) == []
+    finally:
+        other.kill()
+        other.wait()
+    with VirtualArray(seed=1, engine="fast") as chip:  # its process gone: the session resumes
+        assert rc.run_recipe(planned, chip, store, resume=sid, say=lambda t: None).runs == {0: 1}
