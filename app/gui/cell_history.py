@@ -18,6 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from rramlab.app.gui.lab_plots import log_axes
 from rramlab.app.gui.plots import CLASS_COLOURS, lab_axis
 
 COLUMNS = ("at (UTC)", "run", "protocol", "record", "seq", "G (nS)")
@@ -92,7 +93,7 @@ class CellHistoryDialog(QtWidgets.QDialog):
         self.caption.setWordWrap(True)
         layout.addWidget(self.caption)
         self.plot = pg.PlotWidget(title=f"cell {wordline},{bitline}: conductance of every record that read it")
-        self.plot.setLogMode(x=True, y=False)
+        log_axes(self.plot, x=True, y=False)
         self.plot.setLabel("bottom", "time since the cell's first run started (s)")
         lab_axis(self.plot, "left", "conductance", "S")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
