@@ -76,6 +76,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "endurance": ("rramlab.app.cmd_stress", "set/reset cycles of one cell, both states read at log-spaced cycles"),
     "retention": ("rramlab.app.cmd_stress", "program cells to levels, read them at log-spaced times"),
     "disturb": ("rramlab.app.cmd_stress", "repeated reads of a cell; half-bias pulses with its neighbours read"),
+    "run": ("rramlab.app.cmd_recipe", "run an experiment recipe (TOML): every step planned and checked first, one "
+                                      "session in the run store, --resume after a stop"),
     "gui": ("rramlab.app.cmd_gui", "open the desktop window: every protocol on the twin or a bench, live plots"),
 }
 
@@ -404,6 +406,7 @@ def cmd_ispp(args) -> int:
         # The bench file's limits, pin map and pulse timing: a bad plan never connects.
         checker = load_bench(args.bench).checker()
     ispp.plan(settings, cell, checker)  # before any backend is opened
+    from rramlab.app.pause import pausable
     from rramlab.protocols.store import RunStore, record_run
 
     store = RunStore(args.store)  # a bad store path is refused before any backend is opened
@@ -444,7 +447,7 @@ def cmd_ispp(args) -> int:
             where = f"cell {cell[0]},{cell[1]}" if args.cell is not None else "device"
             with tqdm(total=total, desc=f"ISPP {where}", unit="pulse", disable=args.no_progress,
                       file=sys.stderr, leave=False) as bar:
-                for record in ispp.run(instrument, ispp_plan):
+                for record in pausable(ispp.run, instrument, ispp_plan, "ISPP", run_id):
                     taken += 1
                     keep_record(stored, record, record_file, [record.csv_row()])
                     keep(summariser.add(record))

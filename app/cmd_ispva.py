@@ -64,6 +64,7 @@ def cmd_ispva(args) -> int:
     from tqdm import tqdm
 
     from rramlab.app.cli import EXIT_OK, Stopped, interrupt_exit_code, say
+    from rramlab.app.pause import pausable
     from rramlab.app.outputs import OutputPath, RecordFile, check_output_paths, keep_record, now, \
         provenance_dict, provenance_lines, write_json
     from rramlab.drivers.interface import RequestError
@@ -111,7 +112,8 @@ def cmd_ispva(args) -> int:
                 target = levels[i // args.devices]
                 device = first if i == 0 else fresh_device(first_seed + i)
                 with device:
-                    for r in ispva.run(device, ispva.plan(settings, [(0, 0)], [target], device)):
+                    for r in pausable(ispva.run, device, ispva.plan(settings, [(0, 0)], [target], device), "ISPVA",
+                                      run_id):
                         if isinstance(r, ispva.IspvaResult):
                             rows = [(i, f"{r.target_s:.6g}", int(r.converged), r.pulses,
                                      f"{r.conductance_s:.6e}", f"{r.error_s:.6e}")]

@@ -79,6 +79,7 @@ def cmd_iv(args: argparse.Namespace) -> int:
                                      keep_record, now, provenance_lines)
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.protocols.settings import settings_dict
+    from rramlab.app.pause import pausable
     from rramlab.protocols.store import RunStore, record_run
 
     from rramlab import __version__
@@ -112,7 +113,7 @@ def cmd_iv(args: argparse.Namespace) -> int:
                                                    instrument.describe(), settings_dict(settings),
                                                    {"protocol": "iv", "cell": list(cell) if args.cell else None}),
                                   iv.CSV_HEADER)
-            for point in iv.run(instrument, iv_plan):
+            for point in pausable(iv.run, instrument, iv_plan, "IV sweep", run_id):
                 points.append(point)
                 keep_record(stored, point, record_file, [point.csv_row()])
             if args.save_chip:
@@ -123,7 +124,7 @@ def cmd_iv(args: argparse.Namespace) -> int:
 
         by = f" by {exc}" if isinstance(exc, Stopped) else ""
         kept = f"; {record_file.rows} rows kept in {args.csv}" if record_file else ""
-        # the points come when the sweep has ended: a sweep stopped part-way keeps none
+        # iv.run yields every point measured before the stop: each is in the store and --csv
         say(f"\ninterrupted{by} after {len(points)} points; {safe_state_text(instrument, args)}{kept}")
         return interrupt_exit_code(exc)
     finally:

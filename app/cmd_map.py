@@ -80,6 +80,7 @@ def cmd_map(args) -> int:
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.drivers.interface import RramlabError
     from rramlab.protocols.settings import settings_dict
+    from rramlab.app.pause import pausable
     from rramlab.protocols.store import RunStore, record_run
 
     from rramlab import __version__
@@ -122,7 +123,7 @@ def cmd_map(args) -> int:
 
             with tqdm(total=total, desc="map", unit="cell", disable=args.no_progress, file=sys.stderr,
                       leave=False) as bar:
-                for record in array_map.run(instrument, map_plan):
+                for record in pausable(array_map.run, instrument, map_plan, "map", run_id):
                     if isinstance(record, array_map.MapRead):
                         reads.append(record)
                         keep_record(stored, record, record_file, [record.csv_row()])

@@ -202,12 +202,29 @@ def aging_from_args(args):
         raise RramlabError(f"{flag}: {exc}; give a positive number") from None
 
 
-def _apply_aging(instrument, aging) -> None:
-    """Give the twin its aging state (sim/aging.py), a separate state beside the chip."""
+def _apply_aging(instrument, aging, args=None) -> None:
+    """Give the twin its aging state (sim/aging.py), a separate state beside the chip.
+
+    A chip loaded with ``--chip`` that was saved aged keeps its own state (its cells' cycles, cycles
+    to failure, programming times and clock) with or without ``--aging``; ``--aging`` then only
+    takes the run's ``--temperature`` if given (a bake at another temperature). Its cycles to failure
+    were drawn when the chip was made, so a different ``--cycles-to-failure`` is refused."""
     if aging is None:
         return
+    from dataclasses import replace
+
+    from rramlab.drivers.interface import RramlabError
     from rramlab.sim.aging import AgingState
 
+    kept = getattr(instrument, "aging", None)
+    if kept is not None:
+        if (getattr(args, "cycles_to_failure", None) is not None
+                and aging.wear_cycles_to_failure != kept.aging.wear_cycles_to_failure):
+            raise RramlabError(f"--cycles-to-failure {aging.wear_cycles_to_failure:g} differs from the "
+                               f"{kept.aging.wear_cycles_to_failure:g} the --chip's cells were drawn with: drop it")
+        if getattr(args, "temperature", None) is not None:
+            kept.aging = replace(kept.aging, temperature_k=aging.temperature_k)
+        return
     instrument.aging = AgingState(aging, instrument.geometry.shape, instrument.seed)
 
 
@@ -225,6 +242,7 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
                                      keep_record, now, provenance_lines)
     from rramlab.drivers.interface import RramlabError
     from rramlab.protocols.settings import settings_dict
+    from rramlab.app.pause import pausable
     from rramlab.protocols.store import RunStore, record_run
 
     from rramlab import __version__
@@ -248,7 +266,7 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
     taken, run_id, record_file = 0, None, None
     try:
         with instrument:
-            _apply_aging(instrument, aging)
+            _apply_aging(instrument, aging, args)
             the_plan = plan_for(instrument)
             with record_run(store, name, settings, instrument) as stored:
                 run_id = stored.run_id
@@ -262,7 +280,7 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
                     say(f"{name}: estimated bench time of the whole run {format_duration(estimate_s)}")
                 with tqdm(total=total, desc=name, unit=unit, disable=args.no_progress, file=sys.stderr,
                           leave=False) as bar:
-                    for record in records_of(instrument, the_plan):
+                    for record in pausable(records_of, instrument, the_plan, name, run_id):
                         taken += 1
                         keep_record(stored, record, record_file, rows_of(record))
                         bar.update(on_record(record))

@@ -7,7 +7,8 @@ voltage the cell sees: the positive ones within the set window, the negative one
 window), before the instrument is touched. ``run`` asks the instrument for the sweep
 (``sweep_cell``, in the half-bias circuit of a pulse: ``VirtualArray.sweep_cell`` solves each step
 on the twin, a lone device being a 1 x 1 twin; ``ProbeStation.sweep_cell`` steps the wordline and
-bitline SMUs and reads the bitline) and yields one ``IvPoint`` per step once the sweep has ended. ``summarise`` finds the set and reset onsets and the currents at the read
+bitline SMUs and reads the bitline) and yields one ``IvPoint`` per step; a sweep stopped part-way
+(stop flag, Ctrl-C, SIGTERM) yields every point measured before the stop. ``summarise`` finds the set and reset onsets and the currents at the read
 voltage. Units: volts, amperes.
 
 Example::
@@ -135,7 +136,14 @@ def plan(settings: IvSettings, checker: RequestChecker | None = None, cell: tupl
 
 def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = None) -> Iterator[IvPoint]:
     """Sweep the plan's cell (``instrument.sweep_cell``) and yield one IvPoint per step.
-    ``should_stop`` is polled before the sweep (a staircase runs to its end once started)."""
+
+    The sweep stops between steps: ``should_stop`` is polled before the sweep and after every step
+    (the sweep then ends there, lines back to 0 V, and the points measured are yielded). A Ctrl-C or
+    SIGTERM part-way through the sweep (a KeyboardInterrupt) is raised only after every point
+    already measured has been yielded, the instrument having gone safe first (its own guard), so a
+    stopped sweep keeps each of them. On a probe station every step is its own spot measurement
+    (``ProbeStation.sweep_cell``; the 4156C's staircase, which returns its data at the end, is not
+    used), on the twin its own solve, so no measured point is lost either way."""
     if should_stop is not None and should_stop():
         return
     sweep = getattr(instrument, "sweep_cell", None)
@@ -143,9 +151,22 @@ def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = No
         raise RequestError(f"the {getattr(instrument, 'backend_name', type(instrument).__name__)} has no DC "
                            "staircase sweep (sweep_cell): use the twin or a probe station")
     w, b = iv_plan.cell
-    currents = sweep(w, b, np.array(iv_plan.voltages), compliance=iv_plan.settings.compliance_a)
-    for k, (v, leg, i) in enumerate(zip(iv_plan.voltages, iv_plan.legs, currents)):
-        yield IvPoint(w, b, k, leg, v, float(i))
+    measured: list[float] = []
+
+    def step(k: int, current_a: float) -> bool:
+        measured.append(float(current_a))
+        return bool(should_stop is not None and should_stop())
+
+    def points():
+        for k, (v, leg, i) in enumerate(zip(iv_plan.voltages, iv_plan.legs, measured)):
+            yield IvPoint(w, b, k, leg, v, i)
+
+    try:
+        sweep(w, b, np.array(iv_plan.voltages), compliance=iv_plan.settings.compliance_a, on_step=step)
+    except KeyboardInterrupt:
+        yield from points()  # the points measured before the stop, then the stop itself
+        raise
+    yield from points()
 
 
 #: the same shape in every protocol module (see ``rramlab.protocols``)

@@ -201,6 +201,32 @@ def test_sigterm_mid_sweep_leaves_the_bench_safe(tmp_path):
     writes = visa_writes(log)
     assert bench_state(writes).safe, str(bench_state(writes))
     assert sum(cmd.startswith("TI?") for _, cmd in writes) == 39
-    assert "interrupted by SIGTERM" in err and "every crosspoint open" in err and "Traceback" not in err
+    assert "interrupted by SIGTERM after 39 points" in err and "every crosspoint open" in err and "Traceback" not in err
     with RunStore(store) as s:
         assert s.runs()[0].status == "aborted"
+        assert len(s.records(s.runs()[0].run_id, "IvPoint")) == 39  # every point measured before the stop
+
+
+@pytest.mark.parametrize("backend", ["twin", "virtual"])
+def test_a_stop_flag_ends_the_sweep_between_steps_and_keeps_the_points(backend):
+    import argparse
+    import contextlib
+
+    from rramlab.app import virtual_bench
+    from rramlab.drivers.probe_station import load_bench
+
+    args = argparse.Namespace(seed=None, engine=None, wire_resistance=None, chip=None, save_chip=None,
+                              device=None, programming_error=None)
+    opened = (virtual_bench.open_virtual_bench(load_bench(VIRTUAL_BENCH), args) if backend == "virtual"
+              else contextlib.nullcontext(VirtualArray(seed=0)))
+    with opened as instrument:
+        p = iv.plan(iv.IvSettings(step_v=0.1), instrument, (3, 7))
+        polls = []
+        points = list(iv.run(instrument, p, should_stop=lambda: polls.append(1) or len(polls) > 25))
+        full = list(iv.run(instrument, iv.plan(iv.IvSettings(step_v=0.1), instrument, (3, 8))))
+    # polled before the sweep and after each step: the 26th poll, after the 25th step, stops it,
+    # that step's point kept
+    assert len(points) == 25 and [q.point for q in points] == list(range(25))
+    assert [q.voltage_v for q in points] == list(p.voltages[:25]) and len(full) == len(p.voltages)
+    if backend == "virtual":
+        assert instrument.outputs_safe
