@@ -300,3 +300,39 @@ def test_retention_on_the_virtual_bench_waits_at_0v_and_a_stop_in_the_wait_keeps
     info, records = stored(run.run_id)
     assert info.status == "aborted" and [r.type for r in records] == [type(r).__name__ for r in run.records]
     assert abs(records[-1].data["conductance_s"] - 30e-9) < 4e-9
+
+
+def test_a_cells_history_is_of_the_chip_in_the_metadata_fields(qtbot, window):
+    window.backend.select_twin(array=True, engine="fast")
+    window.panel("Map").extra.region.setText("0:2,0:2")
+    unnamed = run_and_wait(qtbot, window, "Map")
+    window.metadata_form.set_fields(chip_id="W3-D12")
+    named = run_and_wait(qtbot, window, "Map")
+    assert unnamed.status == named.status == DONE
+    dialog = window.open_cell_history(1, 1)
+    assert dialog.chip_id() == "W3-D12" and [h.run_id for h in dialog.history] == [named.run_id]
+    assert "on chip W3-D12: 1 record in 1 run" in dialog.caption.text()
+    dialog.chip.setText("")
+    dialog.refresh()  # the runs recorded without a chip id
+    assert [h.run_id for h in dialog.history] == [unnamed.run_id] and dialog.points() == 1
+    dialog.chip.setText("W9-D9")
+    dialog.refresh()
+    assert dialog.history == [] and dialog.table.rowCount() == 0 and "no records of cell 1,1" in dialog.caption.text()
+
+
+def test_the_lab_forms_take_text_long_times_in_seconds_and_the_compliance_in_ma(qtbot, window):
+    from PySide6 import QtWidgets
+
+    form = window.panel("Endurance").form
+    assert isinstance(form.fields["read_every"], QtWidgets.QLineEdit) and form.value("read_every") == "log"
+    form.set_value("read_every", "100")
+    assert form.settings().read_every == "100"
+    retention = window.panel("Retention").form
+    assert retention.fields["duration_s"].suffix() == " s" and retention.fields["duration_s"].value() == 7200.0
+    retention.set_value("duration_s", 10 * 365.25 * 86400)  # ten years fits the box, in seconds
+    assert retention.settings().duration_s == 10 * 365.25 * 86400
+    iv_form = window.panel("I-V").form
+    assert iv_form.fields["compliance_a"].suffix() == " mA" and iv_form.fields["compliance_a"].value() == 1.0
+    iv_form.set_value("compliance_a", 2e-4)
+    assert iv_form.settings().compliance_a == 2e-4
+    assert window.panel("ISPP").form.fields["pulse_width_s"].suffix() == " µs"  # a pulse width stays in µs

@@ -82,7 +82,7 @@ class CellHistoryDialog(QtWidgets.QDialog):
         self.chip = QtWidgets.QLineEdit(chip or "")
         self.chip.setObjectName("cell_history_chip")
         self.chip.setPlaceholderText("(runs without a chip id)")
-        self.chip.editingFinished.connect(self.refresh)
+        self.chip.editingFinished.connect(self._chip_edited)
         row.addWidget(self.chip, 1)
         again = QtWidgets.QPushButton("Refresh")
         again.clicked.connect(self.refresh)
@@ -106,16 +106,26 @@ class CellHistoryDialog(QtWidgets.QDialog):
         self.table.horizontalHeader().setStretchLastSection(True)
         layout.addWidget(self.table, 2)
         self.history: list = []
+        self.shown_chip: str | None = None
         self.refresh()
 
     def chip_id(self) -> str | None:
         return self.chip.text().strip() or None
 
+    def _chip_edited(self) -> None:
+        """Another chip typed: read its history (not on a mere loss of focus, e.g. the window closing)."""
+        if self.chip_id() == self.shown_chip:
+            return
+        try:
+            self.refresh()
+        except Exception as exc:  # noqa: BLE001 - a store gone or damaged is said here, not as a traceback
+            self.caption.setText(f"cannot read the history: {exc}")
+
     def refresh(self) -> None:
         """Read the cell's records again from the store and show them."""
         from rramlab.protocols.store import cell_history
 
-        chip = self.chip_id()
+        chip = self.shown_chip = self.chip_id()
         self.history = cell_history((self.wordline, self.bitline), chip, store=self.store)
         runs = list(dict.fromkeys(h.run_id for h in self.history))
         starts = {info.run_id: info.started_at for info in (self.store.run(r) for r in runs)}
@@ -163,14 +173,23 @@ def newest_chip_id(store) -> str | None:
     return runs[0].metadata.chip_id if runs else None
 
 
+def window_chip_id(window, store) -> str | None:
+    """The chip id the window's run metadata fields hold, else that of the store's newest run."""
+    form = getattr(window, "metadata_form", None)
+    typed = form.texts().get("chip_id", "").strip() if form is not None else ""
+    return typed or newest_chip_id(store)
+
+
 def open_cell_history(window, wordline: int, bitline: int, chip: str | None = None) -> CellHistoryDialog:
     """Open (non-modal) the history of cell (wordline, bitline) from ``window``'s run store; the chip
-    id defaults to that of the store's newest run. RuntimeError naming the fix without a store."""
+    id defaults to the window's chip id field, else that of the store's newest run. RuntimeError
+    naming the fix without a store."""
     store = getattr(window.history, "store", None)
     if store is None:
         raise RuntimeError("a cell's history is read from the run store, and runs are kept in memory only: "
                            "choose a run store file with Store… in the run history")
-    dialog = CellHistoryDialog(store, wordline, bitline, chip if chip is not None else newest_chip_id(store), window)
+    dialog = CellHistoryDialog(store, wordline, bitline, chip if chip is not None else window_chip_id(window, store),
+                               window)
     dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.show()
     window.cell_history_dialog = dialog
