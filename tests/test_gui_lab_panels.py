@@ -199,8 +199,10 @@ BAD_SETTINGS = [  # (panel, make it bad, words of the refusal's first line, put 
      lambda p: p.form.set_value("read_every", "log")),
     ("Retention", lambda p: p.extra.levels.setText("20,fifty"), "--levels '20,fifty'",
      lambda p: p.extra.levels.setText("20,50,80")),
-    ("Retention", lambda p: p.extra.cells.setText("0:1,30:31"), "bitline 30 is outside the array", lambda p: p.extra.cells.setText("")),
-    ("Disturb", lambda p: p.form.set_value("neighbours", 1) or p.form.set_value("pulse_v", 9.0), "driven to +4.5 V, beyond the line limit",
+    ("Retention", lambda p: p.extra.cells.setText("0:1,30:31"), "bitline 30 is outside the array",
+     lambda p: p.extra.cells.setText("")),
+    ("Disturb", lambda p: p.form.set_value("neighbours", 1) or p.form.set_value("pulse_v", 9.0),
+     "driven to +4.5 V, beyond the line limit",
      lambda p: p.form.set_value("pulse_v", 4.2) or p.form.set_value("neighbours", 0)),
     ("I-V", lambda p: p.form.set_value("set_peak_v", 0.0), "--set-peak must be positive",
      lambda p: p.form.set_value("set_peak_v", 4.2)),
@@ -336,3 +338,61 @@ def test_the_lab_forms_take_text_long_times_in_seconds_and_the_compliance_in_ma(
     iv_form.set_value("compliance_a", 2e-4)
     assert iv_form.settings().compliance_a == 2e-4
     assert window.panel("ISPP").form.fields["pulse_width_s"].suffix() == " µs"  # a pulse width stays in µs
+
+
+def test_endurance_with_the_twins_wear_ends_when_the_window_closes(qtbot, window):
+    window.backend.select_twin(array=False, seed=3)
+    panel = window.panel("Endurance")
+    panel.form.set_value("cycles", 400)
+    panel.form.set_value("read_every", "1")
+    panel.extra.aging.setChecked(True)
+    panel.extra.cycles_to_failure.setValue(30)
+    run = run_and_wait(qtbot, window, "Endurance")
+    assert run.status == DONE, run.message
+    cycles = [r.cycle for r in run.records]
+    assert cycles == list(range(1, len(cycles) + 1)) and len(cycles) < 400  # stopped at the closed window
+    assert run.records[-1].window_ratio < 2.0 <= run.records[-2].window_ratio
+    ratios = [r.window_ratio for r in run.records]
+    assert ratios[0] > 20 and all(a >= b - 1e-9 for a, b in zip(ratios, ratios[1:]))  # it narrows, never widens
+    assert window.instrument().aging is not None and window.instrument().aging.aging.wear_cycles_to_failure == 30
+    assert f"window closed below 2x at cycle {cycles[-1]}" in panel.summary.text()
+    info, _ = stored(run.run_id)
+    assert info.summary["closed_at_cycle"] == cycles[-1] and info.settings["gui_inputs"]["aging"] is True
+
+
+def test_the_twins_wear_and_drift_are_refused_on_a_bench_before_any_command(qtbot, window):
+    window.backend.select_virtual_bench(seed=1)
+    window.connect_backend()
+    qtbot.waitUntil(lambda: not window.connecting, timeout=20000)
+    bench = window.instrument().virtual_bench
+    before = dict(bench.clock.counts)
+    panel = window.panel("Disturb")
+    panel.extra.aging.setChecked(True)
+    assert window.run_protocol("Disturb") is None
+    assert "wear and drift apply to the twin only" in window.last_error[1].splitlines()[0]
+    assert dict(bench.clock.counts) == before and bench.is_safe()
+
+
+def test_retention_with_the_twins_drift_relaxes_towards_hrs_in_log_time(qtbot, window):
+    from rramlab.sim.aging import Aging
+
+    window.backend.select_twin(array=False)
+    panel = window.panel("Retention")
+    panel.extra.levels.setText("80")
+    panel.extra.aging.setChecked(True)
+    panel.form.set_value("duration_s", 1e6)
+    panel.form.set_value("reads", 7)
+    run = run_and_wait(qtbot, window, "Retention")
+    assert run.status == DONE, run.message
+    reads = [r for r in run.records if type(r).__name__ == "RetentionRecord"]
+    g = np.array([r.conductance_s for r in reads])
+    assert len(reads) == 7 and np.all(np.diff(g) < 0)  # every read lower than the one before
+    # the model's closed form: G = G_hrs + A (1 - nu log10(1 + t / tau)), a straight line in log10(1 + t / tau)
+    aging = Aging()
+    x = np.log10(1 + np.array([r.time_s for r in reads]) / aging.drift_tau_s)
+    slope, intercept = np.polyfit(x, g, 1)
+    assert np.abs(g - (intercept + slope * x)).max() < 1e-12  # within 0.001 nS of the line
+    programmed = -slope / aging.drift_rate  # A: the programmed part of G
+    assert 1.4e-9 < intercept - programmed < 1.8e-9  # what it relaxes towards: the twin's HRS, about 1.6 nS
+    assert window.plots["Retention"].points() == 7
+    assert "drift -" in panel.summary.text()

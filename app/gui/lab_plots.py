@@ -302,7 +302,7 @@ class DisturbPlots(PlotSet):
 
     def points(self, phase: str) -> int:
         """Counts drawn of a phase ("read" or "half-select"), over its cells."""
-        return sum(len(c.getData()[0]) for (p, _), c in self.curves.items() if p == phase and c.getData()[0] is not None)
+        return sum(len(c.xData) for (p, _), c in self.curves.items() if p == phase and c.xData is not None)
 
     def redraw(self) -> None:
         if not self._dirty:
@@ -314,7 +314,8 @@ class DisturbPlots(PlotSet):
             if curve is None:
                 view = self.reads if phase == "read" else self.pulses
                 colour = SET_PEN if s["role"] == "cell" else CLASS_COLOURS[(k + 2) % len(CLASS_COLOURS)]
-                curve = self.curves[key] = view.plot([], [], pen=pg.mkPen(colour, width=2 if s["role"] == "cell" else 1),
+                width = 2 if s["role"] == "cell" else 1
+                curve = self.curves[key] = view.plot([], [], pen=pg.mkPen(colour, width=width),
                                                      symbol="o", symbolSize=3, symbolBrush=colour, symbolPen=None)
                 self.legends[phase].addItem(curve, f"{s['role']} {w},{b}")
             curve.setData(np.array(s["n"], dtype=float), np.array(s["dg"], dtype=float))
