@@ -396,3 +396,23 @@ def test_retention_with_the_twins_drift_relaxes_towards_hrs_in_log_time(qtbot, w
     assert 1.4e-9 < intercept - programmed < 1.8e-9  # what it relaxes towards: the twin's HRS, about 1.6 nS
     assert window.plots["Retention"].points() == 7
     assert "drift -" in panel.summary.text()
+
+
+def test_lab_panels_queue_as_steps_and_run_one_after_another(qtbot, window):
+    window.backend.select_twin(array=True, engine="fast")
+    queue = window.queue_panel
+    window.show_panel("Map")
+    window.panel("Map").extra.region.setText("0:2,0:3")
+    queue.add_current()
+    window.show_panel("Retention")
+    window.panel("Retention").extra.cells.setText("0:1,0:2")
+    window.panel("Retention").form.set_value("reads", 4)
+    queue.add_current()
+    assert queue.check() == [0, 1]
+    done = []
+    window.run_finished.connect(done.append)
+    queue.run_queue()
+    qtbot.waitUntil(lambda: len(done) == 2 and not window.running, timeout=60000)
+    assert [r.protocol for r in done] == ["map", "retention"] and all(r.status == DONE for r in done)
+    assert len(done[0].records) == 7 and sum(type(r).__name__ == "RetentionRecord" for r in done[1].records) == 8
+    assert stored(done[1].run_id)[0].settings["gui_inputs"]["cells"] == [[0, 0], [0, 1]]
