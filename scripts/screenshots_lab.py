@@ -4,12 +4,14 @@
 
 Like ``scripts/screenshots.py`` (whose Xvfb start it uses): the pictures are grabbed from the X
 server, the runs go to a run store in a temporary folder. All on the 24 x 24 twin (fast engine,
-seed 4), the ideal device (no wear, no drift):
+seed 4), the ideal device except where the twin's wear and drift (sim/aging.py) are switched on:
 
 * lab_iv.png: the I-V sweep of cell 3,7 (0 -> 4.2 -> 0 -> -1.6 -> 0 V, 25 mV steps), |I| on a log axis;
 * lab_map.png: the whole array read after ISPVA put the eight levels on four cells each, log colour scale;
-* lab_endurance.png: 300 set/reset cycles of cell 5,5, both states read at log-spaced cycles;
-* lab_retention.png: nine cells at 20, 50 and 80 nS read 40 times over ten simulated years;
+* lab_endurance.png: cell 5,5 cycled with the twin's wear (1,000 cycles to failure) until its window
+  closes, both states read at log-spaced cycles;
+* lab_retention.png: nine cells at 20, 50 and 80 nS read 40 times over ten simulated years, with the
+  twin's drift;
 * lab_disturb.png: 2,000 reads of cell 10,10, then 1,000 half-bias pulses with its neighbours read;
 * lab_cell_history.png: the history of cell 10,0 (a click on it in a map): ISPVA's pulses, the
   retention's reads and two maps, on one log time axis.
@@ -101,13 +103,16 @@ def take(out: Path) -> int:
 
     endurance = window.panel("Endurance")
     endurance.set_cell(5, 5)
-    endurance.form.set_value("cycles", 300)
+    endurance.form.set_value("cycles", 2000)
+    endurance.extra.aging.setChecked(True)  # the twin's wear: the window narrows and closes
+    endurance.extra.cycles_to_failure.setValue(1000)
     run("Endurance")
     grab(window, "lab_endurance.png")
 
     retention = window.panel("Retention")
     retention.extra.cells.setText("10:13,0:3")
     retention.form.set_value("duration_s", 10 * 365.25 * 86400)
+    retention.extra.aging.setChecked(True)  # the twin's drift: the states relax in log time
     run("Retention")
     grab(window, "lab_retention.png")
 
