@@ -277,6 +277,12 @@ def test_clicking_a_map_cell_opens_its_history_with_that_cells_records(qtbot, wi
     other = window.cell_history_dialog
     assert (other.wordline, other.bitline) == (1, 4)
     assert [h.type for h in other.history] == ["MapRead"]  # the map read it; ISPVA did not touch it
+    other.close()
+    window.plot_tabs.setCurrentWidget(window.plots["Map"])
+    window.cell_history_dialog = None
+    window.plots["Map"].view.setRange(xRange=(-0.5, 39.5), yRange=(-0.5, 39.5), padding=0)  # zoomed out
+    click_cell(qtbot, window.plots["Map"].view, 30, 3)  # in the view, beyond the array's 24 wordlines: no cell
+    assert window.cell_history_dialog is None and window.last_error is None
 
 
 def test_retention_on_the_virtual_bench_waits_at_0v_and_a_stop_in_the_wait_keeps_the_programming(qtbot, window):

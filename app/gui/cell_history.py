@@ -26,9 +26,10 @@ COLUMNS = ("at (UTC)", "run", "protocol", "record", "seq", "G (nS)")
 MIN_TIME_S = 1e-3
 
 
-def emit_cell_clicks(widget: pg.PlotWidget, callback) -> None:
+def emit_cell_clicks(widget: pg.PlotWidget, callback, shape=None) -> None:
     """Call ``callback(wordline, bitline)`` when the left button clicks a cell of the image in
-    ``widget`` (rows are wordlines, columns bitlines, cell k centred on k as ``exact_range`` draws)."""
+    ``widget`` (rows are wordlines, columns bitlines, cell k centred on k as ``exact_range`` draws);
+    ``shape()``: the array's (wordlines, bitlines), a click beyond them is no cell."""
 
     def clicked(event):
         if event.button() != QtCore.Qt.MouseButton.LeftButton:
@@ -38,7 +39,8 @@ def emit_cell_clicks(widget: pg.PlotWidget, callback) -> None:
             return
         point = box.mapSceneToView(event.scenePos())
         wordline, bitline = int(math.floor(point.y() + 0.5)), int(math.floor(point.x() + 0.5))
-        if wordline >= 0 and bitline >= 0:
+        rows, columns = shape() if shape is not None else (math.inf, math.inf)
+        if 0 <= wordline < rows and 0 <= bitline < columns:
             callback(wordline, bitline)
 
     widget.scene().sigMouseClicked.connect(clicked)
@@ -206,10 +208,10 @@ def attach(window) -> None:
             window.show_error(exc)
 
     window.cell_history_dialog = None
-    emit_cell_clicks(window.map.view, show)
+    emit_cell_clicks(window.map.view, show, lambda: window.map.conductance.shape)
     transfer = window.plots.get("Transfer")
     if transfer is not None:
-        emit_cell_clicks(transfer.chip.widget, show)
+        emit_cell_clicks(transfer.chip.widget, show, lambda: transfer.g.shape)
     for plots in window.plots.values():
         signal = getattr(plots, "cell_clicked", None)
         if signal is not None:

@@ -355,7 +355,7 @@ class ArrayMapPlots(PlotSet):
         self.counts.setWordWrap(True)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.counts)
-        emit_cell_clicks(self.view, self.cell_clicked.emit)
+        emit_cell_clicks(self.view, self.cell_clicked.emit, lambda: self.shape)
         self.shape = (24, 24)
         self.clear()
 
