@@ -748,7 +748,10 @@ class VirtualArray(CrossbarInstrument):
         r0 = self.cell_insulator_r0
         hrs = [float(device_current_exact(v_read, g_off, self.device,
                                           insulator_r0=None if r0 is None else r0[w, b])[0]) for w, b in cells]
-        return self.aging.read_currents(cells, currents, hrs)
+        aged = self.aging.read_currents(cells, currents, hrs)
+        # a broken cell's current is its breakdown path's, which neither wears nor drifts
+        return [i if self.breakdown_conductance[w, b] > 0 else a
+                for (w, b), i, a in zip(cells, currents, aged)]
 
     def _programming_done(self, cells):
         if self.programming_error == "device" or self.programming_error_sigma <= 0:
