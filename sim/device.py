@@ -145,6 +145,12 @@ def draw_breakdown_voltages(params: "DeviceParameters", shape: tuple[int, int], 
     return np.maximum(v, params.breakdown_floor_v)
 
 
+def breaks_down(terminal_v, cell_breakdown_v) -> np.ndarray:
+    """Whether each cell breaks down (bool, broadcast): its terminal voltage (V, either polarity)
+    beyond its own breakdown voltage (V, draw_breakdown_voltages). The rule every engine applies."""
+    return np.abs(np.asarray(terminal_v, dtype=float)) > np.asarray(cell_breakdown_v, dtype=float)
+
+
 #: The fabricated stack (paper Fig. 2): HfO2 over TiOx between the electrodes. Permittivities are
 #: typical thin-film values (assumed; the paper gives none): HfO2 about 20, sputtered TiOx about 40.
 EPSILON_0 = 8.854e-12  # F/m

@@ -56,9 +56,9 @@ from rramlab.drivers.interface import (ArrayGeometry, CrossbarInstrument, Reques
                                       SafeOperatingArea, half_bias_voltages)
 from rramlab.sim.aging import AgingState
 from rramlab.sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
-from rramlab.sim.device import (DEFAULT_PRESET, DeviceParameters, Switch, _num, device_preset, draw_breakdown_voltages,
-                                partial_on_fraction, preset_name, switch_name, switch_nodes,
-                                zero_bias_conductance)
+from rramlab.sim.device import (DEFAULT_PRESET, DeviceParameters, Switch, _num, breaks_down, device_preset,
+                                draw_breakdown_voltages, partial_on_fraction, preset_name, switch_name,
+                                switch_nodes, zero_bias_conductance)
 from rramlab.sim.nodal import NodalArray, device_current_exact
 from rramlab.sim.spice import simulate
 
@@ -719,7 +719,7 @@ class VirtualArray(CrossbarInstrument):
         if float(np.abs(v_open).max()) <= float(vb.min()):
             return []
         v = self._peak_cell_voltage(wl, bl, self.switch_states)
-        hit = (np.abs(v) > vb) & (self.breakdown_conductance == 0)
+        hit = breaks_down(v, vb) & (self.breakdown_conductance == 0)
         if not hit.any():
             return []
         self.breakdown_conductance[hit] = 1.0 / self.device.breakdown_resistance
@@ -748,7 +748,10 @@ class VirtualArray(CrossbarInstrument):
         r0 = self.cell_insulator_r0
         hrs = [float(device_current_exact(v_read, g_off, self.device,
                                           insulator_r0=None if r0 is None else r0[w, b])[0]) for w, b in cells]
-        return self.aging.read_currents(cells, currents, hrs)
+        aged = self.aging.read_currents(cells, currents, hrs)
+        # a broken cell's current is its breakdown path's, which neither wears nor drifts
+        return [i if self.breakdown_conductance[w, b] > 0 else a
+                for (w, b), i, a in zip(cells, currents, aged)]
 
     def _programming_done(self, cells):
         if self.programming_error == "device" or self.programming_error_sigma <= 0:

@@ -230,3 +230,33 @@ def test_a_stop_flag_ends_the_sweep_between_steps_and_keeps_the_points(backend):
     assert [q.voltage_v for q in points] == list(p.voltages[:25]) and len(full) == len(p.voltages)
     if backend == "virtual":
         assert instrument.outputs_safe
+
+
+def test_a_pause_mid_sweep_leaves_the_segment_safe_and_resumes_at_the_next_step():
+    import argparse
+    import threading
+
+    from rramlab.app import virtual_bench
+    from rramlab.drivers.probe_station import load_bench
+    from rramlab.protocols.control import RunControl
+
+    args = argparse.Namespace(seed=None, engine=None, wire_resistance=None, chip=None, save_chip=None,
+                              device=None, programming_error=None)
+    settings = iv.IvSettings(step_v=0.1)
+    with virtual_bench.open_virtual_bench(load_bench(VIRTUAL_BENCH), args) as station:
+        plain = [q.current_a for q in iv.run(station, iv.plan(settings, station, (3, 7)))]
+    polls, safe_during_pause = [], []
+    with virtual_bench.open_virtual_bench(load_bench(VIRTUAL_BENCH), args) as station:
+        def ask_a_pause_at_the_10th_step():
+            polls.append(1)
+            if len(polls) == 10:
+                control.pause()
+                threading.Timer(0.3, lambda: (safe_during_pause.append(station.outputs_safe), control.resume())).start()
+            return False
+
+        control = RunControl(station, should_stop=ask_a_pause_at_the_10th_step, poll_s=0.01)
+        paused = [q for q in iv.run(station, iv.plan(settings, station, (3, 7)), control)]
+    assert control.pauses == 1 and safe_during_pause == [True]  # the pause waited with the bench at 0 V
+    assert [q.point for q in paused] == list(range(len(plain)))
+    # the sweep went on from the next step, routed again: the same curve as without the pause
+    assert np.allclose([q.current_a for q in paused], plain, rtol=1e-9, atol=1e-15)
