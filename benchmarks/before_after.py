@@ -8,7 +8,9 @@ DIR is a checkout of the repository (``git archive COMMIT | tar -x -C DIR``). Ea
 benchmarks/ named by ``--scripts`` (its short flags below, so that the ngspice rows, the same library
 on both sides, do not dominate the time) runs with the old checkout's ``rramlab`` first on
 PYTHONPATH, then with the new one's (default: this tree), alternating which goes first from one
-repeat to the next, every run in its own process. The scripts are this tree's: the same measurement
+repeat to the next, every run in its own process. engines.py and transfer.py print wall times,
+which a loaded machine stretches unevenly between runs (their ngspice rows, the same code on both
+sides, show how much); fast_ops.py prints CPU times, the steadier comparison. The scripts are this tree's: the same measurement
 on both libraries. Prints every run's load average, then each table row as the medians over the
 repeats, old -> new, and new / old for every number. Numbers are this machine's.
 """
@@ -29,7 +31,8 @@ from reproduce import package_root
 
 HERE = Path(__file__).resolve().parent
 #: flags of each script in this comparison (short ngspice parts: ngspice is not what changed)
-SCRIPT_FLAGS = {"engines": ["--spice-trains", "2", "--spice-pulses", "1"],
+SCRIPT_FLAGS = {"fast_ops": [],
+                "engines": ["--spice-trains", "2", "--spice-pulses", "1"],
                 "transfer": ["--spice-pulses", "1"]}
 _NUMBER = re.compile(r"^-?\d[\d.]*(e[-+]?\d+)?[xM]?$")
 
