@@ -40,6 +40,8 @@ def register(subparsers) -> None:
     c.add_argument("--since", metavar="DATE", help="only runs started on or after this date or time (UTC), "
                                                    "e.g. 2026-12-01 or 2026-12-01T08:00")
     c.add_argument("--tag", metavar="WORD", help="only runs tagged WORD (--tag when they were recorded)")
+    c.add_argument("--session", type=int, metavar="SESSION", help="only the steps of this recipe session "
+                                                                  "(the number `rramlab run` printed)")
     c.add_argument("--json", action="store_true", help="one JSON object: the filters and every run with its "
                                                        "metadata, instead of the table")
     add_store_flag(c, "to list the runs of", metadata=False)
@@ -248,7 +250,8 @@ LIST_HEADER = f"{'RUN':>5s}  {'PROTOCOL':9s} {'STATUS':10s} {'RECORDS':>7s}     
 def _list(store, args) -> int:
     from rramlab.app.cli import EXIT_OK
 
-    filters = {"chip": args.chip, "protocol": args.protocol, "since": args.since, "tag": args.tag}
+    filters = {"chip": args.chip, "protocol": args.protocol, "since": args.since, "tag": args.tag,
+               "session": args.session}
     runs = store.runs(args.limit, **filters)
     chosen = ", ".join(f"{k} {v}" for k, v in filters.items() if v is not None)
     if args.json:
@@ -277,4 +280,5 @@ def run_dict(info) -> dict:
     return {"run_id": info.run_id, "protocol": info.protocol, "status": info.shown_status, "records": info.records,
             "started_at": info.started_at, "ended_at": info.ended_at, "backend": info.backend,
             "software_version": info.software_version, "error": info.error, **info.metadata.as_dict(),
-            "settings": info.settings, "summary": info.summary}
+            "settings": info.settings, "summary": info.summary, "session_id": info.session_id,
+            "step_index": info.step_index}

@@ -21,7 +21,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -29,7 +29,7 @@ import numpy as np
 from rramlab.drivers.interface import RequestChecker, RequestError, SafeOperatingArea, SafetyError
 from rramlab.protocols.settings import check_settings, setting
 
-__all__ = ["IvSettings", "IvPlan", "IvPoint", "plan", "run", "summarise", "sweep_voltages", "Settings", "Plan",
+__all__ = ["IvSettings", "IvPlan", "IvPoint", "plan", "run", "resume", "summarise", "sweep_voltages", "Settings", "Plan",
            "RECORDS", "CSV_HEADER", "MAX_POINTS"]
 
 #: most steps one sweep may have (the 4156C's staircase holds 1001 steps per source; longer sweeps
@@ -89,6 +89,8 @@ class IvPlan:
     cell: tuple[int, int]
     voltages: tuple[float, ...]
     legs: tuple[int, ...]
+    #: True when the sweep is in the store already (``resume``): ``run`` yields nothing
+    complete: bool = False
 
 
 def sweep_voltages(settings: IvSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +146,7 @@ def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = No
     stopped sweep keeps each of them. On a probe station every step is its own spot measurement
     (``ProbeStation.sweep_cell``; the 4156C's staircase, which returns its data at the end, is not
     used), on the twin its own solve, so no measured point is lost either way."""
-    if should_stop is not None and should_stop():
+    if iv_plan.complete or (should_stop is not None and should_stop()):
         return
     sweep = getattr(instrument, "sweep_cell", None)
     if sweep is None:
@@ -170,6 +172,20 @@ def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = No
 
 
 #: the same shape in every protocol module (see ``rramlab.protocols``)
+def resume(iv_plan: IvPlan, records) -> IvPlan:
+    """The plan that continues after ``records`` (the stored IvPoints): the sweep if none is
+    stored, nothing if every point is. A sweep is one staircase taken at once, so one whose points
+    were only partly stored (the process died while storing them) cannot be continued part-way:
+    RequestError saying to start a new run."""
+    points = [r for r in records if isinstance(r, IvPoint)]
+    if not points:
+        return iv_plan
+    if len(points) == len(iv_plan.voltages):
+        return replace(iv_plan, complete=True)
+    raise RequestError(f"the run holds {len(points)} of the sweep's {len(iv_plan.voltages)} points (the process died "
+                       "while storing them): a staircase cannot be continued part-way; start a new iv run")
+
+
 Settings = IvSettings
 Plan = IvPlan
 #: the record class ``run`` yields

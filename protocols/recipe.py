@@ -57,7 +57,9 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
+import socket
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -196,9 +198,13 @@ class RecipeStep:
     @property
     def label(self) -> str:
         """e.g. "step 2 (line 9) ispva, repeat 2, targets_ns=50"."""
+        return f"step {self.number} (line {self.line}) {self.what}"
+
+    @property
+    def what(self) -> str:
+        """e.g. "ispva, repeat 2, targets_ns=50": the step's name or protocol and its loop values."""
         parts = [f"{k}={v}" for k, v in self.loop]
-        what = self.name or self.protocol
-        return f"step {self.number} (line {self.line}) {what}" + (", " + ", ".join(parts) if parts else "")
+        return (self.name or self.protocol) + (", " + ", ".join(parts) if parts else "")
 
 
 @dataclass(frozen=True)
@@ -274,6 +280,7 @@ def recipe_from_text(text: str, source: str = "recipe", base: Path | str | None 
     if len(spans) != len(top.step):
         spans = [(1, len(text.splitlines()))] * len(top.step)  # steps written as an inline array: no line each
     steps: list[RecipeStep] = []
+    names: dict[str, int] = {}
     for number, (raw, span) in enumerate(zip(top.step, spans), start=1):
         def fail(message: str, key: str | None = None) -> RecipeError:
             return RecipeError(f"{source} line {_key_line(text, span, key)}, step {number}: {message}")
@@ -283,6 +290,11 @@ def recipe_from_text(text: str, source: str = "recipe", base: Path | str | None 
         except ValidationError as exc:
             line, key = _pydantic_text(exc)
             raise fail(line, key) from None
+        if model.name is not None:
+            if model.name in names:  # the name is how a user finds the step in the session's output
+                raise fail(f"name {model.name!r} is also step {names[model.name]}'s: give each step its own name",
+                           "name")
+            names[model.name] = number
         steps.extend(_expand(model, number, span[0], base, fail, start=len(steps)))
     return Recipe(tuple(steps), source, text, top.name, top.notes)
 
@@ -498,8 +510,29 @@ class RecipePlan:
         return f"{n} step{'s' if n != 1 else ''}, about {format_duration(self.estimate_s)} on the bench"
 
 
+#: "--width (pulse_width_s)" in a protocol's message: a recipe names the setting by its key alone
+_FLAG_AND_FIELD = re.compile(r"--[\w-]+ \((\w+)\)")
+
+
 def _step_error(recipe: Recipe, step: RecipeStep, message: str) -> RecipeError:
-    return RecipeError(f"{recipe.source} line {step.line}, {step.label}: {message}")
+    """The error of a step's plan, at the line of the first key of the step the message names
+    (``set_stop_v = 6 V is beyond...`` -> the ``set_stop_v`` line), else the step's header line."""
+    message = _FLAG_AND_FIELD.sub(r"\1", message)
+    line = step.line
+    spans = _step_lines(recipe.text)
+    if 0 < step.number <= len(spans) and spans[step.number - 1][0] == step.line:
+        span = spans[step.number - 1]
+        words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message)
+        if "weight" in words:
+            words.insert(0, "weights")  # a weight file's error: the weights line
+        if "wordline" in words or "bitline" in words or "cell" in words:
+            words[:0] = ["cell", "cells", "region"]  # a line or a cell of the array: where the step names it
+        for word in words:
+            found = _key_line(recipe.text, span, word)
+            if found != span[0] or word in STEP_KEYS[1:2]:
+                line = found
+                break
+    return RecipeError(f"{recipe.source} line {line}, step {step.number} ({step.what}): {message}")
 
 
 def plan_step(step: RecipeStep, checker):
@@ -615,15 +648,19 @@ class RecipeStopped(KeyboardInterrupt):
 def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int | None = None, metadata=None,
                should_stop: Callable[[], bool] | None = None, say: Callable[[str], None] | None = None,
                on_record: Callable[[RecipeStep, Any], None] | None = None, save_chip=None,
-               command: Sequence[str] | None = None) -> SessionResult:
+               command: Sequence[str] | None = None,
+               on_session: Callable[[int], None] | None = None) -> SessionResult:
     """Run a planned recipe on ``instrument`` as one session of the run store.
 
     ``store``: a path, an open RunStore or None (the command line's default store). ``resume``: a
     session id to continue: its recipe must plan to the same steps (``Recipe.fingerprint``); the
     steps it finished are skipped. ``metadata``: a RunMetadata on every step's run (None: that of the
-    enclosing ``using_metadata``). ``should_stop()`` is polled between pulses and steps (stopping
-    marks the step's run and the session aborted and raises KeyboardInterrupt, as Ctrl-C does).
-    ``on_record(step, record)`` after each record is stored. ``save_chip``: a path the twin's chip is
+    enclosing ``using_metadata``, the command line's flags; resuming with none, the session's own).
+    ``should_stop()`` is polled between pulses and steps (stopping marks the step's run and the
+    session aborted and raises KeyboardInterrupt, as Ctrl-C does); a ``RunControl``
+    (``protocols/control.py``) as ``should_stop`` pauses the session at a checkpoint too.
+    ``on_record(step, record)`` after each record is stored; ``on_session(session_id)`` once the
+    session is in the store, before its first step. ``save_chip``: a path the twin's chip is
     saved to after every finished step (so a resume with the saved chip continues on the same
     cells). Every step is re-planned against ``instrument`` just before it runs.
 
@@ -633,21 +670,27 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
 
         recipe = load_recipe("examples/day.toml")
         p = plan_recipe(recipe)                         # RecipeError: nothing runs
-        print(p.summary())                              # "4 steps, about 2 min 3 s on the bench"
+        print(p.summary())                              # "5 steps, about 10 min 1 s on the bench"
         with VirtualArray(seed=1, engine="fast") as chip:
             done = run_recipe(p, chip, "runs.sqlite")
         print(done.session_id, done.runs)               # step index -> run id
     """
-    from rramlab.protocols.store import RunStore, interrupted_text, record_run, using_session
+    from rramlab.protocols.store import _DEFAULT_METADATA, RunMetadata, RunStore, _pid_alive, interrupted_text, \
+        record_run, using_session
 
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     recipe = recipe_plan.recipe
+    metadata = _DEFAULT_METADATA.get() if metadata is None else metadata
     own = not isinstance(store, RunStore)
     st = RunStore(store) if own else store
     session_id = None
     try:
         if resume is not None:
             info = st.session(resume)
+            if info.status == "running" and info.pid not in (None, os.getpid()) \
+                    and info.host == socket.gethostname() and _pid_alive(info.pid):
+                raise RecipeError(f"session {resume} is still running in process {info.pid}: stop it first "
+                                  f"(Ctrl-C there, or kill {info.pid}), then resume it")
             if info.fingerprint != recipe.fingerprint:
                 raise RecipeError(f"session {resume} ran another recipe ({info.recipe}, {info.steps} steps) than "
                                   f"{recipe.source} ({len(recipe.steps)} steps, or the same steps with other "
@@ -655,11 +698,16 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
             done = st.finished_steps(resume)
             st.reopen_session(resume)
             session_id = resume
+            stored = (info.metadata or {}).get("metadata")
+            if metadata == RunMetadata() and stored:  # none given again: the session's own
+                metadata = RunMetadata(**{**stored, "tags": tuple(stored.get("tags") or ())})
         else:
-            meta = dataclasses.asdict(metadata) if metadata is not None else None
             session_id = st.start_session(recipe.source, recipe.text, recipe.fingerprint, len(recipe.steps),
-                                          {"name": recipe.name, "notes": recipe.notes, "metadata": meta})
+                                          {"name": recipe.name, "notes": recipe.notes,
+                                           "metadata": metadata.as_dict()})
             done = set()
+        if on_session is not None:
+            on_session(session_id)
         earlier = {r.step_index: r for r in st.session_runs(session_id)} if resume is not None else {}
         runs: dict[int, int] = {}
         skipped = []
@@ -707,10 +755,12 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
 
                     write_csv(st, rec.run_id, step.csv, list(command or ["rramlab", "run", recipe.source]))
         except KeyboardInterrupt as exc:
+            _make_safe(instrument)  # at once, not only when the caller's with-block ends
             with contextlib.suppress(Exception):
                 st.end_session(session_id, "aborted", interrupted_text(exc))
             raise
         except BaseException as exc:
+            _make_safe(instrument)
             with contextlib.suppress(Exception):
                 st.end_session(session_id, "failed", f"{type(exc).__name__}: {exc}")
             raise
@@ -719,6 +769,17 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
     finally:
         if own:
             st.close()
+
+
+def _make_safe(instrument) -> None:
+    """0 V, outputs off, matrix open after a stop or an error; a failure of the safe-state sequence
+    itself is left for the caller's context manager (and ``outputs_safe`` says so). The seam holds
+    signals back while the sequence runs; one delivered after it (a second Ctrl-C) is the stop
+    already under way."""
+    reset = getattr(instrument, "reset_outputs", None)
+    if callable(reset):
+        with contextlib.suppress(Exception, KeyboardInterrupt):
+            reset()
 
 
 def _wait(instrument, seconds: float, stop: Callable[[], bool]) -> None:

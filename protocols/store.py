@@ -55,9 +55,9 @@ import numpy as np
 
 from rramlab.drivers.interface import RramlabError
 
-__all__ = ["RunStore", "record_run", "RunRecorder", "RunInfo", "RunMetadata", "StoredRecord", "CellReading",
-           "StoreError", "default_store_path", "using_metadata", "using_session", "SessionInfo", "cell_history",
-           "STATUSES", "ENV_VAR"]
+__all__ = ["RunStore", "record_run", "run_protocol", "stored_records", "stored_settings", "resume_plan", "RunRecorder",
+           "RunInfo", "RunMetadata", "StoredRecord", "CellReading", "StoreError", "default_store_path", "using_metadata",
+           "using_session", "SessionInfo", "cell_history", "STATUSES", "ENV_VAR"]
 
 #: a run's status: running, then finished, aborted (Ctrl-C) or failed (an error)
 STATUSES = ("running", "finished", "aborted", "failed")
@@ -567,10 +567,14 @@ class RunStore:
         return _run_info(row)
 
     def runs(self, limit: int | None = None, chip: str | None = None, protocol: str | None = None,
-             since: str | None = None, tag: str | None = None) -> list[RunInfo]:
+             since: str | None = None, tag: str | None = None, session: int | None = None) -> list[RunInfo]:
         """Every run, newest first (at most ``limit``); only those of ``chip`` (its chip id), of
-        ``protocol``, started on or after ``since`` (ISO date or time, UTC) or tagged ``tag``."""
+        ``protocol``, started on or after ``since`` (ISO date or time, UTC), tagged ``tag`` or steps
+        of recipe session ``session`` (``rramlab run``)."""
         where, args = [], []
+        if session is not None:
+            where.append("runs.session_id = ?")
+            args.append(int(session))
         if chip is not None:
             where.append("runs.chip_id = ?")
             args.append(chip)
@@ -864,10 +868,70 @@ class ProtocolRun:
     run_id: int
     store_path: Path
     records: list
+    #: records the run already held when it was resumed (``resume=RUN``); ``records`` are the new ones
+    earlier: int = 0
+
+
+def _tupled(value):
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def stored_records(protocol, records: list[StoredRecord]) -> list:
+    """A run's stored records (``RunStore.records``) as ``protocol``'s record dataclasses, in order
+    (JSON lists back to tuples; a NaN was stored as None and stays None). StoreError naming the
+    type for a record that is not one of ``protocol.RECORDS``."""
+    by_name = {cls.__name__: cls for cls in protocol.RECORDS}
+    out = []
+    for r in records:
+        cls = by_name.get(r.type)
+        if cls is None:
+            raise StoreError(f"record {r.seq} of run {r.run_id} is a {r.type}, not a record of "
+                             f"{protocol.__name__.rsplit('.', 1)[-1]}: the run cannot be resumed by it")
+        names = {f.name for f in dataclasses.fields(cls)}
+        out.append(cls(**{k: _tupled(v) for k, v in r.data.items() if k in names}))
+    return out
+
+
+def stored_settings(settings_class, stored: dict):
+    """The settings dataclass a run was recorded with, from its stored settings (``RunInfo.settings``):
+    keys that are not fields (a command's own, e.g. ``cell``) are left out, nested settings (e.g.
+    retention's ``program``) rebuilt."""
+    kwargs = {}
+    for f in dataclasses.fields(settings_class):
+        if f.name not in stored:
+            continue
+        value = stored[f.name]
+        inner = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if isinstance(value, dict) and inner is not None and dataclasses.is_dataclass(inner):
+            value = stored_settings(inner, value)
+        elif isinstance(value, list):
+            value = _tupled(value)
+        kwargs[f.name] = value
+    return settings_class(**kwargs)
+
+
+def resume_plan(protocol, plan, store: RunStore, run_id: int):
+    """``protocol.resume(plan, records)`` for run ``run_id`` of ``store``: the plan that continues
+    after the run's last stored record, and how many records it holds. StoreError (one line) when the
+    run is of another protocol or is still running in a live process; RequestError (from the
+    protocol) when its records are not this plan's."""
+    name = protocol.__name__.rsplit(".", 1)[-1]
+    stored_name = {"array_map": "map"}.get(name, name)
+    info = store.run(run_id)
+    if info.protocol not in (name, stored_name):
+        raise StoreError(f"run {run_id} was recorded by {info.protocol}, not {stored_name}: resume it with "
+                         f"`rramlab {info.protocol} --resume {run_id}`")
+    if info.shown_status == "running" and info.pid != os.getpid():
+        raise StoreError(f"run {run_id} is still running (pid {info.pid} on {info.host}): stop it first, or "
+                         f"`rramlab runs resume {run_id}` if it is paused")
+    if not hasattr(protocol, "resume"):
+        raise StoreError(f"{stored_name} runs cannot be resumed")
+    records = stored_records(protocol, store.records(run_id))
+    return protocol.resume(plan, records), len(records)
 
 
 def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_record=None,
-                 metadata: RunMetadata | None = None, control=None) -> ProtocolRun:
+                 metadata: RunMetadata | None = None, control=None, resume: int | None = None) -> ProtocolRun:
     """Run a protocol on an instrument and record it in the run store, in one call.
 
     ``protocol``: a protocol module (``rramlab.protocols.ispva``, ...); its ``run(instrument, plan,
@@ -881,7 +945,9 @@ def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_re
     ``control``: a ``rramlab.protocols.control.RunControl`` to pause, resume or stop the run from
     another thread at the protocol's checkpoints (paused: outputs at 0 V, matrix open); it is bound
     to ``instrument`` here and polls ``should_stop`` too. A ``should_stop`` that is a RunControl
-    is taken as ``control``.
+    is taken as ``control``. ``resume``: continue stored run ``resume`` (e.g. after a crash): ``plan``
+    is the run's plan rebuilt from its stored settings (``stored_settings``), and the run goes on
+    after its last stored record (``protocol.resume``); the records returned are the new ones.
 
     Example::
 
@@ -904,14 +970,21 @@ def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_re
         if should_stop is not None:
             control.other_stop = should_stop
         should_stop = control
-    records = []
-    with record_run(store, name, settings, instrument, metadata=metadata) as rec:
-        for record in protocol.run(instrument, plan, should_stop=should_stop):
-            rec.add(record)
-            records.append(record)
-            if on_record is not None:
-                on_record(record)
-    return ProtocolRun(rec.run_id, rec.store.path, records)
+    records, earlier = [], 0
+    opened = store if isinstance(store, RunStore) else RunStore(store)
+    try:
+        if resume is not None:
+            plan, earlier = resume_plan(protocol, plan, opened, resume)
+        with record_run(opened, name, settings, instrument, metadata=metadata, resume=resume) as rec:
+            for record in protocol.run(instrument, plan, should_stop=should_stop):
+                rec.add(record)
+                records.append(record)
+                if on_record is not None:
+                    on_record(record)
+    finally:
+        if opened is not store:
+            opened.close()
+    return ProtocolRun(rec.run_id, opened.path, records, earlier)
 
 
 

@@ -104,6 +104,47 @@ def partial_on_fraction(overdrive_v, window_v: float = PARTIAL_WINDOW_V):
     return np.clip(x / window_v, PARTIAL_FLOOR, 1.0)
 
 
+#: Hard breakdown (paper, Results: "hard breakdown occurred at an average 4.4 V and permanently
+#: altered the conductance in the LRS state"; hence its safe window ends at 4.3 V). HT-RRAM needs no
+#: forming and no compliance current, so the twin's device is never formed: breakdown is the one
+#: irreversible event of the model. A cell whose terminal voltage at a pulse's (or a sweep step's)
+#: peak exceeds its own breakdown voltage gets a permanent linear path of BREAKDOWN_RESISTANCE across
+#: its terminals, in parallel with the switching area, in every engine.
+#: mean breakdown voltage (V, |V| of either polarity): the paper's average
+BREAKDOWN_V = 4.4
+#: cell-to-cell spread (V, standard deviation). Assumed: the paper gives only the average; 30 mV is
+#: what a +-0.1 V range of the devices it broke would suggest
+BREAKDOWN_SPREAD_V = 0.03
+#: no cell breaks below this (V). Assumed: halfway between the paper's 4.3 V safe limit, which it
+#: chose to avoid breakdown, and the 4.4 V mean; it keeps every cell above the seam's safe
+#: operating area (DEVICE_CEILING: 4.3 V across a cell or on a line), so no normal caller breaks one
+BREAKDOWN_FLOOR_V = 4.35
+#: resistance (ohm) of the path a breakdown leaves. Assumed: the paper reports only that the LRS
+#: conductance changed for good; a hard-breakdown path through a few-nm HfO2 film is typically in
+#: the kilo-ohm range, far below the 54.6 kohm of the most conductive switch, so a broken cell reads
+#: about 100 uA at 1 V, three orders above the top level (80 nA)
+BREAKDOWN_RESISTANCE = 10e3
+
+
+def draw_breakdown_voltages(params: "DeviceParameters", shape: tuple[int, int], seed) -> np.ndarray | None:
+    """Each cell's own breakdown voltage (V), shape ``shape``: normal about ``params.breakdown_v``
+    with ``params.breakdown_spread_v``, a draw below ``params.breakdown_floor_v`` redrawn. None when
+    the device has no breakdown (``breakdown_v=None``). From a generator of its own, seeded from the
+    chip's ``seed`` (None: fresh entropy), so a chip keeps exactly the switches and errors it had."""
+    if params.breakdown_v is None:
+        return None
+    rng = np.random.default_rng(None if seed is None else [int(seed), 0xB4D])
+    v = np.full(shape, float(params.breakdown_v))
+    if params.breakdown_spread_v > 0:
+        v = rng.normal(params.breakdown_v, params.breakdown_spread_v, shape)
+        for _ in range(1000):
+            low = v < params.breakdown_floor_v
+            if not low.any():
+                break
+            v[low] = rng.normal(params.breakdown_v, params.breakdown_spread_v, int(low.sum()))
+    return np.maximum(v, params.breakdown_floor_v)
+
+
 #: The fabricated stack (paper Fig. 2): HfO2 over TiOx between the electrodes. Permittivities are
 #: typical thin-film values (assumed; the paper gives none): HfO2 about 20, sputtered TiOx about 40.
 EPSILON_0 = 8.854e-12  # F/m
@@ -153,6 +194,10 @@ class DeviceParameters:
     partial_window_v: overdrive (V, peak terminal voltage above a switch's turn-on threshold) over
         which a switch that turns on goes from barely on to fully on (partial_on_fraction); 0 turns
         the partial state off (every switch that turns on is fully on at once)
+    breakdown_v, breakdown_spread_v, breakdown_floor_v, breakdown_resistance: hard breakdown (see
+        BREAKDOWN_V above): mean, spread and floor of the cells' breakdown voltages (V, |V| at the
+        terminals) and the resistance (ohm) of the permanent path it leaves; breakdown_v=None turns
+        breakdown off (a cell then survives any voltage, the model before breakdown was added)
     """
 
     switching_r0: float = 51e5
@@ -166,8 +211,25 @@ class DeviceParameters:
     insulator_c: float = STACK_INSULATOR_C
     switches: tuple[Switch, ...] = field(default=DEFAULT_SWITCHES)
     partial_window_v: float = PARTIAL_WINDOW_V
+    breakdown_v: float | None = BREAKDOWN_V
+    breakdown_spread_v: float = BREAKDOWN_SPREAD_V
+    breakdown_floor_v: float = BREAKDOWN_FLOOR_V
+    breakdown_resistance: float = BREAKDOWN_RESISTANCE
 
     def __post_init__(self):
+        if self.breakdown_v is not None:
+            if not (np.isfinite(self.breakdown_v) and self.breakdown_v > 0):
+                raise ValueError(f"DeviceParameters.breakdown_v must be a positive voltage or None (no breakdown), "
+                                 f"got {self.breakdown_v!r}")
+            for name in ("breakdown_spread_v", "breakdown_floor_v"):
+                if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                    raise ValueError(f"DeviceParameters.{name} must be >= 0 V, got {getattr(self, name)!r}")
+            if self.breakdown_floor_v > self.breakdown_v:
+                raise ValueError(f"DeviceParameters.breakdown_floor_v ({self.breakdown_floor_v} V) must not exceed "
+                                 f"breakdown_v ({self.breakdown_v} V)")
+            if not (np.isfinite(self.breakdown_resistance) and self.breakdown_resistance > 0):
+                raise ValueError(f"DeviceParameters.breakdown_resistance must be positive, got "
+                                 f"{self.breakdown_resistance!r}")
         for name in ("switching_r0", "switching_k", "insulator_r0", "insulator_k", "switching_c", "insulator_c"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"DeviceParameters.{name} must be positive, got {getattr(self, name)!r}")

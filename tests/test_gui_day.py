@@ -122,3 +122,106 @@ def test_csv_npz_and_netcdf_from_the_window_equal_those_of_runs_export(qtbot, wi
         stored = [(r.seq, r.type, r.data) for r in store.records(run.run_id)]
     assert dataset_records(ds) == stored and len(stored) == 11
     assert ds.attrs["chip_id"] == "W3-D12" and ds.attrs["protocol"] == "ispp"
+
+
+# ----- the queue -----
+
+def add_ispp_step(window, cell, **settings):
+    window.show_panel("ISPP")
+    window.panel("ISPP").set_cell(*cell)
+    set_form(window, "ISPP", {**SHORT, **settings})
+    return window.queue_panel.add_current()
+
+
+def test_the_queue_runs_three_steps_pauses_resumes_aborts_the_last_and_survives_a_restart(qtbot, window,
+                                                                                           monkeypatch):
+    from rramlab.app.gui.queue_panel import IDLE, PAUSED
+
+    queue = window.queue_panel
+    window.backend.select_twin(array=True)
+    twin = window.connect_backend()
+    events = []
+    pulse, reset = twin._pulse, twin._reset_outputs
+    monkeypatch.setattr(twin, "_pulse", lambda *a, **k: (events.append("pulse"), pulse(*a, **k))[1])
+    monkeypatch.setattr(twin, "_reset_outputs", lambda: (events.append("reset"), reset())[1])
+    add_ispp_step(window, (3, 7))
+    add_ispp_step(window, (4, 9), set_stop_v=3.3)
+    add_ispp_step(window, (5, 2), cycles=500)  # long enough to abort part-way
+    assert queue.list.count() == 3 and queue.list.item(2).text() == "3. ISPP 5,2 · twin · pending"
+    queue.run_queue()
+    queue.pause()  # step 1 pauses at its next checkpoint, outputs safe
+    control = window.run_thread.worker.control
+    qtbot.waitUntil(lambda: control.paused, timeout=30000)
+    assert queue.state == PAUSED and window.running and queue.steps[0].status == "running"
+    held = len(window.current_run.records)
+    assert events[-1] == "reset" and held < 11
+    qtbot.wait(400)
+    assert len(window.current_run.records) == held and events[-1] == "reset"  # nothing sent while paused
+    qtbot.waitUntil(lambda: "paused at a checkpoint: outputs at 0 V" in queue.status.text(), timeout=5000)
+    queue.resume()
+    qtbot.waitUntil(lambda: queue.steps[2].status == "running" and window.current_run is not None
+                    and window.current_run.run_id == queue.steps[2].run_id
+                    and len(window.current_run.records) >= 5, timeout=30000)
+    queue.abort()
+    qtbot.waitUntil(lambda: queue.state == IDLE and not window.running, timeout=30000)
+    assert [s.status for s in queue.steps] == ["finished", "finished", "aborted"]
+    ids = [s.run_id for s in queue.steps]
+    with RunStore(default_store_path()) as store:
+        runs = [store.run(i) for i in ids]
+        step1 = store.records(ids[0])
+        step2 = store.records(ids[1])
+        step3 = store.records(ids[2])
+    assert [r.status for r in runs] == ["finished", "finished", "aborted"] and len(set(ids)) == 3
+    assert [r.settings["gui_inputs"]["cell"] for r in runs] == [[3, 7], [4, 9], [5, 2]]
+    assert [r.data["step"] for r in step1] == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4]  # the paused step whole
+    assert max(r.data["pulse_v"] for r in step2) == pytest.approx(3.3)  # each step its own settings
+    assert 5 <= len(step3) < 500 * 11 and runs[2].settings["cycles"] == 500
+    saved = [s.to_dict() for s in queue.steps]
+    close_window(qtbot, window)
+    again = open_window(qtbot)
+    try:
+        assert [s.to_dict() for s in again.queue_panel.steps] == saved
+        assert again.queue_panel.list.count() == 3 and "aborted" in again.queue_panel.list.item(2).text()
+    finally:
+        close_window(qtbot, again)
+
+
+def test_queue_steps_move_and_go_and_a_bad_step_is_refused_before_anything_runs(qtbot, window, tmp_path):
+    from rramlab.app.gui import window_state
+
+    queue = window.queue_panel
+    window.backend.select_twin(array=True)
+    for cell in [(0, 0), (1, 1), (2, 2)]:
+        add_ispp_step(window, cell)
+    queue.move(2, -1)
+    queue.move(0, 1)
+    assert [s.inputs["cell"] for s in queue.steps] == [[2, 2], [0, 0], [1, 1]]
+    queue.remove(0)
+    assert [s.inputs["cell"] for s in queue.steps] == [[0, 0], [1, 1]]
+    # a queue file edited by hand: step 2 asks for 9 V, beyond the twin's set window
+    steps = window_state.load_queue(queue.path)
+    steps[1]["settings"]["IsppSettings"]["set_stop_v"] = 9.0
+    window_state.save_queue(steps, queue.path)
+    close_window(qtbot, window)
+    again = open_window(qtbot)
+    try:
+        again.queue_panel.buttons["run"].click()
+        assert again.last_error is not None and "queue step 2 (ISPP)" in again.last_error[1]
+        assert "9" in again.last_error[1] and again.queue_panel.state == "idle"
+        assert not again.instruments and not again.running and again.history.runs() == []
+        assert [s.status for s in again.queue_panel.steps] == ["pending", "pending"]
+        # saved elsewhere and loaded back: the same steps
+        again.queue_panel.save(tmp_path / "day.toml")
+        again.queue_panel.remove(0)
+        again.queue_panel.load(tmp_path / "day.toml")
+        assert [s.to_dict() for s in again.queue_panel.steps] == steps_as_loaded(tmp_path / "day.toml")
+        assert len(again.queue_panel.steps) == 2
+    finally:
+        close_window(qtbot, again)
+
+
+def steps_as_loaded(path):
+    from rramlab.app.gui import window_state
+    from rramlab.app.gui.queue_panel import QueueStep
+
+    return [QueueStep.from_dict(d).to_dict() for d in window_state.load_queue(path)]

@@ -177,3 +177,55 @@ def test_every_protocol_pauses_safe_at_a_checkpoint_and_resumes_to_the_same_reco
         done = run_protocol(chip, module, make_plan(chip), store=tmp_path / "b.sqlite", control=control)
     assert states == [(True, PAUSED)]
     assert done.records == plain
+
+
+# ----- resume from the store (protocol level; the command line's --resume: tests/test_resume_cli.py) -----
+
+@pytest.mark.parametrize("name", ["ispp", "ispva", "map", "endurance", "retention", "disturb"])
+def test_a_run_cut_short_resumes_from_its_last_record_and_the_sequence_goes_on(tmp_path, name):
+    """A run stopped after k records, resumed with resume=RUN on the same chip: no record lost or
+    repeated, the new records continue the plan, and on the twin (a chip that stays as it was) the
+    whole run equals an uninterrupted one."""
+    module, make_plan = _plans()[name]
+    with VirtualArray(seed=3, engine="fast") as chip:
+        whole = run_protocol(chip, module, make_plan(chip), store=tmp_path / "a.sqlite").records
+    store = tmp_path / "b.sqlite"
+    cut = max(1, len(whole) // 3)
+    control, seen = RunControl(), []
+
+    def stop_at_cut(record):
+        seen.append(record)
+        if len(seen) >= cut:
+            control.stop()
+
+    with VirtualArray(seed=3, engine="fast") as chip:
+        first = run_protocol(chip, module, make_plan(chip), store=store, on_record=stop_at_cut, control=control)
+        assert 0 < len(first.records) < len(whole)
+        again = run_protocol(chip, module, make_plan(chip), store=store, resume=first.run_id)
+    assert again.run_id == first.run_id and again.earlier == len(first.records)
+    if name in ("ispva", "retention") and not isinstance(first.records[-1], (ispva.IspvaResult,
+                                                                             retention.RetentionRecord)):
+        # cut inside a cell's verify loop: the loop goes on from the cell as it reads now, with the
+        # pulses it had counted (a verify loop decides from a fresh read, so the path may differ)
+        done = first.records + again.records
+        results = [(r.wordline, r.bitline) for r in done if isinstance(r, ispva.IspvaResult)]
+        assert results == [(r.wordline, r.bitline) for r in whole if isinstance(r, ispva.IspvaResult)]
+        for cell in results:
+            counts = [r.pulse for r in done if isinstance(r, ispva.IspvaPulse) and (r.wordline, r.bitline) == cell]
+            assert counts == list(range(1, len(counts) + 1))  # the pulse count goes on, none twice
+        whole = done
+    assert first.records + again.records == whole
+    with RunStore(store) as s:
+        stored = s.records(first.run_id)
+        assert [r.seq for r in stored] == list(range(len(whole)))
+        assert s.run(first.run_id).status == "finished"
+
+
+def test_resume_refuses_a_run_of_another_protocol_in_one_line(tmp_path):
+    from rramlab.protocols.store import StoreError
+
+    with VirtualArray(seed=3, engine="fast") as chip:
+        done = run_protocol(chip, ispp, _ispp_plan(chip), store=tmp_path / "s.sqlite")
+        with pytest.raises(StoreError, match=r"run 1 was recorded by ispp, not endurance: resume it with `rramlab ispp --resume 1`"):
+            run_protocol(chip, endurance, _plans()["endurance"][1](chip), store=tmp_path / "s.sqlite",
+                         resume=done.run_id)

@@ -110,3 +110,27 @@ def test_an_over_limit_plan_on_the_pyvisa_sim_bench_sends_no_instrument_command(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not log.exists() or visa_writes(log) == []
+
+
+@pytest.mark.parametrize("sig, code, said", [("INT", 130, "interrupted after"), ("TERM", 143, "interrupted by SIGTERM")],
+                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("name, argv, record", [
+    ("endurance", ["--cell", "3,7", "--cycles", "100000", "--read-every", "1"], "EnduranceRecord"),
+    ("disturb", ["--cell", "3,7", "--reads", "1000000"], "DisturbRecord"),
+], ids=["endurance", "disturb"])
+def test_a_signal_mid_run_on_the_twin_keeps_every_record(tmp_path, name, argv, record, sig, code, said):
+    # the twin's long runs, signalled from outside once records stream in
+    csv, store = tmp_path / "out.csv", tmp_path / "s.sqlite"
+    proc = start([name, *argv, "--csv", str(csv), "--store", str(store), "--no-progress"], tmp_path)
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not (csv.exists() and len(csv_rows(csv)) > 12):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, "SIG" + sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert said in err and "outputs are at 0 V" in err and "Traceback" not in err
+    rows = csv_rows(csv)[1:]
+    with RunStore(store) as s:
+        (info,) = s.runs()
+        assert info.status == "aborted" and len(s.records(info.run_id, record)) == len(rows) >= 12

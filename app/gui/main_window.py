@@ -25,6 +25,7 @@ from rramlab.app.gui.history_panel import HistoryPanel
 from rramlab.app.gui.metadata_form import MetadataForm
 from rramlab.app.gui.panels import ProtocolPanel, ProtocolSpec, protocols
 from rramlab.app.gui.plots import ConductanceMap, PlotSet
+from rramlab.app.gui.queue_panel import QueuePanel
 from rramlab.app.gui.worker import Connector, RunThread, RunWorker
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.abort_button.setObjectName("abort_button")
         self.abort_button.setEnabled(False)
         self.abort_button.clicked.connect(self.abort_run)
+        self.pause_button = QtWidgets.QPushButton("Pause")
+        self.pause_button.setObjectName("pause_button")
+        self.pause_button.setToolTip("pause at the next checkpoint: outputs to 0 V, matrix open, nothing sent "
+                                     "until Resume (which routes again and carries on with the next pulse)")
+        self.pause_button.setEnabled(False)
+        self.pause_button.clicked.connect(self.toggle_pause)
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -131,9 +138,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_label.setObjectName("progress_label")
         controls = QtWidgets.QGridLayout()
         controls.addWidget(self.run_button, 0, 0)
-        controls.addWidget(self.abort_button, 0, 1)
-        controls.addWidget(self.progress, 1, 0, 1, 2)
-        controls.addWidget(self.progress_label, 2, 0, 1, 2)
+        controls.addWidget(self.pause_button, 0, 1)
+        controls.addWidget(self.abort_button, 0, 2)
+        controls.addWidget(self.progress, 1, 0, 1, 3)
+        controls.addWidget(self.progress_label, 2, 0, 1, 3)
 
         left = QtWidgets.QWidget()
         left_layout = QtWidgets.QVBoxLayout(left)
@@ -158,12 +166,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.plot_tabs.addTab(map_page, "Conductance map")
         self.plot_tabs.currentChanged.connect(lambda *_: self._redraw_shown())
 
+        self.queue_panel = QueuePanel(self)  # beside the panels: their settings as steps, run one after another
         splitter = QtWidgets.QSplitter()
         splitter.addWidget(left)
+        splitter.addWidget(self.queue_panel)
         splitter.addWidget(self.plot_tabs)
         splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([450, 950])  # wide enough for the forms' labels and the panels' tabs
+        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(2, 3)
+        splitter.setSizes([450, 280, 670])  # wide enough for the forms' labels and the panels' tabs
 
         central = QtWidgets.QWidget()
         central_layout = QtWidgets.QVBoxLayout(central)
@@ -447,6 +458,26 @@ class MainWindow(QtWidgets.QMainWindow):
             self.abort_button.setEnabled(False)
             self.statusBar().showMessage("aborting: the run stops before its next pulse, then outputs go to 0 V")
 
+    def toggle_pause(self) -> None:
+        """Pause the run at its next checkpoint (outputs at 0 V, matrix open), or resume a paused one."""
+        thread = self.run_thread
+        if thread is None:
+            return
+        worker = thread.worker
+        if worker.control.state == "running":
+            worker.request_pause()
+            self.pause_button.setText("Resume")
+            self.statusBar().showMessage("pausing: at the next checkpoint outputs go to 0 V and the matrix opens")
+        else:
+            worker.request_resume()
+            self.pause_button.setText("Pause")
+            self.statusBar().showMessage("resumed: routing again, next pulse")
+
+    @property
+    def paused(self) -> bool:
+        """True while the current run waits at a checkpoint with the instrument safe."""
+        return self.run_thread is not None and self.run_thread.worker.paused
+
     def stop_soon_for_signal(self, name: str) -> None:
         """Called from a Python signal handler, so attribute assignments only: the run stops at its
         next checkpoint without waiting for the event loop, and is stored as aborted by ``name``.
@@ -478,6 +509,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_button.setEnabled(not running)
         self.refresh_map_button.setEnabled(not running)
         self.abort_button.setEnabled(running)
+        self.pause_button.setEnabled(running)
+        self.pause_button.setText("Pause")
         self.backend.setEnabled(not running)
         for panel in self.panels.values():
             panel.setEnabled(not running)
@@ -519,6 +552,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.progress.setValue(done)
             text = progress_text(done, run.total, time.monotonic() - self._started, self._current_spec.unit)
             bench = self._bench_text()
+            control = self.run_thread.worker.control if self.run_thread is not None else None
+            if control is not None and control.paused:
+                text = (f"paused {_fmt_duration(control.paused_for_s())} (outputs at 0 V, matrix open) · "
+                        + text)
             self.progress_label.setText(text + (f" · {bench}" if bench else ""))
             self.history_panel.update_run(run)
 
