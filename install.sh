@@ -50,4 +50,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import
 else
   stage 3 "Python packages: up to date with pyproject.toml"
 fi
+# every command's help, built once here (about a second): building one imports its protocol (numpy,
+# pydantic), 10x the start-up of Python itself, so `rramlab COMMAND --help` would not start at once
+# the first time; rebuilt whenever the code changed since (app/help_cache.py)
+.venv/bin/python -m rramlab.app.help_cache >/dev/null || echo "install.sh: the help cache was not built (rramlab COMMAND --help still works, built on first use)" >&2
 echo "rramlab $(.venv/bin/rramlab --version | cut -d' ' -f2) installed in $(pwd)/.venv (${SECONDS} s)"

@@ -10,6 +10,13 @@ upgrade changes the key, and the help is built afresh (and stored again).
 
 Only a bare help request is served (``rramlab ispp --help``, ``rramlab bench check -h``); anything
 else on the line goes through argparse as usual. A cache that cannot be read or written is ignored.
+
+Building a command's help imports its protocol (numpy, pydantic): about 10x ``python -c pass`` in CPU,
+so the first ``rramlab COMMAND --help`` would not start at once. ``install.sh`` therefore builds every
+command's help once after installing (``python -m rramlab.app.help_cache``, at the terminal's width),
+and a user who installs and asks for a command's help first is served from the cache. After an edit
+of rramlab's code the cache no longer matches: each command's first help is built again (or run the
+module again).
 """
 
 from __future__ import annotations
@@ -130,3 +137,42 @@ def _store(path: tuple[str, ...], text: str) -> None:
         partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
         partial.write_text(f"{help_key(path)}\n{text}", encoding="utf-8")
         os.replace(partial, target)  # another rramlab reading it sees the old text or the new, whole
+
+
+def command_parsers(parser) -> list[tuple[tuple[str, ...], object]]:
+    """(command path, parser) of every command and every action of a command (``("bench", "check")``)
+    of a parser built in full, the paths ``help_path`` serves."""
+    import argparse
+
+    def subparsers(p):
+        return next((a.choices for a in p._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+    found = []
+    for name, command in subparsers(parser).items():
+        found.append(((name,), command))
+        found += [((name, action), p) for action, p in subparsers(command).items()]
+    return found
+
+
+def build_all() -> int:
+    """Build and store the help text of every command and action (what ``--help`` prints for each,
+    at this terminal's width); returns how many. One process imports every protocol once."""
+    from rramlab.app.cli import build_parser
+
+    parsers = command_parsers(build_parser())
+    for path, parser in parsers:
+        _store(path, parser.format_help())
+    return len(parsers)
+
+
+if __name__ == "__main__":
+    # argparse wraps at the terminal's width, and the key holds it: build at the width of the
+    # terminal the installer runs in, from which the help requests will come, even when this
+    # module's output is piped or discarded
+    if "COLUMNS" not in os.environ:
+        for fd in (1, 2, 0):
+            with contextlib.suppress(OSError):
+                os.environ["COLUMNS"] = str(os.get_terminal_size(fd).columns)
+                break
+    count = build_all()
+    print(f"rramlab: the help of {count} commands is cached in {cache_folder()}")

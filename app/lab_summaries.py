@@ -69,7 +69,8 @@ def lab_summary(protocol: str, plan, records: Sequence, wall_s: float, backend: 
              "decades": [{"first_cycle": d.first, "last_cycle": d.last, "reads": d.reads, "lrs_a": d.lrs_a,
                           "hrs_a": d.hrs_a, "window_ratio": d.ratio, "lowest_window_ratio": d.min_ratio}
                          for d in summariser.windows()]}
-        lines = endurance_lines(summariser, plan.settings, types.SimpleNamespace(backend_name=backend),
+        aged = getattr(plan, "aging", None)  # the window's AgedPlan: the twin was given wear and drift
+        lines = endurance_lines(summariser, plan.settings, types.SimpleNamespace(backend_name=backend, aging=aged),
                                 (plan.wordline, plan.bitline), None)
         return s, lines[-1:] + lines[1:-1]  # where the window closed first, then the decades
     if protocol == "retention":

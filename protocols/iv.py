@@ -139,36 +139,54 @@ def plan(settings: IvSettings, checker: RequestChecker | None = None, cell: tupl
 def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = None) -> Iterator[IvPoint]:
     """Sweep the plan's cell (``instrument.sweep_cell``) and yield one IvPoint per step.
 
-    The sweep stops between steps: ``should_stop`` is polled before the sweep and after every step
-    (the sweep then ends there, lines back to 0 V, and the points measured are yielded). A Ctrl-C or
-    SIGTERM part-way through the sweep (a KeyboardInterrupt) is raised only after every point
-    already measured has been yielded, the instrument having gone safe first (its own guard), so a
-    stopped sweep keeps each of them. On a probe station every step is its own spot measurement
-    (``ProbeStation.sweep_cell``; the 4156C's staircase, which returns its data at the end, is not
-    used), on the twin its own solve, so no measured point is lost either way."""
+    The sweep stops between steps: ``should_stop`` is polled before the sweep and, through the
+    sweep's ``on_step``, after every step; a stop ends the sweep there (lines back to 0 V) and the
+    points measured are yielded. A pause of a RunControl (protocols/control.py) ends the running
+    segment the same way, then waits safe at the checkpoint; on resume the sweep goes on from the
+    next step in a new segment (routed again; the switches hold their states at 0 V, inside every
+    hysteresis window). A Ctrl-C or SIGTERM part-way (a KeyboardInterrupt) is raised only after
+    every point already measured has been yielded, the instrument having gone safe first (its own
+    guard). On a probe station every step is its own spot measurement (``ProbeStation.sweep_cell``;
+    the 4156C's staircase, which returns its data only at its end, is not used), on the twin its own
+    solve, so no measured point is lost either way."""
     if iv_plan.complete or (should_stop is not None and should_stop()):
         return
     sweep = getattr(instrument, "sweep_cell", None)
     if sweep is None:
         raise RequestError(f"the {getattr(instrument, 'backend_name', type(instrument).__name__)} has no DC "
                            "staircase sweep (sweep_cell): use the twin or a probe station")
+    from rramlab.protocols.control import PAUSING, RunControl
+
     w, b = iv_plan.cell
+    volts = np.array(iv_plan.voltages)
     measured: list[float] = []
+
+    def leave_segment() -> bool:
+        # a pause must not wait inside a segment (the lines are driven, the matrix routed): leave
+        # it and take the pause at the checkpoint between segments
+        if isinstance(should_stop, RunControl):
+            return should_stop.stop_requested or should_stop.state == PAUSING
+        return bool(should_stop is not None and should_stop())
 
     def step(k: int, current_a: float) -> bool:
         measured.append(float(current_a))
-        return bool(should_stop is not None and should_stop())
+        return leave_segment()
 
-    def points():
-        for k, (v, leg, i) in enumerate(zip(iv_plan.voltages, iv_plan.legs, measured)):
-            yield IvPoint(w, b, k, leg, v, i)
+    def new_points(first: int):
+        for k in range(first, len(measured)):
+            yield IvPoint(w, b, k, iv_plan.legs[k], iv_plan.voltages[k], measured[k])
 
-    try:
-        sweep(w, b, np.array(iv_plan.voltages), compliance=iv_plan.settings.compliance_a, on_step=step)
-    except KeyboardInterrupt:
-        yield from points()  # the points measured before the stop, then the stop itself
-        raise
-    yield from points()
+    done = 0
+    while done < volts.size:
+        try:
+            sweep(w, b, volts[done:], compliance=iv_plan.settings.compliance_a, on_step=step)
+        except KeyboardInterrupt:
+            yield from new_points(done)  # the points measured before the stop, then the stop itself
+            raise
+        yield from new_points(done)
+        done = len(measured)
+        if done < volts.size and (should_stop is None or should_stop()):
+            return  # stopped (a paused RunControl has waited in should_stop and returns False on resume)
 
 
 #: the same shape in every protocol module (see ``rramlab.protocols``)

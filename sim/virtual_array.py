@@ -56,9 +56,9 @@ from rramlab.drivers.interface import (ArrayGeometry, CrossbarInstrument, Reques
                                       SafeOperatingArea, half_bias_voltages)
 from rramlab.sim.aging import AgingState
 from rramlab.sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
-from rramlab.sim.device import (DEFAULT_PRESET, DeviceParameters, Switch, _num, device_preset, draw_breakdown_voltages,
-                                partial_on_fraction, preset_name, switch_name, switch_nodes,
-                                zero_bias_conductance)
+from rramlab.sim.device import (DEFAULT_PRESET, SETTLING_TIME_CONSTANTS, DeviceParameters, Switch, _num, breaks_down,
+                                device_preset, draw_breakdown_voltages, partial_on_fraction, preset_name, switch_name,
+                                switch_nodes, zero_bias_conductance)
 from rramlab.sim.nodal import NodalArray, device_current_exact
 from rramlab.sim.spice import simulate
 
@@ -80,7 +80,10 @@ DEFAULT_PROGRAMMING_ERROR_SIGMA = 1.06e-9  # S; paper: 94 % of transfers within 
 #: 6.9 mV at 100 ns and falls as 1/width for a rect pulse (edges of 1 % of the width, at most
 #: 10 ns), to below 1 mV at 1 us; a tri pulse stays under 1 mV from about 20 ns. 1 mV is a tenth of
 #: the 12.5 mV by which the measured preset's thresholds sit off the 25 mV pulse grid. Below this
-#: width "auto" uses ngspice and "fast" warns.
+#: width "auto" uses ngspice and "fast" warns. Measured with 0.1 fF; with the default stack's pF the
+#: selected cell still approaches its DC voltage from below and the top settles (0.17 mV at the end of
+#: a 2 us top, 8 x 8 at 100 ohm), while the 10 ns edges swing unselected cells (DC 0 V) by up to
+#: 179 mV there, far from any threshold (benchmarks/stack_capacitance_edges.py).
 DC_MIN_WIDTH_S = 1e-6
 
 #: ngspice's largest time step in a pulse transient: the narrowest pulse's width over this number.
@@ -97,10 +100,14 @@ DISTURB_MARGIN_V = 1e-6
 #: Width (s) of the rectangular pulse a disturbing read or VMM step is applied as (quasi-static).
 READ_PULSE_WIDTH_S = 1e-6
 
-#: Rest (s) at 0 V between two pulses of one transient (pulse_sequence): 30 times the slowest time
-#: constant of a device (Cs with an HRS device's Rs at 0 V, 0.1 fF x 6.8 Gohm = 0.68 us), so every
-#: pulse starts from the same quiescent state as a transient of that pulse alone, and ngspice takes
-#: the same time steps through it. (At the bench, pulses are milliseconds apart.)
+#: Rest (s) at 0 V between two pulses of one transient (pulse_sequence, used by a several-pulse
+#: ``_spice_transient``: the tests' continuous reference). The twin itself runs every pulse as its own
+#: transient, whose initial operating point is the rest state (all lines at 0 V, every capacitor
+#: discharged), as on the bench, where pulses are milliseconds apart: far longer than the stack's
+#: 0.75 ms (10 um, HRS) internal time constant. 20 us is 30 times the 0.1 fF model's slowest constant
+#: (0.68 us); with the stack's pF the internal nodes keep part of their charge over it, which moves
+#: only their own nA currents, not the terminal voltages the switches follow (the continuous
+#: reference still ends every pulse in the twin's states, tests/test_twin_fidelity.py).
 SETTLE_S = 20e-6
 
 #: Largest voltage step (V, of the pulse's peak cell voltage) of the straight segments the rising
@@ -465,6 +472,16 @@ class VirtualArray(CrossbarInstrument):
     def _g_switch(self) -> np.ndarray:
         return self._state_view()["g_switch"]
 
+    def read_settling_time_s(self) -> float:
+        """Time (s) a read step takes to settle on this chip: SETTLING_TIME_CONSTANTS x the slowest
+        cell's internal time constant (``DeviceParameters.read_time_constant_s`` with the cell's
+        switch bank and Ri; HRS cells are the slowest: 5 x 0.75 ms = 3.8 ms on the default 10 um
+        stack, 96 ns with Table 1's 0.1 fF). The twin's reads are DC operating points, the settled
+        current: what an integration at least this long measures (the virtual 4156C counts the
+        readings shorter than this as unsettled)."""
+        tau = self.device.read_time_constant_s(self._g_switch(), self.cell_insulator_r0)
+        return float(SETTLING_TIME_CONSTANTS * np.max(tau))
+
     def _fast_currents(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
         na = self._fast()
         return na.bitline_currents(wordline_v, self._g_switch(), self._linear_conductance(), bitlines,
@@ -719,7 +736,7 @@ class VirtualArray(CrossbarInstrument):
         if float(np.abs(v_open).max()) <= float(vb.min()):
             return []
         v = self._peak_cell_voltage(wl, bl, self.switch_states)
-        hit = (np.abs(v) > vb) & (self.breakdown_conductance == 0)
+        hit = breaks_down(v, vb) & (self.breakdown_conductance == 0)
         if not hit.any():
             return []
         self.breakdown_conductance[hit] = 1.0 / self.device.breakdown_resistance
@@ -748,7 +765,10 @@ class VirtualArray(CrossbarInstrument):
         r0 = self.cell_insulator_r0
         hrs = [float(device_current_exact(v_read, g_off, self.device,
                                           insulator_r0=None if r0 is None else r0[w, b])[0]) for w, b in cells]
-        return self.aging.read_currents(cells, currents, hrs)
+        aged = self.aging.read_currents(cells, currents, hrs)
+        # a broken cell's current is its breakdown path's, which neither wears nor drifts
+        return [i if self.breakdown_conductance[w, b] > 0 else a
+                for (w, b), i, a in zip(cells, currents, aged)]
 
     def _programming_done(self, cells):
         if self.programming_error == "device" or self.programming_error_sigma <= 0:

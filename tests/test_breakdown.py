@@ -115,3 +115,15 @@ def test_a_chip_file_keeps_a_broken_cell_broken(tmp_path):
 def test_bad_breakdown_parameters_are_refused_naming_them(bad, message):
     with pytest.raises(ValueError, match=message):
         replace(DEVICE_PRESETS["measured"], **bad)
+
+
+def test_a_broken_cell_neither_wears_nor_drifts():
+    from rramlab.sim.aging import Aging
+
+    aged, plain = (VirtualArray(seed=0, engine="fast", aging=Aging()), VirtualArray(seed=0, engine="fast"))
+    for chip in (aged, plain):
+        _around_the_seam(chip, 3, 7, 4.7)
+        chip.pulse_cell(3, 8, 4.2, 2e-6)
+        chip.advance_time(3e8)
+    assert aged.read_cell(3, 7, 1.0) == pytest.approx(plain.read_cell(3, 7, 1.0), rel=1e-12)
+    assert aged.read_cell(3, 8, 1.0) < 0.9 * plain.read_cell(3, 8, 1.0)  # its intact neighbour drifted

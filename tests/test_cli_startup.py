@@ -81,6 +81,27 @@ def test_command_help_is_served_from_the_cache_and_rebuilt_when_the_code_changes
     assert help_cache.help_key(("ispp",)) != key
 
 
+def test_install_builds_every_commands_help_and_a_first_help_request_is_served_from_it(tmp_path, monkeypatch):
+    """What install.sh runs (python -m rramlab.app.help_cache) stores the help of every command and
+    action, the same text a help request builds; afterwards a command's very first help request
+    imports nothing heavy."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "installed"))
+    monkeypatch.setenv("COLUMNS", "100")
+    count = help_cache.build_all()
+    paths = [path for path, _ in help_cache.command_parsers(build_parser())]
+    assert count == len(paths) and ("bench", "check") in paths and len(paths) > len(COMMANDS)
+    assert all(help_cache._cache_file(path).is_file() for path in paths)
+    env = {**os.environ, "COLUMNS": "100"}
+    for args in (["infer", "--help"], ["bench", "check", "--help"]):
+        served, heavy = _run_probe(args, {**env, "XDG_CACHE_HOME": str(tmp_path / "installed")})
+        assert heavy == []
+        built, heavy = _run_probe(args, {**env, "XDG_CACHE_HOME": str(tmp_path / "empty")})
+        assert served == built                        # built afresh: the same text
+        assert "numpy" in heavy or args[0] == "bench"  # (bench's help needs no protocol)
+    monkeypatch.setenv("COLUMNS", "120")   # another terminal width: not served (argparse wraps there)
+    assert not help_cache.print_cached_help(["infer", "--help"], COMMANDS)
+
+
 def test_only_bare_help_requests_use_the_cache():
     assert help_cache.help_path(["ispp", "--help"], COMMANDS) == ("ispp",)
     assert help_cache.help_path(["bench", "check", "-h"], COMMANDS) == ("bench", "check")

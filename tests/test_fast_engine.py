@@ -217,6 +217,13 @@ def test_spike_batches_equal_the_full_solve(geometry, level):
     assert chip._fast().info.spike_batches == 1
     ref = full_solve(chip, batch, bitlines)
     assert np.max(np.abs(got - ref)) <= 1e-9 * np.max(np.abs(ref))
+    # its all-on check, made from the coefficients, is what its look-up tables give for that pattern
+    model = chip._fast()._spike_model
+    W = geometry.wordlines
+    iu, ju = np.triu_indices(W, 1)
+    all_on = model.f0 + model.lin[:W].sum(axis=0) + model.quad[iu, ju].sum(axis=0)
+    looked_up = model.evaluate(np.ones((1, W), dtype=bool), np.arange(geometry.bitlines))[0]
+    assert np.max(np.abs(all_on - looked_up)) <= 1e-12 * model.scale
     # the model is kept for the chip state: a second batch is not refitted
     model = chip._fast()._spike_model
     chip.vmm(batch[::-1], bitlines)
@@ -253,6 +260,7 @@ def test_spike_batches_fall_back_to_the_full_solve_when_the_model_does_not_hold(
     coupled.switch_states = random_states(rng, (24, 24), coupled.device.n_switches)
     got = coupled.vmm(batch)
     assert not coupled._fast()._spike_model.valid and coupled._fast().info.spike_batches == 0
+    assert coupled._fast()._spike_model._tables == {}   # its look-up tables were never built
     assert np.allclose(got, full_solve(coupled, batch, list(range(24))), rtol=1e-12, atol=0)
     # a model whose sampled steps disagree with the full solve is dropped for the batch
     monkeypatch.setattr(nodal, "SPIKE_MODEL_TOL", 5e-10)

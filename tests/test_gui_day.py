@@ -153,12 +153,14 @@ def test_the_queue_runs_three_steps_pauses_resumes_aborts_the_last_and_survives_
     control = window.run_thread.worker.control
     qtbot.waitUntil(lambda: control.paused, timeout=30000)
     assert queue.state == PAUSED and window.running and queue.steps[0].status == "running"
+    assert window.pause_button.text() == "Resume"  # the window's own Pause follows the queue's
     held = len(window.current_run.records)
     assert events[-1] == "reset" and held < 11
     qtbot.wait(400)
     assert len(window.current_run.records) == held and events[-1] == "reset"  # nothing sent while paused
     qtbot.waitUntil(lambda: "paused at a checkpoint: outputs at 0 V" in queue.status.text(), timeout=5000)
     queue.resume()
+    assert window.pause_button.text() == "Pause"
     qtbot.waitUntil(lambda: queue.steps[2].status == "running" and window.current_run is not None
                     and window.current_run.run_id == queue.steps[2].run_id
                     and len(window.current_run.records) >= 5, timeout=30000)
@@ -196,8 +198,14 @@ def test_queue_steps_move_and_go_and_a_bad_step_is_refused_before_anything_runs(
     queue.move(2, -1)
     queue.move(0, 1)
     assert [s.inputs["cell"] for s in queue.steps] == [[2, 2], [0, 0], [1, 1]]
+    from PySide6 import QtCore
+
+    assert queue.list.model().moveRow(QtCore.QModelIndex(), 2, QtCore.QModelIndex(), 0)  # what a drag does
+    assert [s.inputs["cell"] for s in queue.steps] == [[1, 1], [2, 2], [0, 0]]
+    qtbot.waitUntil(lambda: [queue.list.item(i).text()[:10] for i in range(3)] == ["1. ISPP 1,", "2. ISPP 2,",
+                                                                                 "3. ISPP 0,"], timeout=5000)
     queue.remove(0)
-    assert [s.inputs["cell"] for s in queue.steps] == [[0, 0], [1, 1]]
+    assert [s.inputs["cell"] for s in queue.steps] == [[2, 2], [0, 0]]
     # a queue file edited by hand: step 2 asks for 9 V, beyond the twin's set window
     steps = window_state.load_queue(queue.path)
     steps[1]["settings"]["IsppSettings"]["set_stop_v"] = 9.0
@@ -225,3 +233,114 @@ def steps_as_loaded(path):
     from rramlab.app.gui.queue_panel import QueueStep
 
     return [QueueStep.from_dict(d).to_dict() for d in window_state.load_queue(path)]
+
+
+def test_a_queue_saved_as_a_recipe_is_a_recipe_and_loads_back_as_the_same_steps(qtbot, window, tmp_path):
+    from rramlab.protocols.recipe import load_recipe
+
+    queue = window.queue_panel
+    window.backend.select_twin(array=True)
+    add_ispp_step(window, (3, 7), set_stop_v=3.3)
+    window.show_panel("Map")
+    window.panel("Map").extra.region.setText("0:4,2:6")
+    queue.add_current()
+    window.show_panel("ISPVA")
+    window.panel("ISPVA").set_cell(2, 5)
+    window.panel("ISPVA").form.set_value("max_pulses", 30)
+    queue.add_current()
+    path = queue.save_recipe(tmp_path / "day.toml")
+    recipe = load_recipe(path)  # what rramlab run reads
+    assert [s.protocol for s in recipe.steps] == ["ispp", "map", "ispva"]
+    assert recipe.steps[0].cells == ((3, 7),) and recipe.steps[0].settings.set_stop_v == 3.3
+    assert recipe.steps[1].region == ((0, 4), (2, 6))
+    assert recipe.steps[2].cells == ((2, 5),) and recipe.steps[2].settings.max_pulses == 30
+    assert recipe.steps[2].targets_s == pytest.approx((queue.steps[2].inputs["target_s"],))
+    before = [s.to_dict() for s in queue.steps]
+    loaded = queue.load_recipe(path)
+    assert len(queue.steps) == 6 and [s.to_dict() for s in loaded] == before
+    # a panel that is not a recipe protocol is named, and no file is written
+    window.show_panel("Array read")
+    queue.add_current()
+    with pytest.raises(ValueError, match="queue step 7 \\(Array read\\) is not a recipe protocol"):
+        queue.save_recipe(tmp_path / "other.toml")
+    assert not (tmp_path / "other.toml").exists()
+
+
+def test_a_queue_on_the_virtual_bench_paused_while_it_connects_waits_before_its_next_step(qtbot, window):
+    from rramlab.app.gui.queue_panel import IDLE, PAUSED
+
+    queue = window.queue_panel
+    window.metadata_form.set_fields(chip_id="W3-D12", operator="kim")
+    window.backend.select_virtual_bench()
+    add_ispp_step(window, (3, 7), set_stop_v=3.2, reset_stop_v=-1.1)
+    add_ispp_step(window, (4, 9), set_stop_v=3.2, reset_stop_v=-1.1)
+    assert [s.title(i + 1) for i, s in enumerate(queue.steps)][1] == "2. ISPP 4,9 · virtual bench · pending"
+    queue.run_queue()
+    assert window.connecting and not window.running  # the bench connects on its thread first
+    queue.pause()  # no step running yet to pause at a checkpoint: the next step waits instead
+    qtbot.waitUntil(lambda: queue.state == PAUSED and not window.running and queue.steps[0].status == "finished",
+                    timeout=60000)
+    assert queue.steps[1].status == "pending" and "paused between steps" in queue.status.text()
+    queue.resume()
+    qtbot.waitUntil(lambda: queue.state == IDLE and not window.running, timeout=60000)
+    assert [s.status for s in queue.steps] == ["finished", "finished"]
+    with RunStore(default_store_path()) as store:
+        runs = [store.run(s.run_id) for s in queue.steps]
+    assert [r.backend for r in runs] == ["probe-station"] * 2
+    assert [(r.metadata.chip_id, r.metadata.operator) for r in runs] == [("W3-D12", "kim")] * 2  # every step
+    assert [r.settings["gui_inputs"]["cell"] for r in runs] == [[3, 7], [4, 9]]
+    assert all(r.settings["pulse_width_s"] >= 500e-6 for r in runs)  # the bench's limits, as the form showed
+
+
+def test_a_recipe_with_a_wait_is_not_loaded_into_the_queue_and_the_line_is_named(tmp_path):
+    from rramlab.app.gui.backends import TwinChoice
+    from rramlab.app.gui.queue_recipe import steps_from_recipe
+
+    path = tmp_path / "day.toml"
+    path.write_text('[[step]]\nprotocol = "ispp"\ncell = [1, 2]\ncycles = 2\n\n[[step]]\nwait = "10min"\n')
+    with pytest.raises(ValueError, match=r"step 2 \(line 6\) wait: a wait is not a queue step yet"):
+        steps_from_recipe(path, TwinChoice(array=True))
+    path.write_text('[[step]]\nprotocol = "ispva"\ncells = [[0, 0], [0, 1]]\ntargets_ns = [20, 50]\n')
+    steps, notes = steps_from_recipe(path, TwinChoice(array=True))
+    assert [(s.panel, s.inputs["cell"], s.inputs["target_s"]) for s in steps] == [("ISPVA", [0, 0], 20e-9),
+                                                                                 ("ISPVA", [0, 1], 50e-9)]
+    assert notes == [] and steps[0].backend["choice"] == "TwinChoice"
+
+
+def test_closing_the_window_during_a_queue_stops_its_step_safely_and_starts_no_other(qtbot, window):
+    queue = window.queue_panel
+    window.backend.select_twin(array=True)
+    add_ispp_step(window, (3, 7), cycles=500)
+    add_ispp_step(window, (4, 9))
+    queue.run_queue()
+    qtbot.waitUntil(lambda: window.current_run is not None and len(window.current_run.records) >= 5, timeout=30000)
+    window.close()  # the step stops at its next checkpoint, outputs to 0 V, then the window closes
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30000)
+    qtbot.wait(200)
+    assert queue.state == "idle" and not window.running and not window.instruments
+    assert [s.status for s in queue.steps] == ["aborted", "pending"] and queue.steps[1].run_id is None
+    again = open_window(qtbot)
+    try:
+        assert [s.status for s in again.queue_panel.steps] == ["aborted", "pending"] and not again.running
+        assert again.queue_panel.state == "idle"
+    finally:
+        close_window(qtbot, again)
+
+
+def test_rramlab_gui_takes_the_run_metadata_flags_into_its_fields(tmp_path):
+    import subprocess
+    import sys
+
+    from rramlab.app.gui import window_state
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", RRAMLAB_STORE=str(tmp_path / "runs.sqlite"))
+    proc = subprocess.run([sys.executable, "-m", "rramlab", "gui", "--quit-after", "1", "--chip-id", "W3-D12",
+                           "--operator", "kim", "--temperature", "25C", "--tag", "day1", "--tag", "ispp"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert window_state.load_metadata(tmp_path) == {"chip_id": "W3-D12", "sample": "", "operator": "kim",
+                                                    "temperature": "25C", "notes": "", "tags": "day1, ispp"}
+    bad = subprocess.run([sys.executable, "-m", "rramlab", "gui", "--quit-after", "1", "--temperature", "hot"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "give kelvin or Celsius" in bad.stderr + bad.stdout
+    assert window_state.load_metadata(tmp_path)["temperature"] == "25C"  # refused before the window opened

@@ -199,8 +199,10 @@ BAD_SETTINGS = [  # (panel, make it bad, words of the refusal's first line, put 
      lambda p: p.form.set_value("read_every", "log")),
     ("Retention", lambda p: p.extra.levels.setText("20,fifty"), "--levels '20,fifty'",
      lambda p: p.extra.levels.setText("20,50,80")),
-    ("Retention", lambda p: p.extra.cells.setText("0:1,30:31"), "bitline 30 is outside the array", lambda p: p.extra.cells.setText("")),
-    ("Disturb", lambda p: p.form.set_value("neighbours", 1) or p.form.set_value("pulse_v", 9.0), "driven to +4.5 V, beyond the line limit",
+    ("Retention", lambda p: p.extra.cells.setText("0:1,30:31"), "bitline 30 is outside the array",
+     lambda p: p.extra.cells.setText("")),
+    ("Disturb", lambda p: p.form.set_value("neighbours", 1) or p.form.set_value("pulse_v", 9.0),
+     "driven to +4.5 V, beyond the line limit",
      lambda p: p.form.set_value("pulse_v", 4.2) or p.form.set_value("neighbours", 0)),
     ("I-V", lambda p: p.form.set_value("set_peak_v", 0.0), "--set-peak must be positive",
      lambda p: p.form.set_value("set_peak_v", 4.2)),
@@ -275,6 +277,12 @@ def test_clicking_a_map_cell_opens_its_history_with_that_cells_records(qtbot, wi
     other = window.cell_history_dialog
     assert (other.wordline, other.bitline) == (1, 4)
     assert [h.type for h in other.history] == ["MapRead"]  # the map read it; ISPVA did not touch it
+    other.close()
+    window.plot_tabs.setCurrentWidget(window.plots["Map"])
+    window.cell_history_dialog = None
+    window.plots["Map"].view.setRange(xRange=(-0.5, 39.5), yRange=(-0.5, 39.5), padding=0)  # zoomed out
+    click_cell(qtbot, window.plots["Map"].view, 30, 3)  # in the view, beyond the array's 24 wordlines: no cell
+    assert window.cell_history_dialog is None and window.last_error is None
 
 
 def test_retention_on_the_virtual_bench_waits_at_0v_and_a_stop_in_the_wait_keeps_the_programming(qtbot, window):
@@ -300,3 +308,117 @@ def test_retention_on_the_virtual_bench_waits_at_0v_and_a_stop_in_the_wait_keeps
     info, records = stored(run.run_id)
     assert info.status == "aborted" and [r.type for r in records] == [type(r).__name__ for r in run.records]
     assert abs(records[-1].data["conductance_s"] - 30e-9) < 4e-9
+
+
+def test_a_cells_history_is_of_the_chip_in_the_metadata_fields(qtbot, window):
+    window.backend.select_twin(array=True, engine="fast")
+    window.panel("Map").extra.region.setText("0:2,0:2")
+    unnamed = run_and_wait(qtbot, window, "Map")
+    window.metadata_form.set_fields(chip_id="W3-D12")
+    named = run_and_wait(qtbot, window, "Map")
+    assert unnamed.status == named.status == DONE
+    dialog = window.open_cell_history(1, 1)
+    assert dialog.chip_id() == "W3-D12" and [h.run_id for h in dialog.history] == [named.run_id]
+    assert "on chip W3-D12: 1 record in 1 run" in dialog.caption.text()
+    dialog.chip.setText("")
+    dialog.refresh()  # the runs recorded without a chip id
+    assert [h.run_id for h in dialog.history] == [unnamed.run_id] and dialog.points() == 1
+    dialog.chip.setText("W9-D9")
+    dialog.refresh()
+    assert dialog.history == [] and dialog.table.rowCount() == 0 and "no records of cell 1,1" in dialog.caption.text()
+
+
+def test_the_lab_forms_take_text_long_times_in_seconds_and_the_compliance_in_ma(qtbot, window):
+    from PySide6 import QtWidgets
+
+    form = window.panel("Endurance").form
+    assert isinstance(form.fields["read_every"], QtWidgets.QLineEdit) and form.value("read_every") == "log"
+    form.set_value("read_every", "100")
+    assert form.settings().read_every == "100"
+    retention = window.panel("Retention").form
+    assert retention.fields["duration_s"].suffix() == " s" and retention.fields["duration_s"].value() == 7200.0
+    retention.set_value("duration_s", 10 * 365.25 * 86400)  # ten years fits the box, in seconds
+    assert retention.settings().duration_s == 10 * 365.25 * 86400
+    iv_form = window.panel("I-V").form
+    assert iv_form.fields["compliance_a"].suffix() == " mA" and iv_form.fields["compliance_a"].value() == 1.0
+    iv_form.set_value("compliance_a", 2e-4)
+    assert iv_form.settings().compliance_a == 2e-4
+    assert window.panel("ISPP").form.fields["pulse_width_s"].suffix() == " µs"  # a pulse width stays in µs
+
+
+def test_endurance_with_the_twins_wear_ends_when_the_window_closes(qtbot, window):
+    window.backend.select_twin(array=False, seed=3)
+    panel = window.panel("Endurance")
+    panel.form.set_value("cycles", 400)
+    panel.form.set_value("read_every", "1")
+    panel.extra.aging.setChecked(True)
+    panel.extra.cycles_to_failure.setValue(30)
+    run = run_and_wait(qtbot, window, "Endurance")
+    assert run.status == DONE, run.message
+    cycles = [r.cycle for r in run.records]
+    assert cycles == list(range(1, len(cycles) + 1)) and len(cycles) < 400  # stopped at the closed window
+    assert run.records[-1].window_ratio < 2.0 <= run.records[-2].window_ratio
+    ratios = [r.window_ratio for r in run.records]
+    assert ratios[0] > 20 and all(a >= b - 1e-9 for a, b in zip(ratios, ratios[1:]))  # it narrows, never widens
+    assert window.instrument().aging is not None and window.instrument().aging.aging.wear_cycles_to_failure == 30
+    assert f"window closed below 2x at cycle {cycles[-1]}" in panel.summary.text()
+    info, _ = stored(run.run_id)
+    assert info.summary["closed_at_cycle"] == cycles[-1] and info.settings["gui_inputs"]["aging"] is True
+
+
+def test_the_twins_wear_and_drift_are_refused_on_a_bench_before_any_command(qtbot, window):
+    window.backend.select_virtual_bench(seed=1)
+    window.connect_backend()
+    qtbot.waitUntil(lambda: not window.connecting, timeout=20000)
+    bench = window.instrument().virtual_bench
+    before = dict(bench.clock.counts)
+    panel = window.panel("Disturb")
+    panel.extra.aging.setChecked(True)
+    assert window.run_protocol("Disturb") is None
+    assert "wear and drift apply to the twin only" in window.last_error[1].splitlines()[0]
+    assert dict(bench.clock.counts) == before and bench.is_safe()
+
+
+def test_retention_with_the_twins_drift_relaxes_towards_hrs_in_log_time(qtbot, window):
+    from rramlab.sim.aging import Aging
+
+    window.backend.select_twin(array=False)
+    panel = window.panel("Retention")
+    panel.extra.levels.setText("80")
+    panel.extra.aging.setChecked(True)
+    panel.form.set_value("duration_s", 1e6)
+    panel.form.set_value("reads", 7)
+    run = run_and_wait(qtbot, window, "Retention")
+    assert run.status == DONE, run.message
+    reads = [r for r in run.records if type(r).__name__ == "RetentionRecord"]
+    g = np.array([r.conductance_s for r in reads])
+    assert len(reads) == 7 and np.all(np.diff(g) < 0)  # every read lower than the one before
+    # the model's closed form: G = G_hrs + A (1 - nu log10(1 + t / tau)), a straight line in log10(1 + t / tau)
+    aging = Aging()
+    x = np.log10(1 + np.array([r.time_s for r in reads]) / aging.drift_tau_s)
+    slope, intercept = np.polyfit(x, g, 1)
+    assert np.abs(g - (intercept + slope * x)).max() < 1e-12  # within 0.001 nS of the line
+    programmed = -slope / aging.drift_rate  # A: the programmed part of G
+    assert 1.4e-9 < intercept - programmed < 1.8e-9  # what it relaxes towards: the twin's HRS, about 1.6 nS
+    assert window.plots["Retention"].points() == 7
+    assert "drift -" in panel.summary.text()
+
+
+def test_lab_panels_queue_as_steps_and_run_one_after_another(qtbot, window):
+    window.backend.select_twin(array=True, engine="fast")
+    queue = window.queue_panel
+    window.show_panel("Map")
+    window.panel("Map").extra.region.setText("0:2,0:3")
+    queue.add_current()
+    window.show_panel("Retention")
+    window.panel("Retention").extra.cells.setText("0:1,0:2")
+    window.panel("Retention").form.set_value("reads", 4)
+    queue.add_current()
+    assert queue.check() == [0, 1]
+    done = []
+    window.run_finished.connect(done.append)
+    queue.run_queue()
+    qtbot.waitUntil(lambda: len(done) == 2 and not window.running, timeout=60000)
+    assert [r.protocol for r in done] == ["map", "retention"] and all(r.status == DONE for r in done)
+    assert len(done[0].records) == 7 and sum(type(r).__name__ == "RetentionRecord" for r in done[1].records) == 8
+    assert stored(done[1].run_id)[0].settings["gui_inputs"]["cells"] == [[0, 0], [0, 1]]

@@ -18,6 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from rramlab.app.gui.lab_plots import log_axes
 from rramlab.app.gui.plots import CLASS_COLOURS, lab_axis
 
 COLUMNS = ("at (UTC)", "run", "protocol", "record", "seq", "G (nS)")
@@ -25,9 +26,10 @@ COLUMNS = ("at (UTC)", "run", "protocol", "record", "seq", "G (nS)")
 MIN_TIME_S = 1e-3
 
 
-def emit_cell_clicks(widget: pg.PlotWidget, callback) -> None:
+def emit_cell_clicks(widget: pg.PlotWidget, callback, shape=None) -> None:
     """Call ``callback(wordline, bitline)`` when the left button clicks a cell of the image in
-    ``widget`` (rows are wordlines, columns bitlines, cell k centred on k as ``exact_range`` draws)."""
+    ``widget`` (rows are wordlines, columns bitlines, cell k centred on k as ``exact_range`` draws);
+    ``shape()``: the array's (wordlines, bitlines), a click beyond them is no cell."""
 
     def clicked(event):
         if event.button() != QtCore.Qt.MouseButton.LeftButton:
@@ -37,7 +39,8 @@ def emit_cell_clicks(widget: pg.PlotWidget, callback) -> None:
             return
         point = box.mapSceneToView(event.scenePos())
         wordline, bitline = int(math.floor(point.y() + 0.5)), int(math.floor(point.x() + 0.5))
-        if wordline >= 0 and bitline >= 0:
+        rows, columns = shape() if shape is not None else (math.inf, math.inf)
+        if 0 <= wordline < rows and 0 <= bitline < columns:
             callback(wordline, bitline)
 
     widget.scene().sigMouseClicked.connect(clicked)
@@ -81,7 +84,7 @@ class CellHistoryDialog(QtWidgets.QDialog):
         self.chip = QtWidgets.QLineEdit(chip or "")
         self.chip.setObjectName("cell_history_chip")
         self.chip.setPlaceholderText("(runs without a chip id)")
-        self.chip.editingFinished.connect(self.refresh)
+        self.chip.editingFinished.connect(self._chip_edited)
         row.addWidget(self.chip, 1)
         again = QtWidgets.QPushButton("Refresh")
         again.clicked.connect(self.refresh)
@@ -92,7 +95,7 @@ class CellHistoryDialog(QtWidgets.QDialog):
         self.caption.setWordWrap(True)
         layout.addWidget(self.caption)
         self.plot = pg.PlotWidget(title=f"cell {wordline},{bitline}: conductance of every record that read it")
-        self.plot.setLogMode(x=True, y=False)
+        log_axes(self.plot, x=True, y=False)
         self.plot.setLabel("bottom", "time since the cell's first run started (s)")
         lab_axis(self.plot, "left", "conductance", "S")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
@@ -105,16 +108,26 @@ class CellHistoryDialog(QtWidgets.QDialog):
         self.table.horizontalHeader().setStretchLastSection(True)
         layout.addWidget(self.table, 2)
         self.history: list = []
+        self.shown_chip: str | None = None
         self.refresh()
 
     def chip_id(self) -> str | None:
         return self.chip.text().strip() or None
 
+    def _chip_edited(self) -> None:
+        """Another chip typed: read its history (not on a mere loss of focus, e.g. the window closing)."""
+        if self.chip_id() == self.shown_chip:
+            return
+        try:
+            self.refresh()
+        except Exception as exc:  # noqa: BLE001 - a store gone or damaged is said here, not as a traceback
+            self.caption.setText(f"cannot read the history: {exc}")
+
     def refresh(self) -> None:
         """Read the cell's records again from the store and show them."""
         from rramlab.protocols.store import cell_history
 
-        chip = self.chip_id()
+        chip = self.shown_chip = self.chip_id()
         self.history = cell_history((self.wordline, self.bitline), chip, store=self.store)
         runs = list(dict.fromkeys(h.run_id for h in self.history))
         starts = {info.run_id: info.started_at for info in (self.store.run(r) for r in runs)}
@@ -162,14 +175,23 @@ def newest_chip_id(store) -> str | None:
     return runs[0].metadata.chip_id if runs else None
 
 
+def window_chip_id(window, store) -> str | None:
+    """The chip id the window's run metadata fields hold, else that of the store's newest run."""
+    form = getattr(window, "metadata_form", None)
+    typed = form.texts().get("chip_id", "").strip() if form is not None else ""
+    return typed or newest_chip_id(store)
+
+
 def open_cell_history(window, wordline: int, bitline: int, chip: str | None = None) -> CellHistoryDialog:
     """Open (non-modal) the history of cell (wordline, bitline) from ``window``'s run store; the chip
-    id defaults to that of the store's newest run. RuntimeError naming the fix without a store."""
+    id defaults to the window's chip id field, else that of the store's newest run. RuntimeError
+    naming the fix without a store."""
     store = getattr(window.history, "store", None)
     if store is None:
         raise RuntimeError("a cell's history is read from the run store, and runs are kept in memory only: "
                            "choose a run store file with Store… in the run history")
-    dialog = CellHistoryDialog(store, wordline, bitline, chip if chip is not None else newest_chip_id(store), window)
+    dialog = CellHistoryDialog(store, wordline, bitline, chip if chip is not None else window_chip_id(window, store),
+                               window)
     dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.show()
     window.cell_history_dialog = dialog
@@ -186,10 +208,10 @@ def attach(window) -> None:
             window.show_error(exc)
 
     window.cell_history_dialog = None
-    emit_cell_clicks(window.map.view, show)
+    emit_cell_clicks(window.map.view, show, lambda: window.map.conductance.shape)
     transfer = window.plots.get("Transfer")
     if transfer is not None:
-        emit_cell_clicks(transfer.chip.widget, show)
+        emit_cell_clicks(transfer.chip.widget, show, lambda: transfer.g.shape)
     for plots in window.plots.values():
         signal = getattr(plots, "cell_clicked", None)
         if signal is not None:

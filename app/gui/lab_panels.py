@@ -32,6 +32,105 @@ def _text_row(form: QtWidgets.QFormLayout, label: str, name: str, placeholder: s
     return edit
 
 
+# ----- the twin's wear and drift (rramlab endurance/retention/disturb --aging) -----
+
+class AgingInputs(ExtraInputs):
+    """``--aging`` and ``--cycles-to-failure`` of the stress commands: the twin's wear and
+    retention drift (``sim/aging.py``, assumed parameters), at the run metadata's temperature when
+    one is given (else 300 K). As on the command line, a twin that already ages keeps its state."""
+
+    def __init__(self, build: bool = True):
+        super().__init__()
+        self.window_ = None
+        if build:
+            self.add_aging_rows(QtWidgets.QFormLayout(self))
+
+    def add_aging_rows(self, form: QtWidgets.QFormLayout) -> None:
+        """The check box and the cycles to failure, as rows of ``form``."""
+        self.aging = QtWidgets.QCheckBox("twin: wear and drift (sim/aging.py)")
+        self.aging.setObjectName("twin_aging")
+        self.aging.setToolTip("the twin's cells wear with set/reset cycles and their states drift with (simulated) "
+                              "time, at the run's temperature; a twin that already ages keeps its state. Off: "
+                              "the ideal device. Not on a bench: a real chip ages by itself")
+        self.cycles_to_failure = QtWidgets.QDoubleSpinBox()
+        self.cycles_to_failure.setObjectName("cycles_to_failure")
+        self.cycles_to_failure.setDecimals(0)
+        self.cycles_to_failure.setRange(1.0, 1e12)
+        self.cycles_to_failure.setValue(1e5)
+        self.cycles_to_failure.setToolTip("median cycles at which a cell's window closes (the wear model's N_f)")
+        self.cycles_to_failure.setEnabled(False)
+        self.aging.toggled.connect(self.cycles_to_failure.setEnabled)
+        form.addRow(self.aging)
+        form.addRow("cycles to failure", self.cycles_to_failure)
+
+    def attach(self, panel, window) -> None:
+        self.window_ = window
+
+    def values(self) -> dict:
+        if not self.aging.isChecked():
+            return {}
+        out = {"aging": True, "cycles_to_failure": self.cycles_to_failure.value()}
+        form = getattr(self.window_, "metadata_form", None)
+        temperature = form.metadata().temperature_k if form is not None else None
+        if temperature is not None:
+            out["temperature_k"] = temperature
+        return out
+
+
+class AgedPlan:
+    """A protocol's plan to be run on a twin given wear and drift first (``aging``: an Aging);
+    every attribute but ``plan`` and ``aging`` is the plan's own."""
+
+    def __init__(self, plan, aging):
+        self.plan, self.aging = plan, aging
+
+    def __getattr__(self, name):
+        return getattr(self.plan, name)
+
+
+def with_aging(protocol_plan):
+    """``plan`` of a panel whose inputs may ask for the twin's wear and drift: refused on a bench
+    (the plan against the instrument, before any command), an AgedPlan on the twin."""
+    def plan(settings, inputs, checker):
+        p = protocol_plan(settings, inputs, checker)
+        if not inputs.get("aging"):
+            return p
+        from rramlab.drivers.interface import CrossbarInstrument, RequestError
+        from rramlab.sim.aging import Aging
+
+        if isinstance(checker, CrossbarInstrument) and not hasattr(checker, "advance_time"):
+            raise RequestError("wear and drift apply to the twin only: uncheck 'twin: wear and drift' on a bench "
+                               "(a real chip ages by itself)")
+        changes = {"wear_cycles_to_failure": float(inputs.get("cycles_to_failure", 1e5))}
+        if inputs.get("temperature_k") is not None:
+            changes["temperature_k"] = float(inputs["temperature_k"])
+        try:
+            aging = Aging(**changes)
+        except ValueError as exc:
+            raise RequestError(f"twin wear and drift: {exc}") from None
+        return AgedPlan(p, aging)
+    return plan
+
+
+def with_aging_run(protocol_run):
+    """``run`` that gives the twin its wear and drift state first (as the command line's
+    ``--aging``: a twin that already ages keeps its state, taking only a new temperature)."""
+    def run(instrument, p, should_stop=None):
+        if isinstance(p, AgedPlan):
+            from dataclasses import replace as _replace
+
+            from rramlab.sim.aging import AgingState
+
+            kept = getattr(instrument, "aging", None)
+            if kept is None:
+                instrument.aging = AgingState(p.aging, instrument.geometry.shape, instrument.seed)
+            else:
+                kept.aging = _replace(kept.aging, temperature_k=p.aging.temperature_k)
+            p = p.plan
+        return protocol_run(instrument, p, should_stop)
+    return run
+
+
 # ----- I-V -----
 
 def iv_spec() -> ProtocolSpec:
@@ -109,24 +208,24 @@ def endurance_spec() -> ProtocolSpec:
 
     return ProtocolSpec(
         name="Endurance", settings_class=endurance.EnduranceSettings,
-        plan=lambda settings, inputs, checker: endurance.plan(settings, inputs["cell"], checker),
-        run=endurance.run, total=lambda p: p.settings.cycles, unit="cycle", uses_cell=True,
+        plan=with_aging(lambda settings, inputs, checker: endurance.plan(settings, inputs["cell"], checker)),
+        run=with_aging_run(endurance.run), total=lambda p: p.settings.cycles, unit="cycle", uses_cell=True,
         description="Set/reset cycles of one cell (pulses as ISPP's ramp ends), both states read at log-spaced "
                     "or every-K cycles; the run ends when the window (LRS / HRS read current) closes below the "
                     "stated ratio. Records are streamed: a million cycles in constant memory.",
-        cell_updates=endurance_updates, make_plots=EndurancePlots, store_name="endurance",
+        cell_updates=endurance_updates, make_plots=EndurancePlots, make_inputs=AgingInputs, store_name="endurance",
         progress=lambda p: lambda record: record.cycle)
 
 
 # ----- retention -----
 
-class RetentionInputs(ExtraInputs):
+class RetentionInputs(AgingInputs):
     """The cells and their levels, as ``rramlab retention --cells --levels``: levels go round the
     cells in order; no cells: one cell per level on wordline 0 (the lone device: its one cell, at
     the first level)."""
 
     def __init__(self):
-        super().__init__()
+        super().__init__(build=False)
         form = QtWidgets.QFormLayout(self)
         self.cells = _text_row(form, "cells", "retention_cells", "one cell per level on wordline 0 (or "
                                "WL0:WL1,BL0:BL1, or WL,BL)", "the cells programmed and read, as rramlab retention "
@@ -134,6 +233,7 @@ class RetentionInputs(ExtraInputs):
         self.levels = _text_row(form, "levels (nS)", "retention_levels", "20,50,80",
                                 "target conductances in nS, as rramlab retention --levels")
         self.levels.setText("20,50,80")
+        self.add_aging_rows(form)
         self.note = QtWidgets.QLabel("On the twin time is simulated (ten years take seconds); on a bench the run "
                                      "waits between reads with every output at 0 V.")
         self.note.setWordWrap(True)
@@ -151,7 +251,7 @@ class RetentionInputs(ExtraInputs):
         text = self.cells.text().strip() or None
         cells = [(0, 0)] if text is None and self._lone else parse_cells(text, len(levels))
         targets = [levels[k % len(levels)] for k in range(len(cells))]
-        return {"cells": [list(c) for c in cells], "targets_s": targets}
+        return {"cells": [list(c) for c in cells], "targets_s": targets, **super().values()}
 
 
 def retention_spec() -> ProtocolSpec:
@@ -175,8 +275,9 @@ def retention_spec() -> ProtocolSpec:
         return count
 
     return ProtocolSpec(
-        name="Retention", settings_class=retention.RetentionSettings, more_settings=(IspvaSettings,), plan=plan,
-        run=retention.run, total=lambda p: len(p.cells) * len(p.times_s), unit="read", uses_cell=False,
+        name="Retention", settings_class=retention.RetentionSettings, more_settings=(IspvaSettings,),
+        plan=with_aging(plan), run=with_aging_run(retention.run), total=lambda p: len(p.cells) * len(p.times_s),
+        unit="read", uses_cell=False,
         description="Program the cells to their levels by ISPVA, then read every cell at log-spaced (or evenly "
                     "spaced) times up to the duration. The plot is each cell's conductance against log time.",
         cell_updates=conductance_updates, make_plots=RetentionPlots, make_inputs=RetentionInputs,
@@ -202,12 +303,13 @@ def disturb_spec() -> ProtocolSpec:
 
     return ProtocolSpec(
         name="Disturb", settings_class=disturb.DisturbSettings,
-        plan=lambda settings, inputs, checker: disturb.plan(settings, inputs["cell"], checker),
-        run=disturb.run, total=total, unit="step", uses_cell=True,
+        plan=with_aging(lambda settings, inputs, checker: disturb.plan(settings, inputs["cell"], checker)),
+        run=with_aging_run(disturb.run), total=total, unit="step", uses_cell=True,
         description="Read disturb: many reads of one cell at the read voltage, recorded at log-spaced counts. With "
                     "neighbours: then half-bias pulses on the cell, it and its half-selected neighbours read at "
                     "log-spaced counts. The plots are the change in conductance against reads and pulses.",
-        cell_updates=disturb_updates, make_plots=DisturbPlots, store_name="disturb", progress=progress)
+        cell_updates=disturb_updates, make_plots=DisturbPlots, make_inputs=AgingInputs, store_name="disturb",
+        progress=progress)
 
 
 def lab_protocols() -> list[ProtocolSpec]:

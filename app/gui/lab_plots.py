@@ -24,11 +24,38 @@ IV_LEGS = {0: ("0 V to set peak", SET_PEN), 1: ("set peak back to 0 V", pg.mkCol
            2: ("0 V to reset peak", RESET_PEN), 3: ("reset peak back to 0 V", pg.mkColor("#85c1e9"))}
 
 
+def decade_ticks(axis, low: float, high: float, size, std_ticks):
+    """A log axis's ticks (in log10 units) for ``AxisItem.logTickValues``: the decades as the labelled
+    level, 2..9 of each decade as the unlabelled one (pyqtgraph puts them all in one labelled level
+    when the range is short, and their labels run into each other); 2 and 5 are labelled too when
+    fewer than two decades are in view."""
+    first, last = int(math.floor(low)), int(math.ceil(high))
+    majors = [float(v) for v in range(first, last + 1) if low <= v <= high]
+    minors = [v + math.log10(k) for v in range(first, last) for k in range(2, 10) if low < v + math.log10(k) < high]
+    if len(majors) < 2:
+        labelled = [m for m in minors if round(10 ** (m - math.floor(m))) in (2, 5)]
+        majors = sorted(majors + labelled)
+        minors = [m for m in minors if m not in labelled]
+    return [(1.0, majors), (None, minors)]
+
+
+def log_axes(widget: pg.PlotWidget, x: bool, y: bool) -> None:
+    """Log scale on the chosen axes, labelled at the decades (``decade_ticks``)."""
+    import types
+
+    widget.setLogMode(x=x, y=y)
+    for side, on in (("bottom", x), ("left", y)):
+        if on:
+            axis = widget.getAxis(side)
+            axis.logTickValues = types.MethodType(decade_ticks, axis)  # this axis only, not every log axis
+            axis.setStyle(maxTextLevel=0)
+
+
 def _log_plot(title: str, bottom: str, left: str, log_x: bool, log_y: bool) -> pg.PlotWidget:
     w = pg.PlotWidget(title=title)
     w.setLabel("bottom", bottom)
     w.setLabel("left", left)
-    w.setLogMode(x=log_x, y=log_y)
+    log_axes(w, log_x, log_y)
     w.showGrid(x=True, y=True, alpha=0.3)
     return w
 
@@ -154,7 +181,7 @@ class RetentionPlots(PlotSet):
         layout.setContentsMargins(0, 0, 0, 0)
         self.view = _plot("conductance against time after programming", "time after programming (s)",
                           "conductance", left_units="S")
-        self.view.setLogMode(x=True, y=False)
+        log_axes(self.view, x=True, y=False)
         self.view.setRange(xRange=(0, 4), yRange=(0, 90e-9), padding=0)
         self.legend = side_legend(self.view, "80 nS (9 cells)")
         layout.addWidget(self.view)
@@ -237,7 +264,7 @@ class DisturbPlots(PlotSet):
                             "change G - G(0)", left_units="S")
         self.legends = {}
         for view, phase in ((self.reads, "read"), (self.pulses, "half-select")):
-            view.setLogMode(x=True, y=False)
+            log_axes(view, x=True, y=False)
             view.setRange(xRange=(0, 4), yRange=(-1e-9, 1e-9), padding=0)
             self.legends[phase] = side_legend(view, "neighbour 10,10")
             layout.addWidget(view)
@@ -275,7 +302,7 @@ class DisturbPlots(PlotSet):
 
     def points(self, phase: str) -> int:
         """Counts drawn of a phase ("read" or "half-select"), over its cells."""
-        return sum(len(c.getData()[0]) for (p, _), c in self.curves.items() if p == phase and c.getData()[0] is not None)
+        return sum(len(c.xData) for (p, _), c in self.curves.items() if p == phase and c.xData is not None)
 
     def redraw(self) -> None:
         if not self._dirty:
@@ -287,7 +314,8 @@ class DisturbPlots(PlotSet):
             if curve is None:
                 view = self.reads if phase == "read" else self.pulses
                 colour = SET_PEN if s["role"] == "cell" else CLASS_COLOURS[(k + 2) % len(CLASS_COLOURS)]
-                curve = self.curves[key] = view.plot([], [], pen=pg.mkPen(colour, width=2 if s["role"] == "cell" else 1),
+                width = 2 if s["role"] == "cell" else 1
+                curve = self.curves[key] = view.plot([], [], pen=pg.mkPen(colour, width=width),
                                                      symbol="o", symbolSize=3, symbolBrush=colour, symbolPen=None)
                 self.legends[phase].addItem(curve, f"{s['role']} {w},{b}")
             curve.setData(np.array(s["n"], dtype=float), np.array(s["dg"], dtype=float))
@@ -327,7 +355,7 @@ class ArrayMapPlots(PlotSet):
         self.counts.setWordWrap(True)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.counts)
-        emit_cell_clicks(self.view, self.cell_clicked.emit)
+        emit_cell_clicks(self.view, self.cell_clicked.emit, lambda: self.shape)
         self.shape = (24, 24)
         self.clear()
 

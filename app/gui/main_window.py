@@ -861,6 +861,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage("stopping the run safely before closing …")
             event.ignore()
             return
+        self.queue_panel.halt()  # no next step after the window has closed; the queue stays in its file
         for choice in list(self.instruments):
             self._close_instrument(choice)
         if isinstance(self.history, StoreHistory):

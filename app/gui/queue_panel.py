@@ -15,6 +15,8 @@ later steps stay queued, and *Run queue* runs them again.
 
 The queue is kept in ``gui_queue.toml`` in the data folder (``window_state``) after every change,
 so it survives closing the window; *Save…* / *Load…* write and read the same format elsewhere.
+*Save as recipe…* writes the steps as a recipe (``protocols/recipe.py``: ``rramlab run FILE``) and
+*Load recipe…* adds a recipe's steps to the queue (``queue_recipe``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from PySide6 import QtCore, QtWidgets
 from rramlab.app.gui import window_state
 from rramlab.app.gui.backends import BenchChoice, TwinChoice, VirtualBenchChoice
 from rramlab.app.gui.history import ABORTED, DONE, FAILED, RUNNING
-from rramlab.protocols.settings import settings_dict
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +137,14 @@ class QueueStep:
 
 def step_from_panel(panel, choice) -> QueueStep:
     """The panel's settings, cell and inputs (as plain values) and ``choice`` as a step."""
-    settings = panel.settings()
+    panel.settings()  # every form's values make settings (raises, naming the value, otherwise)
     inputs = panel.inputs()  # raises, naming the input, for a missing file
     if inputs.get("resume_run") is not None:
         raise ValueError("continuing a stopped transfer is not queued: press Run for it, or queue the transfer "
                          "with its weights file")
-    forms = settings if isinstance(settings, tuple) else (settings,)
+    # the forms' fields only (retention's program is its own form, not a field of the first)
     return QueueStep(panel=panel.spec.name, backend=choice_dict(choice),
-                     settings={type(s).__name__: _plain(settings_dict(s)) for s in forms},
+                     settings={form.settings_class.__name__: _plain(form.values()) for form in panel.forms},
                      inputs={k: _plain(v) for k, v in inputs.items() if not k.startswith("_") and v is not None},
                      protocol=panel.spec.stored_as)
 
@@ -246,7 +247,11 @@ class QueuePanel(QtWidgets.QGroupBox):
                  ("abort", "Abort", self.abort, "stop the step running before its next pulse (outputs to 0 V) and "
                   "end the queue; the steps not finished stay queued"),
                  ("save", "Save…", self._save_dialog, "write the queue to a file (the format the window keeps)"),
-                 ("load", "Load…", self._load_dialog, "replace the queue by one saved before")]
+                 ("load", "Load…", self._load_dialog, "replace the queue by one saved before"),
+                 ("save_recipe", "Save as recipe…", self._save_recipe_dialog, "the steps as a recipe file for "
+                  "rramlab run FILE (without their backends: rramlab run takes --bench)"),
+                 ("load_recipe", "Load recipe…", self._load_recipe_dialog, "add a recipe's steps (loops "
+                  "expanded) to the queue, on the selected backend")]
         for i, (key, text, slot, tip) in enumerate(specs):
             button = QtWidgets.QPushButton(text)
             button.setObjectName(f"queue_{key}")
@@ -297,7 +302,10 @@ class QueuePanel(QtWidgets.QGroupBox):
     def _on_dragged(self, *_):
         order = [self.list.item(i).data(QtCore.Qt.ItemDataRole.UserRole) for i in range(self.list.count())]
         self.steps = [self.steps[i] for i in order]
-        self._changed("steps reordered")
+        for i in range(self.list.count()):
+            self.list.item(i).setData(QtCore.Qt.ItemDataRole.UserRole, i)
+        # the list is rebuilt after the drop has finished, not inside the list's own move
+        QtCore.QTimer.singleShot(0, self, lambda: self._changed("steps reordered"))
 
     # ----- running -----
     def check(self) -> list[int]:
@@ -401,8 +409,11 @@ class QueuePanel(QtWidgets.QGroupBox):
             raise RuntimeError("the queue is not running: nothing to pause")
         thread = self.window_.run_thread
         if self.current is not None and thread is not None:
+            from rramlab.protocols.control import RUNNING as CONTROL_RUNNING
+
             self.control = thread.worker.control
-            self.control.pause()
+            if self.control.state == CONTROL_RUNNING:  # not already paused with the window's Pause
+                self.window_.toggle_pause()  # the window's Pause button and line follow
             self.state = PAUSED
             self._pause_timer.start()
             self._changed(f"pausing step {self.steps.index(self.current) + 1} at its next checkpoint …")
@@ -420,7 +431,10 @@ class QueuePanel(QtWidgets.QGroupBox):
         if self.state != PAUSED:
             raise RuntimeError("the queue is not paused: nothing to resume")
         if self.control is not None:
-            self.control.resume()
+            from rramlab.protocols.control import RUNNING as CONTROL_RUNNING
+
+            if self.control.state != CONTROL_RUNNING and self.window_.run_thread is not None:
+                self.window_.toggle_pause()  # resumes, and the window's button says Pause again
             self.control = None
             self._pause_timer.stop()
             self.state = QUEUE_RUNNING
@@ -436,12 +450,17 @@ class QueuePanel(QtWidgets.QGroupBox):
     def _show_pause(self) -> None:
         """The paused step's line: safe state and how long it has waited (the worker's RunControl)."""
         from rramlab.protocols.control import PAUSED as AT_CHECKPOINT
+        from rramlab.protocols.control import RUNNING as CONTROL_RUNNING
 
         control, step = self.control, self.current
         if control is None or step is None or step not in self.steps:
             return
         number = self.steps.index(step) + 1
-        if control.state == AT_CHECKPOINT:
+        if control.state == CONTROL_RUNNING:  # resumed with the window's Resume button
+            self.control, self.state = None, QUEUE_RUNNING
+            self._pause_timer.stop()
+            self._changed(f"step {number} resumed")
+        elif control.state == AT_CHECKPOINT:
             seconds = int(control.paused_for_s())
             self.status.setText(f"step {number} paused at a checkpoint: outputs at 0 V, matrix open · "
                                 f"{seconds // 60}:{seconds % 60:02d} · Resume goes on with its next pulse")
@@ -460,6 +479,14 @@ class QueuePanel(QtWidgets.QGroupBox):
         else:
             self._changed("queue aborted between steps; the steps not finished stay queued")
 
+    def halt(self) -> None:
+        """The window is closing with no step running: the queue stops where it is (saved as it is,
+        the steps not finished pending, for the next window)."""
+        if self.state != IDLE:
+            self.state, self.pause_requested, self.control = IDLE, False, None
+            self._pause_timer.stop()
+            self._changed("queue stopped: the window closed; the steps not finished stay queued")
+
     # ----- files -----
     def save(self, path: Path | None = None) -> Path:
         return window_state.save_queue([s.to_dict() for s in self.steps], path or self.path)
@@ -471,6 +498,34 @@ class QueuePanel(QtWidgets.QGroupBox):
         steps = [QueueStep.from_dict(d, i + 1) for i, d in enumerate(window_state.load_queue(Path(path)))]
         self.steps = steps
         self._changed(f"{len(steps)} steps loaded from {path}")
+
+    def save_recipe(self, path) -> Path:
+        """Write the queue as a recipe (``queue_recipe``), checked as ``rramlab run`` reads it."""
+        from rramlab.app.gui.queue_recipe import save_recipe
+
+        out = save_recipe(self.steps, path)
+        self.status.setText(f"{len(self.steps)} steps saved as the recipe {out}: rramlab run {out}")
+        return out
+
+    def load_recipe(self, path) -> list[QueueStep]:
+        """Add the steps of the recipe at ``path`` to the queue, on the selected backend."""
+        from rramlab.app.gui.queue_recipe import steps_from_recipe
+
+        steps, notes = steps_from_recipe(path, self.window_.backend.choice())
+        self.steps.extend(steps)
+        self._changed(f"{len(steps)} steps added from the recipe {path}" + ("; " + "; ".join(notes) if notes else ""))
+        return steps
+
+    def _save_recipe_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save queue as recipe", "day.toml",
+                                                        "recipes (*.toml)")
+        if path:
+            self.save_recipe(path)
+
+    def _load_recipe_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Load recipe", "", "recipes (*.toml)")
+        if path:
+            self.load_recipe(path)
 
     def _save_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save queue", "queue.toml", "queue files (*.toml)")
@@ -530,4 +585,5 @@ class QueuePanel(QtWidgets.QGroupBox):
         self.buttons["resume"].setEnabled(self.state == PAUSED or self.pause_requested)
         self.buttons["abort"].setEnabled(not idle)
         self.buttons["load"].setEnabled(idle)
+        self.buttons["save_recipe"].setEnabled(bool(self.steps))
         self.list.setDragEnabled(idle)

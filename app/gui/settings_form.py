@@ -61,9 +61,12 @@ def display_range(lo: float | None, hi: float | None, scale: float, decimals: in
 
 def field_unit(d: DeclaredSetting) -> tuple[str, float, int]:
     """(suffix, scale, decimals) of one declared setting: its unit's display unit, except a time that
-    may run to more than a second (retention's duration, up to years) is shown in seconds, not µs."""
+    may run to more than a second (retention's duration, up to years) is shown in seconds, not µs,
+    and a current that may exceed a milliampere (the I-V's compliance) in mA, not nA."""
     if d.spec.unit == "s" and d.spec.maximum is not None and d.spec.maximum > 1.0:
         return "s", 1.0, 3
+    if d.spec.unit == "A" and d.spec.maximum is not None and d.spec.maximum > 1e-3:
+        return "mA", 1e-3, 4  # a compliance of 1 mA, not 1000000 nA
     return display_unit(d.spec.unit)
 
 
