@@ -109,7 +109,7 @@ def cmd_iv(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
     if args.resume is not None:
         try:
-            resume_plan(iv, first_plan, store, args.resume)  # a sweep stored part-way is refused here
+            resume_plan(iv, first_plan, store, args.resume)  # another sweep's points are refused here, before any backend
         except BaseException:
             store.close()
             raise

@@ -91,6 +91,8 @@ class IvPlan:
     legs: tuple[int, ...]
     #: True when the sweep is in the store already (``resume``): ``run`` yields nothing
     complete: bool = False
+    #: the first step to take (``resume`` of a sweep stopped part-way): the steps before it are stored
+    start_step: int = 0
 
 
 def sweep_voltages(settings: IvSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +161,8 @@ def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = No
 
     w, b = iv_plan.cell
     volts = np.array(iv_plan.voltages)
-    measured: list[float] = []
+    # the steps before start_step are in the store (a resumed sweep): placeholders, never yielded
+    measured: list[float] = [float("nan")] * iv_plan.start_step
 
     def leave_segment() -> bool:
         # a pause must not wait inside a segment (the lines are driven, the matrix routed): leave
@@ -176,7 +179,7 @@ def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = No
         for k in range(first, len(measured)):
             yield IvPoint(w, b, k, iv_plan.legs[k], iv_plan.voltages[k], measured[k])
 
-    done = 0
+    done = iv_plan.start_step
     while done < volts.size:
         try:
             sweep(w, b, volts[done:], compliance=iv_plan.settings.compliance_a, on_step=step)
@@ -192,16 +195,20 @@ def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = No
 #: the same shape in every protocol module (see ``rramlab.protocols``)
 def resume(iv_plan: IvPlan, records) -> IvPlan:
     """The plan that continues after ``records`` (the stored IvPoints): the sweep if none is
-    stored, nothing if every point is. A sweep is one staircase taken at once, so one whose points
-    were only partly stored (the process died while storing them) cannot be continued part-way:
-    RequestError saying to start a new run."""
+    stored, nothing if every point is, else the sweep from the step after the last stored point (a
+    sweep stopped or killed part-way; each step is its own spot measurement, and the cell holds its
+    state at 0 V between steps, so the staircase goes on where it ended). Stored points that are
+    not the sweep's first steps in order (another sweep's, or a gap) are refused: RequestError."""
     points = [r for r in records if isinstance(r, IvPoint)]
     if not points:
         return iv_plan
+    for k, p in enumerate(points):
+        if p.point != k or k >= len(iv_plan.voltages) or abs(p.voltage_v - iv_plan.voltages[k]) > 1e-9:
+            raise RequestError(f"stored point {k} of the run is not step {k} of this sweep: the run is not this "
+                               "sweep's; start a new iv run")
     if len(points) == len(iv_plan.voltages):
         return replace(iv_plan, complete=True)
-    raise RequestError(f"the run holds {len(points)} of the sweep's {len(iv_plan.voltages)} points (the process died "
-                       "while storing them): a staircase cannot be continued part-way; start a new iv run")
+    return replace(iv_plan, start_step=len(points))
 
 
 Settings = IvSettings

@@ -131,22 +131,34 @@ def test_map_killed_on_the_virtual_bench_resumes_cell_by_cell_and_its_snapshot_i
     assert after[-1][0] == "MapSnapshot"
 
 
-def test_iv_resume_sweeps_an_unstarted_run_and_refuses_a_sweep_stored_part_way(tmp_path, capsys):
+def test_iv_resume_sweeps_an_unstarted_run_and_continues_one_stored_part_way_at_its_next_step(tmp_path, capsys):
+    import json
+
     store = tmp_path / "runs.sqlite"
     assert main(["iv", "--cell", "1,2", "--store", str(store)]) == 0
     with RunStore(store) as s:
         whole = s.records(1)
-        # a run killed after its first 7 points were stored (the sweep is taken at once)
-        rid = s.start_run("iv", {**s.run(1).settings}, "twin", {})
-        for r in whole[:7]:
-            s.conn.execute("INSERT INTO records (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)",
-                           (rid, r.seq, r.type, __import__("json").dumps(r.data), r.at))
-        s.conn.commit()
-        empty = s.start_run("iv", {**s.run(1).settings}, "twin", {})
+        settings = {**s.run(1).settings}
+
+        def stored_run(records):
+            rid = s.start_run("iv", settings, "twin", {})
+            for r in records:
+                s.conn.execute("INSERT INTO records (run_id, seq, type, data, at) VALUES (?, ?, ?, ?, ?)",
+                               (rid, r.seq, r.type, json.dumps(r.data), r.at))
+            s.conn.commit()
+            return rid
+
+        part = stored_run(whole[:7])  # a sweep killed after its first 7 points were stored
+        gap = stored_run([whole[0], whole[2]])  # not this sweep's first steps in order
+        empty = stored_run([])
     capsys.readouterr()
-    assert main(["iv", "--resume", str(rid), "--store", str(store)]) == 1
-    assert "a staircase cannot be continued part-way; start a new iv run" in capsys.readouterr().err
-    assert _count_of(store, rid) == 7
+    # before the set (7 points up to 0.15 V) the fresh twin's cell is where the killed sweep left it
+    after = resumed(["iv"], store, part, capsys)
+    assert [(d["point"], d["voltage_v"]) for _, d in after] == [(r.data["point"], r.data["voltage_v"]) for r in whole]
+    assert [d["current_a"] for _, d in after] == pytest.approx([r.data["current_a"] for r in whole], rel=1e-9)
+    assert main(["iv", "--resume", str(gap), "--store", str(store)]) == 1
+    assert "stored point 1 of the run is not step 1 of this sweep" in capsys.readouterr().err
+    assert _count_of(store, gap) == 2
     after = resumed(["iv"], store, empty, capsys)
     assert [(d["point"], d["voltage_v"]) for _, d in after] == [(r.data["point"], r.data["voltage_v"]) for r in whole]
     assert all((d["wordline"], d["bitline"]) == (1, 2) for _, d in after)
