@@ -76,6 +76,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "endurance": ("rramlab.app.cmd_stress", "set/reset cycles of one cell, both states read at log-spaced cycles"),
     "retention": ("rramlab.app.cmd_stress", "program cells to levels, read them at log-spaced times"),
     "disturb": ("rramlab.app.cmd_stress", "repeated reads of a cell; half-bias pulses with its neighbours read"),
+    "run": ("rramlab.app.cmd_recipe", "run an experiment recipe (TOML): every step planned and checked first, one "
+                                      "session in the run store, --resume after a stop"),
     "gui": ("rramlab.app.cmd_gui", "open the desktop window: every protocol on the twin or a bench, live plots"),
 }
 
@@ -284,6 +286,9 @@ def register_ispp(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_force_flag(p)
     add_store_flag(p)
+    from rramlab.app.resume import add_resume_flag
+
+    add_resume_flag(p, "ispp")
     _add_backend_options(p)
     p.set_defaults(handler=cmd_ispp)
 
@@ -392,7 +397,21 @@ def cmd_ispp(args) -> int:
 
     from rramlab import __version__
 
-    settings = settings_from_args(ispp.IsppSettings, args)
+    from rramlab.protocols.store import RunStore, record_run, resume_plan
+
+    store = None
+    if args.resume is not None:
+        from rramlab.app.resume import cell_of, resumed_settings
+
+        store = RunStore(args.store)
+        try:
+            settings, stored = resumed_settings(args, store, "ispp", ispp.IsppSettings)
+        except BaseException:
+            store.close()
+            raise
+        args.cell = cell_of(stored)
+    else:
+        settings = settings_from_args(ispp.IsppSettings, args)
     cell = args.cell if args.cell is not None else (0, 0)
     check_backend_flags(args, args.cell is not None)
     check_output_paths([OutputPath("--csv", args.csv), OutputPath("--save-chip", args.save_chip),
@@ -403,10 +422,17 @@ def cmd_ispp(args) -> int:
 
         # The bench file's limits, pin map and pulse timing: a bad plan never connects.
         checker = load_bench(args.bench).checker()
-    ispp.plan(settings, cell, checker)  # before any backend is opened
-    from rramlab.protocols.store import RunStore, record_run
+    from rramlab.app.pause import pausable
 
-    store = RunStore(args.store)  # a bad store path is refused before any backend is opened
+    store = store or RunStore(args.store)  # a bad store path is refused before any backend is opened
+    try:
+        first_plan = ispp.plan(settings, cell, checker)  # before any backend is opened
+        if args.resume is not None:
+            resume_plan(ispp, first_plan, store, args.resume)  # a run of another plan is refused here
+    except BaseException:
+        store.close()
+        raise
+    run_settings = {**settings_dict(settings), "cell": list(cell) if args.cell is not None else None}
     started = now()
     instrument, stopped = open_backend_for_run(args, args.cell is not None, store)
     if instrument is None:
@@ -428,10 +454,15 @@ def cmd_ispp(args) -> int:
             more_cycles += 1
 
     try:
-        with instrument, record_run(store, "ispp", settings, instrument) as stored:
+        with instrument, record_run(store, "ispp", run_settings, instrument, resume=args.resume) as stored:
             run_id = stored.run_id
             ispp_plan = ispp.plan(settings, cell, instrument)  # and the backend's, before the first pulse
             total = ispp_plan.total_pulses
+            if args.resume is not None:
+                ispp_plan, earlier = resume_plan(ispp, ispp_plan, store, args.resume)
+                taken = ispp_plan.start_pulse  # the stored pulses count as taken
+                say(f"ispp: resuming run {run_id} after its {earlier} stored records: pulse "
+                    f"{ispp_plan.start_pulse + 1} of {total}")
             if args.csv:
                 record_file = RecordFile(args.csv, "--csv")
                 record_file.start(
@@ -442,9 +473,9 @@ def cmd_ispp(args) -> int:
             from tqdm import tqdm
 
             where = f"cell {cell[0]},{cell[1]}" if args.cell is not None else "device"
-            with tqdm(total=total, desc=f"ISPP {where}", unit="pulse", disable=args.no_progress,
+            with tqdm(total=total, initial=taken, desc=f"ISPP {where}", unit="pulse", disable=args.no_progress,
                       file=sys.stderr, leave=False) as bar:
-                for record in ispp.run(instrument, ispp_plan):
+                for record in pausable(ispp.run, instrument, ispp_plan, "ISPP", run_id):
                     taken += 1
                     keep_record(stored, record, record_file, [record.csv_row()])
                     keep(summariser.add(record))

@@ -12,9 +12,11 @@ def register(subparsers) -> None:
                               description="The desktop window: choose the twin or a bench file, set a protocol's "
                                           "settings (bounded by the safe operating area), run and abort, live plots, "
                                           "the run history of the run store.")
-    p.add_argument("--store", metavar="FILE", default=None,
-                   help="run store (SQLite) the window records runs in and lists past runs from (default: "
-                        "$RRAMLAB_STORE or runs.sqlite in the user's data folder, as the command line)")
+    from rramlab.protocols.store import add_store_flag
+
+    # --store, and --chip-id, --sample, --operator, --temperature, --notes, --tag: they fill the window's
+    # run metadata fields (kept with every run it starts), as the command line's flags
+    add_store_flag(p, "the window records runs in and lists past runs from")
     p.add_argument("--bench", metavar="FILE", default=None,
                    help="select this bench file as the backend when the window opens (a virtual bench file, "
                         "e.g. drivers/benches/virtual.toml, selects the virtual bench)")
@@ -67,4 +69,12 @@ def cmd_gui(args) -> int:
     if args.start is None and (args.cell is not None or args.settings):
         raise ValueError("--cell and --set fill the form of the panel --start runs: give --start PANEL too")
     return run_gui(quit_after=args.quit_after, store=args.store, bench=args.bench, visa_log=args.visa_log,
-                   start=args.start, cell=args.cell, settings=args.settings)
+                   start=args.start, cell=args.cell, settings=args.settings, metadata=metadata_fields(args))
+
+
+def metadata_fields(args) -> dict[str, str]:
+    """The run metadata flags given (--chip-id ...), as the text of the window's fields."""
+    fields = {name: getattr(args, name, None) for name in ("chip_id", "sample", "operator", "temperature", "notes")}
+    if getattr(args, "tag", None):
+        fields["tags"] = ", ".join(args.tag)
+    return {k: str(v) for k, v in fields.items() if v is not None}

@@ -49,6 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_force_flag(p)
     add_store_flag(p)
+    from rramlab.app.resume import add_resume_flag
+
+    add_resume_flag(p, "ispva")
     p.set_defaults(handler=cmd_ispva)
 
 
@@ -64,6 +67,7 @@ def cmd_ispva(args) -> int:
     from tqdm import tqdm
 
     from rramlab.app.cli import EXIT_OK, Stopped, interrupt_exit_code, say
+    from rramlab.app.pause import pausable
     from rramlab.app.outputs import OutputPath, RecordFile, check_output_paths, keep_record, now, \
         provenance_dict, provenance_lines, write_json
     from rramlab.drivers.interface import RequestError
@@ -71,7 +75,11 @@ def cmd_ispva(args) -> int:
 
     from rramlab import __version__
 
-    settings = settings_from_args(ispva.IspvaSettings, args)
+    done_devices, replay, earlier = 0, [], []
+    if args.resume is not None:
+        settings, done_devices, replay, earlier = _resumed(args)
+    else:
+        settings = settings_from_args(ispva.IspvaSettings, args)
     if not 1 <= args.devices <= MAX_DEVICES_PER_LEVEL:
         raise RequestError(f"--devices {args.devices}: give 1 to {MAX_DEVICES_PER_LEVEL} devices per level "
                            f"(the paper used 50)")
@@ -79,7 +87,7 @@ def cmd_ispva(args) -> int:
     levels = ispva.PAPER_LEVELS_S
     store = RunStore(args.store)  # a bad store path is refused before any device is made
     started = now()
-    results: list[ispva.IspvaResult] = []
+    results: list[ispva.IspvaResult] = list(earlier)  # a resumed run's summary counts its stored devices
     record_file = None
     total = args.devices * len(levels)
     from rramlab.app.cli import DEFAULT_SEED
@@ -103,15 +111,23 @@ def cmd_ispva(args) -> int:
             record_file.start(provenance_lines(__version__, command, started, first.describe(), run_settings,
                                                {"protocol": "ispva"}), CSV_HEADER)
         start = time.perf_counter()
-        with record_run(store, "ispva", run_settings, first) as rec, \
-                tqdm(total=total, desc="ISPVA", unit="device", disable=args.no_progress, file=sys.stderr,
-                     leave=False) as bar:
+        if args.resume is not None:
+            say(f"ispva: resuming run {args.resume} with device {done_devices + 1} of {total}"
+                + (f" (its {len(replay)} stored pulses replayed on its fresh twin device, not stored again)"
+                   if replay else ""))
+        with record_run(store, "ispva", run_settings, first, resume=args.resume) as rec, \
+                tqdm(total=total, initial=done_devices, desc="ISPVA", unit="device", disable=args.no_progress,
+                     file=sys.stderr, leave=False) as bar:
             run_id = rec.run_id
-            for i in range(total):
+            for i in range(done_devices, total):
                 target = levels[i // args.devices]
                 device = first if i == 0 else fresh_device(first_seed + i)
                 with device:
-                    for r in ispva.run(device, ispva.plan(settings, [(0, 0)], [target], device)):
+                    records = pausable(ispva.run, device, ispva.plan(settings, [(0, 0)], [target], device), "ISPVA",
+                                       run_id)
+                    if i == done_devices and replay:
+                        _replay(records, replay, i)
+                    for r in records:
                         if isinstance(r, ispva.IspvaResult):
                             rows = [(i, f"{r.target_s:.6g}", int(r.converged), r.pulses,
                                      f"{r.conductance_s:.6e}", f"{r.error_s:.6e}")]
@@ -150,6 +166,44 @@ def cmd_ispva(args) -> int:
     if args.csv:
         print(f"  {record_file.rows} rows written to {args.csv}")
     return EXIT_OK
+
+
+def _resumed(args):
+    """``--resume RUN``: the stored settings (devices per level, seed, programming error to ``args``),
+    the devices finished, the stored pulses of the device cut short (to replay) and the stored results."""
+    from rramlab.app.resume import resumed_settings
+    from rramlab.drivers.interface import RramlabError
+    from rramlab.protocols.store import stored_records
+
+    given = sorted({t.split("=", 1)[0] for t in args.argv} & {"--devices", "--seed", "--programming-error"})
+    if given:
+        raise RramlabError(f"--resume {args.resume} continues the run with its stored settings: drop "
+                           f"{', '.join(given)} (or start a new run without --resume)")
+    with RunStore(args.store) as store:
+        settings, stored = resumed_settings(args, store, "ispva", ispva.IspvaSettings)
+        records = stored_records(ispva, store.records(args.resume))
+    args.devices = int(stored["devices_per_level"])
+    args.seed = int(stored["seed"]) if stored.get("variability") else None
+    args.programming_error = stored.get("programming_error", "paper")
+    done, replay = 0, []
+    for r in records:
+        if isinstance(r, ispva.IspvaResult):
+            done, replay = done + 1, []
+        else:
+            replay.append(r)
+    return settings, done, replay, [r for r in records if isinstance(r, ispva.IspvaResult)]
+
+
+def _replay(records, stored, device: int) -> None:
+    """Take the stored pulses of a device cut short from its fresh twin device's run again (the twin
+    repeats them exactly: same seed, same settings), so they are not stored twice."""
+    from rramlab.drivers.interface import RramlabError
+
+    for want in stored:
+        got = next(records, None)
+        if got != want:
+            raise RramlabError(f"device {device} does not repeat its stored pulses on the twin (stored {want}, now "
+                               f"{got}): the run cannot be resumed; start a new one")
 
 
 def ispva_settings_dict(settings) -> dict:

@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--png", metavar="FILE", help="plot |I| (log) against V, like the paper's Fig. 3")
     add_force_flag(p)
     add_store_flag(p)
+    from rramlab.app.resume import add_resume_flag
+
+    add_resume_flag(p, "iv")
     _add_backend_options(p)
     p.set_defaults(handler=cmd_iv)
 
@@ -79,11 +82,19 @@ def cmd_iv(args: argparse.Namespace) -> int:
                                      keep_record, now, provenance_lines)
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.protocols.settings import settings_dict
-    from rramlab.protocols.store import RunStore, record_run
+    from rramlab.app.pause import pausable
+    from rramlab.protocols.store import RunStore, record_run, resume_plan
 
     from rramlab import __version__
 
-    settings = settings_from_args(iv.IvSettings, args)
+    if args.resume is not None:
+        from rramlab.app.resume import cell_of, resumed_settings
+
+        with RunStore(args.store) as kept:
+            settings, stored = resumed_settings(args, kept, "iv", iv.IvSettings)
+        args.cell = cell_of(stored)
+    else:
+        settings = settings_from_args(iv.IvSettings, args)
     check_backend_flags(args, args.cell is not None)
     check_output_paths([OutputPath("--csv", args.csv), OutputPath("--png", args.png),
                         OutputPath("--save-chip", args.save_chip),
@@ -94,8 +105,14 @@ def cmd_iv(args: argparse.Namespace) -> int:
         from rramlab.drivers.probe_station import load_bench
 
         checker = load_bench(args.bench).checker()  # the bench file's limits: a bad sweep never connects
-    iv.plan(settings, checker, cell if checker is not None else (0, 0))  # before any backend is opened
+    first_plan = iv.plan(settings, checker, cell if checker is not None else (0, 0))  # before any backend is opened
     store = RunStore(args.store)
+    if args.resume is not None:
+        try:
+            resume_plan(iv, first_plan, store, args.resume)  # a sweep stored part-way is refused here
+        except BaseException:
+            store.close()
+            raise
     started = now()
     points = []
     record_file = None
@@ -103,16 +120,23 @@ def cmd_iv(args: argparse.Namespace) -> int:
     instrument = None
     try:
         instrument = open_backend(args, args.cell is not None)
-        with instrument, record_run(store, "iv", settings, instrument) as stored:
+        run_settings = {**settings_dict(settings), "cell": list(cell) if args.cell is not None else None}
+        with instrument, record_run(store, "iv", run_settings, instrument, resume=args.resume) as stored:
             run_id = stored.run_id
             iv_plan = iv.plan(settings, instrument, cell)  # and the backend's geometry and limits
+            if args.resume is not None:
+                iv_plan, _ = resume_plan(iv, iv_plan, store, args.resume)
+                if iv_plan.complete:  # the whole sweep is stored: its summary is that of the stored points
+                    from rramlab.protocols.store import stored_records
+
+                    points.extend(stored_records(iv, store.records(run_id)))
             if args.csv:
                 record_file = RecordFile(args.csv, "--csv")
                 record_file.start(provenance_lines(__version__, ["rramlab", *args.argv], started,
                                                    instrument.describe(), settings_dict(settings),
                                                    {"protocol": "iv", "cell": list(cell) if args.cell else None}),
                                   iv.CSV_HEADER)
-            for point in iv.run(instrument, iv_plan):
+            for point in pausable(iv.run, instrument, iv_plan, "IV sweep", run_id):
                 points.append(point)
                 keep_record(stored, point, record_file, [point.csv_row()])
             if args.save_chip:
@@ -123,7 +147,7 @@ def cmd_iv(args: argparse.Namespace) -> int:
 
         by = f" by {exc}" if isinstance(exc, Stopped) else ""
         kept = f"; {record_file.rows} rows kept in {args.csv}" if record_file else ""
-        # the points come when the sweep has ended: a sweep stopped part-way keeps none
+        # iv.run yields every point measured before the stop: each is in the store and --csv
         say(f"\ninterrupted{by} after {len(points)} points; {safe_state_text(instrument, args)}{kept}")
         return interrupt_exit_code(exc)
     finally:

@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_force_flag(p)
     add_store_flag(p)
+    from rramlab.app.resume import add_resume_flag
+
+    add_resume_flag(p, "map")
     _add_backend_options(p)
     p.set_defaults(handler=cmd_map)
 
@@ -80,11 +83,19 @@ def cmd_map(args) -> int:
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.drivers.interface import RramlabError
     from rramlab.protocols.settings import settings_dict
-    from rramlab.protocols.store import RunStore, record_run
+    from rramlab.app.pause import pausable
+    from rramlab.protocols.store import RunStore, record_run, resume_plan
 
     from rramlab import __version__
 
-    settings = settings_from_args(array_map.MapSettings, args)
+    if args.resume is not None:
+        from rramlab.app.resume import resumed_settings
+
+        with RunStore(args.store) as kept:
+            settings, stored = resumed_settings(args, kept, "map", array_map.MapSettings)
+        args.region = stored.get("region")
+    else:
+        settings = settings_from_args(array_map.MapSettings, args)
     region = array_map.parse_region(args.region) if args.region is not None else None
     check_backend_flags(args, True)
     check_output_paths([OutputPath("--csv", args.csv), OutputPath("--png", args.png),
@@ -95,8 +106,14 @@ def cmd_map(args) -> int:
         from rramlab.drivers.probe_station import load_bench
 
         checker = load_bench(args.bench).checker()  # the bench file's limits: a bad plan never connects
-    array_map.plan(settings, checker, region)  # before any backend is opened
+    first_plan = array_map.plan(settings, checker, region)  # before any backend is opened
     store = RunStore(args.store)
+    if args.resume is not None:
+        try:
+            resume_plan(array_map, first_plan, store, args.resume)  # a run of another plan is refused here
+        except BaseException:
+            store.close()
+            raise
     started = now()
     instrument, stopped = open_backend_for_run(args, True, store)
     if instrument is None:
@@ -109,10 +126,13 @@ def cmd_map(args) -> int:
     total = 0
     run_settings = {**settings_dict(settings), "region": args.region}
     try:
-        with instrument, record_run(store, "map", run_settings, instrument) as stored:
+        with instrument, record_run(store, "map", run_settings, instrument, resume=args.resume) as stored:
             run_id = stored.run_id
             map_plan = array_map.plan(settings, instrument, region)  # and the backend's own limits
             total = len(map_plan.cells)
+            if args.resume is not None:
+                map_plan, earlier = resume_plan(array_map, map_plan, store, args.resume)
+                say(f"map: resuming run {run_id} after its {earlier} stored reads")
             if args.csv:
                 record_file = RecordFile(args.csv, "--csv")
                 record_file.start(provenance_lines(__version__, ["rramlab", *args.argv], started,
@@ -120,9 +140,9 @@ def cmd_map(args) -> int:
                                   array_map.CSV_HEADER)
             from tqdm import tqdm
 
-            with tqdm(total=total, desc="map", unit="cell", disable=args.no_progress, file=sys.stderr,
-                      leave=False) as bar:
-                for record in array_map.run(instrument, map_plan):
+            with tqdm(total=total, initial=len(map_plan.earlier_s), desc="map", unit="cell",
+                      disable=args.no_progress, file=sys.stderr, leave=False) as bar:
+                for record in pausable(array_map.run, instrument, map_plan, "map", run_id):
                     if isinstance(record, array_map.MapRead):
                         reads.append(record)
                         keep_record(stored, record, record_file, [record.csv_row()])
@@ -152,13 +172,14 @@ def cmd_map(args) -> int:
         if record_file:
             record_file.close()
 
-    counts = array_map.level_counts([r.conductance_s for r in reads])
+    every = [g for row in snapshot.conductance_s for g in row]  # a resumed map: the stored reads too
+    counts = array_map.level_counts(every)
     rows, cols = len(snapshot.wordlines), len(snapshot.bitlines)
     print(f"map of the {backend}: {rows} x {cols} cells (wordlines {snapshot.wordlines[0]}..{snapshot.wordlines[-1]}, "
           f"bitlines {snapshot.bitlines[0]}..{snapshot.bitlines[-1]}) read at {settings.read_v:g} V; "
           f"run {run_id} in {store.path}")
     print("  " + ", ".join(f"{name}: {n}" for name, n in counts.items() if n))
-    g = sorted(r.conductance_s for r in reads)
+    g = sorted(every)
     print(f"  conductance {g[0] * 1e9:.1f} .. {g[-1] * 1e9:.1f} nS, median {g[len(g) // 2] * 1e9:.1f} nS")
     if args.png:
         try:

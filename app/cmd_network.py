@@ -629,7 +629,7 @@ def _print_spiking(summary: dict) -> None:
     if not sweep:
         return
     n = sweep["qt"][0]["images"]
-    print(f"  spiking sweep (accuracy on {n} test images +- binomial standard error; power on the power images):")
+    print(f"  spiking sweep (accuracy +- binomial standard error and power, both on the same {n} test images):")
     print(f"    {'setting':22s} {'QT accuracy':>16s} {'QT power':>9s} {'QT & PR accuracy':>17s} {'QT & PR power':>13s}")
     for q, p in zip(sweep["qt"], sweep["qtpr"]):
         if q["parameter"] == "threshold":

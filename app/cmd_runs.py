@@ -7,6 +7,8 @@
     rramlab runs export RUN --npz FILE   # one array per record type and field, e.g. IspvaPulse.pulse_v
     rramlab runs export RUN --netcdf FILE  # metadata, provenance, unit-labelled arrays, array snapshots
     rramlab runs watch                   # the live run's progress and last records, refreshed (Ctrl-C ends)
+    rramlab runs pause RUN               # a running run waits at its next checkpoint, outputs 0 V, matrix open
+    rramlab runs resume RUN              # ... and carries on with its next pulse (app/pause.py)
     rramlab cell 3,7 --chip W3-D12 [--csv F] [--png F]   # every read of one cell across the chip's runs
 
 An exported CSV starts with the ``#`` provenance lines of the stored run (the rramlab version that
@@ -38,6 +40,8 @@ def register(subparsers) -> None:
     c.add_argument("--since", metavar="DATE", help="only runs started on or after this date or time (UTC), "
                                                    "e.g. 2026-12-01 or 2026-12-01T08:00")
     c.add_argument("--tag", metavar="WORD", help="only runs tagged WORD (--tag when they were recorded)")
+    c.add_argument("--session", type=int, metavar="SESSION", help="only the steps of this recipe session "
+                                                                  "(the number `rramlab run` printed)")
     c.add_argument("--json", action="store_true", help="one JSON object: the filters and every run with its "
                                                        "metadata, instead of the table")
     add_store_flag(c, "to list the runs of", metadata=False)
@@ -62,6 +66,11 @@ def register(subparsers) -> None:
     c.add_argument("--last", type=int, default=5, metavar="N", help="show the last N records (default 5)")
     c.add_argument("--times", type=int, default=None, metavar="N", help="stop after N refreshes (default: Ctrl-C)")
     add_store_flag(c, "to watch (read only: the run's writer is never held up)", metadata=False)
+    for action, text in (("pause", "pause a running run at its next checkpoint (outputs to 0 V, matrix open)"),
+                         ("resume", "resume a paused run with its next pulse")):
+        c = sub.add_parser(action, help=text)
+        c.add_argument("run", type=int, metavar="RUN", help="the run's id (the first column of `rramlab runs list`)")
+        add_store_flag(c, "to find the run's process in (read only)", metadata=False)
     p.set_defaults(handler=cmd_runs)
 
 
@@ -87,13 +96,19 @@ def cmd_runs(args) -> int:
     from rramlab.app.cli import EXIT_OK, EXIT_USAGE
 
     if args.runs_command is None:
-        print("usage: rramlab runs list | show RUN | export RUN --csv FILE | --npz FILE | --netcdf FILE | watch")
+        print("usage: rramlab runs list | show RUN | export RUN --csv FILE | --npz FILE | --netcdf FILE | watch | "
+              "pause RUN | resume RUN")
         return EXIT_USAGE
     if args.runs_command == "watch":
         from rramlab.app.watch import watch
 
         return watch(args.store, run=args.run, interval_s=args.interval, last=args.last, times=args.times)
     with RunStore(args.store) as store:
+        if args.runs_command in ("pause", "resume"):
+            from rramlab.app.pause import signal_run
+
+            print(signal_run(store, args.run, args.runs_command))
+            return EXIT_OK
         if args.runs_command == "list":
             return _list(store, args)
         if args.runs_command == "show":
@@ -235,7 +250,8 @@ LIST_HEADER = f"{'RUN':>5s}  {'PROTOCOL':9s} {'STATUS':10s} {'RECORDS':>7s}     
 def _list(store, args) -> int:
     from rramlab.app.cli import EXIT_OK
 
-    filters = {"chip": args.chip, "protocol": args.protocol, "since": args.since, "tag": args.tag}
+    filters = {"chip": args.chip, "protocol": args.protocol, "since": args.since, "tag": args.tag,
+               "session": args.session}
     runs = store.runs(args.limit, **filters)
     chosen = ", ".join(f"{k} {v}" for k, v in filters.items() if v is not None)
     if args.json:
@@ -264,4 +280,5 @@ def run_dict(info) -> dict:
     return {"run_id": info.run_id, "protocol": info.protocol, "status": info.shown_status, "records": info.records,
             "started_at": info.started_at, "ended_at": info.ended_at, "backend": info.backend,
             "software_version": info.software_version, "error": info.error, **info.metadata.as_dict(),
-            "settings": info.settings, "summary": info.summary}
+            "settings": info.settings, "summary": info.summary, "session_id": info.session_id,
+            "step_index": info.step_index}

@@ -65,7 +65,25 @@ def _add_common(p, settings_class, title, with_cell=True, extra_help=None) -> No
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_force_flag(p)
     add_store_flag(p)
+    from rramlab.app.resume import add_resume_flag
+
+    add_resume_flag(p, p.prog.split()[-1])
     _add_backend_options(p)
+
+
+def _resumed(args, name: str, settings_class):
+    """With ``--resume RUN``: the stored settings (and the stored settings dict); the stored cell
+    goes to ``args.cell``. None without it."""
+    if args.resume is None:
+        return None
+    from rramlab.app.resume import cell_of, resumed_settings
+    from rramlab.protocols.store import RunStore
+
+    with RunStore(args.store) as store:
+        settings, stored = resumed_settings(args, store, name, settings_class)
+    if hasattr(args, "cell"):
+        args.cell = cell_of(stored)
+    return settings, stored
 
 
 #: settings the commands set from their own flags instead (e.g. retention's --cells)
@@ -131,8 +149,10 @@ def cmd_disturb(args) -> int:
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.protocols import disturb
 
-    settings = replace(settings_from_args(disturb.DisturbSettings, args, skip=_SKIP["DisturbSettings"]),
-                       neighbours=int(args.neighbours))
+    again = _resumed(args, "disturb", disturb.DisturbSettings)
+    settings = again[0] if again else replace(settings_from_args(disturb.DisturbSettings, args,
+                                                                 skip=_SKIP["DisturbSettings"]),
+                                              neighbours=int(args.neighbours))
     cell = args.cell if args.cell is not None else (0, 0)
     summariser = disturb.DisturbSummariser(settings.read_v)
     done = {"read": 0, "half-select": 0}
@@ -148,7 +168,7 @@ def cmd_disturb(args) -> int:
                                 settings.reads + 1 + n_watch * 50, settings.pulse_width_s)
     code, instrument, taken, run_id = run_stress(
         args, "disturb", settings, lambda checker: disturb.plan(settings, cell, checker), disturb.run,
-        _Rows(disturb.CSV_HEADER), on_record, total, "op", estimate, args.cell)
+        _Rows(disturb.CSV_HEADER), on_record, total, "op", estimate, args.cell, protocol=disturb)
     if code != EXIT_OK:
         return code
     where = f"cell {cell[0]},{cell[1]}" if args.cell is not None else "lone device"
@@ -202,20 +222,39 @@ def aging_from_args(args):
         raise RramlabError(f"{flag}: {exc}; give a positive number") from None
 
 
-def _apply_aging(instrument, aging) -> None:
-    """Give the twin its aging state (sim/aging.py), a separate state beside the chip."""
+def _apply_aging(instrument, aging, args=None) -> None:
+    """Give the twin its aging state (sim/aging.py), a separate state beside the chip.
+
+    A chip loaded with ``--chip`` that was saved aged keeps its own state (its cells' cycles, cycles
+    to failure, programming times and clock) with or without ``--aging``; ``--aging`` then only
+    takes the run's ``--temperature`` if given (a bake at another temperature). Its cycles to failure
+    were drawn when the chip was made, so a different ``--cycles-to-failure`` is refused."""
     if aging is None:
         return
+    from dataclasses import replace
+
+    from rramlab.drivers.interface import RramlabError
     from rramlab.sim.aging import AgingState
 
+    kept = getattr(instrument, "aging", None)
+    if kept is not None:
+        if (getattr(args, "cycles_to_failure", None) is not None
+                and aging.wear_cycles_to_failure != kept.aging.wear_cycles_to_failure):
+            raise RramlabError(f"--cycles-to-failure {aging.wear_cycles_to_failure:g} differs from the "
+                               f"{kept.aging.wear_cycles_to_failure:g} the --chip's cells were drawn with: drop it")
+        if getattr(args, "temperature", None) is not None:
+            kept.aging = replace(kept.aging, temperature_k=aging.temperature_k)
+        return
     instrument.aging = AgingState(aging, instrument.geometry.shape, instrument.seed)
 
 
 def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_record, total: int, unit: str,
-               estimate_s=None, cell=None) -> tuple[int, object, int, object]:
+               estimate_s=None, cell=None, protocol=None, stored_extra=None) -> tuple[int, object, int, object]:
     """The shared body of the three commands: check outputs and the plan, open the backend, record
     the run, stream ``records_of(instrument, plan)`` into the store and ``--csv`` (``rows_of(record)``
     gives its rows), call ``on_record`` per record, and make the backend safe however it ends.
+    ``protocol``: the protocol module, for ``--resume RUN`` (its ``resume`` skips the plan past the
+    run's stored records); ``stored_extra``: kept with the settings (the cell is always).
     Returns (exit code, instrument, records taken, run id)."""
     from tqdm import tqdm
 
@@ -225,10 +264,13 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
                                      keep_record, now, provenance_lines)
     from rramlab.drivers.interface import RramlabError
     from rramlab.protocols.settings import settings_dict
-    from rramlab.protocols.store import RunStore, record_run
+    from rramlab.app.pause import pausable
+    from rramlab.protocols.store import RunStore, record_run, resume_plan
 
     from rramlab import __version__
 
+    resume = getattr(args, "resume", None)
+    run_settings = {**settings_dict(settings), "cell": None if cell is None else list(cell), **(stored_extra or {})}
     cell_requested = cell is not None
     check_backend_flags(args, cell_requested)
     check_output_paths([OutputPath("--csv", args.csv), OutputPath("--save-chip", args.save_chip),
@@ -239,8 +281,14 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
         from rramlab.drivers.probe_station import load_bench
 
         checker = load_bench(args.bench).checker()
-    plan_for(checker)  # the whole plan, before any backend is opened
+    first_plan = plan_for(checker)  # the whole plan, before any backend is opened
     store = RunStore(args.store)
+    if resume is not None:
+        try:
+            resume_plan(protocol, first_plan, store, resume)  # a run of another plan is refused here
+        except BaseException:
+            store.close()
+            raise
     started = now()
     instrument, stopped = open_backend_for_run(args, cell_requested, store)
     if instrument is None:
@@ -248,10 +296,19 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
     taken, run_id, record_file = 0, None, None
     try:
         with instrument:
-            _apply_aging(instrument, aging)
+            _apply_aging(instrument, aging, args)
             the_plan = plan_for(instrument)
-            with record_run(store, name, settings, instrument) as stored:
+            with record_run(store, name, run_settings, instrument, resume=resume) as stored:
                 run_id = stored.run_id
+                if resume is not None:
+                    the_plan, earlier = resume_plan(protocol, the_plan, store, resume)
+                    if name == "retention" and not hasattr(instrument, "advance_time"):
+                        the_plan = _bench_retention_clock(the_plan, store, resume)
+                    say(f"{name}: resuming run {run_id} after its {earlier} stored records")
+                    from rramlab.protocols.store import stored_records
+
+                    for r in stored_records(protocol, store.records(resume)):
+                        on_record(r)  # the summary at the end is that of the whole run
                 if args.csv:
                     record_file = RecordFile(args.csv, "--csv")
                     record_file.start(provenance_lines(__version__, ["rramlab", *args.argv], started,
@@ -262,7 +319,7 @@ def run_stress(args, name: str, settings, plan_for, records_of, rows_of, on_reco
                     say(f"{name}: estimated bench time of the whole run {format_duration(estimate_s)}")
                 with tqdm(total=total, desc=name, unit=unit, disable=args.no_progress, file=sys.stderr,
                           leave=False) as bar:
-                    for record in records_of(instrument, the_plan):
+                    for record in pausable(records_of, instrument, the_plan, name, run_id):
                         taken += 1
                         keep_record(stored, record, record_file, rows_of(record))
                         bar.update(on_record(record))
@@ -297,6 +354,19 @@ def keep_summary(args, run_id, summary: dict) -> None:
 
     with RunStore(args.store) as store:
         store.set_summary(run_id, json_ready(summary))
+
+
+def _bench_retention_clock(the_plan, store, run_id):
+    """A retention run resumed on a bench keeps its clock: the seconds since its last cell was
+    programmed (the store's time of its last IspvaResult) decide which read comes next."""
+    import datetime as dt
+
+    results = store.records(run_id, type="IspvaResult")
+    if the_plan.start_cell < len(the_plan.cells) or not results:
+        return the_plan
+    programmed = dt.datetime.fromisoformat(results[-1].at)
+    elapsed = (dt.datetime.now(dt.timezone.utc) - programmed).total_seconds()
+    return replace(the_plan, elapsed_s=max(elapsed, 0.0))
 
 
 class _Rows:
@@ -352,14 +422,28 @@ def cmd_retention(args) -> int:
     from rramlab.app.cli import EXIT_OK
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.protocols import retention
-    settings = settings_from_args(retention.RetentionSettings, args, skip=_SKIP["RetentionSettings"])
-    spacing, reads = retention.parse_reads(args.reads)
-    settings = replace(settings, duration_s=retention.parse_duration(args.duration), reads=reads, spacing=spacing)
-    if args.width is not None:
-        settings = replace(settings, program=replace(settings.program, pulse_width_s=args.width))
-    levels = parse_levels_ns(args.levels)
-    cells = parse_cells(args.cells, len(levels))
-    targets = [levels[i % len(levels)] for i in range(len(cells))]
+    again = _resumed(args, "retention", retention.RetentionSettings)
+    if again:
+        settings, stored = again
+        given = sorted({t.split("=", 1)[0] for t in args.argv} & {"--cells", "--levels", "--duration", "--reads",
+                                                                   "--width"})
+        if given:
+            from rramlab.drivers.interface import RramlabError
+
+            raise RramlabError(f"--resume {args.resume} continues the run with its stored settings: drop "
+                               f"{', '.join(given)} (or start a new run without --resume)")
+        cells = [tuple(c) for c in stored["cells"]]
+        targets = [float(t) for t in stored["targets_s"]]
+    else:
+        settings = settings_from_args(retention.RetentionSettings, args, skip=_SKIP["RetentionSettings"])
+        spacing, reads = retention.parse_reads(args.reads)
+        settings = replace(settings, duration_s=retention.parse_duration(args.duration), reads=reads,
+                           spacing=spacing)
+        if args.width is not None:
+            settings = replace(settings, program=replace(settings.program, pulse_width_s=args.width))
+        levels = parse_levels_ns(args.levels)
+        cells = parse_cells(args.cells, len(levels))
+        targets = [levels[i % len(levels)] for i in range(len(cells))]
     summariser = retention.RetentionSummariser(settings.tolerance_s)
 
     def on_record(r):
@@ -374,7 +458,8 @@ def cmd_retention(args) -> int:
     start = time.perf_counter()
     code, instrument, taken, run_id = run_stress(
         args, "retention", settings, lambda checker: retention.plan(settings, cells, targets, checker),
-        retention.run, _Rows(retention.CSV_HEADER), on_record, reads_total, "read", estimate, cells[0])
+        retention.run, _Rows(retention.CSV_HEADER), on_record, reads_total, "read", estimate, cells[0],
+        protocol=retention, stored_extra={"cells": [list(c) for c in cells], "targets_s": targets})
     if code != EXIT_OK:
         return code
     wall = time.perf_counter() - start
@@ -403,7 +488,8 @@ def cmd_endurance(args) -> int:
     from rramlab.app.settings_flags import settings_from_args
     from rramlab.protocols import endurance
 
-    settings = settings_from_args(endurance.EnduranceSettings, args)
+    again = _resumed(args, "endurance", endurance.EnduranceSettings)
+    settings = again[0] if again else settings_from_args(endurance.EnduranceSettings, args)
     cell = args.cell if args.cell is not None else (0, 0)
     summariser = endurance.EnduranceSummariser(settings.min_window_ratio)
     last_cycle = [0]
@@ -419,7 +505,7 @@ def cmd_endurance(args) -> int:
     code, instrument, taken, run_id = run_stress(
         args, "endurance", settings, lambda checker: endurance.plan(settings, cell, checker), endurance.run,
         _Rows(endurance.CSV_HEADER), on_record, settings.cycles, "cycle", estimate,
-        args.cell)
+        args.cell, protocol=endurance)
     if code != EXIT_OK:
         return code
     print("\n".join(endurance_lines(summariser, settings, instrument, args.cell, run_id)))

@@ -73,6 +73,7 @@ def cmd_transfer(args) -> int:
 
     from rramlab.app.cli import EXIT_OK, Stopped, check_backend_flags, interrupt_exit_code, open_backend, say, \
         safe_state_text
+    from rramlab.app.pause import pausable
     from rramlab.app.outputs import OutputError, OutputPath, check_output_paths, chip_output, describe_os_error, \
         now, provenance_dict, write_json
 
@@ -131,7 +132,7 @@ def cmd_transfer(args) -> int:
                         tqdm(total=programmed, desc=f"transfer ({tsettings.scheme})", unit="cell",
                              disable=args.no_progress, file=sys.stderr, leave=False) as bar:
                     run_id = rec.run_id
-                    for r in transfer.run(instrument, tplan):
+                    for r in pausable(transfer.run, instrument, tplan, "transfer", run_id):
                         rec.add(r)
                         records.append(r)
                         if _finishes_cell(r) and bar.n < programmed:

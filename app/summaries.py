@@ -214,4 +214,8 @@ def summarise_run(protocol: str, plan, records: Sequence, wall_s: float, backend
     if protocol == "Array read":
         s = array_read_summary(records)
         return s, array_read_lines(s)
+    from rramlab.app.lab_summaries import LAB_PROTOCOLS, lab_summary
+
+    if protocol in LAB_PROTOCOLS:  # iv, map, endurance, retention, disturb: app/lab_summaries.py
+        return lab_summary(protocol, plan, records, wall_s, backend)
     return {}, []  # a protocol without a summary of its own

@@ -2,15 +2,17 @@
 and the bench-clock time of the default run.
 
     .venv/bin/python benchmarks/endurance.py             # under a minute on an idle machine
-    .venv/bin/python benchmarks/endurance.py --million   # adds the 1,000,000-cycle run (~10-15 min)
+    .venv/bin/python benchmarks/endurance.py --million   # adds the 1,000,000-cycle run (~10 min)
 
 1. Speed: ``protocols/endurance.py`` on ``VirtualArray(engine="fast")``, a lone device and cell 3,7
    of the 24 x 24 array, log-spaced reads: cycles per second (wall clock, this machine).
 2. Memory: tracemalloc's peak of a streamed run (protocol + summariser + CSV rows) of 2,000 and
-   20,000 cycles (``--million``: and 1,000,000), driven through the seam's checks against an
-   instrument that answers at once (the seam's checks alone take ~0.4 ms a cycle here; a million
-   twin cycles take ~1.5 h), which measures what the protocol holds; the twin itself at 300 and
-   1,000 cycles.
+   20,000 cycles, driven through the seam's checks against an instrument that answers at once
+   (the seam's checks alone take ~0.5 ms a cycle here; a million twin cycles take ~1.5 h), which
+   measures what the protocol holds; the twin itself at 300 and 1,000 cycles. ``--million``: the
+   same run of 20,000 and of 1,000,000 cycles, each in a fresh process, measured by the process's
+   peak resident memory (``ru_maxrss``; tracemalloc would make the million cycles ten times slower):
+   a run that kept its records would grow by hundreds of MB.
 3. Bench clock: the default run (``rramlab endurance --bench ...`` with its default 1000 cycles,
    log reads, at the 4156C's shortest 0.5 ms and at 2 ms) on the virtual bench, against the
    estimate ``rramlab endurance`` prints before the first pulse.
@@ -76,10 +78,30 @@ def peak_bytes(make, cycles: int, cell=(0, 0)) -> tuple[int, float]:
     return peak, wall
 
 
+def rss_run(cycles: int) -> tuple[float, float]:
+    """(peak resident memory in MiB, wall seconds) of a streamed run of ``cycles`` on the instant
+    instrument in a fresh Python process (this script with --rss-run)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, __file__, "--rss-run", str(cycles)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--million", action="store_true", help="also the 1,000,000-cycle run (~15 min)")
+    parser.add_argument("--million", action="store_true", help="also the 1,000,000-cycle run (~10 min)")
+    parser.add_argument("--rss-run", type=int, metavar="CYCLES", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_run:
+        import resource
+
+        t = time.perf_counter()
+        streamed_run(InstantCrossbar(), args.rss_run)
+        wall = time.perf_counter() - t
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, wall)  # ru_maxrss is KiB on Linux: MiB
+        return
 
     print("1. cycles per second, twin fast engine (2 pulses per cycle, log-spaced reads)")
     for label, make, cell in (("lone device", lambda: VirtualArray.lone_device(engine="fast"), (0, 0)),
@@ -93,10 +115,14 @@ def main() -> None:
 
     print("2. peak memory (tracemalloc) of a streamed run")
     small, _ = peak_bytes(InstantCrossbar, 2_000)
-    for cycles in (20_000, 1_000_000) if args.million else (20_000,):
-        big, wall = peak_bytes(InstantCrossbar, cycles)
-        print(f"  protocol through the seam on an instant instrument: 2,000 cycles {small / 1024:.1f} KiB, "
-              f"{cycles:,} cycles {big / 1024:.1f} KiB (ratio {big / small:.2f}; took {wall:.1f} s)")
+    big, wall = peak_bytes(InstantCrossbar, 20_000)
+    print(f"  protocol through the seam on an instant instrument: 2,000 cycles {small / 1024:.1f} KiB, "
+          f"20,000 cycles {big / 1024:.1f} KiB (ratio {big / small:.2f}; took {wall:.1f} s)")
+    if args.million:
+        (rss_small, _), (rss_big, wall) = rss_run(20_000), rss_run(1_000_000)
+        print(f"  peak resident memory of the whole process (fresh each): 20,000 cycles {rss_small:.1f} MiB, "
+              f"1,000,000 cycles {rss_big:.1f} MiB (+{rss_big - rss_small:.1f} MiB; {1_000_000 / wall:,.0f} "
+              f"cycles/s, took {wall:.0f} s)")
     twin = [300, 1000]
     peaks = [peak_bytes(lambda: VirtualArray.lone_device(engine="fast"), n)[0] for n in twin]
     print("  twin lone device: " + ", ".join(f"{n:,} cycles {p / 1024:.1f} KiB" for n, p in zip(twin, peaks)))

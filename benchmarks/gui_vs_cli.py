@@ -1,7 +1,7 @@
 """Wall time of one weight transfer in the GUI against the same transfer on the command line.
 
 Run by hand:  QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/gui_vs_cli.py [--scheme half-bias]
-              [--repeat 1] [--weights examples/weights_24x10.npz]
+              [--repeat 3] [--weights examples/weights_24x10.npz]
 
 Both run in this process on the 24 x 24 twin (fast engine, seed 0) and record every record in a run
 store of their own: the CLI as ``rramlab transfer WEIGHTS --scheme S --no-progress``, the GUI as a
@@ -72,8 +72,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=ROOT / "examples" / "weights_24x10.npz")
     ap.add_argument("--scheme", choices=("half-bias", "fast"), default="half-bias")
-    ap.add_argument("--repeat", type=int, default=1, help="pairs of runs (default 1)")
+    ap.add_argument("--repeat", type=int, default=3, help="pairs of runs (default 3; a ratio needs medians of at least 3)")
     args = ap.parse_args()
+    if args.repeat < 3:
+        ap.error(f"--repeat {args.repeat}: a ratio is a median of at least 3 pairs; give --repeat 3 or more")
     cli, gui = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):

@@ -877,7 +877,8 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
             self.last_pulse_current = datum.checked("pulse current")
 
     # ----- DC staircase of one cell (rramlab iv) -----
-    def sweep_cell(self, wordline: int, bitline: int, voltages, compliance: float | None = None) -> np.ndarray:
+    def sweep_cell(self, wordline: int, bitline: int, voltages, compliance: float | None = None,
+                   on_step=None) -> np.ndarray:
         """The current (A) into the selected bitline at each step of a DC staircase ``voltages``
         (V) across cell (``wordline``, ``bitline``), in the half-bias circuit of a pulse: the
         wordline SMU at +V/2, the bitline SMU at -V/2, every other line at 0 V. Each step is two
@@ -886,7 +887,10 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
         the wordline sweeps, and with the bitline at 0 V every cell of the wordline would see the
         whole voltage. The bitline current includes the half-selected cells of that bitline (at V/2).
         ``compliance``: A, default the bench file's pulse compliance. Every step is checked against
-        the safe operating area first; afterwards both lines rest at 0 V with the read compliance."""
+        the safe operating area first; afterwards both lines rest at 0 V with the read compliance.
+        ``on_step(k, current_a)`` is called after each step's measurement (so a caller keeps every
+        point measured before a Ctrl-C); when it returns True the sweep ends after that step, the
+        lines go back to 0 V and the currents so far are returned."""
         (w, b), = self.check_cells([(wordline, bitline)])
         try:
             volts = np.asarray(voltages, dtype=float)
@@ -912,6 +916,9 @@ class ProbeStation(BenchChecker, CrossbarInstrument):
                 a.force_voltage(bl_ch, -v / 2, comp)
                 a.force_voltage(wl_ch, v / 2, comp)
                 out[k] = -a.spot_current_datum(bl_ch, 0).checked("sweep current")
+                if on_step is not None and on_step(k, float(out[k])):
+                    out = out[:k + 1]
+                    break
             a.force_voltage(wl_ch, 0.0, cfg.read_compliance)
             a.force_voltage(bl_ch, 0.0, cfg.read_compliance)
             a.check_errors("sweep")

@@ -17,7 +17,8 @@ Modules: ``ispp`` (incremental step pulse programming), ``ispva`` (write-verify)
 (weight transfer into the differential array), ``inference`` (25-step spiking inference through
 ``vmm``), ``array_map`` (the conductance map of the array at the read voltage), ``iv`` (a DC staircase
 sweep of one cell), ``power`` (eqns 1-3 from measured conductances), ``endurance``, ``retention`` and
-``disturb`` (set/reset cycling, states over time, read and half-select disturb), ``network`` and ``mnist`` (training,
+``disturb`` (set/reset cycling, states over time, read and half-select disturb), ``control`` (pause,
+resume and stop any protocol at its checkpoints), ``network`` and ``mnist`` (training,
 quantisation, pruning, mapping; the data), ``weights`` (weight files), ``store`` (the run
 store), ``records`` (records to rows and DataFrames), ``settings`` (the declarations).
 """
@@ -27,4 +28,4 @@ PROTOCOLS = ("ispp", "ispva", "transfer", "inference", "power", "array_map", "iv
              "disturb")
 
 __all__ = ["PROTOCOLS", "ispp", "ispva", "transfer", "inference", "power", "array_map", "iv", "endurance",
-           "retention", "disturb", "weights", "store", "records"]
+           "retention", "disturb", "weights", "store", "records", "control"]

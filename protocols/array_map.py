@@ -20,13 +20,13 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 from rramlab.drivers.interface import CrossbarInstrument, RequestChecker, RequestError, SafeOperatingArea
 from rramlab.protocols.settings import check_settings, setting
 
-__all__ = ["MapSettings", "MapPlan", "MapRead", "MapSnapshot", "plan", "run", "Settings", "Plan", "RECORDS",
+__all__ = ["MapSettings", "MapPlan", "MapRead", "MapSnapshot", "plan", "run", "resume", "Settings", "Plan", "RECORDS",
            "parse_region", "level_counts", "LEVEL_NAMES", "CSV_HEADER"]
 
 LEVEL_SPACING_S = 10e-9
@@ -83,6 +83,9 @@ class MapPlan:
     settings: MapSettings
     wordlines: tuple[int, ...]
     bitlines: tuple[int, ...]
+    #: conductances (S) already read, in ``cells`` order (``resume``): ``run`` reads the cells after
+    #: them and the snapshot holds both
+    earlier_s: tuple[float, ...] = ()
 
     @property
     def cells(self) -> list[tuple[int, int]]:
@@ -117,7 +120,8 @@ def plan(settings: MapSettings, checker: RequestChecker | None = None,
             raise RequestError(f"region {what} {lo}:{hi} is not within 0:{n} of this {W} x {B} array: "
                                f"give start < end, both from 0 to {n}")
     wordlines, bitlines = tuple(range(w0, w1)), tuple(range(b0, b1))
-    checker.check_cells([(wordlines[0], bitlines[0]), (wordlines[-1], bitlines[-1])])
+    # every cell, not the corners: a line inside the region may be unwired on a bench (its pin map)
+    checker.check_cells([(w, b) for w in wordlines for b in bitlines])
     return MapPlan(settings, wordlines, bitlines)
 
 
@@ -127,18 +131,36 @@ def run(instrument: CrossbarInstrument, map_plan: MapPlan,
     (only when every wordline was read). ``should_stop`` is polled between wordlines."""
     v = map_plan.settings.read_v
     rows = []
+    earlier = list(map_plan.earlier_s)
     for w in map_plan.wordlines:
+        row, earlier = earlier[:len(map_plan.bitlines)], earlier[len(map_plan.bitlines):]
+        if len(row) == len(map_plan.bitlines):  # resumed: this wordline is in the store already
+            rows.append(tuple(row))
+            continue
         if should_stop is not None and should_stop():
             return
-        cells = [(w, b) for b in map_plan.bitlines]
+        cells = [(w, b) for b in map_plan.bitlines][len(row):]
         currents = instrument.read(cells, v)
-        row = []
         for (_, b), i in zip(cells, currents):
             g = float(i) / v
             row.append(g)
             yield MapRead(w, b, v, float(i), g)
         rows.append(tuple(row))
     yield MapSnapshot(map_plan.wordlines, map_plan.bitlines, v, tuple(rows))
+
+
+def resume(map_plan: MapPlan, records) -> MapPlan:
+    """The plan that continues after ``records`` (the stored MapReads, in order): the cells after
+    the last one read (a wordline cut short by a crash is finished cell by cell), the snapshot at
+    the end made of the stored and the new reads. RequestError if the records are not this plan's."""
+    reads = [r for r in records if isinstance(r, MapRead)]
+    cells = map_plan.cells
+    if len(reads) > len(cells) or [(r.wordline, r.bitline) for r in reads] != cells[:len(reads)]:
+        raise RequestError(f"the run's {len(reads)} map reads are not the first cells of its region: it cannot be "
+                           "resumed")
+    if any(isinstance(r, MapSnapshot) for r in records):
+        raise RequestError("the run already holds its snapshot: the map is complete")
+    return replace(map_plan, earlier_s=tuple(float(r.conductance_s) for r in reads))
 
 
 #: the same shape in every protocol module (see ``rramlab.protocols``)

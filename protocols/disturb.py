@@ -19,7 +19,7 @@ Volts, seconds, amperes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, RequestChecker, RequestError,
@@ -27,7 +27,7 @@ from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, Request
 from rramlab.protocols.endurance import read_cycles
 from rramlab.protocols.settings import check_settings, setting
 
-__all__ = ["DisturbSettings", "DisturbPlan", "DisturbRecord", "plan", "run", "Settings", "Plan", "RECORDS",
+__all__ = ["DisturbSettings", "DisturbPlan", "DisturbRecord", "plan", "run", "resume", "Settings", "Plan", "RECORDS",
            "neighbours_of", "DisturbSummariser"]
 
 CSV_HEADER = ("phase", "count", "wordline", "bitline", "role", "read_a")
@@ -81,6 +81,9 @@ class DisturbPlan:
     wordline: int
     bitline: int
     neighbours: tuple[tuple[int, int], ...]
+    #: where ``run`` starts (``resume``): the phase ("read" or "half-select") and its next count
+    #: (0: the phase's first record, the reads before any disturb)
+    start_at: tuple[str, int] = ("read", 0)
 
 
 def neighbours_of(geometry, wordline: int, bitline: int) -> tuple[tuple[int, int], ...]:
@@ -113,16 +116,22 @@ def run(instrument: CrossbarInstrument, disturb_plan: DisturbPlan,
     """Carry out the plan; yield DisturbRecords at log-spaced counts (and count 0)."""
     p, s = disturb_plan, disturb_plan.settings
     w, b = p.wordline, p.bitline
-    yield DisturbRecord("read", 0, w, b, "cell", float(instrument.read_cell(w, b, s.read_v)))
-    schedule = read_cycles(s.reads, "log", s.reads_per_decade)
-    next_record = next(schedule)
-    for count in range(1, s.reads + 1):
-        if should_stop is not None and should_stop():
-            return
-        current = instrument.read_cell(w, b, s.read_v)
-        if count == next_record:
-            yield DisturbRecord("read", count, w, b, "cell", float(current))
+    phase, start = p.start_at
+    if phase == "read":
+        if start == 0:
+            yield DisturbRecord("read", 0, w, b, "cell", float(instrument.read_cell(w, b, s.read_v)))
+        schedule = read_cycles(s.reads, "log", s.reads_per_decade)
+        next_record = next(schedule)
+        while next_record < start:  # resumed: these are in the store already
             next_record = next(schedule, s.reads + 1)
+        for count in range(max(start, 1), s.reads + 1):
+            if should_stop is not None and should_stop():
+                return
+            current = instrument.read_cell(w, b, s.read_v)
+            if count == next_record:
+                yield DisturbRecord("read", count, w, b, "cell", float(current))
+                next_record = next(schedule, s.reads + 1)
+        start = 0
     if not s.neighbours:
         return
     watched = [(w, b), *p.neighbours]
@@ -132,16 +141,39 @@ def run(instrument: CrossbarInstrument, disturb_plan: DisturbPlan,
         for (cw, cb), i in zip(watched, currents):
             yield DisturbRecord("half-select", count, cw, cb, "cell" if (cw, cb) == (w, b) else "neighbour", float(i))
 
-    yield from reads_at(0)
+    if start == 0:
+        yield from reads_at(0)
     schedule = read_cycles(s.pulses, "log", s.reads_per_decade)
     next_record = next(schedule)
-    for count in range(1, s.pulses + 1):
+    while next_record < start:
+        next_record = next(schedule, s.pulses + 1)
+    for count in range(max(start, 1), s.pulses + 1):
         if should_stop is not None and should_stop():
             return
         instrument.pulse_cell(w, b, s.pulse_v, s.pulse_width_s, s.shape)
         if count == next_record:
             yield from reads_at(count)
             next_record = next(schedule, s.pulses + 1)
+
+
+def resume(disturb_plan: DisturbPlan, records) -> DisturbPlan:
+    """The plan that continues after ``records`` (the stored DisturbRecords, in order): with the
+    count after the last recorded one, in its phase, so the counts go on (the reads or pulses
+    between that record and a crash happened but are not counted: the store cannot know them; a
+    half-select read of the neighbours cut short by a crash keeps the cells stored before it).
+    RequestError if the records are not this plan's."""
+    taken = [r for r in records if isinstance(r, DisturbRecord)]
+    if not taken:
+        return disturb_plan
+    last, s = taken[-1], disturb_plan.settings
+    limit = s.reads if last.phase == "read" else s.pulses
+    if last.phase not in ("read", "half-select") or last.count > limit or \
+            (last.phase == "half-select" and not s.neighbours):
+        raise RequestError(f"the run's last record ({last.phase} {last.count}) is not of its plan: it cannot be "
+                           "resumed")
+    if last.phase == "read" and last.count == s.reads:
+        return replace(disturb_plan, start_at=("half-select", 0) if s.neighbours else ("read", s.reads + 1))
+    return replace(disturb_plan, start_at=(last.phase, last.count + 1))
 
 
 Settings = DisturbSettings

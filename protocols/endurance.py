@@ -12,14 +12,14 @@ operating area before the first pulse. Volts, seconds, amperes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, RequestChecker, RequestError,
                                       SafeOperatingArea, half_bias_voltages)
 from rramlab.protocols.settings import check_settings, setting
 
-__all__ = ["EnduranceSettings", "EndurancePlan", "EnduranceRecord", "plan", "run", "Settings", "Plan", "RECORDS",
+__all__ = ["EnduranceSettings", "EndurancePlan", "EnduranceRecord", "plan", "run", "resume", "Settings", "Plan", "RECORDS",
            "read_cycles", "EnduranceSummariser", "DecadeWindow"]
 
 CSV_HEADER = ("cycle", "lrs_a", "hrs_a", "window_ratio")
@@ -121,6 +121,8 @@ class EndurancePlan:
     settings: EnduranceSettings
     wordline: int
     bitline: int
+    #: the first cycle ``run`` pulses (``resume``: the one after the last stored read cycle)
+    start_cycle: int = 1
 
     @property
     def total_pulses(self) -> int:
@@ -158,7 +160,9 @@ def run(instrument: CrossbarInstrument, endurance_plan: EndurancePlan,
     w, b = p.wordline, p.bitline
     schedule = read_cycles(s.cycles, s.read_every, s.reads_per_decade)
     next_read = next(schedule)
-    for cycle in range(1, s.cycles + 1):
+    while next_read < p.start_cycle:  # resumed: the read cycles before it are in the store already
+        next_read = next(schedule, s.cycles + 1)
+    for cycle in range(p.start_cycle, s.cycles + 1):
         if should_stop is not None and should_stop():
             return
         instrument.pulse_cell(w, b, s.set_v, s.pulse_width_s, s.shape)
@@ -173,6 +177,23 @@ def run(instrument: CrossbarInstrument, endurance_plan: EndurancePlan,
         if s.stop_when_closed and record.window_ratio < s.min_window_ratio:
             return
         next_read = next(schedule, s.cycles + 1)
+
+
+def resume(endurance_plan: EndurancePlan, records) -> EndurancePlan:
+    """The plan that continues after ``records`` (the stored EnduranceRecords, in order): from the
+    cycle after the last read cycle, so the cycle count goes on (the cycles pulsed between that read
+    and a crash are pulsed again: the store cannot know them). A run that ended on a closed window
+    (``stop_when_closed``) has nothing left. RequestError if the records are not this plan's."""
+    taken = [r for r in records if isinstance(r, EnduranceRecord)]
+    if not taken:
+        return endurance_plan
+    last, s = taken[-1], endurance_plan.settings
+    if (last.wordline, last.bitline) != (endurance_plan.wordline, endurance_plan.bitline) or last.cycle > s.cycles:
+        raise RequestError(f"the run's last record (cycle {last.cycle}, cell {last.wordline},{last.bitline}) is not "
+                           "of its plan: it cannot be resumed")
+    if s.stop_when_closed and last.window_ratio < s.min_window_ratio:
+        return replace(endurance_plan, start_cycle=s.cycles + 1)
+    return replace(endurance_plan, start_cycle=last.cycle + 1)
 
 
 Settings = EnduranceSettings

@@ -12,7 +12,7 @@ Defaults are the paper's simulation values: set 3.0 -> 4.2 V in 25 mV, reset -1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -21,7 +21,7 @@ from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, Request
                                       SafeOperatingArea, half_bias_voltages)
 from rramlab.protocols.settings import check_settings, setting
 
-__all__ = ["IsppSettings", "IsppPlan", "IsppRecord", "plan", "run", "run_ispp", "Settings", "Plan", "RECORDS",
+__all__ = ["IsppSettings", "IsppPlan", "IsppRecord", "plan", "run", "resume", "run_ispp", "Settings", "Plan", "RECORDS",
            "voltage_ramp", "plan_pulses", "distinct_levels", "reset_drop_fraction", "CycleSummary", "summarise_ispp"]
 
 #: columns of ``rramlab ispp --csv`` (``IsppRecord.csv_row``)
@@ -139,6 +139,8 @@ class IsppPlan:
     wordline: int
     bitline: int
     cycle_pulses: tuple[tuple[str, int, float], ...]
+    #: pulses of the whole run already taken (``resume``): ``run`` starts with the next one
+    start_pulse: int = 0
 
     @property
     def total_pulses(self) -> int:
@@ -179,13 +181,33 @@ def run(instrument: CrossbarInstrument, ispp_plan: IsppPlan,
     every pulse again, so a plan made against wider limits than the instrument's is still refused.
     """
     p, s = ispp_plan, ispp_plan.settings
-    for cycle in range(1, s.cycles + 1):
-        for phase, step, v in p.cycle_pulses:
+    first_cycle, first_pulse = divmod(p.start_pulse, len(p.cycle_pulses))
+    for cycle in range(first_cycle + 1, s.cycles + 1):
+        for phase, step, v in p.cycle_pulses[first_pulse if cycle == first_cycle + 1 else 0:]:
             if should_stop is not None and should_stop():
                 return
             instrument.pulse_cell(p.wordline, p.bitline, v, s.pulse_width_s, s.shape)
             current = instrument.read_cell(p.wordline, p.bitline, s.read_v)
             yield IsppRecord(cycle, phase, step, v, current, p.wordline, p.bitline)
+
+
+def resume(ispp_plan: IsppPlan, records) -> IsppPlan:
+    """The plan that continues after ``records`` (the IsppRecords a stored run holds, in order):
+    its next pulse is the one after the last record's. RequestError if they are not this plan's."""
+    taken = [r for r in records if isinstance(r, IsppRecord)]
+    n = len(taken)
+    if n > ispp_plan.total_pulses:
+        raise RequestError(f"the run holds {n} ISPP records but its plan has {ispp_plan.total_pulses} pulses: "
+                           "it is not this plan's run")
+    if n:
+        last = taken[-1]
+        cycle, k = divmod(n - 1, len(ispp_plan.cycle_pulses))
+        phase, step, _ = ispp_plan.cycle_pulses[k]
+        if (last.cycle, last.phase, last.step) != (cycle + 1, phase, step) or \
+                (last.wordline, last.bitline) != (ispp_plan.wordline, ispp_plan.bitline):
+            raise RequestError(f"the run's last record (cycle {last.cycle}, {last.phase} step {last.step}, cell "
+                               f"{last.wordline},{last.bitline}) is not pulse {n} of its plan: it cannot be resumed")
+    return replace(ispp_plan, start_pulse=n)
 
 
 #: the same shape in every protocol module (see ``rramlab.protocols``): Settings, Plan, RECORDS

@@ -51,7 +51,8 @@ from rramlab.drivers.interface import (PULSE_SHAPES, CrossbarInstrument, Request
                                       SafeOperatingArea, half_bias_voltages)
 from rramlab.protocols.settings import check_settings, setting
 
-__all__ = ["IspvaSettings", "IspvaPlan", "IspvaPulse", "IspvaResult", "plan", "run", "Settings", "Plan", "RECORDS",
+__all__ = ["IspvaSettings", "IspvaPlan", "IspvaPulse", "IspvaResult", "plan", "run", "resume",
+           "programming_position", "Settings", "Plan", "RECORDS",
            "program_cell", "check_target", "first_set_v", "next_set_v", "bracket_set_v", "within_fraction",
            "LevelSummary", "summarise_levels", "PAPER_LEVELS_S"]
 
@@ -143,6 +144,11 @@ class IspvaPlan:
     settings: IspvaSettings
     cells: tuple[tuple[int, int], ...]
     targets_s: tuple[float, ...]
+    #: where ``run`` starts (``resume``): the index of the first cell to program, the pulses that
+    #: cell already had and the amplitude (V) of its last set pulse (None: none yet)
+    start_cell: int = 0
+    start_pulses: int = 0
+    start_last_set_v: float | None = None
 
 
 def check_target(target_s: float, what: str = "target conductance") -> float:
@@ -401,10 +407,47 @@ def run(instrument: CrossbarInstrument, ispva_plan: IspvaPlan,
         should_stop: Callable[[], bool] | None = None) -> Iterator[IspvaPulse | IspvaResult]:
     """Program every cell of the plan in turn; yields IspvaPulse per pulse and IspvaResult per cell.
     ``should_stop`` is polled between pulses; the caller owns the instrument (context manager)."""
-    for cell, target in zip(ispva_plan.cells, ispva_plan.targets_s):
+    p = ispva_plan
+    for k, (cell, target) in enumerate(zip(p.cells, p.targets_s)):
+        if k < p.start_cell:  # resumed: this cell's result is in the store already
+            continue
         if should_stop is not None and should_stop():
             return
-        yield from program_cell(instrument, ispva_plan.settings, cell, target, should_stop)
+        again = k == p.start_cell
+        yield from program_cell(instrument, p.settings, cell, target, should_stop,
+                                p.start_pulses if again else 0, p.start_last_set_v if again else None)
+
+
+def programming_position(cells, targets_s, records) -> tuple[int, int, float | None]:
+    """Where programming ``cells`` (in order) stands after ``records`` (stored IspvaPulse and
+    IspvaResult, in order): (index of the first cell without a result, the pulses that cell already
+    had, the amplitude of its last set pulse or None). RequestError if the records are not of these
+    cells in this order."""
+    done, pulses, last_set_v = 0, 0, None
+    for r in records:
+        if not isinstance(r, (IspvaPulse, IspvaResult)):
+            continue
+        if done >= len(cells) or (r.wordline, r.bitline) != tuple(cells[done]):
+            raise RequestError(f"a stored record of cell {r.wordline},{r.bitline} is not of the plan's cell "
+                               f"{'(none left)' if done >= len(cells) else cells[done]}: the run cannot be resumed")
+        if isinstance(r, IspvaResult):
+            done, pulses, last_set_v = done + 1, 0, None
+        else:
+            pulses = r.pulse
+            if r.kind == "set":
+                last_set_v = r.pulse_v
+    return done, pulses, last_set_v
+
+
+def resume(ispva_plan: IspvaPlan, records) -> IspvaPlan:
+    """The plan that continues after ``records`` (the stored pulses and results, in order): with
+    the first cell that has no result, its verify loop going on from the pulses it already had
+    (their count, the last set amplitude) on the cell as it is now. RequestError if the records are
+    not this plan's."""
+    from dataclasses import replace
+
+    done, pulses, last_set_v = programming_position(ispva_plan.cells, ispva_plan.targets_s, records)
+    return replace(ispva_plan, start_cell=done, start_pulses=pulses, start_last_set_v=last_set_v)
 
 
 #: the same shape in every protocol module (see ``rramlab.protocols``): Settings, Plan, RECORDS

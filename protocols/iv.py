@@ -7,7 +7,8 @@ voltage the cell sees: the positive ones within the set window, the negative one
 window), before the instrument is touched. ``run`` asks the instrument for the sweep
 (``sweep_cell``, in the half-bias circuit of a pulse: ``VirtualArray.sweep_cell`` solves each step
 on the twin, a lone device being a 1 x 1 twin; ``ProbeStation.sweep_cell`` steps the wordline and
-bitline SMUs and reads the bitline) and yields one ``IvPoint`` per step once the sweep has ended. ``summarise`` finds the set and reset onsets and the currents at the read
+bitline SMUs and reads the bitline) and yields one ``IvPoint`` per step; a sweep stopped part-way
+(stop flag, Ctrl-C, SIGTERM) yields every point measured before the stop. ``summarise`` finds the set and reset onsets and the currents at the read
 voltage. Units: volts, amperes.
 
 Example::
@@ -20,7 +21,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from rramlab.drivers.interface import RequestChecker, RequestError, SafeOperatingArea, SafetyError
 from rramlab.protocols.settings import check_settings, setting
 
-__all__ = ["IvSettings", "IvPlan", "IvPoint", "plan", "run", "summarise", "sweep_voltages", "Settings", "Plan",
+__all__ = ["IvSettings", "IvPlan", "IvPoint", "plan", "run", "resume", "summarise", "sweep_voltages", "Settings", "Plan",
            "RECORDS", "CSV_HEADER", "MAX_POINTS"]
 
 #: most steps one sweep may have (the 4156C's staircase holds 1001 steps per source; longer sweeps
@@ -88,6 +89,8 @@ class IvPlan:
     cell: tuple[int, int]
     voltages: tuple[float, ...]
     legs: tuple[int, ...]
+    #: True when the sweep is in the store already (``resume``): ``run`` yields nothing
+    complete: bool = False
 
 
 def sweep_voltages(settings: IvSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -135,20 +138,72 @@ def plan(settings: IvSettings, checker: RequestChecker | None = None, cell: tupl
 
 def run(instrument, iv_plan: IvPlan, should_stop: Callable[[], bool] | None = None) -> Iterator[IvPoint]:
     """Sweep the plan's cell (``instrument.sweep_cell``) and yield one IvPoint per step.
-    ``should_stop`` is polled before the sweep (a staircase runs to its end once started)."""
-    if should_stop is not None and should_stop():
+
+    The sweep stops between steps: ``should_stop`` is polled before the sweep and, through the
+    sweep's ``on_step``, after every step; a stop ends the sweep there (lines back to 0 V) and the
+    points measured are yielded. A pause of a RunControl (protocols/control.py) ends the running
+    segment the same way, then waits safe at the checkpoint; on resume the sweep goes on from the
+    next step in a new segment (routed again; the switches hold their states at 0 V, inside every
+    hysteresis window). A Ctrl-C or SIGTERM part-way (a KeyboardInterrupt) is raised only after
+    every point already measured has been yielded, the instrument having gone safe first (its own
+    guard). On a probe station every step is its own spot measurement (``ProbeStation.sweep_cell``;
+    the 4156C's staircase, which returns its data only at its end, is not used), on the twin its own
+    solve, so no measured point is lost either way."""
+    if iv_plan.complete or (should_stop is not None and should_stop()):
         return
     sweep = getattr(instrument, "sweep_cell", None)
     if sweep is None:
         raise RequestError(f"the {getattr(instrument, 'backend_name', type(instrument).__name__)} has no DC "
                            "staircase sweep (sweep_cell): use the twin or a probe station")
+    from rramlab.protocols.control import PAUSING, RunControl
+
     w, b = iv_plan.cell
-    currents = sweep(w, b, np.array(iv_plan.voltages), compliance=iv_plan.settings.compliance_a)
-    for k, (v, leg, i) in enumerate(zip(iv_plan.voltages, iv_plan.legs, currents)):
-        yield IvPoint(w, b, k, leg, v, float(i))
+    volts = np.array(iv_plan.voltages)
+    measured: list[float] = []
+
+    def leave_segment() -> bool:
+        # a pause must not wait inside a segment (the lines are driven, the matrix routed): leave
+        # it and take the pause at the checkpoint between segments
+        if isinstance(should_stop, RunControl):
+            return should_stop.stop_requested or should_stop.state == PAUSING
+        return bool(should_stop is not None and should_stop())
+
+    def step(k: int, current_a: float) -> bool:
+        measured.append(float(current_a))
+        return leave_segment()
+
+    def new_points(first: int):
+        for k in range(first, len(measured)):
+            yield IvPoint(w, b, k, iv_plan.legs[k], iv_plan.voltages[k], measured[k])
+
+    done = 0
+    while done < volts.size:
+        try:
+            sweep(w, b, volts[done:], compliance=iv_plan.settings.compliance_a, on_step=step)
+        except KeyboardInterrupt:
+            yield from new_points(done)  # the points measured before the stop, then the stop itself
+            raise
+        yield from new_points(done)
+        done = len(measured)
+        if done < volts.size and (should_stop is None or should_stop()):
+            return  # stopped (a paused RunControl has waited in should_stop and returns False on resume)
 
 
 #: the same shape in every protocol module (see ``rramlab.protocols``)
+def resume(iv_plan: IvPlan, records) -> IvPlan:
+    """The plan that continues after ``records`` (the stored IvPoints): the sweep if none is
+    stored, nothing if every point is. A sweep is one staircase taken at once, so one whose points
+    were only partly stored (the process died while storing them) cannot be continued part-way:
+    RequestError saying to start a new run."""
+    points = [r for r in records if isinstance(r, IvPoint)]
+    if not points:
+        return iv_plan
+    if len(points) == len(iv_plan.voltages):
+        return replace(iv_plan, complete=True)
+    raise RequestError(f"the run holds {len(points)} of the sweep's {len(iv_plan.voltages)} points (the process died "
+                       "while storing them): a staircase cannot be continued part-way; start a new iv run")
+
+
 Settings = IvSettings
 Plan = IvPlan
 #: the record class ``run`` yields

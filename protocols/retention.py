@@ -25,7 +25,7 @@ from rramlab.drivers.interface import CrossbarInstrument, RequestChecker, Reques
 from rramlab.protocols import ispva
 from rramlab.protocols.settings import check_settings, setting
 
-__all__ = ["RetentionSettings", "RetentionPlan", "RetentionRecord", "plan", "run", "Settings", "Plan", "RECORDS",
+__all__ = ["RetentionSettings", "RetentionPlan", "RetentionRecord", "plan", "run", "resume", "Settings", "Plan", "RECORDS",
            "schedule", "parse_duration", "parse_reads", "summarise", "LevelDrift"]
 
 CSV_HEADER = ("time_s", "wordline", "bitline", "target_s", "conductance_s")
@@ -127,6 +127,15 @@ class RetentionPlan:
     cells: tuple[tuple[int, int], ...]
     targets_s: tuple[float, ...]
     times_s: tuple[float, ...]
+    #: where ``run`` starts (``resume``): programming as ``ispva.programming_position`` says, then
+    #: the read times from ``times_s[start_read]`` on; ``elapsed_s``: the seconds since programming
+    #: ended when the run resumes on a bench (the schedule keeps its clock; a read time already past
+    #: is not taken), None otherwise
+    start_cell: int = 0
+    start_pulses: int = 0
+    start_last_set_v: float | None = None
+    start_read: int = 0
+    elapsed_s: float | None = None
 
 
 def plan(settings: RetentionSettings, cells: Sequence[tuple[int, int]], targets_s: Sequence[float],
@@ -162,14 +171,22 @@ def run(instrument: CrossbarInstrument, retention_plan: RetentionPlan,
     ``wait(seconds)``: how time passes between reads (default: ``advance_time`` on an instrument that
     has it, the twin's simulated clock; else a wall-clock sleep with outputs at 0 V)."""
     p, s = retention_plan, retention_plan.settings
-    for cell, target in zip(p.cells, p.targets_s):
-        for r in ispva.program_cell(instrument, s.program, cell, target, should_stop):
+    for k, (cell, target) in enumerate(zip(p.cells, p.targets_s)):
+        if k < p.start_cell:  # resumed: programmed before
+            continue
+        again = k == p.start_cell
+        for r in ispva.program_cell(instrument, s.program, cell, target, should_stop,
+                                    p.start_pulses if again else 0, p.start_last_set_v if again else None):
             yield r
         if should_stop is not None and should_stop():
             return
     simulated = hasattr(instrument, "advance_time")
-    now = 0.0
-    for t in p.times_s:
+    now = 0.0 if p.start_read == 0 or p.start_cell < len(p.cells) else p.times_s[p.start_read - 1]
+    if p.elapsed_s is not None and not simulated and p.start_cell >= len(p.cells):
+        now = p.elapsed_s  # a bench resumed: the cells have rested this long since programming
+    for t in p.times_s[p.start_read:]:
+        if t < now:  # a read time that passed while the run was not running: not taken
+            continue
         dt = t - now
         if dt > 0:
             if wait is not None:
@@ -186,6 +203,28 @@ def run(instrument: CrossbarInstrument, retention_plan: RetentionPlan,
         currents = instrument.read(list(p.cells), s.read_v)
         for (w, b), target, i in zip(p.cells, p.targets_s, currents):
             yield RetentionRecord(float(t), w, b, target, float(i) / s.read_v)
+
+
+def resume(retention_plan: RetentionPlan, records, elapsed_s: float | None = None) -> RetentionPlan:
+    """The plan that continues after ``records`` (the stored pulses, results and reads, in order):
+    programming goes on with the first cell without a result (then every read time is taken, the
+    clock starting when programming ends); once programmed, the reads go on with the first read
+    time after the last stored one. ``elapsed_s``: on a bench, the seconds since programming ended
+    (the run store's time of the last result): read times already past are not taken. A read time
+    whose cells were only partly stored when the run died keeps those, and is not read again."""
+    from dataclasses import replace
+
+    p = retention_plan
+    done, pulses, last_set_v = ispva.programming_position(p.cells, p.targets_s, records)
+    reads = [r for r in records if isinstance(r, RetentionRecord)]
+    if reads and done < len(p.cells):
+        raise RequestError("the run holds retention reads before every cell was programmed: it cannot be resumed")
+    start_read = 0
+    if reads:
+        last = reads[-1].time_s
+        start_read = next((i for i, t in enumerate(p.times_s) if t > last * (1 + 1e-9)), len(p.times_s))
+    return replace(p, start_cell=done, start_pulses=pulses, start_last_set_v=last_set_v, start_read=start_read,
+                   elapsed_s=elapsed_s if done == len(p.cells) else None)
 
 
 Settings = RetentionSettings

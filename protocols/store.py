@@ -5,7 +5,7 @@ record is appended in its own small transaction, so a process killed mid-run (po
 loses at most the record in flight; the run row then still says ``running`` and ``runs list``
 shows it as ``unfinished`` once its process is gone.
 
-Tables (schema version 4, see ``MIGRATIONS``):
+Tables (schema version 5, see ``MIGRATIONS``):
 
 * ``runs``: id, protocol, settings (JSON), backend, backend_describe (JSON, the backend's
   ``describe()``), software_version, pid, host, started_at, ended_at (ISO 8601 UTC), status
@@ -16,6 +16,10 @@ Tables (schema version 4, see ``MIGRATIONS``):
 * ``records``: id, run_id, seq (0-based order within the run), type (the record dataclass's name),
   data (JSON of its fields), at (ISO 8601 UTC).
   Indexed by the ``wordline`` and ``bitline`` of their data (version 4), for a cell's history.
+* ``sessions`` (version 5): one recipe run (``rramlab run``): id, recipe (its path), recipe_text,
+  fingerprint (of the expanded steps), steps (their number), started_at, ended_at, status, error,
+  pid, host, metadata (JSON). A run of a session has ``runs.session_id`` and ``runs.step_index``
+  (NULL for every other run); ``session_waits`` keeps the end of each finished wait step.
 * ``schema_version``: one row, the number of migrations applied.
 
 Records are frozen dataclasses; they are stored as JSON with their type name, so the store needs
@@ -51,8 +55,9 @@ import numpy as np
 
 from rramlab.drivers.interface import RramlabError
 
-__all__ = ["RunStore", "record_run", "RunRecorder", "RunInfo", "RunMetadata", "StoredRecord", "CellReading",
-           "StoreError", "default_store_path", "using_metadata", "cell_history", "STATUSES", "ENV_VAR"]
+__all__ = ["RunStore", "record_run", "run_protocol", "stored_records", "stored_settings", "resume_plan", "RunRecorder",
+           "RunInfo", "RunMetadata", "StoredRecord", "CellReading", "StoreError", "default_store_path", "using_metadata",
+           "using_session", "SessionInfo", "cell_history", "STATUSES", "ENV_VAR"]
 
 #: a run's status: running, then finished, aborted (Ctrl-C) or failed (an error)
 STATUSES = ("running", "finished", "aborted", "failed")
@@ -109,6 +114,34 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX records_by_cell ON records(json_extract(data, '$.wordline'), json_extract(data, '$.bitline'));
     """,
+    # 5: recipes (``rramlab run``): a session is one recipe run; each of its steps is a run of the
+    # session (runs.session_id, runs.step_index: the expanded step's 0-based index); a wait step has
+    # no run, its end is kept in session_waits. NULL for the runs of older stores and lone commands.
+    """
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipe TEXT NOT NULL,
+        recipe_text TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        steps INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'aborted', 'failed')),
+        error TEXT,
+        pid INTEGER,
+        host TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE session_waits (
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        step_index INTEGER NOT NULL,
+        ended_at TEXT NOT NULL,
+        PRIMARY KEY (session_id, step_index)
+    );
+    ALTER TABLE runs ADD COLUMN session_id INTEGER REFERENCES sessions(id);
+    ALTER TABLE runs ADD COLUMN step_index INTEGER;
+    CREATE INDEX runs_by_session ON runs(session_id, step_index);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -120,7 +153,7 @@ class StoreError(RramlabError):
 #: seconds a write waits for another program's write lock before the store gives up
 BUSY_TIMEOUT_S = 10.0
 #: the tables a rramlab store holds (a store missing one is damaged)
-TABLES = ("runs", "records", "schema_version")
+TABLES = ("runs", "records", "schema_version", "sessions", "session_waits")
 
 
 def _damaged_fix(path) -> str:
@@ -240,6 +273,42 @@ _DEFAULT_METADATA: contextvars.ContextVar[RunMetadata] = contextvars.ContextVar(
                                                                                 default=RunMetadata())
 
 
+#: (session id, step index) every run started in a ``using_session`` block is kept under (a recipe's step)
+_SESSION_STEP: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("rramlab_session_step",
+                                                                                      default=None)
+
+
+@contextlib.contextmanager
+def using_session(session_id: int, step_index: int):
+    """Within the block every run started is a step of session ``session_id`` (``runs.session_id``,
+    ``runs.step_index``), written with the run's row in one transaction: how a recipe's steps are
+    found again on ``--resume`` whichever protocol (and ``record_run``) started them."""
+    token = _SESSION_STEP.set((int(session_id), int(step_index)))
+    try:
+        yield
+    finally:
+        _SESSION_STEP.reset(token)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One row of the ``sessions`` table (a recipe run, ``rramlab run``): ``recipe`` is the recipe
+    file's path, ``fingerprint`` identifies its expanded steps, ``steps`` their number."""
+
+    session_id: int
+    recipe: str
+    recipe_text: str
+    fingerprint: str
+    steps: int
+    started_at: str
+    ended_at: str | None
+    status: str
+    error: str | None
+    pid: int | None
+    host: str | None
+    metadata: dict
+
+
 @contextlib.contextmanager
 def using_metadata(metadata: RunMetadata):
     """Within the block every run started without metadata of its own gets ``metadata`` (how the
@@ -297,6 +366,8 @@ class RunInfo:
     records: int = 0
     summary: dict | None = None  # the numbers the run ended with (SI units), if recorded
     metadata: RunMetadata = RunMetadata()  # chip, sample, operator, temperature, notes, tags
+    session_id: int | None = None  # the recipe session (rramlab run) this run is a step of
+    step_index: int | None = None  # its step in that session (0-based, loops expanded)
 
     @property
     def id(self) -> int:
@@ -372,14 +443,15 @@ class RunStore:
         if software_version is None:
             from rramlab import __version__ as software_version
         m = _DEFAULT_METADATA.get() if metadata is None else metadata
+        session_id, step_index = _SESSION_STEP.get() or (None, None)
         with _store_errors(self.path, "start a run"), self.conn:
             cur = self.conn.execute(
                 "INSERT INTO runs (protocol, settings, backend, backend_describe, software_version, pid, host, "
-                "started_at, status, chip_id, sample, operator, temperature_k, notes, tags) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                "started_at, status, chip_id, sample, operator, temperature_k, notes, tags, session_id, step_index) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (protocol, json.dumps(_plain(settings)), backend, json.dumps(_plain(backend_describe)),
                  software_version, os.getpid(), socket.gethostname(), _now(), m.chip_id, m.sample, m.operator,
-                 m.temperature_k, m.notes, json.dumps(list(m.tags))))
+                 m.temperature_k, m.notes, json.dumps(list(m.tags)), session_id, step_index))
         run_id = int(cur.lastrowid)
         self._seq[run_id] = 0
         return run_id
@@ -425,6 +497,66 @@ class RunStore:
             row = self.conn.execute("SELECT MAX(seq) FROM records WHERE run_id=?", (run_id,)).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
+    # ----- sessions (recipes) -----
+    def start_session(self, recipe: str, recipe_text: str, fingerprint: str, steps: int,
+                      metadata: dict | None = None) -> int:
+        """Add a ``running`` session (a recipe run); return its id."""
+        with _store_errors(self.path, "start a session"), self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO sessions (recipe, recipe_text, fingerprint, steps, started_at, status, pid, host, "
+                "metadata) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (str(recipe), recipe_text, fingerprint, int(steps), _now(), os.getpid(), socket.gethostname(),
+                 json.dumps(_plain(metadata or {}))))
+        return int(cur.lastrowid)
+
+    def session(self, session_id: int) -> SessionInfo:
+        """The SessionInfo of session ``session_id``; StoreError if the store has no such session."""
+        with _store_errors(self.path, f"read session {session_id}"):
+            row = self.conn.execute("SELECT id, recipe, recipe_text, fingerprint, steps, started_at, ended_at, "
+                                    "status, error, pid, host, metadata FROM sessions WHERE id=?",
+                                    (int(session_id),)).fetchone()
+        if row is None:
+            raise StoreError(f"session {session_id} is not in the store {self.path}: the session number is the one "
+                             "`rramlab run` printed when it started")
+        return SessionInfo(*row[:11], json.loads(row[11] or "{}"))
+
+    def reopen_session(self, session_id: int) -> SessionInfo:
+        """Mark a session ``running`` again under this process (``rramlab run --resume``)."""
+        info = self.session(session_id)
+        with _store_errors(self.path, f"reopen session {session_id}"), self.conn:
+            self.conn.execute("UPDATE sessions SET status='running', ended_at=NULL, error=NULL, pid=?, host=? "
+                              "WHERE id=?", (os.getpid(), socket.gethostname(), int(session_id)))
+        return info
+
+    def end_session(self, session_id: int, status: str, error: str | None = None) -> None:
+        """Close a session: "finished", "aborted" or "failed"."""
+        if status not in STATUSES[1:]:
+            raise StoreError(f"a session ends as one of {STATUSES[1:]}, not {status!r}")
+        with _store_errors(self.path, f"mark session {session_id} {status}"), self.conn:
+            self.conn.execute("UPDATE sessions SET status=?, ended_at=?, error=? WHERE id=?",
+                              (status, _now(), error, int(session_id)))
+
+    def session_runs(self, session_id: int) -> list[RunInfo]:
+        """The runs of session ``session_id`` (every attempt at each step), by step then run id."""
+        sql = _RUN_SELECT + " WHERE runs.session_id = ? GROUP BY runs.id ORDER BY runs.step_index, runs.id"
+        with _store_errors(self.path, f"read the runs of session {session_id}"):
+            return [_run_info(r) for r in self.conn.execute(sql, (int(session_id),))]
+
+    def finished_steps(self, session_id: int) -> set[int]:
+        """Step indices of session ``session_id`` that ended: a ``finished`` run, or a finished wait."""
+        with _store_errors(self.path, f"read the steps of session {session_id}"):
+            runs = self.conn.execute("SELECT step_index FROM runs WHERE session_id=? AND status='finished'",
+                                     (int(session_id),)).fetchall()
+            waits = self.conn.execute("SELECT step_index FROM session_waits WHERE session_id=?",
+                                      (int(session_id),)).fetchall()
+        return {int(r[0]) for r in runs + waits}
+
+    def finish_wait(self, session_id: int, step_index: int) -> None:
+        """Keep that wait step ``step_index`` of session ``session_id`` has ended."""
+        with _store_errors(self.path, f"mark wait step {step_index} of session {session_id}"), self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO session_waits VALUES (?, ?, ?)",
+                              (int(session_id), int(step_index), _now()))
+
     # ----- reading -----
     def run(self, run_id: int) -> RunInfo:
         """The RunInfo of run ``run_id``; StoreError if the store has no such run."""
@@ -435,10 +567,14 @@ class RunStore:
         return _run_info(row)
 
     def runs(self, limit: int | None = None, chip: str | None = None, protocol: str | None = None,
-             since: str | None = None, tag: str | None = None) -> list[RunInfo]:
+             since: str | None = None, tag: str | None = None, session: int | None = None) -> list[RunInfo]:
         """Every run, newest first (at most ``limit``); only those of ``chip`` (its chip id), of
-        ``protocol``, started on or after ``since`` (ISO date or time, UTC) or tagged ``tag``."""
+        ``protocol``, started on or after ``since`` (ISO date or time, UTC), tagged ``tag`` or steps
+        of recipe session ``session`` (``rramlab run``)."""
         where, args = [], []
+        if session is not None:
+            where.append("runs.session_id = ?")
+            args.append(int(session))
         if chip is not None:
             where.append("runs.chip_id = ?")
             args.append(chip)
@@ -496,7 +632,7 @@ class RunStore:
 
 _RUN_SELECT = ("SELECT runs.id, protocol, settings, backend, backend_describe, software_version, pid, host, "
                "started_at, ended_at, status, error, COUNT(records.id), runs.summary, runs.chip_id, runs.sample, "
-               "runs.operator, runs.temperature_k, runs.notes, runs.tags FROM runs "
+               "runs.operator, runs.temperature_k, runs.notes, runs.tags, runs.session_id, runs.step_index FROM runs "
                "LEFT JOIN records ON records.run_id = runs.id")
 
 
@@ -506,7 +642,8 @@ def _run_info(row) -> RunInfo:
     return RunInfo(run_id=row[0], protocol=row[1], settings=json.loads(row[2]), backend=row[3],
                    backend_describe=json.loads(row[4]), software_version=row[5], pid=row[6], host=row[7],
                    started_at=row[8], ended_at=row[9], status=row[10], error=row[11], records=row[12],
-                   summary=json.loads(row[13]) if row[13] else None, metadata=metadata)
+                   summary=json.loads(row[13]) if row[13] else None, metadata=metadata, session_id=row[20],
+                   step_index=row[21])
 
 
 def _cell_history_sql(chip, wordline: int, bitline: int) -> tuple[str, list]:
@@ -586,7 +723,8 @@ def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     """A corrupt page is found when the store is opened, not half-way through a run or an export.
     quick_check reads every page (it skips only the index-content cross-check of integrity_check):
     0.4 to 0.85 s for a million records (250 MB) on a warm disk cache, benchmarks/store_open.py."""
-    problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+    # one line: SQLite may put a newline inside a problem ("*** in database main ***\nPage 31: ...")
+    problems = [" ".join(str(r[0]).split()) for r in conn.execute("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
         raise StoreError(f"run store {path} is damaged (integrity check: {'; '.join(problems)}): {_damaged_fix(path)}")
 
@@ -730,10 +868,70 @@ class ProtocolRun:
     run_id: int
     store_path: Path
     records: list
+    #: records the run already held when it was resumed (``resume=RUN``); ``records`` are the new ones
+    earlier: int = 0
+
+
+def _tupled(value):
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def stored_records(protocol, records: list[StoredRecord]) -> list:
+    """A run's stored records (``RunStore.records``) as ``protocol``'s record dataclasses, in order
+    (JSON lists back to tuples; a NaN was stored as None and stays None). StoreError naming the
+    type for a record that is not one of ``protocol.RECORDS``."""
+    by_name = {cls.__name__: cls for cls in protocol.RECORDS}
+    out = []
+    for r in records:
+        cls = by_name.get(r.type)
+        if cls is None:
+            raise StoreError(f"record {r.seq} of run {r.run_id} is a {r.type}, not a record of "
+                             f"{protocol.__name__.rsplit('.', 1)[-1]}: the run cannot be resumed by it")
+        names = {f.name for f in dataclasses.fields(cls)}
+        out.append(cls(**{k: _tupled(v) for k, v in r.data.items() if k in names}))
+    return out
+
+
+def stored_settings(settings_class, stored: dict):
+    """The settings dataclass a run was recorded with, from its stored settings (``RunInfo.settings``):
+    keys that are not fields (a command's own, e.g. ``cell``) are left out, nested settings (e.g.
+    retention's ``program``) rebuilt."""
+    kwargs = {}
+    for f in dataclasses.fields(settings_class):
+        if f.name not in stored:
+            continue
+        value = stored[f.name]
+        inner = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if isinstance(value, dict) and inner is not None and dataclasses.is_dataclass(inner):
+            value = stored_settings(inner, value)
+        elif isinstance(value, list):
+            value = _tupled(value)
+        kwargs[f.name] = value
+    return settings_class(**kwargs)
+
+
+def resume_plan(protocol, plan, store: RunStore, run_id: int):
+    """``protocol.resume(plan, records)`` for run ``run_id`` of ``store``: the plan that continues
+    after the run's last stored record, and how many records it holds. StoreError (one line) when the
+    run is of another protocol or is still running in a live process; RequestError (from the
+    protocol) when its records are not this plan's."""
+    name = protocol.__name__.rsplit(".", 1)[-1]
+    stored_name = {"array_map": "map"}.get(name, name)
+    info = store.run(run_id)
+    if info.protocol not in (name, stored_name):
+        raise StoreError(f"run {run_id} was recorded by {info.protocol}, not {stored_name}: resume it with "
+                         f"`rramlab {info.protocol} --resume {run_id}`")
+    if info.shown_status == "running" and info.pid != os.getpid():
+        raise StoreError(f"run {run_id} is still running (pid {info.pid} on {info.host}): stop it first, or "
+                         f"`rramlab runs resume {run_id}` if it is paused")
+    if not hasattr(protocol, "resume"):
+        raise StoreError(f"{stored_name} runs cannot be resumed")
+    records = stored_records(protocol, store.records(run_id))
+    return protocol.resume(plan, records), len(records)
 
 
 def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_record=None,
-                 metadata: RunMetadata | None = None) -> ProtocolRun:
+                 metadata: RunMetadata | None = None, control=None, resume: int | None = None) -> ProtocolRun:
     """Run a protocol on an instrument and record it in the run store, in one call.
 
     ``protocol``: a protocol module (``rramlab.protocols.ispva``, ...); its ``run(instrument, plan,
@@ -744,6 +942,12 @@ def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_re
     command line's default store). ``on_record(record)``: called after each record is stored (a
     progress bar, a live plot). ``metadata``: a RunMetadata (chip id, sample, operator, temperature,
     notes, tags) kept with the run. Ctrl-C and errors mark the run as ``record_run`` does.
+    ``control``: a ``rramlab.protocols.control.RunControl`` to pause, resume or stop the run from
+    another thread at the protocol's checkpoints (paused: outputs at 0 V, matrix open); it is bound
+    to ``instrument`` here and polls ``should_stop`` too. A ``should_stop`` that is a RunControl
+    is taken as ``control``. ``resume``: continue stored run ``resume`` (e.g. after a crash): ``plan``
+    is the run's plan rebuilt from its stored settings (``stored_settings``), and the run goes on
+    after its last stored record (``protocol.resume``); the records returned are the new ones.
 
     Example::
 
@@ -757,14 +961,30 @@ def run_protocol(instrument, protocol, plan, store=None, should_stop=None, on_re
     """
     name = protocol.__name__.rsplit(".", 1)[-1]
     settings = protocol.run_settings(plan) if hasattr(protocol, "run_settings") else plan.settings
-    records = []
-    with record_run(store, name, settings, instrument, metadata=metadata) as rec:
-        for record in protocol.run(instrument, plan, should_stop=should_stop):
-            rec.add(record)
-            records.append(record)
-            if on_record is not None:
-                on_record(record)
-    return ProtocolRun(rec.run_id, rec.store.path, records)
+    from rramlab.protocols.control import RunControl
+
+    if control is None and isinstance(should_stop, RunControl):
+        control, should_stop = should_stop, None
+    if control is not None:
+        control.bind(instrument)
+        if should_stop is not None:
+            control.other_stop = should_stop
+        should_stop = control
+    records, earlier = [], 0
+    opened = store if isinstance(store, RunStore) else RunStore(store)
+    try:
+        if resume is not None:
+            plan, earlier = resume_plan(protocol, plan, opened, resume)
+        with record_run(opened, name, settings, instrument, metadata=metadata, resume=resume) as rec:
+            for record in protocol.run(instrument, plan, should_stop=should_stop):
+                rec.add(record)
+                records.append(record)
+                if on_record is not None:
+                    on_record(record)
+    finally:
+        if opened is not store:
+            opened.close()
+    return ProtocolRun(rec.run_id, opened.path, records, earlier)
 
 
 

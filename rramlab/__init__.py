@@ -94,6 +94,8 @@ _EXPORTS = {
     "StoreError": "rramlab.protocols.store",
     "RunMetadata": "rramlab.protocols.store",
     "cell_history": "rramlab.protocols.store",
+    # pause, resume and stop a run at its protocol's checkpoints
+    "RunControl": "rramlab.protocols.control",
     # records to tables
     "record_dicts": "rramlab.protocols.records",
     "records_frame": "rramlab.protocols.records",
@@ -101,6 +103,11 @@ _EXPORTS = {
     "load_weights": "rramlab.protocols.weights",
     "save_weights": "rramlab.protocols.weights",
     "WeightFileError": "rramlab.protocols.weights",
+    # experiment recipes (rramlab run): planned and checked whole, run as one store session
+    "load_recipe": "rramlab.protocols.recipe",
+    "plan_recipe": "rramlab.protocols.recipe",
+    "run_recipe": "rramlab.protocols.recipe",
+    "RecipeError": "rramlab.protocols.recipe",
     # Monte-Carlo sweeps of the twin on Dask
     "sweep": "rramlab.app.sweep",
     "SweepError": "rramlab.app.sweep",

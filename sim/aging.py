@@ -157,3 +157,31 @@ class AgingState:
 
     def advance_time(self, seconds: float) -> None:
         self.clock_s += float(seconds)
+
+    #: the per-cell arrays of the state, as chip files store them (``aging_<name>``)
+    ARRAYS = ("cycles", "cycles_to_failure", "last_polarity", "programmed_at_s")
+
+    def to_file(self) -> tuple[dict, dict]:
+        """(meta, arrays) for a chip file: the parameters and the clock (JSON), the per-cell arrays."""
+        meta = {"parameters": self.aging.describe(), "clock_s": self.clock_s}
+        return meta, {f"aging_{name}": getattr(self, name) for name in self.ARRAYS}
+
+    @classmethod
+    def from_file(cls, meta: dict, arrays: dict, shape: tuple[int, int]) -> "AgingState":
+        """The state ``to_file`` wrote. ValueError naming what is wrong (a bad parameter, a missing
+        or misshapen array, a negative count)."""
+        state = cls(Aging(**meta["parameters"]), shape, seed=0)
+        state.clock_s = float(meta["clock_s"])
+        dtypes = {"cycles": np.int64, "last_polarity": np.int8}
+        for name in cls.ARRAYS:
+            if f"aging_{name}" not in arrays:
+                raise ValueError(f"its aging state lacks aging_{name}")
+            arr = np.asarray(arrays[f"aging_{name}"])
+            if arr.shape != tuple(shape):
+                raise ValueError(f"aging_{name} has shape {arr.shape}, the array needs {tuple(shape)}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"aging_{name} holds NaN or infinite values")
+            setattr(state, name, np.array(arr, dtype=dtypes.get(name, float)))
+        if np.any(state.cycles < 0) or np.any(state.cycles_to_failure <= 0) or not np.isfinite(state.clock_s):
+            raise ValueError("its aging state has negative cycles, cycles to failure <= 0 or a bad clock")
+        return state

@@ -104,6 +104,53 @@ def partial_on_fraction(overdrive_v, window_v: float = PARTIAL_WINDOW_V):
     return np.clip(x / window_v, PARTIAL_FLOOR, 1.0)
 
 
+#: Hard breakdown (paper, Results: "hard breakdown occurred at an average 4.4 V and permanently
+#: altered the conductance in the LRS state"; hence its safe window ends at 4.3 V). HT-RRAM needs no
+#: forming and no compliance current, so the twin's device is never formed: breakdown is the one
+#: irreversible event of the model. A cell whose terminal voltage at a pulse's (or a sweep step's)
+#: peak exceeds its own breakdown voltage gets a permanent linear path of BREAKDOWN_RESISTANCE across
+#: its terminals, in parallel with the switching area, in every engine.
+#: mean breakdown voltage (V, |V| of either polarity): the paper's average
+BREAKDOWN_V = 4.4
+#: cell-to-cell spread (V, standard deviation). Assumed: the paper gives only the average; 30 mV is
+#: what a +-0.1 V range of the devices it broke would suggest
+BREAKDOWN_SPREAD_V = 0.03
+#: no cell breaks below this (V). Assumed: halfway between the paper's 4.3 V safe limit, which it
+#: chose to avoid breakdown, and the 4.4 V mean; it keeps every cell above the seam's safe
+#: operating area (DEVICE_CEILING: 4.3 V across a cell or on a line), so no normal caller breaks one
+BREAKDOWN_FLOOR_V = 4.35
+#: resistance (ohm) of the path a breakdown leaves. Assumed: the paper reports only that the LRS
+#: conductance changed for good; a hard-breakdown path through a few-nm HfO2 film is typically in
+#: the kilo-ohm range, far below the 54.6 kohm of the most conductive switch, so a broken cell reads
+#: about 100 uA at 1 V, three orders above the top level (80 nA)
+BREAKDOWN_RESISTANCE = 10e3
+
+
+def draw_breakdown_voltages(params: "DeviceParameters", shape: tuple[int, int], seed) -> np.ndarray | None:
+    """Each cell's own breakdown voltage (V), shape ``shape``: normal about ``params.breakdown_v``
+    with ``params.breakdown_spread_v``, a draw below ``params.breakdown_floor_v`` redrawn. None when
+    the device has no breakdown (``breakdown_v=None``). From a generator of its own, seeded from the
+    chip's ``seed`` (None: fresh entropy), so a chip keeps exactly the switches and errors it had."""
+    if params.breakdown_v is None:
+        return None
+    rng = np.random.default_rng(None if seed is None else [int(seed), 0xB4D])
+    v = np.full(shape, float(params.breakdown_v))
+    if params.breakdown_spread_v > 0:
+        v = rng.normal(params.breakdown_v, params.breakdown_spread_v, shape)
+        for _ in range(1000):
+            low = v < params.breakdown_floor_v
+            if not low.any():
+                break
+            v[low] = rng.normal(params.breakdown_v, params.breakdown_spread_v, int(low.sum()))
+    return np.maximum(v, params.breakdown_floor_v)
+
+
+def breaks_down(terminal_v, cell_breakdown_v) -> np.ndarray:
+    """Whether each cell breaks down (bool, broadcast): its terminal voltage (V, either polarity)
+    beyond its own breakdown voltage (V, draw_breakdown_voltages). The rule every engine applies."""
+    return np.abs(np.asarray(terminal_v, dtype=float)) > np.asarray(cell_breakdown_v, dtype=float)
+
+
 #: The fabricated stack (paper Fig. 2): HfO2 over TiOx between the electrodes. Permittivities are
 #: typical thin-film values (assumed; the paper gives none): HfO2 about 20, sputtered TiOx about 40.
 EPSILON_0 = 8.854e-12  # F/m
@@ -126,6 +173,20 @@ def stack_capacitances(cell_side_m: float) -> tuple[float, float, float]:
     return c_hf, c_ti, c_hf * c_ti / (c_hf + c_ti)
 
 
+#: Side (m) of the twin's cells, for its default Cs and Ci. The paper measures cells of 2.5, 5, 10 and
+#: 20 um (same current density, Fig. 3f) and does not say which size its 24 x 24 array uses; 10 um is
+#: taken: the second-largest measured size, with a 10-80 nA window at 1 V that needs no sub-pA
+#: reads, and the size the charging-energy figures of issue 22 use. A stated assumption, not a fit.
+ARRAY_CELL_SIDE_M = 10e-6
+#: The default Cs = C(HfO2) and Ci = C(TiOx) of a 10 um cell: 3.93 pF each (stack 1.97 pF).
+STACK_SWITCHING_C, STACK_INSULATOR_C, _ = stack_capacitances(ARRAY_CELL_SIDE_M)
+#: Table 1's Cs and Ci (0.1 fF), kept by the "table1" preset.
+TABLE1_C = 0.1e-15
+#: A read has settled when this many of the cell's slowest internal time constants have passed
+#: (e^-5: 0.7 % of the step's transient left).
+SETTLING_TIME_CONSTANTS = 5.0
+
+
 @dataclass(frozen=True)
 class DeviceParameters:
     """Every element of the HT-RRAM compact model (Table 1).
@@ -133,11 +194,16 @@ class DeviceParameters:
     switching_r0, switching_v0, switching_k: Rs = R0 * exp(-(|V_area1| - V0) / k)  [ohm, V, V]
     insulator_r0, insulator_v0, insulator_k: Ri = R0 * exp(-(|V_area2| - V0) / k)  [ohm, V, V]
     contact_r: Rc at the top and at the bottom electrode [ohm]
-    switching_c, insulator_c: Cs and Ci [F]
+    switching_c, insulator_c: Cs and Ci [F]; default the fabricated stack's under a 10 um cell
+        (ARRAY_CELL_SIDE_M, stack_capacitances), Table 1's 0.1 fF in the "table1" preset
     switches: the parallel switches S1..Sn, in turn-on order
     partial_window_v: overdrive (V, peak terminal voltage above a switch's turn-on threshold) over
         which a switch that turns on goes from barely on to fully on (partial_on_fraction); 0 turns
         the partial state off (every switch that turns on is fully on at once)
+    breakdown_v, breakdown_spread_v, breakdown_floor_v, breakdown_resistance: hard breakdown (see
+        BREAKDOWN_V above): mean, spread and floor of the cells' breakdown voltages (V, |V| at the
+        terminals) and the resistance (ohm) of the permanent path it leaves; breakdown_v=None turns
+        breakdown off (a cell then survives any voltage, the model before breakdown was added)
     """
 
     switching_r0: float = 51e5
@@ -147,12 +213,29 @@ class DeviceParameters:
     insulator_v0: float = 4.52
     insulator_k: float = 0.485
     contact_r: float = 100.0
-    switching_c: float = 0.1e-15
-    insulator_c: float = 0.1e-15
+    switching_c: float = STACK_SWITCHING_C
+    insulator_c: float = STACK_INSULATOR_C
     switches: tuple[Switch, ...] = field(default=DEFAULT_SWITCHES)
     partial_window_v: float = PARTIAL_WINDOW_V
+    breakdown_v: float | None = BREAKDOWN_V
+    breakdown_spread_v: float = BREAKDOWN_SPREAD_V
+    breakdown_floor_v: float = BREAKDOWN_FLOOR_V
+    breakdown_resistance: float = BREAKDOWN_RESISTANCE
 
     def __post_init__(self):
+        if self.breakdown_v is not None:
+            if not (np.isfinite(self.breakdown_v) and self.breakdown_v > 0):
+                raise ValueError(f"DeviceParameters.breakdown_v must be a positive voltage or None (no breakdown), "
+                                 f"got {self.breakdown_v!r}")
+            for name in ("breakdown_spread_v", "breakdown_floor_v"):
+                if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                    raise ValueError(f"DeviceParameters.{name} must be >= 0 V, got {getattr(self, name)!r}")
+            if self.breakdown_floor_v > self.breakdown_v:
+                raise ValueError(f"DeviceParameters.breakdown_floor_v ({self.breakdown_floor_v} V) must not exceed "
+                                 f"breakdown_v ({self.breakdown_v} V)")
+            if not (np.isfinite(self.breakdown_resistance) and self.breakdown_resistance > 0):
+                raise ValueError(f"DeviceParameters.breakdown_resistance must be positive, got "
+                                 f"{self.breakdown_resistance!r}")
         for name in ("switching_r0", "switching_k", "insulator_r0", "insulator_k", "switching_c", "insulator_c"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"DeviceParameters.{name} must be positive, got {getattr(self, name)!r}")
@@ -175,9 +258,22 @@ class DeviceParameters:
     def with_stack_capacitance(self, cell_side_m: float) -> "DeviceParameters":
         """This device with Cs and Ci of the fabricated stack under a square cell of side
         ``cell_side_m`` (m): Cs = C(HfO2), Ci = C(TiOx) (stack_capacitances; 10 um: 3.9 pF each)
-        instead of Table 1's 0.1 fF. benchmarks/stack_capacitance.py shows what it changes."""
+        (the default is this at ARRAY_CELL_SIDE_M). benchmarks/stack_capacitance.py shows what it changes."""
         c_hf, c_ti, _ = stack_capacitances(cell_side_m)
         return replace(self, switching_c=c_hf, insulator_c=c_ti)
+
+    def read_time_constant_s(self, g_switch=0.0, insulator_r0=None):
+        """The internal time constant (s) of a read step on a cell whose switch bank conducts
+        ``g_switch`` (S, broadcast): Cs || (Rs, switches) in series with Ci || Ri under a fixed terminal
+        voltage has one mode, tau = (Cs + Ci) / (G1 + G2), G1 = g_switch + 1/Rs(0), G2 = 1/Ri(0), the
+        small-signal conductances at 0 V (the largest tau of any read voltage). HRS, 10 um:
+        7.87 pF x (6.8 Gohm || 97 Mohm) = 0.75 ms; off switches count their 1e-12 S."""
+        r0i = self.insulator_r0 if insulator_r0 is None else np.asarray(insulator_r0, dtype=float)
+        g_off = sum(1.0 / s.off_resistance for s in self.switches)
+        g1 = np.maximum(np.asarray(g_switch, dtype=float), g_off) + 1.0 / (
+            self.switching_r0 * np.exp(self.switching_v0 / self.switching_k))
+        g2 = 1.0 / (r0i * np.exp(self.insulator_v0 / self.insulator_k))
+        return (self.switching_c + self.insulator_c) / (g1 + g2)
 
     def with_variability(self, rng: np.random.Generator, threshold_sigma_v: float = 0.0,
                          on_resistance_sigma: float = 0.0) -> "DeviceParameters":
@@ -201,7 +297,7 @@ class DeviceParameters:
 #: named device presets, selectable with ``VirtualArray(device="table1")`` and ``--device``
 DEVICE_PRESETS: dict[str, DeviceParameters] = {
     "measured": DeviceParameters(switches=MEASURED_SWITCHES),
-    "table1": DeviceParameters(switches=TABLE1_SWITCHES),
+    "table1": DeviceParameters(switches=TABLE1_SWITCHES, switching_c=TABLE1_C, insulator_c=TABLE1_C),
 }
 DEFAULT_PRESET = "measured"
 

@@ -32,8 +32,10 @@ undriven cells sit within microvolts of 0 V, where they are linear; on arrays ab
 of such steps solves only the driven row, with the undriven cells folded into coefficients per
 (wordline, bitline) computed once per chip state (ReadModel), O(B^2) per step instead of O(W B).
 
-*Pulses.* Cs and Ci are 0.1 fF, so a pulse's flat top (and the apex of a triangle, a slow monotone
-ramp) is quasi-static: the switches see the DC cell voltages at the peak. As the edge rises, a
+*Pulses.* The engine is quasi-static: every solve is the settled (DC) state at its voltages, Cs and Ci
+left out (with the default stack's pF, a read is the current an integration longer than
+``VirtualArray.read_settling_time_s`` measures). A pulse's flat top (and the apex of a triangle, a
+slow monotone ramp) is taken as settled: the switches see the DC cell voltages at the peak. As the edge rises, a
 switch flips when its cell's voltage crosses its threshold, which changes the network before the
 peak is reached (a switch turning on raises its cell's current and the wire drops, so a later
 switch may then not be reached). The engine follows the ramp event by event: solve at the peak,

@@ -48,6 +48,7 @@ import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -55,9 +56,9 @@ from rramlab.drivers.interface import (ArrayGeometry, CrossbarInstrument, Reques
                                       SafeOperatingArea, half_bias_voltages)
 from rramlab.sim.aging import AgingState
 from rramlab.sim.array import ArrayNodes, ArrayParameters, array_netlist, bitline_source
-from rramlab.sim.device import (DEFAULT_PRESET, DeviceParameters, Switch, _num, device_preset,
-                                partial_on_fraction, preset_name, switch_name, switch_nodes,
-                                zero_bias_conductance)
+from rramlab.sim.device import (DEFAULT_PRESET, SETTLING_TIME_CONSTANTS, DeviceParameters, Switch, _num, breaks_down,
+                                device_preset, draw_breakdown_voltages, partial_on_fraction, preset_name, switch_name,
+                                switch_nodes, zero_bias_conductance)
 from rramlab.sim.nodal import NodalArray, device_current_exact
 from rramlab.sim.spice import simulate
 
@@ -79,7 +80,10 @@ DEFAULT_PROGRAMMING_ERROR_SIGMA = 1.06e-9  # S; paper: 94 % of transfers within 
 #: 6.9 mV at 100 ns and falls as 1/width for a rect pulse (edges of 1 % of the width, at most
 #: 10 ns), to below 1 mV at 1 us; a tri pulse stays under 1 mV from about 20 ns. 1 mV is a tenth of
 #: the 12.5 mV by which the measured preset's thresholds sit off the 25 mV pulse grid. Below this
-#: width "auto" uses ngspice and "fast" warns.
+#: width "auto" uses ngspice and "fast" warns. Measured with 0.1 fF; with the default stack's pF the
+#: selected cell still approaches its DC voltage from below and the top settles (0.17 mV at the end of
+#: a 2 us top, 8 x 8 at 100 ohm), while the 10 ns edges swing unselected cells (DC 0 V) by up to
+#: 179 mV there, far from any threshold (benchmarks/stack_capacitance_edges.py).
 DC_MIN_WIDTH_S = 1e-6
 
 #: ngspice's largest time step in a pulse transient: the narrowest pulse's width over this number.
@@ -96,10 +100,14 @@ DISTURB_MARGIN_V = 1e-6
 #: Width (s) of the rectangular pulse a disturbing read or VMM step is applied as (quasi-static).
 READ_PULSE_WIDTH_S = 1e-6
 
-#: Rest (s) at 0 V between two pulses of one transient (pulse_sequence): 30 times the slowest time
-#: constant of a device (Cs with an HRS device's Rs at 0 V, 0.1 fF x 6.8 Gohm = 0.68 us), so every
-#: pulse starts from the same quiescent state as a transient of that pulse alone, and ngspice takes
-#: the same time steps through it. (At the bench, pulses are milliseconds apart.)
+#: Rest (s) at 0 V between two pulses of one transient (pulse_sequence, used by a several-pulse
+#: ``_spice_transient``: the tests' continuous reference). The twin itself runs every pulse as its own
+#: transient, whose initial operating point is the rest state (all lines at 0 V, every capacitor
+#: discharged), as on the bench, where pulses are milliseconds apart: far longer than the stack's
+#: 0.75 ms (10 um, HRS) internal time constant. 20 us is 30 times the 0.1 fF model's slowest constant
+#: (0.68 us); with the stack's pF the internal nodes keep part of their charge over it, which moves
+#: only their own nA currents, not the terminal voltages the switches follow (the continuous
+#: reference still ends every pulse in the twin's states, tests/test_twin_fidelity.py).
 SETTLE_S = 20e-6
 
 #: Largest voltage step (V, of the pulse's peak cell voltage) of the straight segments the rising
@@ -273,6 +281,11 @@ class VirtualArray(CrossbarInstrument):
         self.aging = None if aging is None else AgingState(aging, self.geometry.shape, seed)
         #: simulated seconds passed on this chip (advance_time); nothing else moves it
         self.clock_s = 0.0
+        #: (W, B) volts: each cell's own hard-breakdown voltage (sim/device.py BREAKDOWN_V), or None
+        #: when the device has none; drawn from the seed without touching ``rng``
+        self.cell_breakdown_v = draw_breakdown_voltages(self.device, self.geometry.shape, seed)
+        #: (W, B) siemens: the permanent path of each broken cell (0: intact), beside the switches
+        self.breakdown_conductance = np.zeros((W, B))
 
     @property
     def engine(self) -> str:
@@ -345,7 +358,7 @@ class VirtualArray(CrossbarInstrument):
 
     # ----- netlists -----
     def _netlist(self, wordline_sources, bitline_sources, analysis: str, saves: list[str]) -> str:
-        body = array_netlist(self.device, self.array, self.switch_states, self.conductance_offset,
+        body = array_netlist(self.device, self.array, self.switch_states, self._linear_conductance(),
                              wordline_sources, bitline_sources, self._netlist_switches(), self.cell_insulator_r0)
         return "\n".join(["* rramlab virtual array", *body, ".save " + " ".join(saves), analysis, ".end", ""])
 
@@ -459,22 +472,32 @@ class VirtualArray(CrossbarInstrument):
     def _g_switch(self) -> np.ndarray:
         return self._state_view()["g_switch"]
 
+    def read_settling_time_s(self) -> float:
+        """Time (s) a read step takes to settle on this chip: SETTLING_TIME_CONSTANTS x the slowest
+        cell's internal time constant (``DeviceParameters.read_time_constant_s`` with the cell's
+        switch bank and Ri; HRS cells are the slowest: 5 x 0.75 ms = 3.8 ms on the default 10 um
+        stack, 96 ns with Table 1's 0.1 fF). The twin's reads are DC operating points, the settled
+        current: what an integration at least this long measures (the virtual 4156C counts the
+        readings shorter than this as unsettled)."""
+        tau = self.device.read_time_constant_s(self._g_switch(), self.cell_insulator_r0)
+        return float(SETTLING_TIME_CONSTANTS * np.max(tau))
+
     def _fast_currents(self, wordline_v: np.ndarray, bitlines: list[int]) -> np.ndarray:
         na = self._fast()
-        return na.bitline_currents(wordline_v, self._g_switch(), self.conductance_offset, bitlines,
+        return na.bitline_currents(wordline_v, self._g_switch(), self._linear_conductance(), bitlines,
                                    insulator_r0=self.cell_insulator_r0)
 
     def _fast_pulse(self, wordline_v, bitline_v):
         on_v, off_v = self.thresholds()
         return self._fast().pulse(wordline_v, bitline_v, self.switch_states, on_v, off_v, self._on_resistance(),
-                                  self.conductance_offset, self.cell_insulator_r0)
+                                  self._linear_conductance(), self.cell_insulator_r0)
 
     def _peak_cell_voltage(self, wordline_v, bitline_v, states) -> np.ndarray:
         """(W, B) volts: each cell's DC terminal voltage at a pulse's peak with switch ``states``."""
         v_open = (np.asarray(wordline_v, float)[:, None] - np.asarray(bitline_v, float)[None, :])[None]
         na = self._fast()
         ron = self._on_resistance()
-        v, _ = na.solve(v_open, na.switch_conductance(states, ron), self.conductance_offset,
+        v, _ = na.solve(v_open, na.switch_conductance(states, ron), self._linear_conductance(),
                         insulator_r0=self.cell_insulator_r0)
         return v[0]
 
@@ -545,7 +568,7 @@ class VirtualArray(CrossbarInstrument):
             r0 = self.device.insulator_r0 if self.cell_insulator_r0 is None else float(self.cell_insulator_r0.min())
             i, _ = device_current_exact(key, g_max, self.device, insulator_r0=r0)
             self._imax_cache[key] = float(i)
-        return self._imax_cache[key] + max(float(self.conductance_offset.max()), 0.0) * key
+        return self._imax_cache[key] + max(float(self._linear_conductance().max()), 0.0) * key
 
     def _drop_bound(self, span: float) -> float:
         """Largest IR drop (V) the two lines of any cell can take from it when no cell sees more
@@ -591,7 +614,7 @@ class VirtualArray(CrossbarInstrument):
         that would flip (within ``margin`` volts)."""
         na = self._fast()
         v, _ = na.solve((step[:, None] - np.zeros(self.geometry.bitlines)[None, :])[None], self._g_switch(),
-                        self.conductance_offset, insulator_r0=self.cell_insulator_r0)
+                        self._linear_conductance(), insulator_r0=self.cell_insulator_r0)
         on_v, off_v = self.thresholds()
         vc = v[0][:, :, None]
         return bool(np.any((vc > on_v - margin) & ~self.switch_states)
@@ -679,10 +702,48 @@ class VirtualArray(CrossbarInstrument):
             new = self._spice_transient([(wordline_v, bitline_v, width, shape)])[0]
             v_peak = self._peak_cell_voltage(wordline_v, bitline_v, new)
         before = self.switch_states if self.aging is not None else None
+        self._break_down(wordline_v, bitline_v)
         self.last_pulse_disturbed = self._commit_states(new, targets, v_peak, (wordline_v, bitline_v))
         self.pulse_count += 1
         if before is not None:
             self._aging_after_pulse(wordline_v, bitline_v, targets, np.any(before != self.switch_states, axis=2))
+
+    # ----- hard breakdown (sim/device.py BREAKDOWN_V) -----
+    def _linear_conductance(self) -> np.ndarray:
+        """(W, B) siemens across each cell's terminals, beside the compact model: the programming
+        error plus the path of a broken cell. Every engine takes this one array."""
+        if not self.breakdown_conductance.any():
+            return self.conductance_offset
+        return self.conductance_offset + self.breakdown_conductance
+
+    @property
+    def broken_cells(self) -> list[tuple[int, int]]:
+        """The cells (wordline, bitline) that broke down, in array order."""
+        return [(int(w), int(b)) for w, b in zip(*np.nonzero(self.breakdown_conductance > 0))]
+
+    def _break_down(self, wordline_v, bitline_v) -> list[tuple[int, int]]:
+        """Break down every intact cell whose DC terminal voltage under these line voltages (V),
+        with the switch states before they flip, exceeds its own breakdown voltage: it gets the
+        device's permanent breakdown path. Judged by the nodal DC solution whichever engine solves
+        the pulse, so every engine breaks the same cells. The safe operating area keeps every
+        request below the lowest breakdown voltage, so this costs nothing on a normal call: the
+        open-circuit voltages are compared first. Returns the cells that broke now."""
+        vb = self.cell_breakdown_v
+        if vb is None:
+            return []
+        wl, bl = np.asarray(wordline_v, float), np.asarray(bitline_v, float)
+        v_open = wl[:, None] - bl[None, :]
+        if float(np.abs(v_open).max()) <= float(vb.min()):
+            return []
+        v = self._peak_cell_voltage(wl, bl, self.switch_states)
+        hit = breaks_down(v, vb) & (self.breakdown_conductance == 0)
+        if not hit.any():
+            return []
+        self.breakdown_conductance[hit] = 1.0 / self.device.breakdown_resistance
+        self._imax_cache.clear()
+        cells = [(int(w), int(b)) for w, b in zip(*np.nonzero(hit))]
+        log.warning("hard breakdown of %d cell(s) %s: beyond the safe operating area", len(cells), cells[:8])
+        return cells
 
     # ----- aging hook (sim/aging.py): inert unless the chip was made with aging=Aging(...) -----
     def advance_time(self, seconds: float) -> None:
@@ -704,7 +765,10 @@ class VirtualArray(CrossbarInstrument):
         r0 = self.cell_insulator_r0
         hrs = [float(device_current_exact(v_read, g_off, self.device,
                                           insulator_r0=None if r0 is None else r0[w, b])[0]) for w, b in cells]
-        return self.aging.read_currents(cells, currents, hrs)
+        aged = self.aging.read_currents(cells, currents, hrs)
+        # a broken cell's current is its breakdown path's, which neither wears nor drifts
+        return [i if self.breakdown_conductance[w, b] > 0 else a
+                for (w, b), i, a in zip(cells, currents, aged)]
 
     def _programming_done(self, cells):
         if self.programming_error == "device" or self.programming_error_sigma <= 0:
@@ -723,7 +787,8 @@ class VirtualArray(CrossbarInstrument):
         return None
 
     # ----- DC staircase sweep of one cell (rramlab iv) -----
-    def sweep_cell(self, wordline: int, bitline: int, voltages, compliance: float | None = None) -> np.ndarray:
+    def sweep_cell(self, wordline: int, bitline: int, voltages, compliance: float | None = None,
+                   on_step: Callable[[int, float], bool | None] | None = None) -> np.ndarray:
         """The current (A) through cell (``wordline``, ``bitline``) at each step of a DC staircase
         ``voltages`` (V), applied in order in the half-bias circuit of a pulse (selected wordline at
         +V/2, selected bitline at -V/2, every other line at 0 V), so no half-selected cell sees more
@@ -731,7 +796,9 @@ class VirtualArray(CrossbarInstrument):
         DC view, held to ngspice for pulses; the switches it flips stay flipped), then the cell's own
         current is solved with the wires' IR drop. A lone device (1 x 1, no wires) gives the compact
         model's I-V. Every step is checked against the safe operating area first (SafetyError).
-        ``compliance`` (A) is accepted as a bench's is and not applied: the HT-RRAM needs none."""
+        ``compliance`` (A) is accepted as a bench's is and not applied: the HT-RRAM needs none.
+        ``on_step(k, current_a)`` is called after each step, as the probe station's is; when it
+        returns True the sweep ends there and the currents so far are returned."""
         (w, b), = self.check_cells([(wordline, bitline)])
         volts = np.asarray(voltages, dtype=float)
         if volts.ndim != 1 or not volts.size or not np.all(np.isfinite(volts)):
@@ -750,15 +817,21 @@ class VirtualArray(CrossbarInstrument):
             if v != 0.0 and self._pulse_may_flip(wl, bl):
                 new, _, _ = self._fast_pulse(wl, bl)
                 self._commit_states(new, pulse_targets(wl, bl))
-            _, cur = na.solve((wl[:, None] - bl[None, :])[None], self._g_switch(), self.conductance_offset,
+            if v != 0.0:
+                self._break_down(wl, bl)
+            _, cur = na.solve((wl[:, None] - bl[None, :])[None], self._g_switch(), self._linear_conductance(),
                               insulator_r0=self.cell_insulator_r0)
             out[k] = float(cur[0][w, b])
+            if on_step is not None and on_step(k, out[k]):
+                return out[:k + 1]
         return out
 
     # ----- the chip as a file -----
     def save_chip(self, path) -> Path:
         """Write the whole chip state to ``path`` (.npz): switch states, programming errors,
-        per-cell device variants, random generator, and every setting needed to rebuild it."""
+        per-cell device variants, broken cells, random generator, the simulated clock, the aging
+        parameters and state (wear cycles, cycles to failure, programming times) when the chip ages,
+        and every setting needed to rebuild it."""
         path = Path(path)
         meta = {
             "version": CHIP_FILE_VERSION,
@@ -778,7 +851,10 @@ class VirtualArray(CrossbarInstrument):
             "pulse_count": self.pulse_count,
             "disturb_count": self.disturb_count,
             "engine": self.engine,
+            "clock_s": self.clock_s,
         }
+        if self.aging is not None:  # and its parameters and clock, in the JSON meta
+            meta["aging"], aging_arrays = self.aging.to_file()
         arrays = {"switch_states": self.switch_states, "conductance_offset": self.conductance_offset,
                   "switch_fraction": self.switch_fraction, "meta": np.array(json.dumps(meta))}
         if self.cell_switches is not None:
@@ -787,6 +863,12 @@ class VirtualArray(CrossbarInstrument):
             arrays["cell_insulator_r0"] = self.cell_insulator_r0
         if self.cell_switches_nominal is not None:
             arrays["cell_switches_nominal"] = self.cell_switches_nominal
+        if self.cell_breakdown_v is not None:
+            arrays["cell_breakdown_v"] = self.cell_breakdown_v
+        if self.breakdown_conductance.any():
+            arrays["breakdown_conductance"] = self.breakdown_conductance
+        if self.aging is not None:  # wear and drift: per-cell counts, cycles to failure, programming times
+            arrays.update(aging_arrays)
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
         return path
@@ -858,7 +940,7 @@ class VirtualArray(CrossbarInstrument):
         W, B, n = geometry.wordlines, geometry.bitlines, device.n_switches
         expected = {"switch_states": (W, B, n), "conductance_offset": (W, B), "cell_switches": (W, B, n, 3),
                     "cell_insulator_r0": (W, B), "cell_switches_nominal": (W, B, n, 3),
-                    "switch_fraction": (W, B, n)}
+                    "switch_fraction": (W, B, n), "cell_breakdown_v": (W, B), "breakdown_conductance": (W, B)}
         arrays = {}
         for name, shape in expected.items():
             if name not in names:
@@ -886,7 +968,22 @@ class VirtualArray(CrossbarInstrument):
                 raise ChipFileError(f"chip file {path}: a 'device'-mode chip needs cell_switches and "
                                     "cell_switches_nominal; the file is damaged or was edited")
             chip.cell_switches_nominal = np.array(arrays["cell_switches_nominal"], dtype=float)
+        if "cell_breakdown_v" in arrays and device.breakdown_v is not None:  # older files: drawn from the seed
+            chip.cell_breakdown_v = np.array(arrays["cell_breakdown_v"], dtype=float)
+        if "breakdown_conductance" in arrays:
+            g = np.array(arrays["breakdown_conductance"], dtype=float)
+            if np.any(g < 0):
+                raise ChipFileError(f"chip file {path}: breakdown_conductance must be >= 0 S; the file is damaged "
+                                    "or was edited")
+            chip.breakdown_conductance = g
         chip.rng.bit_generator.state = meta["rng_state"]
+        chip.clock_s = float(meta.get("clock_s", 0.0))
+        if meta.get("aging") is not None:
+            aging_arrays = {k: _field(path, data, k) for k in names if k.startswith("aging_")}
+            try:
+                chip.aging = AgingState.from_file(meta["aging"], aging_arrays, geometry.shape)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ChipFileError(f"chip file {path}: {exc}; the file is damaged or was edited") from None
         chip.pulse_count = int(meta.get("pulse_count", 0))
         chip.disturb_count = int(meta.get("disturb_count", 0))
         return chip
@@ -905,6 +1002,7 @@ class VirtualArray(CrossbarInstrument):
             "variability": asdict(self.variability),
             "seed": self.seed,
             **({"aging": self.aging.aging.describe()} if self.aging is not None else {}),
+            **({"broken_cells": [list(c) for c in self.broken_cells]} if self.breakdown_conductance.any() else {}),
         }
 
 

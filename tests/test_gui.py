@@ -280,15 +280,15 @@ def test_history_exports_csv_npz_and_png(qtbot, window, tmp_path):
     out = tmp_path / "run.csv"
     window.export_run_csv(run, out)
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("# rramlab") and " ispp, finished" in lines[0]
+    assert lines[0].startswith("# rramlab") and '# protocol: "ispp"' in lines and '# status: "finished"' in lines
     rows = list(csv.reader([line for line in lines if not line.startswith("#")]))
-    assert rows[0] == ["cycle", "phase", "step", "pulse_v", "read_a", "wordline", "bitline"]
-    assert len(rows) == 12 and float(rows[-1][4]) == run.records[-1].read_a
+    assert rows[0] == ["seq", "type", "cycle", "phase", "step", "pulse_v", "read_a", "wordline", "bitline"]
+    assert len(rows) == 12 and float(rows[-1][6]) == run.records[-1].read_a
     window.export_run_npz(run, tmp_path / "run.npz")
     with np.load(tmp_path / "run.npz") as data:
-        assert np.array_equal(data["read_a"], [r.read_a for r in run.records])
-        assert list(data["phase"][:6]) == ["set"] * 6
-        assert '"protocol": "ispp"' in str(data["meta"]) and '"status": "finished"' in str(data["meta"])
+        assert np.array_equal(data["IsppRecord.read_a"], [r.read_a for r in run.records])
+        assert list(data["IsppRecord.phase"][:6]) == ["set"] * 6
+        assert '"protocol": "ispp"' in str(data["provenance"]) and '"status": "finished"' in str(data["provenance"])
     png = tmp_path / "plot.png"
     window.export_plot_png(run, png, "read current vs pulse voltage")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000

@@ -11,7 +11,8 @@ import pytest
 from rramlab.app.gui import jobs
 from rramlab.app.gui.backends import BenchChoice, TwinChoice
 from rramlab.app.gui.errors import explain
-from rramlab.app.gui.history import ABORTED, SessionHistory, export_csv
+from rramlab.app.gui.history import ABORTED, SessionHistory
+from rramlab.app.gui.run_export import export_run
 from rramlab.drivers.interface import (ArrayGeometry, InstrumentError, RequestChecker, SafeOperatingArea,
                                       SafetyError)
 from rramlab.drivers.probe_station import BenchError
@@ -114,9 +115,12 @@ def test_session_history_keeps_runs_and_exports_them(tmp_path):
     assert "2 records, aborted" in h.get(1).title()
     with pytest.raises(KeyError, match="no run #9"):
         h.get(9)
-    lines = export_csv(a, tmp_path / "a.csv").read_text().splitlines()
-    assert lines[3] == "cycle,phase,step,pulse_v,read_a,wordline,bitline"
-    assert lines[5] == "1,set,1,3.1,1.1e-08,0,0"
+    assert export_run(h, a, tmp_path / "a.csv", "csv") == 2  # through a temporary run store, by app/export.py
+    text = (tmp_path / "a.csv").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert lines[0] == "seq,type,cycle,phase,step,pulse_v,read_a,wordline,bitline"
+    assert lines[2] == "1,IsppRecord,1,set,1,3.1,1.1e-08,0,0"  # seq counts from 0
+    assert '# status: "aborted"' in text and '# protocol: "ISPP"' in text
 
 
 def _gui_env():

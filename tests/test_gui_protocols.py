@@ -171,6 +171,47 @@ def test_inference_on_a_fresh_twin_is_refused_and_transfer_now_writes_the_networ
     assert len(info.settings["target_fingerprint"]) == 12
 
 
+def test_on_a_bench_the_network_check_reads_on_the_worker_thread_and_refuses_with_the_same_box(qtbot, window,
+                                                                                                network_file,
+                                                                                                monkeypatch):
+    """On a bench the held-network check reads 480 cells through the matrix (seconds of relay waits): it
+    must not freeze the window, so it runs on the run's thread; a fresh virtual bench is refused before any
+    pulse, with no record, the bench left safe and the same message box as on the twin."""
+    import threading
+
+    from PySide6 import QtWidgets
+
+    from rramlab.protocols import network_check
+
+    threads = []
+    real = network_check.require_held
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(network_check, "require_held", spy)
+    window.backend.select_virtual_bench()
+    inputs = window.panel("Inference").extra
+    inputs.network.setText(str(network_file))
+    inputs.images.setValue(5)
+    run = window.run_protocol("Inference")
+    if run is None:  # the bench connects on a thread first, then the run starts
+        qtbot.waitUntil(lambda: window.current_run is not None and window.current_run.protocol == "infer",
+                        timeout=20000)
+        run = window.current_run
+    qtbot.waitUntil(lambda: not window.running and not window.connecting, timeout=30000)
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    assert run.records == [] and run.status != DONE
+    bench = window.instrument().virtual_bench
+    assert bench.is_safe() and bench.clock.counts["pulse"] == 0
+    title, text = window.last_error
+    assert title == "Inference not started" and "does not hold" in text
+    box = window.findChild(QtWidgets.QMessageBox, "network_not_held_box")
+    assert box is not None and box.isVisible()
+    assert box.findChild(QtWidgets.QPushButton, "open_transfer") is not None
+
+
 def test_power_after_another_networks_transfer_is_refused(qtbot, window, network_file, tmp_path):
     window.backend.select_twin(array=True, engine="fast")
     levels = np.random.default_rng(5).integers(-8, 9, (24, 10))
@@ -285,8 +326,8 @@ def test_the_history_lists_runs_of_the_store_and_reopens_them(qtbot, tmp_path):
     assert run.records == records  # rebuilt as the records they were
     window.export_run_csv(run, tmp_path / "past.csv")
     rows = [line for line in (tmp_path / "past.csv").read_text().splitlines() if not line.startswith("#")]
-    assert len(rows) == len(records) + 1 and rows[0].startswith("record,wordline,bitline,target_s")
-    assert rows[-1].startswith("IspvaResult,0,0,6e-08")
+    assert len(rows) == len(records) + 1 and rows[0].startswith("seq,type,wordline,bitline,target_s")
+    assert rows[-1].startswith(f"{len(records) - 1},IspvaResult,0,0,6e-08")
     window.export_run_npz(run, tmp_path / "past.npz")
     with np.load(tmp_path / "past.npz") as data:
         assert np.allclose(data["IspvaResult.conductance_s"], [r.conductance_s for r in records

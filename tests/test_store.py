@@ -200,7 +200,7 @@ def test_a_version_1_store_keeps_its_runs_and_gains_the_summary_column(tmp_path)
     conn.commit()
     conn.close()
     with st.RunStore(path) as s:
-        assert st.schema_version(s.conn) == st.SCHEMA_VERSION == 4
+        assert st.schema_version(s.conn) == st.SCHEMA_VERSION == 5
         info = s.run(1)
         assert info.protocol == "transfer" and info.settings == {"scheme": "fast"} and info.records == 1
         assert info.summary is None and s.records(1)[0].data["stage"] == "start"

@@ -27,7 +27,7 @@ class FakeInstrument:
 
 
 def _old_store(path, version: int, runs: int = 3):
-    """A store as rramlab wrote it at schema ``version`` (1 or 2), built by hand with that schema's SQL."""
+    """A store as rramlab wrote it at schema ``version`` (1 to 4), built by hand with that schema's SQL."""
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     conn.execute("INSERT INTO schema_version VALUES (?)", (version,))
@@ -48,17 +48,17 @@ def _old_store(path, version: int, runs: int = 3):
     conn.close()
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_an_old_store_migrates_to_the_current_schema_and_keeps_every_run_and_record(tmp_path, version):
     path = tmp_path / f"v{version}.sqlite"
     _old_store(path, version)
     with RunStore(path) as s:
-        assert st.schema_version(s.conn) == 4 == st.SCHEMA_VERSION
+        assert st.schema_version(s.conn) == 5 == st.SCHEMA_VERSION
         runs = s.runs()
         assert [r.run_id for r in runs] == [3, 2, 1] and [r.records for r in runs] == [3, 2, 1]
         assert [r.settings["i"] for r in runs] == [2, 1, 0]
         assert all(r.metadata == RunMetadata() for r in runs)
-        assert s.run(1).summary == ({"rmse_s": 1e-9} if version == 2 else None)
+        assert s.run(1).summary == ({"rmse_s": 1e-9} if version >= 2 else None)
         assert [rec.data["conductance_s"] for rec in s.records(3)] == [(seq + 1) * 1e-8 for seq in range(3)]
         # an old run has no chip: its cell's reads are found under "no chip id"
         assert len(s.cell_history(None, 3, 7)) == 6
@@ -66,7 +66,7 @@ def test_an_old_store_migrates_to_the_current_schema_and_keeps_every_run_and_rec
         new = s.start_run("ispp", {}, "fake", {}, metadata=RunMetadata(chip_id="W3-D12"))
         assert s.run(new).metadata.chip_id == "W3-D12"
     with RunStore(path) as s:  # opened again: no second migration, nothing lost
-        assert len(s.runs()) == 4 and st.schema_version(s.conn) == 4
+        assert len(s.runs()) == 4 and st.schema_version(s.conn) == 5
 
 
 def test_record_run_keeps_the_metadata_given_or_that_of_the_enclosing_block(tmp_path):

@@ -222,7 +222,7 @@ def test_table1_preset_is_table_1_literally():
     # the rest of Table 1
     assert (p.switching_r0, p.switching_v0, p.switching_k) == (51e5, 2.52, 0.35)
     assert (p.insulator_r0, p.insulator_v0, p.insulator_k) == (87e2, 4.52, 0.485)
-    assert (p.contact_r, p.switching_c, p.insulator_c) == (100.0, 0.1e-15, 0.1e-15)
+    assert (p.contact_r, p.switching_c, p.insulator_c) == (100.0, 0.1e-15, 0.1e-15)  # Table 1's; the default's: the stack's
     assert p.switches == TABLE1_SWITCHES and preset_name(p) == "table1"
 
 

@@ -1,6 +1,7 @@
 """The ngspice twin of the array: hand calculations, parasitics, state carry, files and seeds."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -113,8 +114,10 @@ def test_a_triangular_pulse_programs_like_its_peak(engine):
 @both_engines
 def test_switch_states_carried_between_calls_match_one_continuous_transient(engine):
     """Pulse/read calls, each its own ngspice run, agree with one ngspice transient of the whole
-    sequence, in which ngspice alone keeps the switch states."""
-    p = DeviceParameters()
+    sequence, in which ngspice alone keeps the switch states. With Table 1's 0.1 fF: the transient's
+    2 us reads settle (19 ns time constant) only there; with the default stack's pF (0.75 ms) a 2 us
+    read is not settled, which test_virtual_instruments' unsettled-read test covers."""
+    p = replace(DeviceParameters(), switching_c=0.1e-15, insulator_c=0.1e-15)
     volts = [3.0 + 0.05 * k for k in range(25)] + [-1.0 - 0.1 * k for k in range(7)]
     width, read_t = 2e-6, 2e-6
     edge = 10e-9
@@ -132,7 +135,7 @@ def test_switch_states_carried_between_calls_match_one_continuous_transient(engi
     res = spice.simulate(net, ["time", "vsense#branch"])
     continuous = np.interp(read_times, res["time"], res["vsense#branch"])
 
-    twin = VirtualArray.lone_device(engine=engine)
+    twin = VirtualArray.lone_device(engine=engine, device=p)
     stepwise = []
     for v in volts:
         twin.pulse_cell(0, 0, v, width)

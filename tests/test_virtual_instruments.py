@@ -720,3 +720,31 @@ def test_row_reads_keep_the_matrix_rules_and_read_what_single_reads_read(virtual
     assert np.allclose(together, one_by_one, rtol=1e-9, atol=1e-15)
     assert together[cells.index((5, 3))] > 5 * together[cells.index((5, 4))]
     assert makes and m.hazards == [] and list(bench.analyzer.errors) == [] and list(m.errors) == []
+
+
+@pytest.mark.parametrize("integration, settled", [("short", False), ("medium", True)])
+def test_a_read_shorter_than_the_stacks_settling_time_is_reported_unsettled(integration, settled, caplog):
+    """The default twin has the 10 um stack's capacitances: an HRS cell settles in 5 x 0.75 ms.
+    Short integration (640 us) reads before that and is counted and said once as unsettled (the
+    twin's DC answer is the settled current); medium (1 PLC, 20 ms) is settled."""
+    import dataclasses
+    import logging
+
+    config = dataclasses.replace(load_bench(VIRTUAL_BENCH), integration=integration)
+    chip = VirtualArray(seed=SEED, engine="fast")
+    assert chip.read_settling_time_s() == pytest.approx(5 * 0.75e-3, rel=0.02)
+    station, bench = _virtual_station(config, chip)
+    try:
+        with caplog.at_level(logging.WARNING, logger="rramlab.sim.instruments.analyzer"):
+            reads = [station.read_cell(3, 7), station.read_cell(4, 8)]
+        assert reads == pytest.approx([chip.read_cell(3, 7), chip.read_cell(4, 8)], abs=1e-13)
+        assert bench.analyzer.last_reading_settled is settled
+        assert (bench.analyzer.unsettled_readings >= 2) is not settled
+        said = [r.getMessage() for r in caplog.records if "settle" in r.getMessage()]
+        assert len(said) == (0 if settled else 1), said   # said once, not per reading
+        if not settled:
+            assert "0.64 ms reading" in said[0] and "3.76 ms" in said[0]
+    finally:
+        station.close()
+    # with Table 1's 0.1 fF a short reading has long settled (96 ns)
+    assert VirtualArray(device="table1").read_settling_time_s() < 1e-6

@@ -4,7 +4,10 @@ Modules: ``main_window`` (the window), ``backend_panel`` / ``backends`` (twin, v
 bench file), ``panels`` (a generic protocol panel; one ``ProtocolSpec`` per protocol), ``specs``
 (the ISPVA, transfer, inference and power panels), ``settings_form`` (forms from settings
 declarations), ``worker`` (runs on a QThread), ``plots`` (pyqtgraph), ``history`` /
-``history_panel`` (the run store's runs, CSV/NPZ/PNG export). Only this package imports Qt.
+``history_panel`` (the run store's runs; ``run_export``: CSV/NPZ/NetCDF by ``app/export.py``, and
+PNG), ``metadata_form`` (chip id, sample, operator ... kept with every run), ``queue_panel`` (the
+queue of steps; ``queue_recipe``: as a recipe), ``window_state`` (what the window remembers, in the
+data folder). Only this package imports Qt.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 
 def run_gui(quit_after: float | None = None, argv: list[str] | None = None, store=None, *, bench=None,
             visa_log=None, start: str | None = None, cell: tuple[int, int] | None = None,
-            settings: list[str] | None = None) -> int:
+            settings: list[str] | None = None, metadata: dict[str, str] | None = None) -> int:
     """Open the main window and run the Qt event loop; returns the exit code: 0 when closed,
     128 + the signal number when SIGINT (130), SIGTERM (143) or SIGHUP (129) closed it.
 
@@ -26,6 +29,8 @@ def run_gui(quit_after: float | None = None, argv: list[str] | None = None, stor
     virtual bench file selects the virtual bench). ``visa_log``: append every VISA message of the
     session to this file. ``start``: run this panel's protocol as soon as the window is open, with
     ``cell`` (wordline, bitline) and ``settings`` ("NAME=VALUE", SI units) set in its form first.
+    ``metadata``: run metadata fields to fill in (``chip_id``, ``sample``, ``operator``,
+    ``temperature``, ``notes``, ``tags``, as text), over those remembered from the last window.
     Ctrl-C, SIGTERM or SIGHUP stop a run at its next checkpoint, make the outputs safe, store the
     run as aborted and close the window (``signal_stop``).
     """
@@ -49,6 +54,8 @@ def run_gui(quit_after: float | None = None, argv: list[str] | None = None, stor
         if store_error is not None:
             log.error("run store %s: %s; runs are kept in memory only", store, store_error)
     window = MainWindow(history=history, store_error=store_error)
+    if metadata:
+        window.metadata_form.set_fields(**metadata)
     stop = SignalStop(window, parent=window)
     if bench is not None:
         _select_bench(window, bench)

@@ -8,7 +8,6 @@ can be opened again. ``SessionHistory`` keeps the runs of this window in memory 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as _dt
 import itertools
@@ -16,7 +15,6 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 #: run statuses, the run store's words
@@ -60,6 +58,7 @@ class Run:
     stored_count: int | None = None             # a past run not opened yet: its record count in the store
     past: bool = False                          # from an earlier session (or the command line)
     summary: dict | None = None                 # the numbers it ended with (app/summaries.py), SI units
+    metadata: Any = None                        # its RunMetadata (chip id, sample, operator, ...), or None
 
     @property
     def count(self) -> int:
@@ -75,7 +74,9 @@ class RunHistory(ABC):
     """Where the window keeps its runs. Ids are given by the history."""
 
     @abstractmethod
-    def new_run(self, protocol: str, settings: dict, backend: dict, total: int, extra: dict | None = None) -> Run: ...
+    def new_run(self, protocol: str, settings: dict, backend: dict, total: int, extra: dict | None = None,
+                metadata=None) -> Run:
+        """A new run (``metadata``: its RunMetadata, chip id, operator ...; None: none)."""
 
     @abstractmethod
     def update(self, run: Run) -> None:
@@ -120,9 +121,9 @@ class SessionHistory(RunHistory):
         self._runs: dict[int, Run] = {}
         self._ids = itertools.count(1)
 
-    def new_run(self, protocol, settings, backend, total, extra=None) -> Run:
+    def new_run(self, protocol, settings, backend, total, extra=None, metadata=None) -> Run:
         run = Run(next(self._ids), protocol, dict(settings), dict(backend), _dt.datetime.now(), total=total,
-                  extra=dict(extra or {}))
+                  extra=dict(extra or {}), metadata=metadata)
         self._runs[run.run_id] = run
         return run
 
@@ -156,6 +157,10 @@ def _record_types() -> dict[str, type]:
     types = [jobs.ArrayReadRecord, jobs.PowerRecord, ispva.IspvaPulse, ispva.IspvaResult, transfer.CellRead,
              transfer.RowPulse, transfer.Disturbed, inference.ImageRecord, power.ImagePower, PlainRecord]
     types.append(ispp.IsppRecord)
+    from rramlab.protocols import array_map, disturb, endurance, iv, retention
+
+    types += [iv.IvPoint, array_map.MapRead, array_map.MapSnapshot, endurance.EnduranceRecord,
+              retention.RetentionRecord, disturb.DisturbRecord]
     return {t.__name__: t for t in types if dataclasses.is_dataclass(t)}
 
 
@@ -216,18 +221,22 @@ class StoreHistory(RunHistory):
     def close(self) -> None:
         self.store.close()
 
-    def new_run(self, protocol, settings, backend, total, extra=None, resume: int | None = None) -> Run:
+    def new_run(self, protocol, settings, backend, total, extra=None, resume: int | None = None,
+                metadata=None) -> Run:
+        """``resume``: continue that stored run (it keeps the metadata it was started with)."""
         if resume is not None:
             old = self.get(resume)
             self.store.reopen_run(resume)
             run = Run(resume, protocol, dict(settings), dict(backend), old.started, total=total,
-                      extra=dict(extra or {}), records=list(old.records))
+                      extra=dict(extra or {}), records=list(old.records), metadata=old.metadata)
             self._opened.pop(resume, None)
         else:
             stored = {**settings, "gui_inputs": dict(extra or {})} if extra else dict(settings)
-            run_id = self.store.start_run(protocol, stored, backend.get("backend", "unknown"), backend)
+            run_id = self.store.start_run(protocol, stored, backend.get("backend", "unknown"), backend,
+                                          metadata=metadata)  # None: the command line's (using_metadata)
+            metadata = self.store.run(run_id).metadata if metadata is None else metadata
             run = Run(run_id, protocol, dict(settings), dict(backend), _dt.datetime.now(), total=total,
-                      extra=dict(extra or {}))
+                      extra=dict(extra or {}), metadata=metadata)
         self._live[run.run_id] = run
         return run
 
@@ -258,7 +267,7 @@ class StoreHistory(RunHistory):
         extra = settings.pop("gui_inputs", {}) if isinstance(settings.get("gui_inputs"), dict) else {}
         return Run(info.id, info.protocol, settings, dict(info.backend_describe), _started(info.started_at),
                    status=status, message=info.error or "", total=info.records, extra=extra,
-                   stored_count=info.records, past=True, summary=info.summary)
+                   stored_count=info.records, past=True, summary=info.summary, metadata=info.metadata)
 
     def get(self, run_id: int) -> Run:
         if run_id in self._live:
@@ -315,94 +324,3 @@ def open_history(path=None) -> tuple[RunHistory, Exception | None]:
     except Exception as exc:  # noqa: BLE001 - a store that cannot be opened must not stop the window
         log.warning("run store not available: %s", exc)
         return SessionHistory(), exc
-
-
-def record_fields(records) -> list[str]:
-    """Column names of a list of records (those of the first record): a dataclass's fields, or the
-    attributes of a record rebuilt from the store without its class."""
-    if not records:
-        return []
-    first = records[0]
-    if dataclasses.is_dataclass(first):
-        return [f.name for f in dataclasses.fields(first)]
-    return list(vars(first))
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell: floats at full precision, arrays as one JSON list (a row stays one line)."""
-    if isinstance(value, float):
-        return repr(value)
-    if hasattr(value, "tolist"):
-        import json
-
-        return json.dumps(value.tolist())
-    return value
-
-
-def _kinds(records) -> dict[str, list]:
-    """Records grouped by their type name, in first-seen order."""
-    out: dict[str, list] = {}
-    for r in records:
-        out.setdefault(type(r).__name__, []).append(r)
-    return out
-
-
-def csv_columns(records) -> list[str]:
-    """The CSV columns of a run: its records' fields; with several record types (a transfer's reads,
-    pulses and results), ``record`` (the type) first and the union of their fields, first seen first."""
-    kinds = _kinds(records)
-    if len(kinds) <= 1:
-        return record_fields(records)
-    names = ["record"]
-    for group in kinds.values():
-        names += [n for n in record_fields(group) if n not in names]
-    return names
-
-
-def export_csv(run: Run, path) -> Path:
-    """Write the run's records to ``path``: a commented provenance header, then one row per record
-    with the record's own field names (SI units, as recorded; blank where a record type has no
-    such field)."""
-    from rramlab import __version__
-
-    path = Path(path)
-    records = list(run.records)
-    with open(path, "w", newline="") as fh:
-        fh.write(f"# rramlab {__version__} run #{run.run_id} {run.protocol}, {run.status}, "
-                 f"started {run.started.isoformat(timespec='seconds')}\n")
-        fh.write(f"# backend: {run.backend}\n# settings: {run.settings}\n")
-        writer = csv.writer(fh)
-        names = csv_columns(records)
-        writer.writerow(names)
-        for r in records:
-            writer.writerow([type(r).__name__ if n == "record" else _cell(getattr(r, n, "")) for n in names])
-    return path
-
-
-def export_npz(run: Run, path) -> Path:
-    """Write the run to ``path`` (.npz): one array per record field (SI units, as recorded), named
-    ``Type.field`` when the run has several record types, and ``meta``, a JSON string with the
-    run's protocol, status, settings, backend and inputs."""
-    import json
-
-    import numpy as np
-
-    from rramlab import __version__
-
-    path = Path(path)
-    records = list(run.records)
-    kinds = _kinds(records)
-    arrays = {}
-    for kind, group in kinds.items():
-        prefix = f"{kind}." if len(kinds) > 1 else ""
-        for n in record_fields(group):
-            try:
-                arrays[prefix + n] = np.asarray([getattr(r, n) for r in group])
-            except ValueError:  # ragged (e.g. a row pulse's bitlines): one object per record
-                arrays[prefix + n] = np.array([json.dumps(getattr(r, n), default=str) for r in group])
-    meta = {"rramlab": __version__, "run_id": run.run_id, "protocol": run.protocol, "status": run.status,
-            "started": run.started.isoformat(timespec="seconds"), "settings": run.settings,
-            "backend": run.backend, "inputs": run.extra, "records": len(records)}
-    with open(path, "wb") as fh:
-        np.savez_compressed(fh, meta=np.array(json.dumps(meta, default=str)), **arrays)
-    return path

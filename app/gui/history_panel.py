@@ -1,5 +1,6 @@
 """The run history dock: the runs of the run store (any ``RunHistory``), this session's and past
-ones, shown again on selection, exported to CSV or NPZ, or a plot to PNG; *Store…* picks the file."""
+ones, shown again on selection, exported to CSV, NPZ or NetCDF (``run_export``: the code of ``rramlab
+runs export``), or a plot to PNG; *Store…* picks the file."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class HistoryPanel(QtWidgets.QWidget):
     export_csv_requested = QtCore.Signal(object)
     export_png_requested = QtCore.Signal(object)
     export_npz_requested = QtCore.Signal(object)
+    export_netcdf_requested = QtCore.Signal(object)
     store_requested = QtCore.Signal()
 
     def __init__(self, history: RunHistory, parent=None):
@@ -28,12 +30,17 @@ class HistoryPanel(QtWidgets.QWidget):
         buttons = QtWidgets.QVBoxLayout()
         self.csv_button = QtWidgets.QPushButton("Export CSV…")
         self.npz_button = QtWidgets.QPushButton("Export NPZ…")
+        self.netcdf_button = QtWidgets.QPushButton("Export NetCDF…")
+        self.netcdf_button.setToolTip("the run's metadata, provenance, unit-labelled arrays and array snapshots "
+                                      "(xarray.open_dataset), as rramlab runs export --netcdf")
         self.png_button = QtWidgets.QPushButton("Export plot PNG…")
         self.csv_button.clicked.connect(lambda: self._emit(self.export_csv_requested))
         self.png_button.clicked.connect(lambda: self._emit(self.export_png_requested))
         self.npz_button.clicked.connect(lambda: self._emit(self.export_npz_requested))
+        self.netcdf_button.clicked.connect(lambda: self._emit(self.export_netcdf_requested))
         buttons.addWidget(self.csv_button)
         buttons.addWidget(self.npz_button)
+        buttons.addWidget(self.netcdf_button)
         buttons.addWidget(self.png_button)
         self.store_button = QtWidgets.QPushButton("Store…")
         self.store_button.setToolTip("the run store (SQLite file) runs are kept in and listed from")
@@ -58,6 +65,7 @@ class HistoryPanel(QtWidgets.QWidget):
         enabled = self.list.count() > 0
         self.csv_button.setEnabled(enabled)
         self.npz_button.setEnabled(enabled)
+        self.netcdf_button.setEnabled(enabled)
         self.png_button.setEnabled(enabled)
 
     def update_run(self, run: Run) -> None:

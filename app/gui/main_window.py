@@ -20,11 +20,12 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from rramlab.app.gui.backend_panel import BackendPanel
 from rramlab.app.gui.backends import BenchChoice, TwinChoice, status_text
 from rramlab.app.gui.errors import explain
-from rramlab.app.gui.history import (ABORTED, DONE, RUNNING, Run, RunHistory, StoreHistory, export_csv, export_npz,
-                                    open_history)
+from rramlab.app.gui.history import ABORTED, DONE, RUNNING, Run, RunHistory, StoreHistory, open_history
 from rramlab.app.gui.history_panel import HistoryPanel
+from rramlab.app.gui.metadata_form import MetadataForm
 from rramlab.app.gui.panels import ProtocolPanel, ProtocolSpec, protocols
 from rramlab.app.gui.plots import ConductanceMap, PlotSet
+from rramlab.app.gui.queue_panel import QueuePanel
 from rramlab.app.gui.worker import Connector, RunThread, RunWorker
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.abort_button.setObjectName("abort_button")
         self.abort_button.setEnabled(False)
         self.abort_button.clicked.connect(self.abort_run)
+        self.pause_button = QtWidgets.QPushButton("Pause")
+        self.pause_button.setObjectName("pause_button")
+        self.pause_button.setToolTip("pause at the next checkpoint: outputs to 0 V, matrix open, nothing sent "
+                                     "until Resume (which routes again and carries on with the next pulse)")
+        self.pause_button.setEnabled(False)
+        self.pause_button.clicked.connect(self.toggle_pause)
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -131,12 +138,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_label.setObjectName("progress_label")
         controls = QtWidgets.QGridLayout()
         controls.addWidget(self.run_button, 0, 0)
-        controls.addWidget(self.abort_button, 0, 1)
-        controls.addWidget(self.progress, 1, 0, 1, 2)
-        controls.addWidget(self.progress_label, 2, 0, 1, 2)
+        controls.addWidget(self.pause_button, 0, 1)
+        controls.addWidget(self.abort_button, 0, 2)
+        controls.addWidget(self.progress, 1, 0, 1, 3)
+        controls.addWidget(self.progress_label, 2, 0, 1, 3)
 
         left = QtWidgets.QWidget()
         left_layout = QtWidgets.QVBoxLayout(left)
+        self.metadata_form = MetadataForm()  # chip id, sample, operator ...: kept with every run
+        left_layout.addWidget(self.metadata_form)
         left_layout.addWidget(self.protocol_tabs, 1)
         left_layout.addLayout(controls)
 
@@ -156,12 +166,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.plot_tabs.addTab(map_page, "Conductance map")
         self.plot_tabs.currentChanged.connect(lambda *_: self._redraw_shown())
 
+        self.queue_panel = QueuePanel(self)  # beside the panels: their settings as steps, run one after another
         splitter = QtWidgets.QSplitter()
         splitter.addWidget(left)
+        splitter.addWidget(self.queue_panel)
         splitter.addWidget(self.plot_tabs)
         splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([450, 950])  # wide enough for the forms' labels and the panels' tabs
+        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(2, 3)
+        splitter.setSizes([450, 280, 670])  # wide enough for the forms' labels and the panels' tabs
 
         central = QtWidgets.QWidget()
         central_layout = QtWidgets.QVBoxLayout(central)
@@ -174,6 +187,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.history_panel.export_csv_requested.connect(self._export_csv_dialog)
         self.history_panel.export_png_requested.connect(self._export_png_dialog)
         self.history_panel.export_npz_requested.connect(self._export_npz_dialog)
+        self.history_panel.export_netcdf_requested.connect(self._export_netcdf_dialog)
         self.history_panel.store_requested.connect(self._choose_store_dialog)
         self.store_warning = QtWidgets.QLabel()
         self.store_warning.setObjectName("store_warning")
@@ -201,6 +215,9 @@ class MainWindow(QtWidgets.QMainWindow):
             if panel.extra is not None:
                 panel.extra.attach(panel, self)
         self.on_backend_changed()
+        from rramlab.app.gui import cell_history
+
+        cell_history.attach(self)  # a click on a map's cell opens its history
         if store_error is not None:
             self.show_store_error(store_error)
 
@@ -315,17 +332,19 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.panels[name]
 
     @guarded
-    def run_protocol(self, name: str | None = None, then: str | None = None):
+    def run_protocol(self, name: str | None = None, then: str | None = None, request: tuple | None = None):
         """Plan the named protocol (default: the visible tab) with its form's settings, then run it
         on the worker thread. Returns the Run, or None when nothing started (the reason is shown).
-        ``then``: a panel to run once this run has finished (e.g. the inference a transfer was for)."""
+        ``then``: a panel to run once this run has finished (e.g. the inference a transfer was for).
+        ``request``: (settings, inputs) to run instead of the form's (a queue step's). The run
+        metadata fields are kept with the run."""
         self._then = None
         if self.running or self.connecting:
             raise RuntimeError("a run or a connection is in progress: wait for it (or abort the run) first")
         panel = self.panels[name] if name else self.protocol_tabs.currentWidget().widget()
         spec = panel.spec
-        settings = panel.settings()
-        inputs = panel.inputs()
+        settings, inputs = request if request is not None else (panel.settings(), panel.inputs())
+        metadata = self.metadata_form.metadata()  # a bad temperature refused before anything is connected
         choice = self.backend.choice()
         spec.plan(settings, inputs, choice.checker())  # refuse a bad plan before connecting
         instrument = self.instruments.get(choice)
@@ -335,19 +354,26 @@ class MainWindow(QtWidgets.QMainWindow):
                 return None  # the error is shown
         elif instrument is None:
             # a bench connects on a thread; the run starts from there once it answers
-            self.connect_backend(then=lambda: self.run_protocol(spec.name, then=then))
+            self.connect_backend(then=lambda: self.run_protocol(spec.name, then=then, request=(settings, inputs)))
             if self.connecting:
                 self.statusBar().showMessage(f"{spec.name} starts when {choice.label()} is connected")
             return None
         plan = spec.plan(settings, inputs, instrument)  # and against the instrument itself
+        precheck_on_worker = False
         if spec.precheck is not None:
             from rramlab.protocols.network_check import NetworkNotHeld
 
-            try:
-                spec.precheck(instrument, plan)  # e.g. does the array hold the network? one read, no pulse
-            except NetworkNotHeld as exc:
-                self.refuse_network(panel, exc)
-                return None
+            if isinstance(choice, TwinChoice):
+                try:
+                    spec.precheck(instrument, plan)  # e.g. does the array hold the network? one read, no pulse
+                except NetworkNotHeld as exc:
+                    self.refuse_network(panel, exc)
+                    return None
+            else:
+                # on a bench the check reads hundreds of cells through the matrix (seconds of relay
+                # waits): it runs on the worker thread before the first record, so the window stays live
+                # and Stop works; a refusal ends the run with no record and the same message box
+                precheck_on_worker = True
         total = spec.total(plan)
         extra = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.items() if not k.startswith("_")}
         stored = spec.settings_for_store(settings, inputs)
@@ -357,7 +383,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 raise RuntimeError("resuming needs the run store: choose a store file in the run history")
             run = self.history.new_run(spec.stored_as, stored, instrument.describe(), total, extra, resume=resume)
         else:
-            run = self.history.new_run(spec.stored_as, stored, instrument.describe(), total, extra)
+            run = self.history.new_run(spec.stored_as, stored, instrument.describe(), total, extra, metadata=metadata)
         self.current_run, self._current_spec, self._current_plan = run, spec, plan
         self._current_choice = choice
         self._count = spec.progress(plan) if spec.progress is not None else None
@@ -374,8 +400,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress.setValue(0)
         self._started = time.monotonic()
         self._bench_start = self._bench_clock(instrument)
-        worker = RunWorker(instrument, lambda inst, should_stop: spec.run(inst, plan, should_stop), run,
-                           self.history.sink(run))
+        if precheck_on_worker:
+            def start(inst, should_stop):
+                spec.precheck(inst, plan)
+                return spec.run(inst, plan, should_stop)
+        else:
+            def start(inst, should_stop):
+                return spec.run(inst, plan, should_stop)
+        worker = RunWorker(instrument, start, run, self.history.sink(run))
         worker.records.connect(self._on_records)
         self.run_thread = RunThread(worker, self)
         self.run_thread.done.connect(self._on_run_done)
@@ -426,6 +458,26 @@ class MainWindow(QtWidgets.QMainWindow):
             self.abort_button.setEnabled(False)
             self.statusBar().showMessage("aborting: the run stops before its next pulse, then outputs go to 0 V")
 
+    def toggle_pause(self) -> None:
+        """Pause the run at its next checkpoint (outputs at 0 V, matrix open), or resume a paused one."""
+        thread = self.run_thread
+        if thread is None:
+            return
+        worker = thread.worker
+        if worker.control.state == "running":
+            worker.request_pause()
+            self.pause_button.setText("Resume")
+            self.statusBar().showMessage("pausing: at the next checkpoint outputs go to 0 V and the matrix opens")
+        else:
+            worker.request_resume()
+            self.pause_button.setText("Pause")
+            self.statusBar().showMessage("resumed: routing again, next pulse")
+
+    @property
+    def paused(self) -> bool:
+        """True while the current run waits at a checkpoint with the instrument safe."""
+        return self.run_thread is not None and self.run_thread.worker.paused
+
     def stop_soon_for_signal(self, name: str) -> None:
         """Called from a Python signal handler, so attribute assignments only: the run stops at its
         next checkpoint without waiting for the event loop, and is stored as aborted by ``name``.
@@ -457,6 +509,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.run_button.setEnabled(not running)
         self.refresh_map_button.setEnabled(not running)
         self.abort_button.setEnabled(running)
+        self.pause_button.setEnabled(running)
+        self.pause_button.setText("Pause")
         self.backend.setEnabled(not running)
         for panel in self.panels.values():
             panel.setEnabled(not running)
@@ -498,6 +552,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.progress.setValue(done)
             text = progress_text(done, run.total, time.monotonic() - self._started, self._current_spec.unit)
             bench = self._bench_text()
+            control = self.run_thread.worker.control if self.run_thread is not None else None
+            if control is not None and control.paused:
+                text = (f"paused {_fmt_duration(control.paused_for_s())} (outputs at 0 V, matrix open) · "
+                        + text)
             self.progress_label.setText(text + (f" · {bench}" if bench else ""))
             self.history_panel.update_run(run)
 
@@ -540,7 +598,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 panel.extra.refresh()
         self._show_backend_status()
         if error is not None:
-            self.show_error(error)
+            from rramlab.protocols.network_check import NetworkNotHeld
+
+            if isinstance(error, NetworkNotHeld):  # the bench's check, on the worker: refused before a pulse
+                self.refuse_network(self.panels[spec.name], error)
+            else:
+                self.show_error(error)
         self.run_finished.emit(run)
         then, self._then = self._then, None
         if self._close_pending:
@@ -578,6 +641,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.running:
             raise TimeoutError(f"the run did not finish within {timeout_s} s")
         return self.history.runs()[-1] if self.history.runs() else None
+
+    def open_cell_history(self, wordline: int, bitline: int, chip: str | None = None):
+        """The history of a cell across the runs of the store (``cell_history.CellHistoryDialog``), as
+        a click on a map's cell opens it; ``chip``: whose runs (default: the newest run's chip id)."""
+        from rramlab.app.gui.cell_history import open_cell_history
+
+        return open_cell_history(self, wordline, bitline, chip)
 
     # ----- bench clock (virtual bench) -----
     @staticmethod
@@ -666,21 +736,37 @@ class MainWindow(QtWidgets.QMainWindow):
             plots.show_records(run.records)
             self.plot_tabs.setCurrentWidget(plots)
 
-    def export_run_csv(self, run: Run, path) -> None:
-        export_csv(run, path)
-        self.statusBar().showMessage(f"run #{run.run_id}: {len(run.records)} records written to {path}")
+    def export_run(self, run: Run, path, fmt: str) -> int:
+        """Write the run to ``path`` as ``fmt`` (csv, npz or netcdf) with the exporter of ``rramlab
+        runs export`` (``app/export.py``, through ``run_export``); returns the records written."""
+        from rramlab.app.gui.run_export import export_run
 
-    def export_run_npz(self, run: Run, path) -> None:
-        export_npz(run, path)
-        self.statusBar().showMessage(f"run #{run.run_id}: {len(run.records)} records written to {path}")
+        count = export_run(self.history, run, path, fmt)
+        self.statusBar().showMessage(f"run #{run.run_id}: {count} records written to {path}")
+        return count
+
+    def export_run_csv(self, run: Run, path) -> int:
+        return self.export_run(run, path, "csv")
+
+    def export_run_npz(self, run: Run, path) -> int:
+        return self.export_run(run, path, "npz")
+
+    def export_run_netcdf(self, run: Run, path) -> int:
+        return self.export_run(run, path, "netcdf")
+
+    def _export_dialog(self, run: Run, fmt: str, title: str, suffix: str, pattern: str) -> None:
+        name = f"run{run.run_id}_{run.protocol.lower().replace(' ', '_')}.{suffix}"
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, title, name, pattern)
+        if path:
+            self.export_run(run, path, fmt)
 
     @guarded
     def _export_npz_dialog(self, run: Run):
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export run as NPZ",
-                                                        f"run{run.run_id}_{run.protocol.lower().replace(' ', '_')}.npz",
-                                                        "NumPy archive (*.npz)")
-        if path:
-            self.export_run_npz(run, path)
+        self._export_dialog(run, "npz", "Export run as NPZ", "npz", "NumPy archive (*.npz)")
+
+    @guarded
+    def _export_netcdf_dialog(self, run: Run):
+        self._export_dialog(run, "netcdf", "Export run as NetCDF", "nc", "NetCDF (*.nc)")
 
     def export_plot_png(self, run: Run, path, plot_name: str | None = None) -> None:
         """Draw the run in its plots and write one of them (default: the first) to a PNG file."""
@@ -699,11 +785,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     @guarded
     def _export_csv_dialog(self, run: Run):
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export run as CSV",
-                                                        f"run{run.run_id}_{run.protocol.lower().replace(' ', '_')}.csv",
-                                                        "CSV (*.csv)")
-        if path:
-            self.export_run_csv(run, path)
+        self._export_dialog(run, "csv", "Export run as CSV", "csv", "CSV (*.csv)")
 
     @guarded
     def _export_png_dialog(self, run: Run):
@@ -779,6 +861,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage("stopping the run safely before closing …")
             event.ignore()
             return
+        self.queue_panel.halt()  # no next step after the window has closed; the queue stays in its file
         for choice in list(self.instruments):
             self._close_instrument(choice)
         if isinstance(self.history, StoreHistory):

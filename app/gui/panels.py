@@ -120,9 +120,10 @@ ARRAY_READ = ProtocolSpec(
 def protocols() -> list[ProtocolSpec]:
     """The panels of the window, in tab order. Add a spec here when a protocol lands."""
     from rramlab.app.gui import specs
+    from rramlab.app.gui.lab_panels import lab_protocols
 
     return [_ispp_spec(), specs.ispva_spec(), specs.transfer_spec(), specs.inference_spec(), specs.power_spec(),
-            ARRAY_READ]
+            ARRAY_READ, *lab_protocols()]
 
 
 class ProtocolPanel(QtWidgets.QWidget):

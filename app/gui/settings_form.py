@@ -59,6 +59,22 @@ def display_range(lo: float | None, hi: float | None, scale: float, decimals: in
     return dlo, dhi
 
 
+def field_unit(d: DeclaredSetting) -> tuple[str, float, int]:
+    """(suffix, scale, decimals) of one declared setting: its unit's display unit, except a time that
+    may run to more than a second (retention's duration, up to years) is shown in seconds, not µs,
+    and a current that may exceed a milliampere (the I-V's compliance) in mA, not nA."""
+    if d.spec.unit == "s" and d.spec.maximum is not None and d.spec.maximum > 1.0:
+        return "s", 1.0, 3
+    if d.spec.unit == "A" and d.spec.maximum is not None and d.spec.maximum > 1e-3:
+        return "mA", 1e-3, 4  # a compliance of 1 mA, not 1000000 nA
+    return display_unit(d.spec.unit)
+
+
+def _is_text(d: DeclaredSetting) -> bool:
+    """A free text setting (endurance's ``read_every``: 'log' or a number): a line edit."""
+    return d.type is str and d.spec.choices is None
+
+
 def _is_switch(d: DeclaredSetting) -> bool:
     """A yes/no setting: a bool, or a whole number declared 0 to 1 (``verify``): a check box."""
     return d.type is bool or (d.type is int and d.spec.choices is None and d.spec.minimum == 0
@@ -167,11 +183,15 @@ class SettingsForm(QtWidgets.QWidget):
                 box.addItem(str(c), c)
             box.currentIndexChanged.connect(self.changed)
             return box
+        if _is_text(d):
+            box = QtWidgets.QLineEdit()
+            box.editingFinished.connect(self.changed)
+            return box
         if d.type is int:
             box = _SpinBox()
             box.valueChanged.connect(self.changed)
             return box
-        suffix, _, decimals = display_unit(d.spec.unit)
+        suffix, _, decimals = field_unit(d)
         box = _DoubleSpinBox()
         box.setDecimals(decimals)
         box.setSuffix(f" {suffix}" if suffix else "")
@@ -228,13 +248,13 @@ class SettingsForm(QtWidgets.QWidget):
             reason = self.reason(name)
             self._show_bounds(name)
             box.setToolTip(f"{d.spec.help}\nAllowed: {reason}" if reason else d.spec.help)
-            if d.spec.choices is not None or _is_switch(d):
+            if d.spec.choices is not None or _is_switch(d) or _is_text(d):
                 continue
             lo, hi = d.bounds(limits)
             if d.type is int:
                 box.setRange(int(lo) if lo is not None else -(2 ** 31), int(hi) if hi is not None else 2 ** 31 - 1)
                 continue
-            _, scale, decimals = display_unit(d.spec.unit)
+            _, scale, decimals = field_unit(d)
             box.setRange(*display_range(lo, hi, scale, decimals, d.spec.exclusive_minimum))
         clamped = []
         for name, before in old.items():
@@ -251,9 +271,11 @@ class SettingsForm(QtWidgets.QWidget):
             return d.type(box.isChecked())
         if d.spec.choices is not None:
             return box.currentData()
+        if _is_text(d):
+            return box.text().strip()
         if d.type is int:
             return int(box.value())
-        return _clean(box.value() * display_unit(d.spec.unit)[1])
+        return _clean(box.value() * field_unit(d)[1])
 
     def _write(self, name: str, value) -> None:
         d, box = self.declared[name], self.fields[name]
@@ -261,10 +283,12 @@ class SettingsForm(QtWidgets.QWidget):
             box.setChecked(bool(value))
         elif d.spec.choices is not None:
             box.setCurrentIndex(box.findData(value))
+        elif _is_text(d):
+            box.setText(str(value))
         elif d.type is int:
             box.setValue(int(value))
         else:
-            box.setValue(value / display_unit(d.spec.unit)[1])
+            box.setValue(value / field_unit(d)[1])
 
     def set_value(self, name: str, value) -> None:
         """Set one field (SI units). A value outside the setting's bounds under the form's limits is

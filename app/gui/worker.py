@@ -3,7 +3,9 @@
 The worker appends every record to the run (so nothing is lost if the window is busy or closing)
 and emits ``record`` for the plots. Abort sets a flag the protocol polls between pulses
 (``should_stop``); however the run ends (done, aborted, an error) the worker then calls the
-instrument's ``reset_outputs()``: 0 V on every source, every crosspoint open.
+instrument's ``reset_outputs()``: 0 V on every source, every crosspoint open. Pause and resume go
+through the same checkpoints (``protocols/control.py``, as on the command line): paused, the
+instrument is safe and the worker's thread waits at the checkpoint until resume or abort.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from PySide6 import QtCore
 
 from rramlab.app.gui.history import ABORTED, DONE, FAILED, RecordSink, Run
 from rramlab.drivers.interface import CrossbarInstrument
+from rramlab.protocols.control import RunControl
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ class RunWorker(QtCore.QObject):
         self.sink = sink if sink is not None else RecordSink(run)
         self._stop = threading.Event()
         self._signalled = False
+        #: the run's checkpoints: pause / resume from the window, stop when stop is requested
+        self.control = RunControl(instrument, should_stop=lambda: self.stop_requested, poll_s=0.02)
 
     def request_stop(self) -> None:
         """Ask the run to end before its next pulse (thread-safe)."""
@@ -52,7 +57,21 @@ class RunWorker(QtCore.QObject):
 
     @property
     def stop_requested(self) -> bool:
+        """True once Abort (or a stop signal) asked the run to end."""
         return self._stop.is_set() or self._signalled
+
+    def request_pause(self) -> None:
+        """Pause at the next checkpoint: outputs to 0 V, matrix open, nothing sent until resume (thread-safe)."""
+        self.control.pause()
+
+    def request_resume(self) -> None:
+        """Carry on with the next pulse (thread-safe)."""
+        self.control.resume()
+
+    @property
+    def paused(self) -> bool:
+        """True while the run waits at a checkpoint with the instrument safe."""
+        return self.control.paused
 
     @QtCore.Slot()
     def work(self) -> None:
@@ -60,7 +79,7 @@ class RunWorker(QtCore.QObject):
         batch: list = []
         sent = time.monotonic()
         try:
-            for rec in self._start(self.instrument, lambda: self.stop_requested):
+            for rec in self._start(self.instrument, self.control):
                 self.sink.add(rec)  # kept (in the run store) before anything else looks at it
                 batch.append(rec)
                 if time.monotonic() - sent >= self.batch_s:

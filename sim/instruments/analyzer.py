@@ -34,6 +34,7 @@ into the device, so the bitline SMU of a read reports the cell current as negati
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from .base import (DATA_OUT_OF_RANGE, HARDWARE_MISSING, ILLEGAL_PARAMETER, MISSI
                    PARAMETER_NOT_ALLOWED, SETTINGS_CONFLICT, UNDEFINED_HEADER, CommandError, VirtualInstrument,
                    split_arguments)
 from .clock import BenchClock
+
+log = logging.getLogger(__name__)
 
 SMU_KINDS = ("hrsmu", "mpsmu", "hpsmu")
 CHANNEL_LETTERS = {1: "A", 2: "B", 3: "C", 4: "D", 5: "E", 6: "F", 21: "Q", 22: "R"}
@@ -130,6 +133,13 @@ class VirtualAnalyzer(VirtualInstrument):
                 raise ValueError(f"a 4156C cannot have a {kind!r} as channel {ch}")
         self.kinds = dict(units)
         self.probe_card = None
+        #: spot readings whose integration time was shorter than the cells' settling time
+        #: (VirtualArray.read_settling_time_s): the twin answered the settled (DC) current, which such a
+        #: short reading of a real cell does not give (the stack's charging current adds to it). The
+        #: twin's, not the instrument's: *RST leaves them.
+        self.unsettled_readings = 0
+        self.last_reading_settled = True
+        self._unsettled_said: set = set()
         self._reset()
 
     # ----- state -----
@@ -534,9 +544,25 @@ class VirtualAnalyzer(VirtualInstrument):
                 status |= STATUS_OVERFLOW
                 amps = OVERFLOW_VALUE
             if charge:
-                self.clock.advance(self._reading_time(CURRENT_RANGES[rng]), "measurement")
+                seconds = self._reading_time(CURRENT_RANGES[rng])
+                self._check_settled(seconds)
+                self.clock.advance(seconds, "measurement")
             items.append((status, u.letter, "I", amps))
         return items
+
+    def _check_settled(self, seconds: float) -> None:
+        """Count (and say once per integration time) a spot reading shorter than the cells' settling
+        time. The reading is taken as integrating from the step on (no hold time), the worst case."""
+        settling = self.probe_card.settling_time_s() if self.probe_card is not None else 0.0
+        self.last_reading_settled = seconds >= settling
+        if self.last_reading_settled:
+            return
+        self.unsettled_readings += 1
+        if seconds not in self._unsettled_said:
+            self._unsettled_said.add(seconds)
+            log.warning("virtual 4156C: a %.3g ms reading is shorter than the %.3g ms the cells' stack capacitance "
+                        "takes to settle; the twin gives the settled (DC) current, a real cell reads more: use "
+                        "medium or long integration (README, capacitances)", seconds * 1e3, settling * 1e3)
 
     def _measure(self, units: list[Unit], codes: list[int]) -> list:
         currents, shorted = self._currents([u.channel for u in units])

@@ -177,6 +177,12 @@ class VirtualProbeCard:
             self.array.pulse(wl, bl, min(max(seconds, lim.min_pulse_width), lim.max_pulse_width), "rect")
             self.solves["stress"] += 1
 
+    def settling_time_s(self) -> float:
+        """Time (s) the cells take to settle after a read step (``VirtualArray.read_settling_time_s``;
+        0 for an array that does not say)."""
+        settling = getattr(self.array, "read_settling_time_s", None)
+        return float(settling()) if settling is not None else 0.0
+
     def measure(self, sources: dict[int, float], channels: list[int]):
         """Currents (A, out of each SMU) of ``channels`` with ``sources`` (channel -> V) on; returns
         (currents, shorted channels)."""
