@@ -78,6 +78,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "disturb": ("rramlab.app.cmd_stress", "repeated reads of a cell; half-bias pulses with its neighbours read"),
     "run": ("rramlab.app.cmd_recipe", "run an experiment recipe (TOML): every step planned and checked first, one "
                                       "session in the run store, --resume after a stop"),
+    "twin": ("rramlab.app.cmd_twin", "fit the twin to a chip's stored ISPP runs: a chip file (--chip) and a report"),
     "gui": ("rramlab.app.cmd_gui", "open the desktop window: every protocol on the twin or a bench, live plots"),
 }
 

@@ -111,6 +111,10 @@ _EXPORTS = {
     # Monte-Carlo sweeps of the twin on Dask
     "sweep": "rramlab.app.sweep",
     "SweepError": "rramlab.app.sweep",
+    # the twin fitted to a chip's own runs
+    "fit_twin": "rramlab.app.cmd_twin",
+    "compare_twin": "rramlab.app.cmd_twin",
+    "FitError": "rramlab.sim.fit",
 }
 
 __all__ = ["__version__", *_EXPORTS]

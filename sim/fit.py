@@ -50,8 +50,8 @@ __all__ = ["FIT_VERSION", "CellSequence", "CellFit", "ChipDistribution", "ChipFi
            "sequences_from_ispp", "fit_cell", "fit_cells", "chip_distribution", "fitted_chip",
            "FIT_PROTOCOLS", "MIN_RECORDS_PER_CELL"]
 
-#: version of the fit block in a chip file; a newer one is refused (FitError) by this rramlab
-FIT_VERSION = 1
+#: version of the fit block in a chip file (virtual_array.FIT_BLOCK_VERSION); a newer one is refused
+from rramlab.sim.virtual_array import FIT_BLOCK_VERSION as FIT_VERSION  # noqa: E402
 #: protocols whose records the fit reads
 FIT_PROTOCOLS = ("ispp",)
 #: a cell needs at least one whole set ramp and a reset pulse; fewer records constrain nothing
@@ -654,6 +654,7 @@ def fitted_chip(fit: ChipFit, seed: int = 0, engine: str = "fast", array=None):
     chip.cell_insulator_r0 = r0i
     chip.fit = fit
     chip.fit_measured = measured
+    chip.fit_meta = fit.meta()
     return chip
 
 

@@ -68,6 +68,9 @@ ENGINES = ("auto", "fast", "spice")
 DEFAULT_ENGINE = "auto"
 
 CHIP_FILE_VERSION = 1
+#: version of the twin-fit block (``fit_meta``: fitted cells, distributions, source runs) a chip file
+#: written by ``rramlab twin fit`` carries; a newer one is refused, an older one read
+FIT_BLOCK_VERSION = 1
 #: lines per side a chip file may hold: the HT-RRAM array is 24 x 24; a bound against an edited file
 #: whose 100000 x 100000 geometry would ask for 75 GiB before anything could say so
 MAX_CHIP_LINES = 256
@@ -286,6 +289,8 @@ class VirtualArray(CrossbarInstrument):
         self.cell_breakdown_v = draw_breakdown_voltages(self.device, self.geometry.shape, seed)
         #: (W, B) siemens: the permanent path of each broken cell (0: intact), beside the switches
         self.breakdown_conductance = np.zeros((W, B))
+        #: the twin fit this chip came from (``rramlab twin fit``, sim/fit.py), saved with it; None otherwise
+        self.fit_meta = None
 
     @property
     def engine(self) -> str:
@@ -869,6 +874,8 @@ class VirtualArray(CrossbarInstrument):
             arrays["breakdown_conductance"] = self.breakdown_conductance
         if self.aging is not None:  # wear and drift: per-cell counts, cycles to failure, programming times
             arrays.update(aging_arrays)
+        if getattr(self, "fit_meta", None) is not None:  # a fitted twin (sim/fit.py) keeps its fit
+            arrays["fit_meta"] = np.array(json.dumps(self.fit_meta))
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
         return path
@@ -926,6 +933,16 @@ class VirtualArray(CrossbarInstrument):
                        "programming_error_sigma", "seed", "rng_state"):
             if needed not in meta:
                 raise ChipFileError(f"chip file {path}: its 'meta' field lacks {needed!r}; save the chip again")
+        fit_meta = None
+        if "fit_meta" in names:
+            try:
+                fit_meta = json.loads(str(_field(path, data, "fit_meta")))
+            except json.JSONDecodeError as exc:
+                raise ChipFileError(f"chip file {path}: its 'fit_meta' field is not valid JSON ({exc})") from None
+            version = fit_meta.get("version") if isinstance(fit_meta, dict) else None
+            if not isinstance(version, int) or version > FIT_BLOCK_VERSION:
+                raise ChipFileError(f"chip file {path} holds a twin fit of version {version!r}, newer than this "
+                                    f"rramlab reads ({FIT_BLOCK_VERSION}): update rramlab, or fit the twin again")
         geometry = _chip_geometry(path, meta["geometry"])
         device = DeviceParameters(**meta["device"], switches=tuple(Switch(**s) for s in meta["switches"]))
         # a chip file may narrow the device's limits, never widen them
@@ -986,6 +1003,7 @@ class VirtualArray(CrossbarInstrument):
                 raise ChipFileError(f"chip file {path}: {exc}; the file is damaged or was edited") from None
         chip.pulse_count = int(meta.get("pulse_count", 0))
         chip.disturb_count = int(meta.get("disturb_count", 0))
+        chip.fit_meta = fit_meta
         return chip
 
     def describe(self) -> dict:

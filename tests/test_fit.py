@@ -7,6 +7,7 @@ ISPP records (pulse voltages and read currents), never the chip's parameters.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -93,3 +94,89 @@ def test_too_few_records_are_refused_in_one_line():
         fit.fit_cell(seq)
     text = str(info.value)
     assert "\n" not in text and "5 records" in text and "rramlab ispp" in text
+
+
+# ----- the command line: rramlab twin fit -------------------------------------------------------
+
+from rramlab.app.cli import main  # noqa: E402
+from rramlab.protocols.store import RunMetadata, run_protocol  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store_runs(tmp_path_factory):
+    """A store with ISPP runs of two cells of chip W3 (seed 7), one of chip W4, and a map run."""
+    from rramlab.protocols import array_map
+
+    path = tmp_path_factory.mktemp("store") / "runs.sqlite"
+    chip = VirtualArray(seed=7, variability=Variability.typical(), engine="fast")
+    w3 = RunMetadata(chip_id="W3")
+    ids = [run_protocol(chip, ispp, ispp.plan(SETTINGS, cell, chip), store=path, metadata=w3).run_id
+           for cell in [(0, 0), (1, 7)]]
+    other = run_protocol(chip, ispp, ispp.plan(SETTINGS, (2, 2), chip), store=path,
+                         metadata=RunMetadata(chip_id="W4")).run_id
+    m = run_protocol(chip, array_map, array_map.plan(array_map.MapSettings(), chip), store=path, metadata=w3).run_id
+    return path, chip, ids, other, m
+
+
+def test_twin_fit_writes_a_chip_file_every_command_loads_and_a_report(store_runs, tmp_path, capsys):
+    path, hidden_chip, ids, _, _ = store_runs
+    out, report = tmp_path / "chip-W3.npz", tmp_path / "fit"
+    assert main(["twin", "fit", *map(str, ids), "--out", str(out), "--report", str(report), "--store", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "fitted 2 cells" in text and "nA rms" in text
+    loaded = VirtualArray.load_chip(out)
+    assert loaded.fit_meta["version"] == fit.FIT_VERSION
+    assert [r["run_id"] for r in loaded.fit_meta["runs"]] == ids
+    assert {r["chip_id"] for r in loaded.fit_meta["runs"]} == {"W3"}
+    # the measured cell carries its fitted thresholds, close to the hidden chip's
+    on = loaded.cell_switches[1, 7, :, 0]
+    assert np.all(np.abs(on - np.sort(hidden_chip.cell_switches[1, 7, :, 0])) <= STEP)
+    assert (report / "fit.txt").read_text().count("cell ") >= 2
+    assert (report / "cell_1_7.png").stat().st_size > 1000 and (report / "distributions.png").exists()
+
+
+@pytest.mark.parametrize("case", ["protocol", "chip", "newer"])
+def test_twin_fit_bad_input_is_one_line_and_writes_nothing(store_runs, tmp_path, capsys, case):
+    path, _, ids, other, map_run = store_runs
+    out = tmp_path / "chip.npz"
+    if case == "newer":
+        good = tmp_path / "good.npz"
+        assert main(["twin", "fit", str(ids[0]), "--out", str(good), "--store", str(path)]) == 0
+        capsys.readouterr()
+        with np.load(good) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays["fit_meta"]))
+        meta["version"] = fit.FIT_VERSION + 1
+        arrays["fit_meta"] = np.array(json.dumps(meta))
+        np.savez_compressed(out, **arrays)
+        assert main(["ispp", "--chip", str(out), "--cell", "0,0", "--cycles", "1", "--store", str(tmp_path / "s")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "newer" in err and "update rramlab" in err
+        return
+    runs = {"protocol": [ids[0], map_run], "chip": [ids[0], other]}[case]
+    assert main(["twin", "fit", *map(str, runs), "--out", str(out), "--store", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err, err
+    assert {"protocol": "map run", "chip": "W4"}[case] in err
+    assert not out.exists()
+
+
+def test_twin_compare_replays_the_run_on_the_fitted_twin(store_runs, tmp_path, capsys):
+    path, _, ids, _, _ = store_runs
+    out = tmp_path / "chip.npz"
+    assert main(["twin", "fit", *map(str, ids), "--out", str(out), "--store", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["twin", "compare", str(ids[1]), "--chip", str(out), "--report", str(tmp_path / "cmp"),
+                 "--store", str(path)]) == 0
+    assert "residual" in capsys.readouterr().out
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    # the fitted cell's own run comes back read for read
+    assert len(data["pairs"]) == 62
+    res = np.array([p["predicted_a"] - p["measured_a"] for p in data["pairs"]])
+    assert np.sqrt(np.mean(res ** 2)) < 0.5e-9
+    assert (tmp_path / "cmp" / "residual_map.png").exists()
+    # the unfitted default twin misses the same run by more
+    from rramlab.app.cmd_twin import compare_twin
+
+    default = compare_twin(ids[1], VirtualArray(seed=0, engine="fast"), store=path)
+    assert default.cells[0]["rms"] > 2 * np.sqrt(np.mean(res ** 2))

@@ -18,6 +18,8 @@ class HistoryPanel(QtWidgets.QWidget):
     export_npz_requested = QtCore.Signal(object)
     export_netcdf_requested = QtCore.Signal(object)
     store_requested = QtCore.Signal()
+    fit_twin_requested = QtCore.Signal(object)
+    compare_twin_requested = QtCore.Signal(object)
 
     def __init__(self, history: RunHistory, parent=None):
         super().__init__(parent)
@@ -42,6 +44,15 @@ class HistoryPanel(QtWidgets.QWidget):
         buttons.addWidget(self.npz_button)
         buttons.addWidget(self.netcdf_button)
         buttons.addWidget(self.png_button)
+        # the twin of this chip (rramlab twin fit / compare): from a stored ISPP run, and back onto it
+        self.fit_button = QtWidgets.QPushButton("Fit a twin…")
+        self.fit_button.setToolTip("fit the twin's compact model to this ISPP run (rramlab twin fit): a chip file")
+        self.compare_button = QtWidgets.QPushButton("Compare with the twin…")
+        self.compare_button.setToolTip("replay this run on a fitted twin's chip file (rramlab twin compare)")
+        self.fit_button.clicked.connect(lambda: self._emit(self.fit_twin_requested))
+        self.compare_button.clicked.connect(lambda: self._emit(self.compare_twin_requested))
+        buttons.addWidget(self.fit_button)
+        buttons.addWidget(self.compare_button)
         self.store_button = QtWidgets.QPushButton("Store…")
         self.store_button.setToolTip("the run store (SQLite file) runs are kept in and listed from")
         self.store_button.clicked.connect(self.store_requested)
@@ -67,6 +78,8 @@ class HistoryPanel(QtWidgets.QWidget):
         self.npz_button.setEnabled(enabled)
         self.netcdf_button.setEnabled(enabled)
         self.png_button.setEnabled(enabled)
+        self.fit_button.setEnabled(enabled)
+        self.compare_button.setEnabled(enabled)
 
     def update_run(self, run: Run) -> None:
         """Re-title one run's row (its record count while it runs)."""

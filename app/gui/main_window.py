@@ -189,6 +189,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.history_panel.export_npz_requested.connect(self._export_npz_dialog)
         self.history_panel.export_netcdf_requested.connect(self._export_netcdf_dialog)
         self.history_panel.store_requested.connect(self._choose_store_dialog)
+        self.history_panel.fit_twin_requested.connect(self._fit_twin_dialog)
+        self.history_panel.compare_twin_requested.connect(self._compare_twin_dialog)
         self.store_warning = QtWidgets.QLabel()
         self.store_warning.setObjectName("store_warning")
         self.store_warning.setWordWrap(True)
@@ -759,6 +761,36 @@ class MainWindow(QtWidgets.QMainWindow):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, title, name, pattern)
         if path:
             self.export_run(run, path, fmt)
+
+    def fit_twin(self, run: Run, path, report=None):
+        """``rramlab twin fit RUN --out path``: the twin fitted to ``run`` (of the window's run store)."""
+        from rramlab.app.cmd_twin import fit_twin
+
+        result = fit_twin([run.run_id], path, report=report, store=getattr(self.history, "path", None), force=True)
+        self.statusBar().showMessage(result.summary().splitlines()[0])
+        return result
+
+    def compare_twin(self, run: Run, chip_path, report=None):
+        """``rramlab twin compare RUN --chip chip_path``: ``run`` replayed on a fitted twin."""
+        from rramlab.app.cmd_twin import compare_twin
+
+        result = compare_twin(run.run_id, chip_path, report=report, store=getattr(self.history, "path", None))
+        self.statusBar().showMessage(result.summary().splitlines()[0])
+        return result
+
+    @guarded
+    def _fit_twin_dialog(self, run: Run):
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Fit a twin: chip file", f"chip-run{run.run_id}.npz",
+                                                        "rramlab chip (*.npz)")
+        if path:
+            self.fit_twin(run, path)
+
+    @guarded
+    def _compare_twin_dialog(self, run: Run):
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Compare with the twin: chip file", "",
+                                                        "rramlab chip (*.npz)")
+        if path:
+            self.compare_twin(run, path)
 
     @guarded
     def _export_npz_dialog(self, run: Run):
