@@ -84,8 +84,26 @@ def cmd_run(args) -> int:
     if not args.bench and args.engine is None and any(s.protocol == "transfer" for s in recipe.steps):
         args.engine = "fast"  # as `rramlab transfer` on the twin
     store = RunStore(args.store)
-    instrument, stopped = open_backend_for_run(args, True, store)
+    claimed = None
+    if args.resume is not None:
+        from rramlab.protocols.recipe import claim_resume
+
+        try:  # before the bench opens: a second resume of a live session, or a finished one, sends nothing
+            claimed = claim_resume(store, args.resume, recipe)
+        except BaseException:
+            store.close()
+            raise
+    try:
+        instrument, stopped = open_backend_for_run(args, True, store)
+    except BaseException:
+        if claimed is not None:  # the session is as it was: a later --resume continues it
+            with RunStore(args.store) as again:
+                again.release_session(claimed)
+        raise
     if instrument is None:
+        if claimed is not None:
+            with RunStore(args.store) as again:
+                again.release_session(claimed)
         return stopped
     state = {"step": None, "records": 0}
     session = {"id": args.resume}

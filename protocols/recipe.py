@@ -57,9 +57,7 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import re
-import socket
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -645,6 +643,26 @@ class RecipeStopped(KeyboardInterrupt):
     """``should_stop`` said stop: the step's run is aborted like on Ctrl-C."""
 
 
+def claim_resume(store, session_id: int, recipe: Recipe):
+    """Claim session ``session_id`` of ``store`` (an open RunStore) for this process to continue
+    ``recipe`` (``RunStore.claim_session``: one SQLite transaction, so two resumes at the same time
+    cannot both continue it); the session's row as it was. RecipeError (one line) for a session
+    that ran another recipe, one already finished, or one another live process holds. A session
+    this process already claimed is returned again (``rramlab run --resume`` claims it before it
+    opens the bench, then ``run_recipe`` claims it again)."""
+    from rramlab.protocols.store import StoreError
+
+    try:
+        info = store.session(session_id)
+        if info.fingerprint != recipe.fingerprint:  # fixed when the session started: no race here
+            raise RecipeError(f"session {session_id} ran another recipe ({info.recipe}, {info.steps} steps) than "
+                              f"{recipe.source} ({len(recipe.steps)} steps, or the same steps with other "
+                              "settings): resume it with the file it started with, or start a new session")
+        return store.claim_session(session_id, recipe.fingerprint)
+    except StoreError as exc:
+        raise RecipeError(str(exc)) from None
+
+
 def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int | None = None, metadata=None,
                should_stop: Callable[[], bool] | None = None, say: Callable[[str], None] | None = None,
                on_record: Callable[[RecipeStep, Any], None] | None = None, save_chip=None,
@@ -675,7 +693,7 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
             done = run_recipe(p, chip, "runs.sqlite")
         print(done.session_id, done.runs)               # step index -> run id
     """
-    from rramlab.protocols.store import _DEFAULT_METADATA, RunMetadata, RunStore, _pid_alive, interrupted_text, \
+    from rramlab.protocols.store import _DEFAULT_METADATA, RunMetadata, RunStore, interrupted_text, \
         record_run, using_session
 
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -686,17 +704,8 @@ def run_recipe(recipe_plan: RecipePlan, instrument, store=None, *, resume: int |
     session_id = None
     try:
         if resume is not None:
-            info = st.session(resume)
-            if info.status == "running" and info.pid not in (None, os.getpid()) \
-                    and info.host == socket.gethostname() and _pid_alive(info.pid):
-                raise RecipeError(f"session {resume} is still running in process {info.pid}: stop it first "
-                                  f"(Ctrl-C there, or kill {info.pid}), then resume it")
-            if info.fingerprint != recipe.fingerprint:
-                raise RecipeError(f"session {resume} ran another recipe ({info.recipe}, {info.steps} steps) than "
-                                  f"{recipe.source} ({len(recipe.steps)} steps, or the same steps with other "
-                                  "settings): resume it with the file it started with, or start a new session")
+            info = claim_resume(st, resume, recipe)  # atomic: a second resume of the session stops here
             done = st.finished_steps(resume)
-            st.reopen_session(resume)
             session_id = resume
             stored = (info.metadata or {}).get("metadata")
             if metadata == RunMetadata() and stored:  # none given again: the session's own

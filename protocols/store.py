@@ -528,6 +528,60 @@ class RunStore:
                               "WHERE id=?", (os.getpid(), socket.gethostname(), int(session_id)))
         return info
 
+    def claim_session(self, session_id: int, fingerprint: str | None = None) -> SessionInfo:
+        """Make session ``session_id`` this process's to continue (``rramlab run --resume``), in one
+        SQLite transaction that reads its row and marks it ``running`` under this process only if no
+        other live process holds it: two resumes at the same time, or a resume while the session
+        still runs, cannot both continue it. Returns the session's row as it was before the claim
+        (for ``release_session``). StoreError (one line) for a session not in the store, one that
+        ran another recipe (``fingerprint``), one already finished, or one another process holds. A
+        session this process already holds is returned as it is."""
+        sid = int(session_id)
+        me, host = os.getpid(), socket.gethostname()
+        conn = self.conn
+        with _store_errors(self.path, f"claim session {sid}"):
+            if conn.in_transaction:
+                conn.commit()
+            conn.isolation_level = None
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # the write lock first: the check and the update are one step
+                try:
+                    info = self.session(sid)
+                    if fingerprint is not None and info.fingerprint != fingerprint:
+                        raise StoreError(f"session {sid} ran another recipe ({info.recipe}, {info.steps} steps): "
+                                         "resume it with the file it started with, or start a new session")
+                    if info.status == "finished":
+                        raise StoreError(f"session {sid} already finished ({info.steps} steps, ended "
+                                         f"{info.ended_at}): nothing to resume; run the recipe without --resume "
+                                         "for a new session")
+                    if info.status == "running" and info.pid is not None and not (info.pid == me and info.host == host):
+                        if info.host != host:
+                            raise StoreError(f"session {sid} is marked running on host {info.host} (process "
+                                             f"{info.pid}): stop it there, then resume it")
+                        if _pid_alive(info.pid):
+                            raise StoreError(f"session {sid} is still running in process {info.pid} (another "
+                                             f"`rramlab run --resume {sid}` or the session itself): stop it first "
+                                             f"(Ctrl-C there, or kill {info.pid}), then resume it")
+                    conn.execute("UPDATE sessions SET status='running', ended_at=NULL, error=NULL, pid=?, host=? "
+                                 "WHERE id=?", (me, host, sid))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            finally:
+                conn.isolation_level = ""
+        return info
+
+    def release_session(self, before: SessionInfo) -> None:
+        """Give back a session ``claim_session`` took (``before``: what it returned) when the resume
+        stopped before its first step (the backend did not open): its row as it was."""
+        with _store_errors(self.path, f"release session {before.session_id}"), self.conn:
+            self.conn.execute("UPDATE sessions SET status=?, ended_at=?, error=?, pid=?, host=? WHERE id=? AND pid=?",
+                              (before.status, before.ended_at, before.error, before.pid, before.host,
+                               int(before.session_id), os.getpid()))
+
     def end_session(self, session_id: int, status: str, error: str | None = None) -> None:
         """Close a session: "finished", "aborted" or "failed"."""
         if status not in STATUSES[1:]:

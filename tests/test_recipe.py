@@ -433,3 +433,45 @@ def test_a_session_still_running_in_another_process_is_not_resumed(tmp_path):
         other.wait()
     with VirtualArray(seed=1, engine="fast") as chip:  # its process gone: the session resumes
         assert rc.run_recipe(planned, chip, store, resume=sid, say=lambda t: None).runs == {0: 1}
+
+
+def test_two_resumes_started_together_continue_the_session_once(tmp_path):
+    """Two ``rramlab run --resume`` at the same moment: the store's claim is one transaction, so one
+    continues the session and the other is refused in one line; no step runs twice."""
+    path, store = write(tmp_path, KILL_RECIPE), tmp_path / "runs.sqlite"
+    planned = rc.plan_recipe(rc.recipe_from_text(KILL_RECIPE, source=str(path)))
+    seen = []
+    with VirtualArray(seed=1, engine="fast") as chip, pytest.raises(KeyboardInterrupt):
+        rc.run_recipe(planned, chip, store, should_stop=lambda: len(seen) >= 1, say=lambda t: None,
+                      on_record=lambda step, r: seen.append(step.protocol))
+    with RunStore(store) as s:
+        assert s.session(1).status == "aborted"
+    argv = [RRAMLAB, "run", str(path), "--store", str(store), "--engine", "fast", "--resume", "1"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes[0] == 0 and codes[1] != 0, outs
+    refused = next(err for p, (_, err) in zip(procs, outs) if p.returncode != 0)
+    assert "still running in process" in refused and "Traceback" not in refused, refused
+    state = _session_state(store)
+    # every step finished exactly once; the step the API stop cut short has its aborted run and one more
+    for index, runs in state.items():
+        assert [s for _, s, _, _ in runs].count("finished") == 1, (index, runs)
+    with RunStore(store) as s:
+        assert s.session(1).status == "finished" and s.finished_steps(1) == {0, 1, 2, 3}
+
+
+def test_resuming_a_finished_session_says_so_and_opens_no_bench(tmp_path, capsys):
+    path, store = write(tmp_path, '[[step]]\nprotocol = "map"\nregion = "0:1,0:1"\n'), tmp_path / "runs.sqlite"
+    assert main(["run", str(path), "--store", str(store), "--engine", "fast"]) == 0
+    capsys.readouterr()
+    log = tmp_path / "visa.log"
+    code = main(["run", str(path), "--store", str(store), "--bench", str(VIRTUAL_BENCH), "--resume", "1",
+                 "--visa-log", str(log)])
+    err = capsys.readouterr().err
+    assert code != 0 and "already finished" in err and "nothing to resume" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not log.exists() or log.read_text().strip() == ""
+    with RunStore(store) as s:
+        assert s.session(1).status == "finished" and len(s.session_runs(1)) == 1
