@@ -43,19 +43,27 @@ def _paused_run_on_virtual_bench(tmp_path, pause_s: float, pause_after: int):
     log = tmp_path / "visa.log"
     marks = []
 
-    def mark(text):
+    def mark(text, then=None):
         def say(seconds):
             if not marks or marks[-1] != text:
                 marks.append(text)
                 VISA_LOGGER.debug(text)  # a line of the VISA log itself, in time order with the traffic
+                if then is not None:
+                    then()
         return say
 
-    control = RunControl(on_paused=mark("=== PAUSED"), on_resumed=mark("=== RESUMED"), poll_s=0.01)
+    # the resume timer starts once the pause has begun (bench safe), not when it was asked for: the
+    # safe-state commands between the two take milliseconds, which a 30.0 s timer started at the
+    # request would take out of the pause (CI saw 29.9997 s)
+    def start_resume_timer():
+        threading.Timer(pause_s, control.resume).start()
+
+    control = RunControl(on_paused=mark("=== PAUSED", start_resume_timer), on_resumed=mark("=== RESUMED"),
+                         poll_s=0.01)
 
     def on_record(record):
         if len(taken) == pause_after:
             control.pause()
-            threading.Timer(pause_s, control.resume).start()
 
     taken = []
     with open_bench(VIRTUAL, visa_log=str(log), seed=5) as station:
