@@ -69,6 +69,11 @@ def draw_map(path: str, snapshot: array_map.MapSnapshot, geometry_shape: tuple[i
     ax.set_xlabel("bitline")
     ax.set_ylabel("wordline")
     ax.set_title(title)
+    broken = array_map.broken_cells(snapshot.wordlines, snapshot.bitlines, snapshot.conductance_s)
+    if broken:  # a red cross on each: a broken cell's bright square alone looks like a well-set one
+        ax.scatter([b for _, b in broken], [w for w, _ in broken], marker="x", s=60, c="red",
+                   label=f"broken (> {array_map.BROKEN_ABOVE_S * 1e6:g} uS)")
+        ax.legend(loc="upper right", fontsize="small")
     fig.colorbar(im, ax=ax, label=f"conductance at {snapshot.read_v:g} V (nS)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -181,6 +186,14 @@ def cmd_map(args) -> int:
     print("  " + ", ".join(f"{name}: {n}" for name, n in counts.items() if n))
     g = sorted(every)
     print(f"  conductance {g[0] * 1e9:.1f} .. {g[-1] * 1e9:.1f} nS, median {g[len(g) // 2] * 1e9:.1f} nS")
+    broken = array_map.broken_cells(snapshot.wordlines, snapshot.bitlines, snapshot.conductance_s)
+    if broken:
+        print(f"  {plural(len(broken), 'broken cell')} (above {array_map.BROKEN_ABOVE_S * 1e6:g} uS, a hard "
+              f"breakdown's path): " + ", ".join(f"{w},{b}" for w, b in broken))
+    from rramlab.app.cmd_stress import keep_summary
+
+    keep_summary(args, run_id, {"cells": len(every), "levels": counts, "min_s": g[0], "max_s": g[-1],
+                                "median_s": g[len(g) // 2], "broken_cells": [list(c) for c in broken]})
     if args.png:
         try:
             draw_map(args.png, snapshot, shape, f"rramlab map ({backend}, run {run_id})")

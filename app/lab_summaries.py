@@ -32,10 +32,12 @@ def iv_lines(s: dict, settings) -> list[str]:
 
 
 def map_summary(records) -> dict:
-    from rramlab.protocols.array_map import MapRead, level_counts
+    from rramlab.protocols.array_map import BROKEN_ABOVE_S, MapRead, level_counts
 
-    g = sorted(r.conductance_s for r in records if isinstance(r, MapRead))
-    return {"cells": len(g), "levels": level_counts(g) if g else {},
+    reads = [r for r in records if isinstance(r, MapRead)]
+    g = sorted(r.conductance_s for r in reads)
+    broken = [[r.wordline, r.bitline] for r in reads if r.conductance_s > BROKEN_ABOVE_S]
+    return {"cells": len(g), "levels": level_counts(g) if g else {}, "broken_cells": broken,
             "min_s": g[0] if g else float("nan"), "max_s": g[-1] if g else float("nan"),
             "median_s": g[len(g) // 2] if g else float("nan")}
 
@@ -44,7 +46,9 @@ def map_lines(s: dict) -> list[str]:
     if not s["cells"]:
         return ["  no cell read"]
     return [f"  {s['cells']} cells: " + ", ".join(f"{name}: {n}" for name, n in s["levels"].items() if n),
-            f"  conductance {s['min_s'] * 1e9:.1f} .. {s['max_s'] * 1e9:.1f} nS, median {s['median_s'] * 1e9:.1f} nS"]
+            f"  conductance {s['min_s'] * 1e9:.1f} .. {s['max_s'] * 1e9:.1f} nS, median {s['median_s'] * 1e9:.1f} nS"] + (
+        [f"  broken cells (wordline,bitline): " + ", ".join(f"{w},{b}" for w, b in s["broken_cells"])]
+        if s.get("broken_cells") else [])
 
 
 def lab_summary(protocol: str, plan, records: Sequence, wall_s: float, backend: str) -> tuple[dict, list[str]]:

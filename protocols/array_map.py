@@ -27,13 +27,16 @@ from rramlab.drivers.interface import CrossbarInstrument, RequestChecker, Reques
 from rramlab.protocols.settings import check_settings, setting
 
 __all__ = ["MapSettings", "MapPlan", "MapRead", "MapSnapshot", "plan", "run", "resume", "Settings", "Plan", "RECORDS",
-           "parse_region", "level_counts", "LEVEL_NAMES", "CSV_HEADER"]
+           "parse_region", "level_counts", "broken_cells", "BROKEN_ABOVE_S", "LEVEL_NAMES", "CSV_HEADER"]
 
 LEVEL_SPACING_S = 10e-9
 #: below this a cell counts as HRS (half a level: the paper's lowest state is 10 nS)
 HRS_BELOW_S = 5e-9
 #: the bins of ``level_counts``, in order
 LEVEL_NAMES = ("HRS",) + tuple(f"{10 * k} nS" for k in range(1, 9)) + ("above 85 nS",)
+#: above this a cell reads as broken down: two decades over the device's highest state (about 100 nS), and
+#: the twin's breakdown path (10 kohm) reads 100 uS; a real chip's broken cells read in the uS..mS range
+BROKEN_ABOVE_S = 1e-6
 #: the columns of ``rramlab map --csv``, one row per MapRead (``MapRead.csv_row``)
 CSV_HEADER = ("wordline", "bitline", "read_v", "current_a", "conductance_s")
 
@@ -181,3 +184,11 @@ def level_counts(conductances_s: Sequence[float]) -> dict[str, int]:
         k = int(math.floor(g / LEVEL_SPACING_S + 0.5))
         counts[LEVEL_NAMES[k] if 1 <= k <= 8 else "above 85 nS"] += 1
     return counts
+
+
+def broken_cells(wordlines: Sequence[int], bitlines: Sequence[int],
+                 conductance_s: Sequence[Sequence[float]]) -> list[tuple[int, int]]:
+    """The (wordline, bitline) of every cell of a map whose conductance (S) is above BROKEN_ABOVE_S,
+    in wordline-then-bitline order: cells a hard breakdown has left with a permanent path."""
+    return [(w, b) for i, w in enumerate(wordlines) for j, b in enumerate(bitlines)
+            if math.isfinite(conductance_s[i][j]) and conductance_s[i][j] > BROKEN_ABOVE_S]

@@ -127,3 +127,29 @@ def test_a_broken_cell_neither_wears_nor_drifts():
         chip.advance_time(3e8)
     assert aged.read_cell(3, 7, 1.0) == pytest.approx(plain.read_cell(3, 7, 1.0), rel=1e-12)
     assert aged.read_cell(3, 8, 1.0) < 0.9 * plain.read_cell(3, 8, 1.0)  # its intact neighbour drifted
+
+
+def test_broken_cells_are_those_above_1_us_in_wordline_order():
+    g = [[2e-9, 1.2e-6], [80e-9, float("nan")], [1e-4, 0.9e-6]]
+    assert array_map.broken_cells([4, 5, 6], [10, 11], g) == [(4, 11), (6, 10)]
+    assert array_map.broken_cells([0], [0], [[array_map.BROKEN_ABOVE_S]]) == []  # at the threshold: intact
+
+
+def test_rramlab_map_names_a_broken_cell_in_its_summary_its_store_and_its_png(tmp_path, capsys):
+    from rramlab.app.cli import main
+    from rramlab.protocols.store import RunStore
+
+    chip = VirtualArray(seed=0, engine="fast")
+    _around_the_seam(chip, 3, 7, 4.7)
+    path = chip.save_chip(tmp_path / "broken.npz")
+    png, store = tmp_path / "map.png", tmp_path / "runs.sqlite"
+    assert main(["map", "--chip", str(path), "--region", "2:5,6:9", "--png", str(png), "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "1 broken cell (above 1 uS, a hard breakdown's path): 3,7" in out
+    assert png.stat().st_size > 10_000
+    with RunStore(store) as runs:
+        info = runs.runs()[-1]
+        assert info.summary["broken_cells"] == [[3, 7]]
+    # an intact chip says nothing of broken cells
+    assert main(["map", "--region", "2:5,6:9", "--seed", "0", "--store", str(store)]) == 0
+    assert "broken" not in capsys.readouterr().out

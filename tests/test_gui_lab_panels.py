@@ -95,6 +95,21 @@ def test_map_of_a_region_fills_a_log_heat_map_over_the_arrays_lines(qtbot, windo
     assert window.map.conductance[4, 5] == pytest.approx(reads[-1].conductance_s)
 
 
+def test_the_map_panel_crosses_a_broken_cell_out_in_red_and_names_it(qtbot, window):
+    from rramlab.protocols.array_map import MapRead
+
+    plots = window.plots["Map"]
+    plots.clear()
+    plots.add_records([MapRead(3, 7, 1.0, 1e-4, 1e-4), MapRead(3, 8, 1.0, 2e-9, 2e-9),
+                       MapRead(4, 7, 1.0, 4e-8, 4e-8)])
+    plots.redraw()
+    x, y = plots.broken.getData()
+    assert list(x) == [7.0] and list(y) == [3.0]  # bitline on x, wordline on y, like the heat map
+    assert "broken (above 1 uS, red cross): 3,7" in plots.counts.text()
+    plots.clear()
+    assert len(plots.broken.getData()[0]) == 0 and "broken" not in plots.counts.text()
+
+
 def test_endurance_draws_the_window_against_log_cycles(qtbot, window):
     from rramlab.protocols.endurance import read_cycles
 

@@ -350,6 +350,10 @@ class ArrayMapPlots(PlotSet):
         self.bar = pg.ColorBarItem(values=(0, 2), colorMap=pg.colormap.get("viridis"), label="log10 G (nS)",
                                    interactive=False)
         self.bar.setImageItem(self.image, insert_in=self.view.getPlotItem())
+        # broken cells get a red cross: on the log scale a breakdown path's bright square alone looks
+        # like a well-set cell at the top of the colour bar
+        self.broken = pg.ScatterPlotItem(symbol="x", size=12, pen=pg.mkPen("r", width=2), brush=pg.mkBrush("r"))
+        self.view.addItem(self.broken)
         self.counts = QtWidgets.QLabel()
         self.counts.setObjectName("map_counts")
         self.counts.setWordWrap(True)
@@ -386,7 +390,7 @@ class ArrayMapPlots(PlotSet):
         if not self._dirty:
             return
         self._dirty = False
-        from rramlab.protocols.array_map import level_counts
+        from rramlab.protocols.array_map import BROKEN_ABOVE_S, level_counts
 
         with np.errstate(divide="ignore", invalid="ignore"):
             shown = np.log10(np.where(self.g > 0, self.g * NS, np.nan))  # 0 S or below: blank, no log
@@ -397,9 +401,16 @@ class ArrayMapPlots(PlotSet):
             lo, hi = float(np.floor(finite.min() * 2) / 2), float(np.ceil(finite.max() * 2) / 2)
             self.bar.setLevels((lo, max(hi, lo + 0.5)))
             counts = level_counts(self.g[np.isfinite(self.g)].ravel().tolist())
-            self.counts.setText(f"{finite.size} cells read: " + ", ".join(f"{name} {n}" for name, n in counts.items()
-                                                                          if n))
+            text = f"{finite.size} cells read: " + ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+            with np.errstate(invalid="ignore"):
+                broken = np.argwhere(self.g > BROKEN_ABOVE_S)
+            self.broken.setData(x=broken[:, 1].astype(float), y=broken[:, 0].astype(float))
+            if len(broken):
+                text += (f"; broken (above {BROKEN_ABOVE_S * 1e6:g} uS, red cross): "
+                         + ", ".join(f"{w},{b}" for w, b in broken.tolist()))
+            self.counts.setText(text)
         else:
+            self.broken.setData(x=[], y=[])
             self.counts.setText("no cell read yet")
 
     def plot_items(self):
