@@ -252,9 +252,12 @@ def load_recipe(path) -> Recipe:
     current folder."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"cannot read the recipe {p}: {exc.strerror or exc}: check the path") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"the recipe {p} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}): "
+                          "give a TOML recipe file, e.g. examples/day.toml") from None
     return recipe_from_text(text, source=str(p), base=p.parent)
 
 
@@ -297,18 +300,30 @@ def recipe_from_text(text: str, source: str = "recipe", base: Path | str | None 
     return Recipe(tuple(steps), source, text, top.name, top.notes)
 
 
+#: the longest wait step (s): 31 days. A longer one is a typo (a unit off) or a run better split in two:
+#: stop the recipe after its steps and ``--resume`` the session when the time has come
+MAX_WAIT_S = 31 * 86400.0
+
+
 def _wait_seconds(value, fail) -> float:
     from rramlab.protocols.retention import parse_duration
 
+    if isinstance(value, bool):
+        raise fail(f"wait = {value!r}: give seconds (wait = 600) or a number and a unit (\"10min\", \"2h\")", "wait")
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or value < 0:
             raise fail(f"wait = {value!r} s: a wait is a time >= 0, e.g. wait = 600 or wait = \"10min\"", "wait")
-        return float(value)
-    try:
-        return parse_duration(value)
-    except RequestError:
-        raise fail(f"wait = {value!r}: give seconds (wait = 600) or a number and a unit (\"10min\", \"2h\")",
-                   "wait") from None
+        seconds = float(value)
+    else:
+        try:
+            seconds = parse_duration(value)
+        except RequestError:
+            raise fail(f"wait = {value!r}: give seconds (wait = 600) or a number and a unit (\"10min\", \"2h\")",
+                       "wait") from None
+    if seconds > MAX_WAIT_S:
+        raise fail(f"wait = {value!r} is {seconds / 86400:.4g} days, more than a wait step's 31: check its unit, "
+                   "or end the recipe there and --resume the session later", "wait")
+    return seconds
 
 
 def _expand(model: _StepModel, number: int, line: int, base: Path, fail, start: int) -> list[RecipeStep]:

@@ -71,6 +71,8 @@ BAD_STEPS = [
     ("unknown-protocol", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "ispvaa"\n', 6,
      "unknown protocol"),
     ("negative-wait", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nwait = -1\n', 6, "wait = -1"),
+    ("twenty-year-wait", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nname = "soak"\nwait = "20y"\n', 7,
+     "more than a wait step's 31"),
     ("missing-weights", '[[step]]\nprotocol = "map"\nregion = "0:1,0:2"\n\n[[step]]\nprotocol = "transfer"\n'
                         'weights = "nope.npz"\nscheme = "half-bias"\n', 7, "does not exist"),
     ("unknown-setting", '[[step]]\nprotocol = "ispp"\ncell = [0, 0]\nset_stop = 3.0\n', 4, "unknown key set_stop"),
@@ -475,3 +477,20 @@ def test_resuming_a_finished_session_says_so_and_opens_no_bench(tmp_path, capsys
     assert not log.exists() or log.read_text().strip() == ""
     with RunStore(store) as s:
         assert s.session(1).status == "finished" and len(s.session_runs(1)) == 1
+
+
+def test_a_recipe_that_is_not_text_is_refused_naming_the_file(tmp_path, capsys):
+    path = tmp_path / "day.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+    store = tmp_path / "runs.sqlite"
+    assert main(["run", str(path), "--store", str(store)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"the recipe {path} is not UTF-8 text (byte 0 is 0x89)" in err
+    assert not store.exists()
+
+
+def test_a_wait_of_31_days_is_the_longest_a_step_takes():
+    assert rc.recipe_from_text('[[step]]\nwait = "31d"\n').steps[0].wait_s == 31 * 86400
+    with pytest.raises(rc.RecipeError, match="31.01 days"):
+        rc.recipe_from_text(f'[[step]]\nwait = {31 * 86400 + 1000}\n')
