@@ -59,6 +59,41 @@ def field_units(name: str) -> str:
     return "1"
 
 
+def _export_command(run_id: int) -> list[str]:
+    return ["rramlab", "runs", "export", str(run_id)]
+
+
+#: ``export_run``'s formats by the file's suffix
+EXPORT_SUFFIXES = {".nc": "netcdf", ".csv": "csv", ".npz": "npz"}
+
+
+def export_run(store, run_id: int, path, format: str | None = None) -> Path:
+    """Write stored run ``run_id`` to ``path`` as ``rramlab runs export`` and the window do: the same
+    writers, so the files are equal. ``store``: a RunStore or the path of a store file. ``format``:
+    "netcdf", "csv" or "npz"; by default from the suffix (.nc, .csv, .npz). Returns ``path``.
+    StoreError if the run is not in the store; OutputError (one line, the fix) if the file cannot be
+    written or the format is unknown.
+
+    Example::
+
+        from rramlab import export_run, open_run
+        export_run("runs.sqlite", 42, "run42.nc")
+        ds = open_run("run42.nc")          # an xarray Dataset: ds.attrs["chip_id"], ds["IspvaPulse.conductance_s"]
+    """
+    path = Path(path)
+    kind = format or EXPORT_SUFFIXES.get(path.suffix.lower())
+    writers = {"netcdf": write_netcdf, "csv": write_csv, "npz": write_npz}
+    if kind not in writers:
+        raise OutputError(f"cannot tell the export format of {path} (format={format!r}): give format= one of "
+                          f"netcdf, csv, npz, or a file ending in {', '.join(EXPORT_SUFFIXES)}")
+    if isinstance(store, RunStore):
+        writers[kind](store, run_id, path)
+    else:
+        with RunStore(store) as opened:
+            writers[kind](opened, run_id, path)
+    return path
+
+
 def run_provenance(info, command) -> dict:
     """The provenance of a stored run (arguments of ``provenance_lines``/``provenance_dict``): the
     version, start, backend and settings it was taken with; ``command`` is the export's."""
@@ -69,10 +104,11 @@ def run_provenance(info, command) -> dict:
                       "exported_by": f"rramlab {__version__}", **info.metadata.as_dict()}}
 
 
-def write_csv(store: RunStore, run_id: int, path, command) -> int:
+def write_csv(store: RunStore, run_id: int, path, command=None) -> int:
     """Run ``run_id`` as a CSV at ``path``: its ``#`` provenance lines, then seq, type and every field,
     one row per record (``pandas.read_csv(path, comment='#')``). Returns the number of rows."""
     info = store.run(run_id)
+    command = command or _export_command(run_id)
     header, rows = records_table(store.records(run_id))
     out = RecordFile(path, "--csv")
     try:
@@ -84,10 +120,11 @@ def write_csv(store: RunStore, run_id: int, path, command) -> int:
     return len(rows)
 
 
-def write_npz(store: RunStore, run_id: int, path, command) -> int:
+def write_npz(store: RunStore, run_id: int, path, command=None) -> int:
     """Run ``run_id`` as an NPZ at ``path``: ``export_arrays`` and ``provenance`` (JSON text).
     Returns the number of record arrays."""
     info = store.run(run_id)
+    command = command or _export_command(run_id)
     arrays = export_arrays(store.records(run_id))
     arrays["provenance"] = np.array(json.dumps(provenance_dict(**run_provenance(info, command)), default=str))
     try:
@@ -123,7 +160,7 @@ def run_dataset(store: RunStore, run_id: int, command=None):
 
     info = store.run(run_id)
     records = store.records(run_id)
-    command = command or ["rramlab", "runs", "export", str(run_id)]
+    command = command or _export_command(run_id)
     attrs = {"format": FORMAT, "run_id": info.run_id, "protocol": info.protocol, "status": info.status,
              "started_at": info.started_at, "ended_at": info.ended_at or "", "backend": info.backend,
              "software_version": info.software_version, "error": info.error or ""}

@@ -99,6 +99,10 @@ _EXPORTS = {
     # records to tables
     "record_dicts": "rramlab.protocols.records",
     "records_frame": "rramlab.protocols.records",
+    # a stored run as a file (the exporter of rramlab runs export and the window)
+    "export_run": "rramlab.app.export",
+    "open_run": "rramlab.app.export",
+    "dataset_records": "rramlab.app.export",
     # weight files
     "load_weights": "rramlab.protocols.weights",
     "save_weights": "rramlab.protocols.weights",

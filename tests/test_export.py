@@ -148,3 +148,30 @@ def test_asking_for_hdf5_names_the_netcdf_flag_before_writing_anything(tmp_path,
     assert main(["runs", "export", str(run), "--hdf5", str(tmp_path / "r.h5"), "--store", str(path)]) == 1
     assert f"give --netcdf {tmp_path / 'r.h5'}" in capsys.readouterr().err
     assert not (tmp_path / "r.h5").exists()
+
+
+def test_the_api_exports_a_run_as_the_command_line_does(tmp_path, capsys):
+    import rramlab
+    from rramlab.app.outputs import OutputError
+
+    path = tmp_path / "r.sqlite"
+    run = _store(path)
+    for suffix, flag in [(".nc", "--netcdf"), (".csv", "--csv"), (".npz", "--npz")]:
+        api, cli = tmp_path / f"api{suffix}", tmp_path / f"cli{suffix}"
+        assert rramlab.export_run(path, run, api) == api
+        assert main(["runs", "export", str(run), flag, str(cli), "--store", str(path)]) == 0
+        if suffix == ".nc":
+            assert rramlab.dataset_records(rramlab.open_run(api)) == rramlab.dataset_records(rramlab.open_run(cli))
+        elif suffix == ".csv":  # the same rows; the provenance's command is each one's own
+            rows = [[line for line in p.read_text().splitlines() if not line.startswith("#")] for p in (api, cli)]
+            assert rows[0] == rows[1] and len(rows[0]) == 4 * 2 * 2 + 3 + 1
+        else:
+            with np.load(api) as a, np.load(cli) as c:
+                assert set(a.files) == set(c.files)
+                for key in a.files:
+                    if key != "provenance":
+                        np.testing.assert_array_equal(a[key], c[key])
+    with RunStore(path) as opened:  # an open store is taken as it is
+        rramlab.export_run(opened, run, tmp_path / "again.data", format="netcdf")
+    with pytest.raises(OutputError, match="give format= one of netcdf, csv, npz"):
+        rramlab.export_run(path, run, tmp_path / "run.h5")
