@@ -4,9 +4,21 @@ importable code); the fixtures that build them are here."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from drivers_fixtures import Recorder, sim_bench_data, sim_station
+
+
+def pytest_configure(config):
+    """The stop tests send Ctrl-C and SIGHUP and expect a run to stop. A suite started in the
+    background or under nohup inherits both as ignored, and so would every child it starts (an
+    ignored signal stays ignored across exec), which rramlab rightly honours: restore the defaults
+    so those tests see what a terminal user's run sees."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)
